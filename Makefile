@@ -1,0 +1,110 @@
+# tracktls build. `make` builds bin/terminator and bin/issuer; `make asan` the same under ASan+UBSan in build/asan.
+# Sources are found by wildcard: a new module is a new .c file, no Makefile edit needed.
+
+CC      ?= cc
+CSTD    := -std=gnu11
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+OPT     ?= -O2 -g
+MODE    ?= release
+
+# wolfSSL with assembly, built once into a cache outside the tree (scripts/build-wolfssl.sh).
+WOLFSSL_PREFIX := $(shell scripts/build-wolfssl.sh 2>/dev/null || echo system)
+ifeq ($(WOLFSSL_PREFIX),system)
+  WOLFSSL_CFLAGS := -DTRACKTLS_WOLFSSL_SYSTEM
+  WOLFSSL_LIBS   := -lwolfssl
+else
+  WOLFSSL_CFLAGS := -I$(WOLFSSL_PREFIX)/include
+  WOLFSSL_LIBS   := $(WOLFSSL_PREFIX)/lib/libwolfssl.a
+endif
+
+PG_CFLAGS := -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -D_GNU_SOURCE -MMD -MP -Icommon $(PG_CFLAGS) $(WOLFSSL_CFLAGS) -include wolfssl/options.h $(EXTRA_CFLAGS)
+LIBS      = $(WOLFSSL_LIBS) -luring -lpq -lsodium -ljansson -lcurl -lidn2 -lpthread -lm
+
+ifeq ($(MODE),asan)
+  BUILD   := build/asan
+  OPT     := -O1 -g -fno-omit-frame-pointer
+  EXTRA_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else
+  BUILD   := build/release
+endif
+BIN := $(if $(filter asan,$(MODE)),$(BUILD)/bin,bin)
+
+COMMON_SRC := $(wildcard common/*.c)
+TERM_SRC   := $(wildcard terminator/*.c)
+ISSUER_SRC := $(wildcard issuer/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/schema/migrations.o
+TERM_OBJ   := $(TERM_SRC:%.c=$(BUILD)/%.o)
+ISSUER_OBJ := $(ISSUER_SRC:%.c=$(BUILD)/%.o)
+TERM_LIB   := $(filter-out $(BUILD)/terminator/main.o,$(TERM_OBJ))
+ISSUER_LIB := $(filter-out $(BUILD)/issuer/main.o,$(ISSUER_OBJ))
+
+UNIT_COMMON := $(patsubst tests/unit/common/%.c,$(BUILD)/tests/common/%,$(wildcard tests/unit/common/test_*.c))
+UNIT_TERM   := $(patsubst tests/unit/terminator/%.c,$(BUILD)/tests/terminator/%,$(wildcard tests/unit/terminator/test_*.c))
+UNIT_ISSUER := $(patsubst tests/unit/issuer/%.c,$(BUILD)/tests/issuer/%,$(wildcard tests/unit/issuer/test_*.c))
+UNIT_BINS   := $(UNIT_COMMON) $(UNIT_TERM) $(UNIT_ISSUER)
+
+.PHONY: all asan clean deps test demo demo-stop bench bench-full fuzz lint units
+all: $(BIN)/terminator $(BIN)/issuer
+
+asan:
+	@$(MAKE) --no-print-directory MODE=asan all units
+
+units: $(UNIT_BINS)
+
+$(BIN)/terminator: $(TERM_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BIN)/issuer: $(ISSUER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+# Migrations are compiled into the binaries so `issuer db migrate` needs no files beside it.
+$(BUILD)/schema/migrations.c: $(sort $(wildcard schema/[0-9]*.sql)) scripts/embed-migrations.sh
+	@mkdir -p $(@D)
+	scripts/embed-migrations.sh $(sort $(wildcard schema/[0-9]*.sql)) > $@
+
+$(BUILD)/schema/migrations.o: $(BUILD)/schema/migrations.c
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/tests/common/%: tests/unit/common/%.c $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/terminator/%: tests/unit/terminator/%.c $(TERM_LIB) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Iterminator -Itests/unit $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/issuer/%: tests/unit/issuer/%.c $(ISSUER_LIB) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Iissuer -Itests/unit $(LDFLAGS) -o $@ $^ $(LIBS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+deps:
+	scripts/deps.sh
+
+# The suite runs against the sanitizer build; TEST_MODE=release runs it against bin/.
+TEST_MODE ?= asan
+test:
+	@scripts/deps.sh --if-missing
+	@$(MAKE) --no-print-directory -j2 all
+	@$(MAKE) --no-print-directory -j2 MODE=$(TEST_MODE) all units
+	@tests/run.sh --mode $(TEST_MODE) $(TESTS)
+
+-include bench/bench.mk
+-include tests/fuzz/fuzz.mk
+-include demo/demo.mk
+
+lint:
+	clang-format --dry-run --Werror common/*.[ch] terminator/*.[ch] issuer/*.[ch]
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance --inline-suppr -Icommon common terminator issuer
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,118 @@
+/* common: what the terminator and the issuer share: errors, logfmt logging, configuration,
+ * domain names, the master key ring and key envelope, and PostgreSQL access with migrations. */
+#ifndef TRACKTLS_COMMON_H
+#define TRACKTLS_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#define TT_VERSION "0.1.0"
+
+/* ---- err.c: errors are values. A failing function fills a tt_err and returns -1. ---- */
+struct tt_err {
+	char msg[512];
+};
+int tt_fail(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- log.c: one logfmt line per event, to stderr. ----
+ * tt_log(TT_INFO, "cert_loaded", "name=%s bytes=%zu", name, n) prints
+ * ts=... level=info event=cert_loaded name=... bytes=...  Values with spaces must go through
+ * tt_log_quote. */
+enum tt_level { TT_DEBUG, TT_INFO, TT_WARN, TT_ERROR };
+void tt_log_set_level(enum tt_level level);
+int tt_log_parse_level(const char *s, enum tt_level *out);
+void tt_log(enum tt_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Writes s as a logfmt value (quoted and escaped when needed) into buf; returns buf. */
+const char *tt_log_quote(char *buf, size_t size, const char *s);
+
+/* ---- config.c: flags, environment and an optional `key = value` file share one key space. ----
+ * Precedence: command-line flag > environment variable > config file > built-in default. */
+struct tt_config_entry {
+	const char *key;   /* flag name without dashes, also the config file key: "master-key-file" */
+	const char *env;   /* environment variable or NULL: "TRACKTLS_MASTER_KEY_FILE" */
+	const char *value; /* after tt_config_resolve: the winning value or the default (may be NULL) */
+	char *owned;       /* storage owned by the config (file values); freed by tt_config_free */
+};
+int tt_config_load_file(struct tt_config_entry *entries, size_t n, const char *path, struct tt_err *err);
+/* Fills every entry not yet set (value == NULL) from its environment variable. */
+void tt_config_apply_env(struct tt_config_entry *entries, size_t n);
+struct tt_config_entry *tt_config_find(struct tt_config_entry *entries, size_t n, const char *key);
+void tt_config_free(struct tt_config_entry *entries, size_t n);
+/* Parses "ADDR:PORT", ":PORT", "[v6]:PORT" into host (may become "" for any) and port. */
+int tt_parse_hostport(const char *s, char *host, size_t hostsize, uint16_t *port, struct tt_err *err);
+/* Parses "30", "30s", "500ms", "5m", "2h", "1d" into milliseconds. */
+int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
+
+/* ---- name.c: tracking domain names. ----
+ * tt_name_normalize: lowercase, strip one trailing dot, then validate as an LDH host name in
+ * A-label form (no wildcard, no IP literal, labels 1-63, total <= 253). Writes into out. */
+#define TT_NAME_MAX 254
+int tt_name_normalize(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
+/* Hash used for cache sharding and anything else keyed by name. */
+uint64_t tt_name_hash(const char *name, size_t len);
+
+/* ---- keyring.c: the master key ring and the AES-256-GCM key envelope (libsodium). ----
+ * File format: one key per line, "ID HEX" with a 64-hex-digit key; '#' starts a comment.
+ * The key with the highest id seals; every key opens. The file must be mode 0600 or stricter. */
+#define TT_MASTER_KEY_BYTES 32
+struct tt_keyring;
+int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *err);
+void tt_keyring_free(struct tt_keyring *kr);
+uint32_t tt_keyring_newest_id(const struct tt_keyring *kr);
+/* Creates the file (0600) with key id 1, or appends a key with id newest+1; reports the new id. */
+int tt_keyring_generate(const char *path, uint32_t *new_id, struct tt_err *err);
+
+/* Envelope: version(1) | key id (4, big endian) | nonce (12) | ciphertext | tag (16).
+ * The associated data binds the blob to its row: see tt_envelope_aad_cert. */
+#define TT_ENVELOPE_OVERHEAD (1 + 4 + 12 + 16)
+int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen, const void *plain,
+		     size_t plainlen, uint8_t **out, size_t *outlen, struct tt_err *err);
+/* On success *out is sodium_malloc'd (locked, guarded); release with tt_secret_free. */
+int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob,
+		     size_t bloblen, uint8_t **out, size_t *outlen, struct tt_err *err);
+/* The key id a blob was sealed under, or -1 if it is not an envelope. */
+int64_t tt_envelope_key_id(const uint8_t *blob, size_t bloblen);
+void tt_secret_free(void *p, size_t len);
+/* AAD strings, so both binaries agree on what a blob is bound to. */
+size_t tt_envelope_aad_cert(char *buf, size_t size, const char *domain, int64_t cert_id);
+size_t tt_envelope_aad_account(char *buf, size_t size, const char *directory_url);
+size_t tt_envelope_aad_ticket(char *buf, size_t size, int64_t ticket_key_id);
+
+/* ---- db.c: PostgreSQL. ---- */
+/* Connects (blocking) with a libpq connection string; NULL or "" means libpq's PG* defaults. */
+int tt_db_connect(const char *conninfo, PGconn **out, struct tt_err *err);
+/* Runs a command or query with text parameters; on success *res holds the result (caller PQclear). */
+int tt_db_exec(PGconn *conn, PGresult **res, struct tt_err *err, const char *sql, int nparams,
+	       const char *const *params);
+/* Same, for statements whose result is not needed. */
+int tt_db_run(PGconn *conn, struct tt_err *err, const char *sql, int nparams, const char *const *params);
+/* Decodes a bytea column returned in text format (\x...) into a malloc'd buffer. */
+int tt_db_bytea(const PGresult *res, int row, int col, uint8_t **out, size_t *outlen, struct tt_err *err);
+/* Encodes bytes as a bytea text literal "\x..." (malloc'd) for a text parameter. */
+char *tt_db_bytea_param(const uint8_t *data, size_t len);
+
+/* Channels the schema's triggers notify on; the payload is the domain name. */
+#define TT_CHANNEL_CERT "tracktls_cert"
+#define TT_CHANNEL_CHALLENGE "tracktls_challenge"
+#define TT_CHANNEL_TICKET "tracktls_ticket_keys"
+
+/* ---- db_migrate.c: versioned schema migrations, compiled in from schema/NNN_name.sql. ---- */
+struct migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+extern const struct migration tt_migrations[];
+extern const int tt_migrations_count;
+/* Applies the missing migrations, each in its own transaction, under an advisory lock.
+ * Refuses a database whose schema is newer than this binary. *applied counts what ran. */
+int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err);
+/* The database's schema version (0 if none) and whether this binary can work with it. */
+int tt_db_check_schema(PGconn *conn, int *version, struct tt_err *err);
+int tt_schema_version_latest(void);
+
+#endif
