@@ -1,0 +1,182 @@
+/* terminator: the whole map. One thread per core, each with its own io_uring, listeners and
+ * database connection; the certificate cache is the only thing the threads share.
+ *
+ *   main.c      flags, configuration, threads, signals
+ *   loop.c      one core's event loop: owns its ring, listeners, connections, certdb
+ *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
+ *               poll, timeouts
+ *   conn.c      per-connection state machine: ClientHello -> SNI -> certificate -> handshake ->
+ *               request head -> backend -> response, and the plain port-80 path
+ *   tls.c       wolfSSL sessions over the ring's buffers (custom I/O callbacks)
+ *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
+ *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
+ *   certdb.c    per-thread non-blocking PostgreSQL: certificate and challenge lookups,
+ *               LISTEN/NOTIFY for renewals
+ *   http.c      HTTP/1.1 request/response head parsing, body framing, header rewriting
+ *   proxy_v2.c  PROXY protocol v2 header writer
+ *   metrics.c   counters and the /metrics endpoint
+ *
+ * Each section below belongs to the module named in it. */
+#ifndef TRACKTLS_TERMINATOR_H
+#define TRACKTLS_TERMINATOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <wolfssl/ssl.h>
+
+#include "common.h"
+
+/* ---- certctx.c ---- */
+/* A WOLFSSL_CTX holding chain_pem (leaf first) and the clear private key (DER or PEM), set up with
+ * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, X25519 and P-256, ALPN http/1.1,
+ * no renegotiation. */
+int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len,
+		WOLFSSL_CTX **out, struct tt_err *err);
+
+/* ---- sni_cache.c ----
+ * Shared by every thread, sharded by tt_name_hash; a shard lock is held only for the table
+ * operation, never across I/O or a handshake. Entries are reference counted: a handshake holds
+ * its entry, so eviction or replacement never pulls a context from under a live session. */
+struct sni_cache;
+struct cert_entry;
+struct sni_cache_limits {
+	size_t max_entries;
+	size_t max_bytes;
+	int64_t negative_ttl_ms;
+};
+int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out, struct tt_err *err);
+void sni_cache_free(struct sni_cache *cache);
+enum sni_result { SNI_HIT, SNI_NEGATIVE, SNI_MISS };
+/* On SNI_HIT *out holds a reference; release it with cert_entry_release. */
+enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, struct cert_entry **out);
+/* Inserts or replaces the entry for name (taking ownership of ctx); *out gets a reference. */
+int sni_cache_insert(struct sni_cache *cache, const char *name, int64_t cert_id, WOLFSSL_CTX *ctx,
+		     size_t bytes, struct cert_entry **out, struct tt_err *err);
+void sni_cache_insert_negative(struct sni_cache *cache, const char *name);
+/* The name changed in the database: drop what the cache holds for it (positive or negative). */
+void sni_cache_invalidate(struct sni_cache *cache, const char *name);
+WOLFSSL_CTX *cert_entry_ctx(const struct cert_entry *entry);
+int64_t cert_entry_cert_id(const struct cert_entry *entry);
+void cert_entry_release(struct cert_entry *entry);
+struct sni_cache_stats {
+	uint64_t hits, misses, negative_hits, evictions, entries, bytes;
+};
+void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
+
+/* ---- certdb.c ----
+ * One per thread. Queries run on a non-blocking libpq connection whose socket the loop watches
+ * through the ring; results arrive by callback. A miss for a name already being loaded on this
+ * thread joins that query. */
+struct certdb;
+struct certdb_config {
+	const char *conninfo;
+	const struct tt_keyring *keyring;
+	struct sni_cache *cache;
+	int64_t query_timeout_ms;
+};
+int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
+void certdb_free(struct certdb *db);
+/* status: 0 found (entry holds a reference), 1 unknown name (negative-cached), -1 error. */
+typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
+int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
+/* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error. */
+typedef void (*certdb_challenge_cb)(void *arg, int status, const char *key_auth);
+int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg);
+/* Withdraws interest in a pending request (the connection went away); its callback never runs. */
+void certdb_cancel(struct certdb *db, void *arg);
+/* The socket to watch (-1 while disconnected), and what to watch it for. */
+int certdb_fd(const struct certdb *db);
+bool certdb_wants_write(const struct certdb *db);
+/* Drives the connection after the socket became ready or a timer fired: reads results, runs
+ * callbacks, handles NOTIFY, reconnects with backoff. now_ms is CLOCK_MONOTONIC. */
+void certdb_process(struct certdb *db, int64_t now_ms);
+/* When certdb_process next needs to run even without socket activity (-1: no deadline). */
+int64_t certdb_next_deadline_ms(const struct certdb *db);
+struct certdb_stats {
+	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
+	uint64_t query_us_total;
+};
+void certdb_stats(const struct certdb *db, struct certdb_stats *out);
+
+/* ---- http.c ---- */
+#define HTTP_MAX_HEADERS 64
+struct http_header {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+};
+enum http_parse {
+	HTTP_INCOMPLETE = 0, /* need more bytes */
+	HTTP_OK = 1,
+	HTTP_BAD = -1,       /* malformed or a smuggling shape: answer 400 */
+	HTTP_TOO_LARGE = -2, /* head over the limit or too many headers: answer 431 */
+};
+struct http_request {
+	const char *method;
+	size_t method_len;
+	const char *target;
+	size_t target_len;
+	int minor_version; /* HTTP/1.x */
+	const char *host;  /* NULL if absent */
+	size_t host_len;
+	int64_t content_length; /* -1 when absent */
+	bool chunked;
+	bool keep_alive;
+	size_t head_len; /* bytes up to and including the blank line */
+	struct http_header headers[HTTP_MAX_HEADERS];
+	size_t nheaders;
+};
+enum http_parse http_parse_request(const char *buf, size_t len, size_t max_head, struct http_request *req);
+struct http_response {
+	int status;
+	int minor_version;
+	int64_t content_length; /* -1 when absent */
+	bool chunked;
+	bool keep_alive;
+	bool no_body; /* 1xx, 204, 304, or a response to HEAD */
+	size_t head_len;
+};
+enum http_parse http_parse_response(const char *buf, size_t len, size_t max_head, bool head_request,
+				    struct http_response *resp);
+/* What the terminator adds: client-supplied X-Forwarded-* and Forwarded are dropped, never trusted. */
+struct http_forward {
+	const char *client_ip;
+	const char *proto; /* "https" or "http" */
+	const char *host;  /* SNI or Host */
+};
+/* Writes the request head for the backend into out; returns its length, or -1 if out is too small. */
+ssize_t http_rewrite_request(const struct http_request *req, const struct http_forward *fwd, char *out,
+			     size_t outsize);
+/* Tracks where a message body ends (Content-Length or chunked). */
+struct http_body {
+	int mode; /* internal */
+	uint64_t remaining;
+	int state;
+};
+void http_body_init(struct http_body *body, int64_t content_length, bool chunked, bool until_close);
+/* Consumes up to len bytes of body; returns how many belong to this message (the rest is the next
+ * message), -1 on a malformed chunked encoding. *done turns true at the end of the body. */
+ssize_t http_body_consume(struct http_body *body, const char *buf, size_t len, bool *done);
+/* A complete short response (400, 404, 431, 502, 503, 504, or 200 with body) into out. */
+ssize_t http_write_simple(int status, const char *body, bool keep_alive, char *out, size_t outsize);
+
+/* ---- proxy_v2.c ---- */
+struct proxy_v2_tls {
+	const char *sni;
+	const char *alpn;
+	const char *version; /* "TLSv1.3" */
+	const char *cipher;
+};
+/* Writes a PROXY v2 header (PROXY command, TCP over IPv4/IPv6) with TLVs for the authority, ALPN
+ * and, when tls is set, the SSL TLV; returns its length or -1 if out is too small. */
+ssize_t proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, const struct proxy_v2_tls *tls,
+			uint8_t *out, size_t outsize);
+
+/* ---- ring.c, loop.c, conn.c, tls.c, metrics.c, main.c: declared below by their owner ---- */
+
+#endif
