@@ -1,0 +1,89 @@
+/* db: blocking PostgreSQL helpers for the issuer and for start-up work; the terminator's hot path
+ * uses its own non-blocking connection (terminator/certdb.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common.h"
+
+static void trim_newline(char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+}
+
+int tt_db_connect(const char *conninfo, PGconn **out, struct tt_err *err)
+{
+	PGconn *conn = PQconnectdb(conninfo ? conninfo : "");
+	if (!conn)
+		return tt_fail(err, "out of memory connecting to PostgreSQL");
+	if (PQstatus(conn) != CONNECTION_OK) {
+		tt_fail(err, "cannot connect to PostgreSQL: %s", PQerrorMessage(conn));
+		if (err)
+			trim_newline(err->msg);
+		PQfinish(conn);
+		return -1;
+	}
+	*out = conn;
+	return 0;
+}
+
+int tt_db_exec(PGconn *conn, PGresult **res, struct tt_err *err, const char *sql, int nparams,
+	       const char *const *params)
+{
+	PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+		tt_fail(err, "database: %s", m && *m ? m : "no connection");
+		if (err)
+			trim_newline(err->msg);
+		PQclear(r);
+		return -1;
+	}
+	if (res)
+		*res = r;
+	else
+		PQclear(r);
+	return 0;
+}
+
+int tt_db_run(PGconn *conn, struct tt_err *err, const char *sql, int nparams, const char *const *params)
+{
+	return tt_db_exec(conn, NULL, err, sql, nparams, params);
+}
+
+int tt_db_bytea(const PGresult *res, int row, int col, uint8_t **out, size_t *outlen, struct tt_err *err)
+{
+	if (PQgetisnull(res, row, col))
+		return tt_fail(err, "value is NULL");
+	const char *s = PQgetvalue(res, row, col);
+	size_t len = (size_t)PQgetlength(res, row, col);
+	if (len < 2 || s[0] != '\\' || s[1] != 'x')
+		return tt_fail(err, "bytea not in hex format");
+	size_t cap = (len - 2) / 2;
+	uint8_t *buf = malloc(cap ? cap : 1);
+	if (!buf)
+		return tt_fail(err, "out of memory");
+	size_t bin_len = 0;
+	if (sodium_hex2bin(buf, cap, s + 2, len - 2, NULL, &bin_len, NULL) != 0 || bin_len != cap) {
+		free(buf);
+		return tt_fail(err, "bytea has invalid hex");
+	}
+	*out = buf;
+	*outlen = bin_len;
+	return 0;
+}
+
+char *tt_db_bytea_param(const uint8_t *data, size_t len)
+{
+	char *s = malloc(2 * len + 3);
+	if (!s)
+		return NULL;
+	s[0] = '\\';
+	s[1] = 'x';
+	sodium_bin2hex(s + 2, 2 * len + 1, data, len);
+	return s;
+}
