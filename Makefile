@@ -63,7 +63,8 @@ $(BIN)/issuer: $(ISSUER_OBJ) $(COMMON_OBJ)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@echo "  CC      $@"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 # Migrations are compiled into the binaries so `issuer db migrate` needs no files beside it.
 $(BUILD)/schema/migrations.c: $(sort $(wildcard schema/[0-9]*.sql)) scripts/embed-migrations.sh

@@ -1,0 +1,120 @@
+/* Tests common/keyring.c: the key ring file and the AES-256-GCM envelope. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common.h"
+
+static char dir[] = "/tmp/tt-keyring-XXXXXX";
+
+static void path_in(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s", dir, name);
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, text, strlen(text));
+	fchmod(fd, mode);
+	close(fd);
+	return w == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+int main(void)
+{
+	struct tt_err err = {{0}};
+	char ring[256], aad[256], aad2[256];
+	if (!mkdtemp(dir))
+		return 1;
+	path_in(ring, sizeof(ring), "ring");
+
+	uint32_t id = 0;
+	CHECK(tt_keyring_generate(ring, &id, &err) == 0 && id == 1, "generate creates a ring with key id 1");
+	struct stat st;
+	CHECK(stat(ring, &st) == 0 && (st.st_mode & 0777) == 0600, "generated ring is mode 0600");
+
+	struct tt_keyring *kr1 = NULL;
+	CHECK(tt_keyring_load(ring, &kr1, &err) == 0 && tt_keyring_newest_id(kr1) == 1, "load a one-key ring");
+
+	const char secret[] = "-----BEGIN PRIVATE KEY-----\nnot really\n-----END PRIVATE KEY-----\n";
+	size_t al = tt_envelope_aad_cert(aad, sizeof(aad), "click.shop.example", 42);
+	uint8_t *blob = NULL, *plain = NULL;
+	size_t bloblen = 0, plainlen = 0;
+	CHECK(tt_envelope_seal(kr1, aad, al, secret, sizeof(secret), &blob, &bloblen, &err) == 0 &&
+		      bloblen == sizeof(secret) + TT_ENVELOPE_OVERHEAD,
+	      "seal adds exactly the envelope overhead");
+	CHECK(memmem(blob, bloblen, "BEGIN", 5) == NULL, "sealed blob holds no clear text");
+	CHECK(tt_envelope_key_id(blob, bloblen) == 1, "blob records the sealing key id");
+	CHECK(tt_envelope_open(kr1, aad, al, blob, bloblen, &plain, &plainlen, &err) == 0 &&
+		      plainlen == sizeof(secret) && memcmp(plain, secret, plainlen) == 0,
+	      "round trip");
+	tt_secret_free(plain, plainlen);
+
+	uint8_t *blob2 = NULL;
+	size_t blob2len = 0;
+	tt_envelope_seal(kr1, aad, al, secret, sizeof(secret), &blob2, &blob2len, &err);
+	CHECK(blob2len == bloblen && memcmp(blob, blob2, bloblen) != 0, "two seals of one key differ (fresh nonce)");
+	free(blob2);
+
+	size_t al2 = tt_envelope_aad_cert(aad2, sizeof(aad2), "click.other.example", 42);
+	CHECK(tt_envelope_open(kr1, aad2, al2, blob, bloblen, &plain, &plainlen, &err) != 0 &&
+		      strstr(err.msg, "another row"),
+	      "blob moved to another domain's row fails to open");
+	al2 = tt_envelope_aad_cert(aad2, sizeof(aad2), "click.shop.example", 43);
+	CHECK(tt_envelope_open(kr1, aad2, al2, blob, bloblen, &plain, &plainlen, &err) != 0,
+	      "blob moved to another certificate id fails to open");
+
+	size_t accepted = 0;
+	for (size_t i = 0; i < bloblen; i++) {
+		blob[i] ^= 0x01;
+		if (tt_envelope_open(kr1, aad, al, blob, bloblen, &plain, &plainlen, &err) == 0) {
+			tt_secret_free(plain, plainlen);
+			accepted++;
+		}
+		blob[i] ^= 0x01;
+	}
+	CHECK(accepted == 0, "a flipped bit anywhere in the blob is rejected");
+	CHECK(tt_envelope_open(kr1, aad, al, blob, 10, &plain, &plainlen, &err) != 0, "truncated blob is rejected");
+
+	CHECK(tt_keyring_generate(ring, &id, &err) == 0 && id == 2, "generate appends key id 2");
+	struct tt_keyring *kr2 = NULL;
+	CHECK(tt_keyring_load(ring, &kr2, &err) == 0 && tt_keyring_newest_id(kr2) == 2, "ring now seals with id 2");
+	CHECK(tt_envelope_open(kr2, aad, al, blob, bloblen, &plain, &plainlen, &err) == 0, "old blob opens with the grown ring");
+	tt_secret_free(plain, plainlen);
+	uint8_t *blob3 = NULL;
+	size_t blob3len = 0;
+	tt_envelope_seal(kr2, aad, al, secret, sizeof(secret), &blob3, &blob3len, &err);
+	CHECK(tt_envelope_key_id(blob3, blob3len) == 2, "new seals use the newest key");
+	CHECK(tt_envelope_open(kr1, aad, al, blob3, blob3len, &plain, &plainlen, &err) != 0 &&
+		      strstr(err.msg, "does not hold"),
+	      "wrong key id: ring without that key refuses with a clear message");
+	free(blob3);
+	free(blob);
+
+	char bad[256];
+	path_in(bad, sizeof(bad), "open");
+	write_file(bad, "1 0000000000000000000000000000000000000000000000000000000000000000\n", 0644);
+	CHECK(tt_keyring_load(bad, &kr2, &err) != 0 && strstr(err.msg, "chmod 600"),
+	      "group/other-readable ring is refused");
+	path_in(bad, sizeof(bad), "short");
+	write_file(bad, "1 abcd\n", 0600);
+	CHECK(tt_keyring_load(bad, &kr2, &err) != 0 && strstr(err.msg, "hex digits"), "malformed key is refused");
+	path_in(bad, sizeof(bad), "dup");
+	write_file(bad,
+		   "1 0000000000000000000000000000000000000000000000000000000000000000\n"
+		   "1 1111111111111111111111111111111111111111111111111111111111111111\n",
+		   0600);
+	CHECK(tt_keyring_load(bad, &kr2, &err) != 0 && strstr(err.msg, "twice"), "duplicate key id is refused");
+	path_in(bad, sizeof(bad), "empty");
+	write_file(bad, "# nothing\n", 0600);
+	CHECK(tt_keyring_load(bad, &kr2, &err) != 0 && strstr(err.msg, "no keys"), "empty ring is refused");
+	CHECK(tt_keyring_load("/nonexistent/ring", &kr2, &err) != 0, "missing ring is refused");
+
+	tt_keyring_free(kr1);
+	tt_keyring_free(kr2);
+	CHECK_DONE();
+}
