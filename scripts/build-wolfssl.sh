@@ -13,6 +13,15 @@ FLAGS="--enable-static --disable-shared --disable-examples --disable-crypttests 
 
 log() { echo "build-wolfssl: $*" >&2; }
 
+# Every make runs this script: answer from the cache without touching apt when the build for these
+# flags was checked against Debian's current source version within the last day.
+flagkey=$(printf '%s' "$FLAGS" | sha256sum | cut -c1-12)
+pointer="$CACHE_ROOT/wolfssl-current-$flagkey"
+if [ -f "$pointer" ] && [ -z "$(find "$pointer" -mmin +1440 2>/dev/null)" ]; then
+  cached=$(cat "$pointer")
+  if [ -f "$cached/lib/libwolfssl.a" ]; then echo "$cached"; exit 0; fi
+fi
+
 aptdir="$CACHE_ROOT/apt"
 mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial" "$aptdir/src"
 cat > "$aptdir/sources.list" <<SRC
@@ -41,7 +50,7 @@ if apt-get -q update >"$aptdir/update.log" 2>&1; then
 fi
 [ -n "$version" ] || {
   # No network: reuse any build already in the cache.
-  prev=$(ls -d "$CACHE_ROOT"/wolfssl-*/ 2>/dev/null | tail -n1 || true)
+  prev=$(ls -d "$CACHE_ROOT"/wolfssl-[0-9]*/ 2>/dev/null | tail -n1 || true)
   if [ -n "$prev" ] && [ -f "$prev/lib/libwolfssl.a" ]; then echo "${prev%/}"; exit 0; fi
   fallback "cannot read the wolfssl source package index (see $aptdir/update.log)"
 }
@@ -49,6 +58,7 @@ fi
 key=$(printf '%s %s' "$version" "$FLAGS" | sha256sum | cut -c1-12)
 prefix="$CACHE_ROOT/wolfssl-${version//[:~+]/_}-$key"
 if [ -f "$prefix/lib/libwolfssl.a" ] && [ -f "$prefix/include/wolfssl/options.h" ]; then
+  echo "$prefix" > "$pointer"
   echo "$prefix"; exit 0
 fi
 
@@ -71,5 +81,6 @@ src=$(find "$work" -maxdepth 1 -type d -name 'wolfssl-*' | head -n1)
 echo "$version" > "$prefix.tmp/VERSION"
 rm -rf "$prefix"
 mv "$prefix.tmp" "$prefix"
+echo "$prefix" > "$pointer"
 log "done: $prefix"
 echo "$prefix"

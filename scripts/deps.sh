@@ -20,4 +20,8 @@ fi
 for svc in haproxy hitch nginx postgresql; do
   if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; systemctl disable "$svc" >/dev/null 2>&1 || true; fi
 done
-scripts/build-wolfssl.sh >/dev/null
+# The fast wolfSSL is built from Debian's source; when that cannot be fetched, the build links
+# Debian's binary package instead (without assembly, and the build says so).
+if [ "$(scripts/build-wolfssl.sh)" = system ] && ! dpkg-query -W -f='${Status}' libwolfssl-dev 2>/dev/null | grep -q 'ok installed'; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q libwolfssl-dev >/dev/null
+fi
