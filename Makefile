@@ -8,14 +8,11 @@ OPT     ?= -O2 -g
 MODE    ?= release
 
 # wolfSSL with assembly, built once into a cache outside the tree (scripts/build-wolfssl.sh).
-WOLFSSL_PREFIX := $(shell scripts/build-wolfssl.sh 2>/dev/null || echo system)
-ifeq ($(WOLFSSL_PREFIX),system)
-  WOLFSSL_CFLAGS := -DTRACKTLS_WOLFSSL_SYSTEM
-  WOLFSSL_LIBS   := -lwolfssl
-else
-  WOLFSSL_CFLAGS := -I$(WOLFSSL_PREFIX)/include
-  WOLFSSL_LIBS   := $(WOLFSSL_PREFIX)/lib/libwolfssl.a
-endif
+# Evaluated lazily (and once), so targets that compile nothing never trigger the build; its
+# warnings go to the terminal: a fallback to Debian's assembly-free package must be seen.
+WOLFSSL_PREFIX = $(eval WOLFSSL_PREFIX := $(shell scripts/build-wolfssl.sh || echo system))$(WOLFSSL_PREFIX)
+WOLFSSL_CFLAGS = $(if $(filter system,$(WOLFSSL_PREFIX)),-DTRACKTLS_WOLFSSL_SYSTEM,-I$(WOLFSSL_PREFIX)/include)
+WOLFSSL_LIBS   = $(if $(filter system,$(WOLFSSL_PREFIX)),-lwolfssl,$(WOLFSSL_PREFIX)/lib/libwolfssl.a)
 
 PG_CFLAGS := -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -D_GNU_SOURCE -MMD -MP -Icommon $(PG_CFLAGS) $(WOLFSSL_CFLAGS) -include wolfssl/options.h $(EXTRA_CFLAGS)
@@ -55,11 +52,11 @@ units: $(UNIT_BINS)
 
 $(BIN)/terminator: $(TERM_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 $(BIN)/issuer: $(ISSUER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -76,15 +73,15 @@ $(BUILD)/schema/migrations.o: $(BUILD)/schema/migrations.c
 
 $(BUILD)/tests/common/%: tests/unit/common/%.c $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 $(BUILD)/tests/terminator/%: tests/unit/terminator/%.c $(TERM_LIB) $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Iterminator -Itests/unit $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Iterminator -Itests/unit $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 $(BUILD)/tests/issuer/%: tests/unit/issuer/%.c $(ISSUER_LIB) $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Iissuer -Itests/unit $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Iissuer -Itests/unit $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
