@@ -1,0 +1,133 @@
+/* cli_cert: `cert import` (bring your own certificate and key). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "issuer.h"
+
+/* Reads a whole file; secret files go to locked memory (free with tt_secret_free), others to malloc. */
+static int read_file(const char *path, bool secret, uint8_t **out, size_t *len, struct tt_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return tt_fail(err, "cannot open %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20)) {
+		close(fd);
+		return tt_fail(err, "%s: empty or too large", path);
+	}
+	size_t size = (size_t)st.st_size;
+	uint8_t *buf = secret ? sodium_malloc(size + 1) : malloc(size + 1);
+	if (!buf) {
+		close(fd);
+		return tt_fail(err, "out of memory");
+	}
+	size_t got = 0;
+	while (got < size) {
+		ssize_t n = read(fd, buf + got, size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = 0;
+	if (got != size) {
+		secret ? tt_secret_free(buf, size + 1) : free(buf);
+		return tt_fail(err, "short read on %s", path);
+	}
+	*out = buf;
+	*len = size;
+	return 0;
+}
+
+int cli_cert_import(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	char name[TT_NAME_MAX];
+	const char *cert_path = issuer_opt(ctx, "cert"), *key_path = issuer_opt(ctx, "key");
+	if (!cert_path || !key_path) {
+		fprintf(stderr, "usage: issuer cert import NAME --cert CHAIN.pem --key KEY.pem\n");
+		return 2;
+	}
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "issuer: libsodium init failed\n");
+		return 2;
+	}
+	uint8_t *chain = NULL, *key = NULL, *sealed = NULL;
+	size_t chain_len = 0, key_len = 0, sealed_len = 0;
+	struct certinfo ci = {0};
+	struct tt_keyring *kr = NULL;
+	PGconn *db = NULL;
+	char key_type[32];
+	int rc = 2;
+	if (read_file(cert_path, false, &chain, &chain_len, &err) < 0 ||
+	    read_file(key_path, true, &key, &key_len, &err) < 0)
+		goto out;
+	if (certinfo_parse((const char *)chain, chain_len, &ci, &err) < 0) {
+		tt_fail(&err, "%s: %s", cert_path, err.msg);
+		goto out;
+	}
+	if (!certinfo_covers(&ci, name)) {
+		tt_fail(&err, "%s does not cover %s (no matching subjectAltName)", cert_path, name);
+		goto out;
+	}
+	if (ci.not_after <= time(NULL)) {
+		tt_fail(&err, "%s has expired", cert_path);
+		goto out;
+	}
+	if (certinfo_key_matches((const char *)chain, chain_len, key, key_len, &err) < 0 ||
+	    certinfo_key_type(key, key_len, key_type, sizeof(key_type), &err) < 0)
+		goto out;
+	if (issuer_keyring_open(ctx, &kr, &err) < 0 || issuer_db_open(ctx, &db, &err) < 0)
+		goto out;
+	int64_t domain_id;
+	bool created;
+	if (store_domain_add(db, name, NULL, NULL, &domain_id, &created, &err) < 0)
+		goto out;
+	int64_t cert_id = store_cert_next_id(db, &err);
+	if (cert_id < 0 || keystore_seal_cert(kr, name, cert_id, key, key_len, &sealed, &sealed_len, &err) < 0)
+		goto out;
+	struct cert_new c = {
+		.id = cert_id,
+		.domain_id = domain_id,
+		.chain_pem = (const char *)chain,
+		.sealed_key = sealed,
+		.sealed_len = sealed_len,
+		.master_key_id = keystore_newest_id(kr),
+		.key_type = key_type,
+		.info = &ci,
+		.source = "import",
+		.renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
+	};
+	if (store_begin(db, &err) < 0)
+		goto out;
+	if (store_cert_insert(db, &c, &err) < 0 || store_commit(db, &err) < 0) {
+		store_rollback(db);
+		goto out;
+	}
+	printf("imported %s cert_id=%" PRId64 " serial=%s%s\n", name, cert_id, ci.serial,
+	       created ? " (domain added)" : "");
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "issuer: cert import %s: %s\n", name, err.msg);
+	free(sealed);
+	free(chain);
+	if (key)
+		tt_secret_free(key, key_len + 1);
+	certinfo_free(&ci);
+	tt_keyring_free(kr);
+	if (db)
+		PQfinish(db);
+	return rc;
+}

@@ -1,0 +1,157 @@
+/* cli_domain: `domain add|remove|list|show`: the operator's view of the domains table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "issuer.h"
+
+static int open_db(struct issuer_ctx *ctx, PGconn **db)
+{
+	struct tt_err err = {{0}};
+	if (issuer_db_open(ctx, db, &err) < 0) {
+		fprintf(stderr, "issuer: cannot use the database: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_domain_add(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	char name[TT_NAME_MAX];
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	PGconn *db;
+	if (open_db(ctx, &db) < 0)
+		return 2;
+	int64_t id;
+	bool created;
+	int rc = store_domain_add(db, name, issuer_opt(ctx, "owner"), issuer_opt(ctx, "profile"), &id, &created, &err);
+	PQfinish(db);
+	if (rc < 0) {
+		fprintf(stderr, "issuer: cannot add %s: %s\n", name, err.msg);
+		return 2;
+	}
+	printf("%s %s\n", created ? "added" : "exists", name);
+	return 0;
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "-";
+}
+
+static void print_text(json_t *d)
+{
+	printf("%-40s %-8s expires=%s renew=%s", str(d, "name"), str(d, "state"), str(d, "not_after"),
+	       str(d, "next_attempt_at"));
+	if (json_is_string(json_object_get(d, "last_error_type")))
+		printf(" error=%s", str(d, "last_error_type"));
+	printf("\n");
+}
+
+int cli_domain_list(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	PGconn *db;
+	if (open_db(ctx, &db) < 0)
+		return 2;
+	json_t *all;
+	int rc = store_domain_json(db, NULL, &all, &err);
+	PQfinish(db);
+	if (rc < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	if (issuer_flag(ctx, "json")) {
+		json_dumpf(all, stdout, JSON_INDENT(2));
+		printf("\n");
+	} else {
+		size_t i;
+		json_t *d;
+		json_array_foreach(all, i, d) print_text(d);
+	}
+	json_decref(all);
+	return 0;
+}
+
+int cli_domain_show(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	char name[TT_NAME_MAX];
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	PGconn *db;
+	if (open_db(ctx, &db) < 0)
+		return 2;
+	json_t *all;
+	int rc = store_domain_json(db, name, &all, &err);
+	PQfinish(db);
+	if (rc < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	json_t *d = json_array_get(all, 0);
+	if (!d) {
+		fprintf(stderr, "issuer: no domain %s\n", name);
+		json_decref(all);
+		return 1;
+	}
+	if (issuer_flag(ctx, "json")) {
+		json_dumpf(d, stdout, JSON_INDENT(2));
+		printf("\n");
+	} else {
+		static const char *keys[] = {"name", "state", "owner", "profile", "cert_id", "serial", "source",
+					     "key_type", "not_before", "not_after", "next_attempt_at", "failures",
+					     "last_error_type", "last_error_detail", "last_error_at", "added_at"};
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			json_t *v = json_object_get(d, keys[i]);
+			if (json_is_string(v))
+				printf("%-18s %s\n", keys[i], json_string_value(v));
+			else if (json_is_integer(v))
+				printf("%-18s %lld\n", keys[i], (long long)json_integer_value(v));
+		}
+		json_t *prob = json_object_get(d, "last_problem");
+		if (json_is_object(prob)) {
+			char *s = json_dumps(prob, JSON_COMPACT);
+			printf("%-18s %s\n", "last_problem", s ? s : "");
+			free(s);
+		}
+	}
+	json_decref(all);
+	return 0;
+}
+
+int cli_domain_remove(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	char name[TT_NAME_MAX];
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	PGconn *db;
+	if (open_db(ctx, &db) < 0)
+		return 2;
+	struct domain_row d;
+	int found = store_domain_find(db, name, &d, &err);
+	int rc = 2;
+	if (found < 0)
+		fprintf(stderr, "issuer: %s\n", err.msg);
+	else if (!found || strcmp(d.state, "removed") == 0) {
+		fprintf(stderr, "issuer: no domain %s\n", name);
+		rc = 1;
+	} else if (store_domain_remove(db, d.id, &err) < 0)
+		fprintf(stderr, "issuer: cannot remove %s: %s\n", name, err.msg);
+	else {
+		printf("removed %s\n", name);
+		rc = 0;
+	}
+	PQfinish(db);
+	return rc;
+}

@@ -1,0 +1,156 @@
+/* issuer: the whole map. A batch binary that cron starts: it takes its share of the due domains,
+ * obtains or renews their certificates from an ACME CA, stores them sealed, and exits.
+ *
+ *   main.c        command dispatch, flags + environment + config file, --help per command
+ *   cli_db.c      `db migrate`
+ *   cli_keys.c    `keys generate`, `keys rotate` (re-seal under the newest master key)
+ *   cli_domain.c  `domain add|remove|list|show`
+ *   cli_cert.c    `cert import`, `revoke`
+ *   cli_account.c `account show|rollover`
+ *   names.c       user input -> normalized A-label name (libidn2, then tt_name_normalize)
+ *   certinfo.c    reads certificates with wolfSSL: serial, validity, SANs, key match
+ *   keygen.c      fresh domain keys (P-256 or RSA-2048) and their CSRs, with wolfSSL
+ *   keystore.c    the only module that sees the master key: seals and opens private keys
+ *   store.c       every database read and write of the issuer
+ *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
+ *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
+ *                 finalize, download, revoke, keyChange, renewalInfo
+ *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED),
+ *                 drive one order each, record success or failure, budget and deadline
+ *   metrics.c     the Prometheus textfile written at the end of a run
+ *
+ * How they talk: main.c resolves the configuration into a struct issuer_ctx and calls one cli_*
+ * or run entry point. Protocol code (acme.c, run.c) never calls tt_envelope_*: it hands clear
+ * keys to keystore.c and gets sealed blobs back, which store.c writes. */
+#ifndef TRACKTLS_ISSUER_H
+#define TRACKTLS_ISSUER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "common.h"
+
+#define ISSUER_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+
+/* ---- main.c ---- */
+struct issuer_ctx {
+	struct tt_config_entry *cfg;
+	size_t ncfg;
+	int argc; /* positional arguments after the command words */
+	char **argv;
+};
+/* The resolved value of a configuration key, or NULL. */
+const char *issuer_opt(const struct issuer_ctx *ctx, const char *key);
+bool issuer_flag(const struct issuer_ctx *ctx, const char *key);
+/* Parses a non-negative integer option (def when unset). */
+int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long def, long *out, struct tt_err *err);
+/* Connects to the database and refuses a schema this binary cannot work with. */
+int issuer_db_open(const struct issuer_ctx *ctx, PGconn **out, struct tt_err *err);
+int issuer_keyring_open(const struct issuer_ctx *ctx, struct tt_keyring **out, struct tt_err *err);
+
+/* Command entry points: each returns the process exit status (0 ok, 1 some failed, 2 cannot run). */
+int cli_db_migrate(struct issuer_ctx *ctx);
+int cli_keys_generate(struct issuer_ctx *ctx);
+int cli_keys_rotate(struct issuer_ctx *ctx);
+int cli_domain_add(struct issuer_ctx *ctx);
+int cli_domain_remove(struct issuer_ctx *ctx);
+int cli_domain_list(struct issuer_ctx *ctx);
+int cli_domain_show(struct issuer_ctx *ctx);
+int cli_cert_import(struct issuer_ctx *ctx);
+int cli_revoke(struct issuer_ctx *ctx);
+int cli_account_show(struct issuer_ctx *ctx);
+int cli_account_rollover(struct issuer_ctx *ctx);
+int run_main(struct issuer_ctx *ctx);
+
+/* ---- names.c ---- */
+/* Accepts a U-label or A-label name; writes the normalized A-label form. */
+int name_to_ascii(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
+
+/* ---- certinfo.c ---- */
+struct certinfo {
+	char serial[130]; /* lowercase hex, no separators */
+	time_t not_before, not_after;
+	char **sans; /* DNS names, lowercase */
+	size_t nsans;
+	int chain_len; /* certificates in the PEM */
+};
+/* Parses the leaf (first certificate) of a PEM chain. */
+int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, struct tt_err *err);
+void certinfo_free(struct certinfo *ci);
+bool certinfo_covers(const struct certinfo *ci, const char *name);
+/* 0 when the PEM private key is the key of the chain's leaf. */
+int certinfo_key_matches(const char *chain_pem, size_t chain_len, const uint8_t *key_pem, size_t key_len,
+			 struct tt_err *err);
+/* A PEM private key's type as stored in certificates.key_type ("ecdsa-p256", "rsa-2048", ...). */
+int certinfo_key_type(const uint8_t *key_pem, size_t key_len, char *out, size_t size, struct tt_err *err);
+/* When to renew: a random point early in the last third of the lifetime (half under 10 days). */
+time_t certinfo_renew_at(time_t not_before, time_t not_after);
+
+/* ---- keygen.c ---- */
+enum key_type { KEY_ECDSA_P256, KEY_RSA_2048 };
+int key_type_parse(const char *s, enum key_type *out, struct tt_err *err);
+const char *key_type_name(enum key_type t);
+/* A fresh key (PEM, in locked memory: tt_secret_free) and a DER CSR for name (malloc'd). */
+int keygen_domain(enum key_type type, const char *name, uint8_t **key_pem, size_t *key_len, uint8_t **csr,
+		  size_t *csr_len, struct tt_err *err);
+/* A fresh P-256 account key as PEM in locked memory. */
+int keygen_account(uint8_t **key_pem, size_t *key_len, struct tt_err *err);
+
+/* ---- keystore.c ---- */
+int keystore_seal_cert(const struct tt_keyring *kr, const char *name, int64_t cert_id, const uint8_t *key,
+		       size_t key_len, uint8_t **blob, size_t *blob_len, struct tt_err *err);
+int keystore_open_cert(const struct tt_keyring *kr, const char *name, int64_t cert_id, const uint8_t *blob,
+		       size_t blob_len, uint8_t **key, size_t *key_len, struct tt_err *err);
+int keystore_seal_account(const struct tt_keyring *kr, const char *directory, const uint8_t *key, size_t key_len,
+			  uint8_t **blob, size_t *blob_len, struct tt_err *err);
+int keystore_open_account(const struct tt_keyring *kr, const char *directory, const uint8_t *blob,
+			  size_t blob_len, uint8_t **key, size_t *key_len, struct tt_err *err);
+uint32_t keystore_newest_id(const struct tt_keyring *kr);
+
+/* ---- store.c ---- */
+struct domain_row {
+	int64_t id;
+	char name[TT_NAME_MAX];
+	char state[16];
+	char owner[256];
+	char profile[64];
+	int64_t current_cert_id; /* 0 when none */
+	int failures;
+};
+/* Inserts a pending domain; *created is false when it already existed (a removed one comes back). */
+int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
+		     bool *created, struct tt_err *err);
+/* 1 found, 0 no such domain, -1 error. */
+int store_domain_find(PGconn *db, const char *name, struct domain_row *out, struct tt_err *err);
+/* Soft-deletes the domain and destroys its sealed keys. */
+int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err);
+/* Domains (or one) as a JSON array of objects with state, certificate, expiry, renewal, error. */
+int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err *err);
+int64_t store_cert_next_id(PGconn *db, struct tt_err *err);
+struct cert_new {
+	int64_t id; /* from store_cert_next_id: the sealed key's AAD binds it */
+	int64_t domain_id;
+	const char *chain_pem;
+	const uint8_t *sealed_key;
+	size_t sealed_len;
+	uint32_t master_key_id;
+	const char *key_type;
+	const struct certinfo *info;
+	const char *source; /* "acme" or "import" */
+	const char *ari_cert_id; /* NULL when the directory has no renewalInfo */
+	int64_t attempt_id; /* issuance_attempts row to mark valid, or 0 */
+	time_t renew_at;
+};
+/* Inside the caller's transaction: the certificate row (replacing the current one),
+ * domains.current_cert_id/state/next_attempt_at, the attempt marked valid, the challenge rows gone. */
+int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err);
+int store_begin(PGconn *db, struct tt_err *err);
+int store_commit(PGconn *db, struct tt_err *err);
+void store_rollback(PGconn *db);
+
+#endif

@@ -1,0 +1,294 @@
+/* issuer main: picks the command, resolves flags > environment > config file > defaults, and
+ * prints --help for each command. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "issuer.h"
+
+struct opt_doc {
+	const char *key;
+	const char *env;
+	const char *arg; /* NULL: a boolean flag */
+	const char *help;
+};
+
+static const struct opt_doc opt_docs[] = {
+	{"db", "TRACKTLS_DB", "CONNINFO", "libpq connection string (PG* variables also work)"},
+	{"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "PATH", "master key ring (mode 0600)"},
+	{"config", "TRACKTLS_ISSUER_CONFIG", "PATH", "config file of `key = value` lines, keys as the flags"},
+	{"log-level", "TRACKTLS_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
+	{"json", NULL, NULL, "print JSON"},
+	{"owner", NULL, "REF", "owner reference stored with the domain"},
+	{"cert", NULL, "CHAIN.pem", "certificate chain, leaf first"},
+	{"key", NULL, "KEY.pem", "private key of the leaf"},
+	{"directory", "TRACKTLS_ACME_DIRECTORY", "URL", "ACME directory (default Let's Encrypt production)"},
+	{"contact", "TRACKTLS_ACME_CONTACT", "EMAIL", "account contact address"},
+	{"ca-file", "TRACKTLS_ACME_CA_FILE", "PATH", "trust for the CA's HTTPS (a test CA such as Pebble)"},
+	{"eab-kid", "TRACKTLS_EAB_KID", "KID", "external account binding key id"},
+	{"eab-hmac-key", "TRACKTLS_EAB_HMAC_KEY", "B64URL", "external account binding HMAC key"},
+	{"profile", "TRACKTLS_ACME_PROFILE", "NAME", "ACME profile for new orders (when the CA lists it)"},
+	{"key-type", NULL, "ecdsa|rsa", "domain key type (default ecdsa: P-256)"},
+	{"max-orders", NULL, "N", "stop after starting N orders"},
+	{"concurrency", NULL, "N", "orders in flight (default 16)"},
+	{"deadline", NULL, "SECONDS", "stop taking new work after this long"},
+	{"dry-run", NULL, NULL, "list the domains that are due, order nothing"},
+	{"order-budget", NULL, "N", "new orders per rolling 3 hours, shared by all runs (default 300)"},
+	{"max-failures", NULL, "N", "consecutive failures before a domain is paused (default 8)"},
+	{"self-check-via", NULL, "ADDR:PORT", "send the challenge self-check to this address"},
+	{"no-self-check", NULL, NULL, "answer challenges without checking our own port 80 first"},
+	{"metrics-file", NULL, "PATH", "Prometheus textfile written atomically at the end"},
+	{"timeout", NULL, "DURATION", "per-request timeout (default 30s)"},
+	{"reason", NULL, "CODE", "RFC 5280 revocation reason code (default 0)"},
+	{"no-revoke", NULL, NULL, "remove without revoking the current certificate"},
+	{"batch", NULL, "N", "rows re-sealed per transaction (default 100)"},
+};
+#define NOPTS (sizeof(opt_docs) / sizeof(opt_docs[0]))
+
+#define COMMON_OPTS "db master-key-file config log-level"
+#define ACME_OPTS "directory contact ca-file eab-kid eab-hmac-key timeout"
+
+struct command {
+	const char *words; /* "domain add" */
+	const char *args;  /* positional arguments for the usage line */
+	int nargs;
+	const char *opts;
+	const char *help;
+	int (*fn)(struct issuer_ctx *ctx);
+};
+
+static const struct command commands[] = {
+	{"db migrate", "", 0, COMMON_OPTS, "apply the missing schema migrations", cli_db_migrate},
+	{"keys generate", "", 0, "master-key-file config log-level",
+	 "create the master key file, or add a newer key to it", cli_keys_generate},
+	{"keys rotate", "", 0, COMMON_OPTS " batch", "re-seal every stored key under the newest master key",
+	 cli_keys_rotate},
+	{"domain add", "NAME", 1, COMMON_OPTS " owner profile", "add a tracking domain (issued by the next run)",
+	 cli_domain_add},
+	{"domain remove", "NAME", 1, COMMON_OPTS " " ACME_OPTS " no-revoke",
+	 "revoke the current certificate, destroy the keys, remove the domain", cli_domain_remove},
+	{"domain list", "", 0, COMMON_OPTS " json", "list domains with state and expiry", cli_domain_list},
+	{"domain show", "NAME", 1, COMMON_OPTS " json",
+	 "state, current certificate and expiry, next renewal, last error", cli_domain_show},
+	{"cert import", "NAME", 1, COMMON_OPTS " cert key",
+	 "store a certificate and key you bring (checks match and name)", cli_cert_import},
+	{"revoke", "NAME", 1, COMMON_OPTS " " ACME_OPTS " reason", "revoke the domain's current certificate",
+	 cli_revoke},
+	{"account show", "", 0, COMMON_OPTS " " ACME_OPTS, "show the ACME account for the directory",
+	 cli_account_show},
+	{"account rollover", "", 0, COMMON_OPTS " " ACME_OPTS, "replace the account key (ACME keyChange)",
+	 cli_account_rollover},
+	{"run", "", 0,
+	 COMMON_OPTS " " ACME_OPTS " profile key-type max-orders concurrency deadline dry-run order-budget "
+		     "max-failures self-check-via no-self-check metrics-file",
+	 "issue and renew the due certificates, then exit (0 all done, 1 some failed, 2 cannot run)", run_main},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static bool opt_allowed(const struct command *c, const char *key)
+{
+	size_t kl = strlen(key);
+	for (const char *p = c->opts; *p;) {
+		const char *e = strchr(p, ' ');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == kl && strncmp(p, key, l) == 0)
+			return true;
+		p += l;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+static const struct opt_doc *opt_doc_find(const char *key)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strcmp(opt_docs[i].key, key) == 0)
+			return &opt_docs[i];
+	return NULL;
+}
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: issuer COMMAND [ARGS] [FLAGS]   (issuer COMMAND --help for its flags)\n\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-18s %-5s %s\n", commands[i].words, commands[i].args, commands[i].help);
+}
+
+static void print_command_help(const struct command *c)
+{
+	printf("usage: issuer %s%s%s [FLAGS]\n\n%s\n\nflags:\n", c->words, *c->args ? " " : "", c->args, c->help);
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt_doc *d = &opt_docs[i];
+		if (!opt_allowed(c, d->key))
+			continue;
+		char left[64];
+		snprintf(left, sizeof(left), "--%s%s%s", d->key, d->arg ? " " : "", d->arg ? d->arg : "");
+		if (d->env)
+			printf("  %-30s %s  [$%s]\n", left, d->help, d->env);
+		else
+			printf("  %-30s %s\n", left, d->help);
+	}
+}
+
+const char *issuer_opt(const struct issuer_ctx *ctx, const char *key)
+{
+	struct tt_config_entry *e = tt_config_find(ctx->cfg, ctx->ncfg, key);
+	return e && e->value && *e->value ? e->value : NULL;
+}
+
+bool issuer_flag(const struct issuer_ctx *ctx, const char *key)
+{
+	const char *v = issuer_opt(ctx, key);
+	return v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "no") != 0;
+}
+
+int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long def, long *out, struct tt_err *err)
+{
+	const char *v = issuer_opt(ctx, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < 0)
+		return tt_fail(err, "--%s: expected a non-negative integer, got '%s'", key, v);
+	*out = n;
+	return 0;
+}
+
+int issuer_db_open(const struct issuer_ctx *ctx, PGconn **out, struct tt_err *err)
+{
+	if (tt_db_connect(issuer_opt(ctx, "db"), out, err) < 0)
+		return -1;
+	int version;
+	if (tt_db_check_schema(*out, &version, err) < 0) {
+		PQfinish(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int issuer_keyring_open(const struct issuer_ctx *ctx, struct tt_keyring **out, struct tt_err *err)
+{
+	const char *path = issuer_opt(ctx, "master-key-file");
+	if (!path)
+		return tt_fail(err, "no master key: give --master-key-file or TRACKTLS_MASTER_KEY_FILE");
+	return tt_keyring_load(path, out, err);
+}
+
+/* Matches the longest command whose words start argv. */
+static const struct command *find_command(int argc, char **argv, int *used)
+{
+	const struct command *best = NULL;
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		char words[64];
+		snprintf(words, sizeof(words), "%s", commands[i].words);
+		int n = 0;
+		bool ok = true;
+		for (char *save, *w = strtok_r(words, " ", &save); w; w = strtok_r(NULL, " ", &save), n++)
+			if (n >= argc || strcmp(argv[n], w) != 0) {
+				ok = false;
+				break;
+			}
+		if (ok && (!best || n > *used)) {
+			best = &commands[i];
+			*used = n;
+		}
+	}
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	int used = 0;
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		print_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("issuer %s\n", TT_VERSION);
+		return 0;
+	}
+	const struct command *cmd = find_command(argc - 1, argv + 1, &used);
+	if (!cmd) {
+		fprintf(stderr, "issuer: unknown command '%s'\n", argv[1]);
+		print_usage(stderr);
+		return 2;
+	}
+
+	struct tt_config_entry cfg[NOPTS];
+	for (size_t i = 0; i < NOPTS; i++)
+		cfg[i] = (struct tt_config_entry){.key = opt_docs[i].key, .env = opt_docs[i].env};
+	char *pos[8];
+	int npos = 0;
+	int rc = 2;
+	for (int i = 1 + used; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			print_command_help(cmd);
+			return 0;
+		}
+		if (strncmp(a, "--", 2) != 0) {
+			if (npos >= cmd->nargs) {
+				fprintf(stderr, "issuer %s: unexpected argument '%s'\n", cmd->words, a);
+				return 2;
+			}
+			pos[npos++] = argv[i];
+			continue;
+		}
+		char key[64];
+		const char *eq = strchr(a + 2, '=');
+		size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		if (kl >= sizeof(key))
+			kl = sizeof(key) - 1;
+		memcpy(key, a + 2, kl);
+		key[kl] = '\0';
+		const struct opt_doc *d = opt_doc_find(key);
+		if (!d || !opt_allowed(cmd, key)) {
+			fprintf(stderr, "issuer %s: unknown flag --%s (see issuer %s --help)\n", cmd->words, key,
+				cmd->words);
+			return 2;
+		}
+		struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
+		if (!d->arg)
+			e->value = eq ? eq + 1 : "1";
+		else if (eq)
+			e->value = eq + 1;
+		else if (i + 1 < argc)
+			e->value = argv[++i];
+		else {
+			fprintf(stderr, "issuer %s: --%s needs a value (%s)\n", cmd->words, key, d->arg);
+			return 2;
+		}
+	}
+	if (npos < cmd->nargs) {
+		fprintf(stderr, "usage: issuer %s %s [FLAGS]\n", cmd->words, cmd->args);
+		return 2;
+	}
+	tt_config_apply_env(cfg, NOPTS);
+	struct tt_err err = {{0}};
+	const char *cfgfile = tt_config_find(cfg, NOPTS, "config")->value;
+	if (cfgfile && tt_config_load_file(cfg, NOPTS, cfgfile, &err) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		goto out;
+	}
+	const char *lvl = tt_config_find(cfg, NOPTS, "log-level")->value;
+	if (lvl) {
+		enum tt_level level;
+		if (tt_log_parse_level(lvl, &level) < 0) {
+			fprintf(stderr, "issuer: bad --log-level '%s'\n", lvl);
+			goto out;
+		}
+		tt_log_set_level(level);
+	}
+	struct issuer_ctx ctx = {.cfg = cfg, .ncfg = NOPTS, .argc = npos, .argv = pos};
+	rc = cmd->fn(&ctx);
+out:
+	tt_config_free(cfg, NOPTS);
+	return rc;
+}

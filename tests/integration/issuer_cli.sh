@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# issuer's operator commands without a CA: migrate, keys, domain add/list/show/remove, cert import.
+. "$TT_ROOT/tests/lib/common.sh"
+I=$TT_BIN/issuer
+
+check "keys generate creates the master key file" make_keyring
+check "key file is mode 0600" test "$(stat -c %a "$T/keys")" = 600
+
+out=$($I db migrate 2>&1)
+check "db migrate applies the schema" grep -q "applied 1 migration" <<<"$out"
+out=$($I db migrate 2>&1)
+check "db migrate again applies nothing" grep -q "applied 0 migrations" <<<"$out"
+
+out=$($I domain add Example.COM. --owner cust-1 2>&1)
+check "domain add normalizes the name" grep -qx "added example.com" <<<"$out"
+out=$($I domain add example.com 2>&1)
+check "domain add twice says it exists" grep -qx "exists example.com" <<<"$out"
+out=$($I domain add 'bücher.example' 2>&1)
+check "domain add converts IDN to A-labels" grep -qx "added xn--bcher-kva.example" <<<"$out"
+for bad in '*.wild.example' '192.0.2.1' 'a..b' 'under_score.example' '-x.example'; do
+	out=$($I domain add "$bad" 2>&1); rc=$?
+	check "domain add refuses '$bad' with exit 2 and a message" test "$rc" = 2 -a -n "$out"
+done
+check "refused names were not stored" test "$(psql -qAt -d "$TRACKTLS_DB" -c 'select count(*) from domains')" = 2
+
+json=$($I domain list --json)
+check "domain list --json lists both domains, pending" \
+	python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert [x["name"] for x in d]==["example.com","xn--bcher-kva.example"] and all(x["state"]=="pending" for x in d), d' "$json"
+json=$($I domain show example.com --json)
+check "domain show --json has owner and state" \
+	python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["owner"]=="cust-1" and d["state"]=="pending", d' "$json"
+$I domain show nosuch.example >/dev/null 2>&1; rc=$?
+check "domain show of an unknown name exits 1" test "$rc" = 1
+
+# cert import: a self-signed certificate for imp.example and www.imp.example
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=imp.example" \
+	-addext "subjectAltName=DNS:imp.example,DNS:www.imp.example" -keyout "$T/imp.key" -out "$T/imp.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=x" -keyout "$T/other.key" -out /dev/null 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=rsa.example" \
+	-addext "subjectAltName=DNS:rsa.example" -keyout "$T/rsa.key" -out "$T/rsa.pem" 2>/dev/null
+
+out=$($I cert import imp.example --cert "$T/imp.pem" --key "$T/other.key" 2>&1); rc=$?
+check "cert import refuses a key that does not match (exit 2)" test "$rc" = 2
+check "  ... and says so" grep -q "does not belong" <<<"$out"
+out=$($I cert import other.example --cert "$T/imp.pem" --key "$T/imp.key" 2>&1); rc=$?
+check "cert import refuses a name the certificate does not cover" test "$rc" = 2
+check "  ... and says so" grep -q "does not cover" <<<"$out"
+check "  ... and stores nothing" test "$(psql -qAt -d "$TRACKTLS_DB" -c 'select count(*) from certificates')" = 0
+
+out=$($I cert import WWW.imp.example --cert "$T/imp.pem" --key "$T/imp.key" 2>&1)
+check "cert import stores a matching certificate and creates the domain" grep -q "imported www.imp.example cert_id=" <<<"$out"
+row=$(psql -qAt -d "$TRACKTLS_DB" -c "select d.state, d.current_cert_id = c.id, c.source, c.key_type, c.master_key_id,
+	c.serial = lower('$(openssl x509 -in "$T/imp.pem" -noout -serial | cut -d= -f2)'), d.next_attempt_at > now() + interval '18 days',
+	d.next_attempt_at < c.not_after - interval '7 days'
+	from domains d join certificates c on c.domain_id = d.id where d.name = 'www.imp.example'")
+check "imported domain is active with current_cert_id, source, key type, serial, renewal in the last third" \
+	test "$row" = "active|t|import|ecdsa-p256|1|t|t|t"
+out=$($I cert import rsa.example --cert "$T/rsa.pem" --key "$T/rsa.key" 2>&1)
+check "cert import takes an RSA key" grep -q "imported rsa.example" <<<"$out"
+check "  ... recorded as rsa-2048" test "$(psql -qAt -d "$TRACKTLS_DB" -c "select key_type from certificates c join domains d on d.id=c.domain_id where d.name='rsa.example'")" = rsa-2048
+check "no clear private key in the database" bash -c "! pg_dump -d '$TRACKTLS_DB' | grep -q 'PRIVATE KEY'"
+
+out=$($I domain remove www.imp.example 2>&1)
+check "domain remove" grep -qx "removed www.imp.example" <<<"$out"
+row=$(psql -qAt -d "$TRACKTLS_DB" -c "select d.state, d.current_cert_id is null, bool_and(c.sealed_key is null) from domains d join certificates c on c.domain_id = d.id where d.name = 'www.imp.example' group by 1,2")
+check "removed domain has no current certificate and no sealed key left" test "$row" = "removed|t|t"
+check "removed domain is not listed" bash -c "! '$I' domain list | grep -q www.imp.example"
+
+out=$($I domain list --db "host=$T/nope dbname=x" 2>&1); rc=$?
+check "database down: exit 2" test "$rc" = 2
+check "  ... with a clear message" grep -q "cannot use the database" <<<"$out"
+out=$($I domain list --bogus 2>&1); rc=$?
+check "unknown flag: exit 2" test "$rc" = 2
+check "every command has --help" bash -c "'$I' run --help | grep -q -- --self-check-via && '$I' domain add --help | grep -q -- --owner"
