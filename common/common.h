@@ -115,4 +115,30 @@ int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err);
 int tt_db_check_schema(PGconn *conn, int *version, struct tt_err *err);
 int tt_schema_version_latest(void);
 
+/* ---- ticket_keys.c: TLS session-ticket keys shared by the fleet, sealed in ticket_keys. ----
+ * The issuer rotates them; every terminator loads all live keys, so a client resumes on any host.
+ * A key encrypts new tickets from `start` until `encrypt_until`, and decrypts until `decrypt_until`.
+ * New keys are created ahead of their start so every host has them before they are used. */
+#define TT_TICKET_NAME_BYTES 16
+#define TT_TICKET_SECRET_BYTES 32
+struct tt_ticket_key {
+	int64_t id;
+	int64_t start, encrypt_until, decrypt_until; /* unix seconds */
+	uint8_t name[TT_TICKET_NAME_BYTES];
+	uint8_t secret[TT_TICKET_SECRET_BYTES];
+};
+struct tt_ticket_policy {
+	int64_t rotate_s;   /* how long one key encrypts new tickets */
+	int64_t lifetime_s; /* how long a ticket stays valid after it is issued */
+	int64_t lead_s;     /* how long before its start a key is created */
+};
+/* Creates the next key when the newest one ends within lead_s, deletes keys past decrypt_until. */
+int tt_ticket_keys_rotate(PGconn *conn, const struct tt_keyring *kr, const struct tt_ticket_policy *policy,
+			  int *created, int *retired, struct tt_err *err);
+/* Loads and opens every key still valid for decryption, oldest first, into locked memory
+ * (release with tt_ticket_keys_free). */
+int tt_ticket_keys_load(PGconn *conn, const struct tt_keyring *kr, struct tt_ticket_key **keys, size_t *count,
+			struct tt_err *err);
+void tt_ticket_keys_free(struct tt_ticket_key *keys, size_t count);
+
 #endif
