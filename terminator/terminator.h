@@ -36,6 +36,10 @@
  * no renegotiation. */
 int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len,
 		WOLFSSL_CTX **out, struct tt_err *err);
+/* Per-session part of the policy, to call right after wolfSSL_new(cert_entry_ctx(entry)): offers
+ * ALPN http/1.1 (continuing on mismatch). This wolfSSL build (no OPENSSL_ALL) does not copy a CTX's
+ * ALPN select callback into its sessions, so ALPN has to be set per session. */
+int certctx_session_init(WOLFSSL *ssl);
 
 /* ---- sni_cache.c ----
  * Shared by every thread, sharded by tt_name_hash; a shard lock is held only for the table
@@ -43,10 +47,12 @@ int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, siz
  * its entry, so eviction or replacement never pulls a context from under a live session. */
 struct sni_cache;
 struct cert_entry;
+/* 0 picks the default: 100000 entries, 1 GiB, 10 s, max_negative = max_entries. */
 struct sni_cache_limits {
 	size_t max_entries;
 	size_t max_bytes;
 	int64_t negative_ttl_ms;
+	size_t max_negative; /* negative entries are bounded apart from certificates */
 };
 int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out, struct tt_err *err);
 void sni_cache_free(struct sni_cache *cache);
@@ -57,30 +63,56 @@ enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, stru
 int sni_cache_insert(struct sni_cache *cache, const char *name, int64_t cert_id, WOLFSSL_CTX *ctx,
 		     size_t bytes, struct cert_entry **out, struct tt_err *err);
 void sni_cache_insert_negative(struct sni_cache *cache, const char *name);
-/* The name changed in the database: drop what the cache holds for it (positive or negative). */
-void sni_cache_invalidate(struct sni_cache *cache, const char *name);
+/* The name changed in the database: drop what the cache holds for it (positive or negative).
+ * Returns true if it held a certificate (the name is hot: worth reloading now). */
+bool sni_cache_invalidate(struct sni_cache *cache, const char *name);
+void sni_cache_invalidate_all(struct sni_cache *cache);
+/* For loaders (certdb): take the epoch before querying and insert with it; if the name's shard was
+ * invalidated in between, the answer may predate the change, so the entry is handed to the caller
+ * but not cached (a negative one is dropped). */
+#define SNI_EPOCH_ANY UINT64_MAX
+uint64_t sni_cache_epoch(struct sni_cache *cache, const char *name);
+int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id,
+			   WOLFSSL_CTX *ctx, size_t bytes, struct cert_entry **out, struct tt_err *err);
+void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, const char *name);
 WOLFSSL_CTX *cert_entry_ctx(const struct cert_entry *entry);
 int64_t cert_entry_cert_id(const struct cert_entry *entry);
+/* Another reference to an entry already held (one per waiting connection). */
+struct cert_entry *cert_entry_ref(struct cert_entry *entry);
 void cert_entry_release(struct cert_entry *entry);
 struct sni_cache_stats {
 	uint64_t hits, misses, negative_hits, evictions, entries, bytes;
+	uint64_t negative_entries;
 };
 void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
 
 /* ---- certdb.c ----
- * One per thread. Queries run on a non-blocking libpq connection whose socket the loop watches
- * through the ring; results arrive by callback. A miss for a name already being loaded on this
- * thread joins that query. */
+ * One per thread. Queries run on a non-blocking libpq connection (pipeline mode, several queries
+ * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
+ * for a name already being loaded on this thread joins that query (threads do not coalesce with
+ * each other). Exactly one certdb, the one with listen set, runs LISTEN tracktls_cert for the
+ * shared cache: a change drops the name (and reloads it if it was cached); each time LISTEN is
+ * (re)established the whole cache is dropped, since changes made meanwhile were missed.
+ * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
+ * certdb_fd (the socket is replaced on reconnect), certdb_wants_write and
+ * certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names with a
+ * blocking getaddrinfo: give hostaddr= or an IP address or a socket directory. */
 struct certdb;
 struct certdb_config {
 	const char *conninfo;
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
-	int64_t query_timeout_ms;
+	int64_t query_timeout_ms;   /* 0: 1000; a connection that lets a query time out is replaced */
+	int64_t connect_timeout_ms; /* 0: 5000 */
+	bool listen;
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
 void certdb_free(struct certdb *db);
-/* status: 0 found (entry holds a reference), 1 unknown name (negative-cached), -1 error. */
+/* status: 0 found (entry holds a reference), 1 unknown name (negative-cached), -1 error (a broken
+ * row is negative-cached too). The request functions return 0 when the callback will run later,
+ * from certdb_process, never from inside the request call; -1 (no callback) when the request fails
+ * at once: database down and backing off, or too many requests in flight. certdb_free drops
+ * pending callbacks without running them. */
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
 /* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error. */
@@ -99,6 +131,7 @@ int64_t certdb_next_deadline_ms(const struct certdb *db);
 struct certdb_stats {
 	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
 	uint64_t query_us_total;
+	uint64_t bad_certs; /* rows whose key does not open or whose chain/key does not load */
 };
 void certdb_stats(const struct certdb *db, struct certdb_stats *out);
 

@@ -1,0 +1,641 @@
+/* certdb: one thread's non-blocking PostgreSQL connection (libpq pipeline mode) that loads
+ * certificates into the shared cache, answers HTTP-01 tokens and follows LISTEN tracktls_cert. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "terminator.h"
+
+#define DEFAULT_QUERY_TIMEOUT_MS 1000
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+/* Requests beyond this many in flight fail at once: a stalled database must not grow memory. */
+#define MAX_ITEMS 4096
+/* What a cached context costs beyond the chain and key bytes (WOLFSSL_CTX, its suites, cert
+ * manager, parsed DER copies), measured with this wolfSSL build; see the unit test's report. */
+#define CTX_OVERHEAD_BYTES 3072
+
+static const char sql_cert[] = "SELECT c.id, c.chain_pem, c.sealed_key FROM domains d "
+			       "JOIN certificates c ON c.id = d.current_cert_id "
+			       "WHERE d.name = $1 AND d.state <> 'removed' AND c.sealed_key IS NOT NULL";
+static const char sql_challenge[] = "SELECT key_authorization FROM challenges WHERE token = $1 AND expires_at > now()";
+
+
+enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE };
+
+struct waiter {
+	struct waiter *next;
+	certdb_cert_cb cb; /* NULL once answered or cancelled */
+	void *arg;
+};
+
+/* One pipelined request: its statements each end with a NULL from PQgetResult, then its own
+ * Sync ends the item (so a failing statement aborts nothing else). */
+struct item {
+	struct item *next;
+	enum item_kind kind;
+	int statements_left;
+	bool sent;
+	bool answered;
+	bool timed_out;
+	int64_t deadline_ms;
+	int64_t started_us;
+	uint64_t epoch;
+	struct waiter *waiters;	 /* ITEM_CERT */
+	certdb_challenge_cb ccb; /* ITEM_CHALLENGE; NULL once answered or cancelled */
+	void *carg;
+	char key[]; /* name or token */
+};
+
+enum db_state { DB_DOWN, DB_CONNECTING, DB_READY };
+
+struct certdb {
+	char *conninfo;
+	const struct tt_keyring *keyring;
+	struct sni_cache *cache;
+	bool listen;
+	int64_t query_timeout_ms, connect_timeout_ms;
+
+	enum db_state state;
+	PGconn *conn;
+	PostgresPollingStatusType poll;
+	bool flush_pending;
+	/* A send failed inside a call that may run under a callback: certdb_process disconnects. */
+	bool broken;
+	bool connected_once;
+	int64_t connect_deadline_ms;
+	int64_t retry_at_ms;
+	int64_t backoff_ms;
+
+	struct item *head, *tail; /* in send order */
+	size_t nitems;
+
+	struct certdb_stats stats;
+};
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static const char *one_line(char *buf, size_t size, const char *msg)
+{
+	char flat[512];
+	size_t n = 0;
+	for (; msg[n] && n < sizeof(flat) - 1; n++)
+		flat[n] = msg[n] == '\n' ? ' ' : msg[n];
+	while (n > 0 && flat[n - 1] == ' ')
+		n--;
+	flat[n] = '\0';
+	return tt_log_quote(buf, size, flat);
+}
+
+static void free_item(struct item *it)
+{
+	while (it->waiters) {
+		struct waiter *w = it->waiters;
+		it->waiters = w->next;
+		free(w);
+	}
+	free(it);
+}
+
+/* Answers whoever still waits on it. The item stays where it is (in the queue until its Sync), so
+ * a callback may cancel, load or query again; nothing a callback can call frees an item. */
+static void answer(struct item *it, int status, struct cert_entry *entry, const char *value)
+{
+	it->answered = true;
+	if (it->kind == ITEM_CERT) {
+		for (struct waiter *w = it->waiters; w; w = w->next) {
+			certdb_cert_cb cb = w->cb;
+			if (!cb)
+				continue;
+			w->cb = NULL;
+			cb(w->arg, status, status == 0 ? cert_entry_ref(entry) : NULL);
+		}
+	} else if (it->kind == ITEM_CHALLENGE && it->ccb) {
+		certdb_challenge_cb cb = it->ccb;
+		it->ccb = NULL;
+		cb(it->carg, status, value);
+	}
+}
+
+static bool is_request(const struct item *it)
+{
+	return it->kind == ITEM_CERT || it->kind == ITEM_CHALLENGE;
+}
+
+static void enqueue(struct certdb *db, struct item *it)
+{
+	it->next = NULL;
+	if (db->tail)
+		db->tail->next = it;
+	else
+		db->head = it;
+	db->tail = it;
+	db->nitems++;
+}
+
+static struct item *pop(struct certdb *db)
+{
+	struct item *it = db->head;
+	db->head = it->next;
+	if (!db->head)
+		db->tail = NULL;
+	db->nitems--;
+	it->next = NULL;
+	return it;
+}
+
+static void fail_all(struct certdb *db)
+{
+	struct item *list = db->head;
+	db->head = db->tail = NULL;
+	db->nitems = 0;
+	while (list) {
+		struct item *it = list;
+		list = it->next;
+		if (is_request(it) && !it->answered) {
+			if (!it->timed_out)
+				db->stats.query_errors++;
+			answer(it, -1, NULL, NULL);
+		}
+		free_item(it);
+	}
+}
+
+static void disconnect(struct certdb *db, int64_t now_ms, const char *why)
+{
+	char buf[600];
+	tt_log(TT_WARN, "db_disconnected", "listener=%s pending=%zu retry_ms=%lld error=%s",
+	       db->listen ? "true" : "false", db->nitems, (long long)db->backoff_ms,
+	       one_line(buf, sizeof(buf), why ? why : db->conn ? PQerrorMessage(db->conn) : "out of memory"));
+	if (db->conn)
+		PQfinish(db->conn);
+	db->conn = NULL;
+	db->state = DB_DOWN;
+	db->flush_pending = false;
+	db->broken = false;
+	db->retry_at_ms = now_ms + db->backoff_ms;
+	db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
+	fail_all(db);
+}
+
+/* Never disconnects itself: callers may be inside a callback. */
+static void flush(struct certdb *db)
+{
+	int r = PQflush(db->conn);
+	if (r < 0)
+		db->broken = true;
+	db->flush_pending = r == 1;
+}
+
+static int send_item(struct certdb *db, struct item *it)
+{
+	const char *params[1] = {it->key};
+	int ok;
+
+	switch (it->kind) {
+	case ITEM_SETUP:
+		it->statements_left = 2;
+		ok = PQsendPrepare(db->conn, "cert", sql_cert, 1, NULL) &&
+		     PQsendPrepare(db->conn, "challenge", sql_challenge, 1, NULL);
+		break;
+	case ITEM_LISTEN:
+		it->statements_left = 1;
+		ok = PQsendQueryParams(db->conn, "LISTEN " TT_CHANNEL_CERT, 0, NULL, NULL, NULL, NULL, 0);
+		break;
+	case ITEM_CERT:
+		it->statements_left = 1;
+		/* binary results: the id as int8, chain and sealed key as raw bytes (no hex decoding) */
+		ok = PQsendQueryPrepared(db->conn, "cert", 1, params, NULL, NULL, 1);
+		break;
+	default:
+		it->statements_left = 1;
+		ok = PQsendQueryPrepared(db->conn, "challenge", 1, params, NULL, NULL, 0);
+		break;
+	}
+	if (!ok || !PQpipelineSync(db->conn)) {
+		db->broken = true;
+		return -1;
+	}
+	it->sent = true;
+	it->started_us = mono_us();
+	if (is_request(it))
+		db->stats.queries++;
+	return 0;
+}
+
+static struct item *item_new(enum item_kind kind, const char *key, int64_t deadline_ms)
+{
+	size_t len = key ? strlen(key) : 0;
+	struct item *it = calloc(1, sizeof(*it) + len + 1);
+	if (!it)
+		return NULL;
+	it->kind = kind;
+	it->deadline_ms = deadline_ms;
+	if (key)
+		memcpy(it->key, key, len + 1);
+	return it;
+}
+
+/* Queues a request; sends it at once when connected. 0, or -1 when it cannot be taken. */
+static int submit(struct certdb *db, struct item *it)
+{
+	if (db->state == DB_DOWN || db->broken || db->nitems >= MAX_ITEMS) {
+		db->stats.query_errors++;
+		free_item(it);
+		return -1;
+	}
+	enqueue(db, it);
+	if (db->state == DB_READY && send_item(db, it) == 0)
+		flush(db);
+	return 0;
+}
+
+static void became_ready(struct certdb *db, int64_t now_ms)
+{
+	struct item *queued = db->head, *setup, *listen = NULL;
+
+	if (PQsetnonblocking(db->conn, 1) != 0 || PQenterPipelineMode(db->conn) != 1) {
+		disconnect(db, now_ms, NULL);
+		return;
+	}
+	setup = item_new(ITEM_SETUP, NULL, now_ms + db->query_timeout_ms);
+	if (db->listen)
+		listen = item_new(ITEM_LISTEN, NULL, now_ms + db->query_timeout_ms);
+	if (!setup || (db->listen && !listen)) {
+		free(setup);
+		free(listen);
+		disconnect(db, now_ms, "out of memory");
+		return;
+	}
+	db->state = DB_READY;
+	db->backoff_ms = BACKOFF_MIN_MS;
+	tt_log(TT_INFO, "db_connected", "listener=%s pending=%zu", db->listen ? "true" : "false", db->nitems);
+	/* Setup goes first: the requests queued while connecting use its prepared statements. */
+	db->head = db->tail = NULL;
+	db->nitems = 0;
+	enqueue(db, setup);
+	if (listen)
+		enqueue(db, listen);
+	while (queued) {
+		struct item *it = queued;
+		queued = it->next;
+		enqueue(db, it);
+	}
+	for (struct item *it = db->head; it; it = it->next)
+		if (send_item(db, it) < 0)
+			return;
+	flush(db);
+}
+
+static void start_connect(struct certdb *db, int64_t now_ms)
+{
+	if (db->connected_once)
+		db->stats.reconnects++;
+	db->connected_once = true;
+	db->conn = PQconnectStart(db->conninfo);
+	if (!db->conn || PQstatus(db->conn) == CONNECTION_BAD) {
+		disconnect(db, now_ms, NULL);
+		return;
+	}
+	db->state = DB_CONNECTING;
+	db->poll = PGRES_POLLING_WRITING;
+	db->connect_deadline_ms = now_ms + db->connect_timeout_ms;
+}
+
+static void drive_connect(struct certdb *db, int64_t now_ms)
+{
+	db->poll = PQconnectPoll(db->conn);
+	if (db->poll == PGRES_POLLING_OK)
+		became_ready(db, now_ms);
+	else if (db->poll == PGRES_POLLING_FAILED)
+		disconnect(db, now_ms, NULL);
+	else if (now_ms >= db->connect_deadline_ms)
+		disconnect(db, now_ms, "connect timed out");
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The domain's row arrived: open the key, build the context, cache it, answer. */
+static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res)
+{
+	char aad[TT_NAME_MAX + 64], buf[600];
+	struct tt_err err = {{0}};
+	uint8_t *key = NULL;
+	size_t key_len = 0, chain_len, aad_len;
+	const char *chain;
+	int64_t cert_id = -1;
+	WOLFSSL_CTX *ctx = NULL;
+	struct cert_entry *entry = NULL;
+	int rc;
+
+	if (PQntuples(res) == 0) {
+		sni_cache_insert_negative_since(db->cache, it->epoch, it->key);
+		answer(it, 1, NULL, NULL);
+		return;
+	}
+	if (PQgetlength(res, 0, 0) != 8) {
+		tt_fail(&err, "certificate id is not an int8");
+		goto bad;
+	}
+	cert_id = (int64_t)be64((const uint8_t *)PQgetvalue(res, 0, 0));
+	chain = PQgetvalue(res, 0, 1);
+	chain_len = (size_t)PQgetlength(res, 0, 1);
+	aad_len = tt_envelope_aad_cert(aad, sizeof(aad), it->key, cert_id);
+	if (tt_envelope_open(db->keyring, aad, aad_len, (const uint8_t *)PQgetvalue(res, 0, 2),
+			     (size_t)PQgetlength(res, 0, 2), &key, &key_len, &err) < 0)
+		goto bad;
+	rc = certctx_new(chain, chain_len, key, key_len, &ctx, &err);
+	tt_secret_free(key, key_len);
+	if (rc < 0)
+		goto bad;
+	if (sni_cache_insert_since(db->cache, it->epoch, it->key, cert_id, ctx, chain_len + key_len + CTX_OVERHEAD_BYTES,
+				   &entry, &err) < 0)
+		goto bad;
+	tt_log(TT_DEBUG, "cert_loaded", "name=%s cert_id=%lld", it->key, (long long)cert_id);
+	answer(it, 0, entry, NULL);
+	cert_entry_release(entry);
+	return;
+bad:
+	db->stats.bad_certs++;
+	tt_log(TT_ERROR, "cert_load_failed", "name=%s cert_id=%lld error=%s", it->key, (long long)cert_id,
+	       one_line(buf, sizeof(buf), err.msg));
+	/* Negative-cached so a broken row costs one query per TTL, not one per handshake. */
+	sni_cache_insert_negative_since(db->cache, it->epoch, it->key);
+	answer(it, -1, NULL, NULL);
+}
+
+static void handle_result(struct certdb *db, struct item *it, const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+	char buf[600];
+
+	if (!ok) {
+		tt_log(TT_ERROR, "db_query_failed", "kind=%d error=%s", (int)it->kind,
+		       one_line(buf, sizeof(buf), PQresultErrorMessage(res)));
+		if (is_request(it) && !it->answered) {
+			db->stats.query_errors++;
+			answer(it, -1, NULL, NULL);
+		}
+		return;
+	}
+	switch (it->kind) {
+	case ITEM_SETUP:
+		break;
+	case ITEM_LISTEN:
+		/* Changes made while nobody listened were missed: what the cache holds may be stale. */
+		sni_cache_invalidate_all(db->cache);
+		tt_log(TT_INFO, "db_listening", "channel=%s", TT_CHANNEL_CERT);
+		break;
+	case ITEM_CERT:
+		if (!it->answered)
+			cert_loaded(db, it, res);
+		break;
+	case ITEM_CHALLENGE:
+		if (!it->answered)
+			answer(it, PQntuples(res) > 0 ? 0 : 1, NULL, PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : NULL);
+		break;
+	}
+}
+
+/* Takes what has arrived off the connection; stops when libpq would need more input. */
+static void drain(struct certdb *db)
+{
+	while (db->head && db->head->sent && !db->broken && !PQisBusy(db->conn)) {
+		struct item *it = db->head;
+		PGresult *res = PQgetResult(db->conn);
+		if (!res) {
+			if (it->statements_left == 0)
+				return; /* the Sync has not arrived */
+			it->statements_left--;
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			pop(db);
+			db->stats.query_us_total += (uint64_t)(mono_us() - it->started_us);
+			if (is_request(it) && !it->answered) {
+				db->stats.query_errors++;
+				answer(it, -1, NULL, NULL);
+			}
+			free_item(it);
+			continue;
+		}
+		handle_result(db, it, res);
+		PQclear(res);
+	}
+}
+
+static void notified(struct certdb *db, const PGnotify *n, int64_t now_ms)
+{
+	db->stats.notifications++;
+	if (strcmp(n->relname, TT_CHANNEL_CERT) != 0)
+		return;
+	/* Drop now so the next handshake cannot get the old certificate; a name that was in use is
+	 * reloaded at once so its next handshake need not wait for the query. */
+	if (sni_cache_invalidate(db->cache, n->extra)) {
+		struct item *it = item_new(ITEM_CERT, n->extra, now_ms + db->query_timeout_ms);
+		if (it) {
+			it->epoch = sni_cache_epoch(db->cache, n->extra);
+			submit(db, it);
+		}
+	}
+	tt_log(TT_DEBUG, "cert_changed", "name=%s", n->extra);
+}
+
+static void expire(struct certdb *db, int64_t now_ms)
+{
+	if (db->state == DB_READY) {
+		/* Requests share one timeout, so the oldest expires first; a connection that lets it
+		 * expire is not trusted with the rest (libpq cannot cancel one pipelined query). */
+		if (!db->head || now_ms < db->head->deadline_ms)
+			return;
+		for (struct item *it = db->head; it && now_ms >= it->deadline_ms; it = it->next) {
+			if (is_request(it) && !it->answered) {
+				it->timed_out = true;
+				db->stats.query_timeouts++;
+			}
+		}
+		disconnect(db, now_ms, "query timed out");
+		return;
+	}
+	while (db->head && now_ms >= db->head->deadline_ms) {
+		struct item *it = pop(db);
+		db->stats.query_timeouts++;
+		answer(it, -1, NULL, NULL);
+		free_item(it);
+	}
+}
+
+void certdb_process(struct certdb *db, int64_t now_ms)
+{
+	PGnotify *n;
+
+	if (db->state == DB_DOWN && now_ms >= db->retry_at_ms)
+		start_connect(db, now_ms);
+	if (db->state == DB_CONNECTING)
+		drive_connect(db, now_ms);
+	if (db->state == DB_READY) {
+		if (db->flush_pending)
+			flush(db);
+		if (!db->broken && !PQconsumeInput(db->conn)) {
+			disconnect(db, now_ms, NULL);
+			return;
+		}
+		drain(db);
+		while (!db->broken && (n = PQnotifies(db->conn)) != NULL) {
+			notified(db, n, now_ms);
+			PQfreemem(n);
+		}
+		if (db->broken) {
+			disconnect(db, now_ms, NULL);
+			return;
+		}
+		if (db->flush_pending)
+			flush(db);
+	}
+	expire(db, now_ms);
+}
+
+int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err)
+{
+	const char *conninfo = config->conninfo ? config->conninfo : "";
+	char *perr = NULL;
+	PQconninfoOption *opts;
+	struct certdb *db;
+
+	*out = NULL;
+	opts = PQconninfoParse(conninfo, &perr);
+	if (!opts) {
+		char buf[600];
+		tt_fail(err, "database connection string: %s", one_line(buf, sizeof(buf), perr ? perr : "out of memory"));
+		PQfreemem(perr);
+		return -1;
+	}
+	PQconninfoFree(opts);
+	db = calloc(1, sizeof(*db));
+	if (!db || !(db->conninfo = strdup(conninfo))) {
+		free(db);
+		return tt_fail(err, "out of memory");
+	}
+	db->keyring = config->keyring;
+	db->cache = config->cache;
+	db->listen = config->listen;
+	db->query_timeout_ms = config->query_timeout_ms > 0 ? config->query_timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
+	db->connect_timeout_ms = config->connect_timeout_ms > 0 ? config->connect_timeout_ms
+								 : DEFAULT_CONNECT_TIMEOUT_MS;
+	db->backoff_ms = BACKOFF_MIN_MS;
+	db->state = DB_DOWN;
+	certdb_process(db, mono_us() / 1000);
+	*out = db;
+	return 0;
+}
+
+void certdb_free(struct certdb *db)
+{
+	if (!db)
+		return;
+	while (db->head)
+		free_item(pop(db));
+	if (db->conn)
+		PQfinish(db->conn);
+	free(db->conninfo);
+	free(db);
+}
+
+int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg)
+{
+	uint64_t epoch = sni_cache_epoch(db->cache, name);
+	struct waiter *w = calloc(1, sizeof(*w));
+	struct item *it;
+
+	if (!w) {
+		db->stats.query_errors++;
+		return -1;
+	}
+	w->cb = cb;
+	w->arg = arg;
+	/* Join a query for the same name unless the name changed since it was sent. */
+	for (it = db->head; it; it = it->next) {
+		if (it->kind == ITEM_CERT && !it->answered && it->epoch == epoch && strcmp(it->key, name) == 0) {
+			w->next = it->waiters;
+			it->waiters = w;
+			return 0;
+		}
+	}
+	it = item_new(ITEM_CERT, name, mono_us() / 1000 + db->query_timeout_ms);
+	if (!it) {
+		free(w);
+		db->stats.query_errors++;
+		return -1;
+	}
+	it->epoch = epoch;
+	it->waiters = w;
+	return submit(db, it);
+}
+
+int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg)
+{
+	struct item *it = item_new(ITEM_CHALLENGE, token, mono_us() / 1000 + db->query_timeout_ms);
+	if (!it) {
+		db->stats.query_errors++;
+		return -1;
+	}
+	it->ccb = cb;
+	it->carg = arg;
+	return submit(db, it);
+}
+
+void certdb_cancel(struct certdb *db, void *arg)
+{
+	for (struct item *it = db->head; it; it = it->next) {
+		if (it->kind == ITEM_CHALLENGE && it->carg == arg)
+			it->ccb = NULL;
+		for (struct waiter *w = it->waiters; w; w = w->next)
+			if (w->arg == arg)
+				w->cb = NULL;
+	}
+}
+
+int certdb_fd(const struct certdb *db)
+{
+	return db->state == DB_DOWN ? -1 : PQsocket(db->conn);
+}
+
+bool certdb_wants_write(const struct certdb *db)
+{
+	if (db->state == DB_CONNECTING)
+		return db->poll == PGRES_POLLING_WRITING;
+	return db->state == DB_READY && db->flush_pending;
+}
+
+int64_t certdb_next_deadline_ms(const struct certdb *db)
+{
+	int64_t d = -1;
+	if (db->state == DB_DOWN)
+		return db->retry_at_ms;
+	if (db->state == DB_CONNECTING)
+		d = db->connect_deadline_ms;
+	if (db->head && (d < 0 || db->head->deadline_ms < d))
+		d = db->head->deadline_ms;
+	return d;
+}
+
+void certdb_stats(const struct certdb *db, struct certdb_stats *out)
+{
+	*out = db->stats;
+}
