@@ -25,6 +25,7 @@ static const char sql_challenge[] = "SELECT key_authorization FROM challenges WH
 
 
 enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE };
+static const char *const kind_names[] = {"setup", "listen", "cert", "challenge"};
 
 struct waiter {
 	struct waiter *next;
@@ -88,7 +89,7 @@ static const char *one_line(char *buf, size_t size, const char *msg)
 	char flat[512];
 	size_t n = 0;
 	for (; msg[n] && n < sizeof(flat) - 1; n++)
-		flat[n] = msg[n] == '\n' ? ' ' : msg[n];
+		flat[n] = msg[n] == '\n' || msg[n] == '\t' ? ' ' : msg[n];
 	while (n > 0 && flat[n - 1] == ' ')
 		n--;
 	flat[n] = '\0';
@@ -385,7 +386,7 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 	char buf[600];
 
 	if (!ok) {
-		tt_log(TT_ERROR, "db_query_failed", "kind=%d error=%s", (int)it->kind,
+		tt_log(TT_ERROR, "db_query_failed", "query=%s error=%s", kind_names[it->kind],
 		       one_line(buf, sizeof(buf), PQresultErrorMessage(res)));
 		if (is_request(it) && !it->answered) {
 			db->stats.query_errors++;
@@ -399,6 +400,10 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 	case ITEM_LISTEN:
 		/* Changes made while nobody listened were missed: what the cache holds may be stale. */
 		sni_cache_invalidate_all(db->cache);
+		/* Queries behind LISTEN on this connection run after it, so their answers are current. */
+		for (struct item *q = it->next; q; q = q->next)
+			if (q->kind == ITEM_CERT)
+				q->epoch = sni_cache_epoch(db->cache, q->key);
 		tt_log(TT_INFO, "db_listening", "channel=%s", TT_CHANNEL_CERT);
 		break;
 	case ITEM_CERT:
@@ -501,7 +506,8 @@ void certdb_process(struct certdb *db, int64_t now_ms)
 			notified(db, n, now_ms);
 			PQfreemem(n);
 		}
-		if (db->broken) {
+		/* libpq drops the socket itself on a FATAL error: nothing more will ever arrive. */
+		if (db->broken || PQstatus(db->conn) == CONNECTION_BAD) {
 			disconnect(db, now_ms, NULL);
 			return;
 		}

@@ -1,0 +1,388 @@
+/* certdb against the real PostgreSQL: certificate and challenge lookups through the non-blocking
+ * connection, negative answers, a tampered key, coalescing, cancel, NOTIFY on renewal, a killed
+ * connection, and databases that refuse or never answer. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "check.h"
+#include "terminator.h"
+#include "testcert.h"
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t slowest_process_ms;
+
+/* What a loop does: poll the socket (or wait for the deadline), then certdb_process. */
+static void drive(struct certdb *db, bool (*done)(void *), void *arg, int64_t max_ms)
+{
+	int64_t end = mono_ms() + max_ms;
+	while (!done(arg) && mono_ms() < end) {
+		int64_t now = mono_ms(), dl = certdb_next_deadline_ms(db);
+		int64_t timeout = end - now;
+		if (dl >= 0 && dl - now < timeout)
+			timeout = dl > now ? dl - now : 0;
+		struct pollfd p = {.fd = certdb_fd(db), .events = POLLIN};
+		if (certdb_wants_write(db))
+			p.events |= POLLOUT;
+		poll(&p, p.fd >= 0 ? 1 : 0, (int)timeout);
+		int64_t t0 = mono_ms();
+		certdb_process(db, t0);
+		if (mono_ms() - t0 > slowest_process_ms)
+			slowest_process_ms = mono_ms() - t0;
+	}
+}
+
+struct answer {
+	int calls;
+	int status;
+	struct cert_entry *entry;
+	char key_auth[256];
+};
+
+static void on_cert(void *arg, int status, struct cert_entry *entry)
+{
+	struct answer *a = arg;
+	a->calls++;
+	a->status = status;
+	if (a->entry)
+		cert_entry_release(a->entry);
+	a->entry = entry;
+}
+
+static void on_challenge(void *arg, int status, const char *key_auth)
+{
+	struct answer *a = arg;
+	a->calls++;
+	a->status = status;
+	snprintf(a->key_auth, sizeof(a->key_auth), "%s", key_auth ? key_auth : "");
+}
+
+static bool answered(void *arg)
+{
+	return ((struct answer *)arg)->calls > 0;
+}
+
+static bool both_answered(void *arg)
+{
+	struct answer *a = arg;
+	return a[0].calls > 0 && a[1].calls > 0;
+}
+
+static PGconn *pg;
+static struct tt_keyring *kr;
+static char *dir;
+
+static int64_t sql_id(const char *sql, int n, const char *const *params)
+{
+	PGresult *res;
+	struct tt_err err;
+	if (tt_db_exec(pg, &res, &err, sql, n, params) < 0) {
+		printf("sql failed: %s\n", err.msg);
+		return -1;
+	}
+	int64_t id = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+	PQclear(res);
+	return id;
+}
+
+/* Stores a fresh certificate for name (creating the domain) and makes it current. With tamper
+ * set, the key is sealed for another row, so it cannot open under this one. */
+static int64_t store_cert(const char *name, bool tamper)
+{
+	char *chain, idbuf[32], aad[512];
+	uint8_t *key, *sealed;
+	size_t chain_len, key_len, sealed_len, aad_len;
+	struct tt_err err;
+	if (testcert_make(dir, name, false, &chain, &chain_len, &key, &key_len) < 0)
+		return -1;
+	const char *p1[] = {name};
+	int64_t domain = sql_id("INSERT INTO domains (name, state) VALUES ($1, 'active') "
+				"ON CONFLICT (name) DO UPDATE SET state = 'active' RETURNING id",
+				1, p1);
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)domain);
+	const char *p2[] = {idbuf, chain};
+	int64_t cert = sql_id("INSERT INTO certificates (domain_id, chain_pem, master_key_id, serial, not_before, not_after) "
+			      "VALUES ($1, $2, 1, '01', now(), now() + interval '1 day') RETURNING id",
+			      2, p2);
+	aad_len = tt_envelope_aad_cert(aad, sizeof(aad), name, tamper ? cert + 1000 : cert);
+	if (tt_envelope_seal(kr, aad, aad_len, key, key_len, &sealed, &sealed_len, &err) < 0) {
+		printf("seal: %s\n", err.msg);
+		return -1;
+	}
+	char *blob = tt_db_bytea_param(sealed, sealed_len);
+	char certbuf[32];
+	snprintf(certbuf, sizeof(certbuf), "%lld", (long long)cert);
+	const char *p3[] = {blob, certbuf};
+	tt_db_run(pg, &err, "UPDATE certificates SET sealed_key = $1 WHERE id = $2", 2, p3);
+	const char *p4[] = {certbuf, idbuf};
+	tt_db_run(pg, &err, "UPDATE domains SET current_cert_id = $1 WHERE id = $2", 2, p4);
+	free(blob);
+	free(sealed);
+	free(chain);
+	free(key);
+	return cert;
+}
+
+static bool stat_reached(void *arg)
+{
+	struct {
+		struct certdb *db;
+		uint64_t want;
+	} *w = arg;
+	struct certdb_stats st;
+	certdb_stats(w->db, &st);
+	return st.notifications >= w->want;
+}
+
+static void test_database(const char *conninfo)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct certdb_stats st;
+	struct cert_entry *got;
+	struct tt_err err;
+	char info[1024];
+
+	int64_t good = store_cert("good.example", false);
+	store_cert("bad.example", true);
+	CHECK(good > 0, "setup: certificates stored");
+
+	snprintf(info, sizeof(info), "%s application_name=certdb_test", conninfo);
+	sni_cache_new(&lim, &cache, &err);
+	struct certdb_config cfg = {.conninfo = info, .keyring = kr, .cache = cache, .query_timeout_ms = 3000, .listen = true};
+	CHECK(certdb_new(&cfg, &db, &err) == 0, "certdb: created without blocking");
+
+	/* two misses for one name on one thread: one query, two answers */
+	struct answer two[2] = {{0}};
+	CHECK(certdb_load_cert(db, "good.example", on_cert, &two[0]) == 0 &&
+		      certdb_load_cert(db, "good.example", on_cert, &two[1]) == 0,
+	      "load: requests queued while connecting");
+	CHECK(two[0].calls == 0, "load: callback never runs inside the request");
+	drive(db, both_answered, two, 10000);
+	certdb_stats(db, &st);
+	CHECK(two[0].status == 0 && two[1].status == 0 && two[0].entry && two[0].entry == two[1].entry &&
+		      cert_entry_cert_id(two[0].entry) == good,
+	      "load: certificate found, both waiters get the entry");
+	CHECK(st.queries == 1, "load: concurrent misses made one query");
+	CHECK(sni_cache_lookup(cache, "good.example", &got) == SNI_HIT && got == two[0].entry, "load: entry cached");
+	cert_entry_release(got);
+	if (two[0].entry) {
+		WOLFSSL *ssl = wolfSSL_new(cert_entry_ctx(two[0].entry));
+		CHECK(ssl != NULL, "load: context ready for a session");
+		wolfSSL_free(ssl);
+	}
+
+	struct answer unknown = {0};
+	certdb_load_cert(db, "nobody.example", on_cert, &unknown);
+	drive(db, answered, &unknown, 5000);
+	CHECK(unknown.calls == 1 && unknown.status == 1 && !unknown.entry, "unknown: status 1");
+	CHECK(sni_cache_lookup(cache, "nobody.example", &got) == SNI_NEGATIVE, "unknown: negative-cached");
+
+	struct answer bad = {0};
+	certdb_load_cert(db, "bad.example", on_cert, &bad);
+	drive(db, answered, &bad, 5000);
+	certdb_stats(db, &st);
+	CHECK(bad.calls == 1 && bad.status == -1 && st.bad_certs == 1, "tampered: status -1 and counted");
+	const char *pb[] = {"bad.example"};
+	CHECK(sql_id("SELECT count(*) FROM certificates c JOIN domains d ON d.id = c.domain_id "
+		     "WHERE d.name = $1 AND c.sealed_key IS NOT NULL",
+		     1, pb) == 1,
+	      "tampered: nothing deleted");
+
+	const char *pr[] = {"removed.example"};
+	store_cert("removed.example", false);
+	tt_db_run(pg, &err, "UPDATE domains SET state = 'removed' WHERE name = $1", 1, pr);
+	struct answer removed = {0};
+	certdb_load_cert(db, "removed.example", on_cert, &removed);
+	drive(db, answered, &removed, 5000);
+	CHECK(removed.status == 1, "removed: a removed domain is not served");
+
+	/* cancel: the connection went away; its callback must never run */
+	struct answer cancelled = {0}, after = {0};
+	certdb_load_cert(db, "other.example", on_cert, &cancelled);
+	certdb_cancel(db, &cancelled);
+	certdb_load_cert(db, "other2.example", on_cert, &after);
+	drive(db, answered, &after, 5000);
+	CHECK(after.calls == 1 && cancelled.calls == 0, "cancel: withdrawn callback never runs");
+
+	/* challenges */
+	const char *pc[] = {"tok-valid", "tok-old"};
+	tt_db_run(pg, &err,
+		  "INSERT INTO challenges (token, key_authorization, domain_id, expires_at) "
+		  "SELECT $1, $1 || '.thumb', id, now() + interval '1 hour' FROM domains WHERE name = 'good.example' "
+		  "UNION ALL SELECT $2, 'x', id, now() - interval '1 minute' FROM domains WHERE name = 'good.example'",
+		  2, pc);
+	struct answer ch = {0}, old = {0}, none = {0};
+	certdb_get_challenge(db, "tok-valid", on_challenge, &ch);
+	certdb_get_challenge(db, "tok-old", on_challenge, &old);
+	certdb_get_challenge(db, "tok-none", on_challenge, &none);
+	drive(db, answered, &none, 5000);
+	CHECK(ch.status == 0 && strcmp(ch.key_auth, "tok-valid.thumb") == 0, "challenge: key authorization served");
+	CHECK(old.status == 1 && none.status == 1, "challenge: expired and unknown tokens are unknown");
+
+	/* renewal: NOTIFY drops the old entry; the next lookup gets the new certificate */
+	certdb_stats(db, &st);
+	struct {
+		struct certdb *db;
+		uint64_t want;
+	} w = {db, st.notifications + 1};
+	int64_t renewed = store_cert("good.example", false);
+	drive(db, stat_reached, &w, 5000);
+	certdb_stats(db, &st);
+	CHECK(st.notifications >= w.want, "notify: renewal notification received");
+	enum sni_result r = sni_cache_lookup(cache, "good.example", &got);
+	CHECK(r == SNI_MISS || (r == SNI_HIT && cert_entry_cert_id(got) == renewed),
+	      "notify: the old certificate is no longer served");
+	if (r == SNI_HIT)
+		cert_entry_release(got);
+	struct answer fresh = {0};
+	if (sni_cache_lookup(cache, "good.example", &fresh.entry) == SNI_HIT)
+		fresh.calls = 1;
+	else
+		certdb_load_cert(db, "good.example", on_cert, &fresh);
+	drive(db, answered, &fresh, 5000);
+	CHECK(fresh.entry && cert_entry_cert_id(fresh.entry) == renewed, "notify: the next handshake gets the renewal");
+	CHECK(cert_entry_cert_id(two[0].entry) == good && cert_entry_ctx(two[0].entry) != NULL,
+	      "notify: a session holding the old entry keeps it");
+	if (fresh.entry)
+		cert_entry_release(fresh.entry);
+
+	/* the connection is killed: cached names keep working, it reconnects by itself */
+	tt_db_run(pg, &err, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'certdb_test'",
+		  0, NULL);
+	struct answer lost = {0};
+	int64_t killed_at = mono_ms();
+	certdb_load_cert(db, "good.example", on_cert, &lost);
+	drive(db, answered, &lost, 5000);
+	CHECK(lost.calls == 1 && lost.status == -1 && mono_ms() - killed_at < 1000,
+	      "killed: request in flight fails at once, not at the timeout");
+	struct answer back = {0};
+	int64_t start = mono_ms();
+	while (back.calls == 0 || back.status != 0) {
+		if (mono_ms() - start > 10000)
+			break;
+		back.calls = 0;
+		if (certdb_load_cert(db, "good.example", on_cert, &back) < 0) {
+			struct answer never = {0};
+			drive(db, answered, &never, 50); /* backing off: let the reconnect timer run */
+			continue;
+		}
+		drive(db, answered, &back, 5000);
+	}
+	certdb_stats(db, &st);
+	CHECK(back.status == 0 && back.entry && cert_entry_cert_id(back.entry) == renewed && st.reconnects >= 1,
+	      "killed: reconnected and serving again");
+	if (back.entry)
+		cert_entry_release(back.entry);
+	if (lost.entry)
+		cert_entry_release(lost.entry);
+
+	CHECK(slowest_process_ms < 100, "certdb_process never blocked the thread");
+	printf("# queries=%llu errors=%llu timeouts=%llu notifications=%llu reconnects=%llu avg_query_us=%llu\n",
+	       (unsigned long long)st.queries, (unsigned long long)st.query_errors,
+	       (unsigned long long)st.query_timeouts, (unsigned long long)st.notifications,
+	       (unsigned long long)st.reconnects,
+	       (unsigned long long)(st.queries ? st.query_us_total / st.queries : 0));
+	cert_entry_release(two[0].entry);
+	cert_entry_release(two[1].entry);
+	certdb_free(db);
+	sni_cache_free(cache);
+}
+
+static void test_unreachable(void)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct certdb_stats st;
+	struct tt_err err;
+	char info[256];
+
+	sni_cache_new(&lim, &cache, &err);
+	struct certdb_config bad = {.conninfo = "host=127.0.0.1 port=notaport", .cache = cache};
+	CHECK(certdb_new(&bad, &db, &err) == 0 || strlen(err.msg) > 0, "unreachable: malformed connection string handled");
+	if (db)
+		certdb_free(db);
+	struct certdb_config garbage = {.conninfo = "this is not = a conninfo '", .cache = cache};
+	CHECK(certdb_new(&garbage, &db, &err) < 0 && strstr(err.msg, "connection string"),
+	      "unreachable: unparsable connection string refused with a message");
+
+	/* nothing listens on the port: refused at once, requests fail fast */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	bind(s, (struct sockaddr *)&sa, sizeof(sa));
+	getsockname(s, (struct sockaddr *)&sa, &sl);
+	close(s); /* the port is now closed */
+	snprintf(info, sizeof(info), "host=127.0.0.1 port=%d user=x dbname=x", ntohs(sa.sin_port));
+	struct certdb_config refused = {.conninfo = info, .cache = cache, .query_timeout_ms = 300};
+	int64_t t0 = mono_ms();
+	certdb_new(&refused, &db, &err);
+	struct answer a = {0};
+	int rc = certdb_load_cert(db, "x.example", on_cert, &a);
+	if (rc == 0)
+		drive(db, answered, &a, 2000);
+	certdb_stats(db, &st);
+	CHECK((rc < 0 || (a.calls == 1 && a.status == -1)) && mono_ms() - t0 < 300 + 100 && st.query_errors >= 1,
+	      "refused: request fails fast and is counted");
+	certdb_free(db);
+
+	/* a server that accepts TCP but never answers: the request fails at query_timeout_ms */
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t ll = sizeof(la);
+	bind(l, (struct sockaddr *)&la, sizeof(la));
+	listen(l, 8);
+	getsockname(l, (struct sockaddr *)&la, &ll);
+	snprintf(info, sizeof(info), "host=127.0.0.1 port=%d user=x dbname=x sslmode=disable", ntohs(la.sin_port));
+	struct certdb_config silent = {.conninfo = info, .cache = cache, .query_timeout_ms = 300};
+	slowest_process_ms = 0;
+	t0 = mono_ms();
+	certdb_new(&silent, &db, &err);
+	struct answer b = {0};
+	rc = certdb_load_cert(db, "y.example", on_cert, &b);
+	drive(db, answered, &b, 3000);
+	int64_t took = mono_ms() - t0;
+	certdb_stats(db, &st);
+	CHECK(rc == 0 && b.calls == 1 && b.status == -1 && st.query_timeouts == 1, "silent: request times out, counted");
+	CHECK(took >= 300 && took < 300 + 150, "silent: fails at the timeout, not later");
+	CHECK(slowest_process_ms < 50, "silent: no call blocked");
+	printf("# silent server: failed after %lld ms\n", (long long)took);
+	certdb_free(db);
+	close(l);
+	sni_cache_free(cache);
+}
+
+int main(void)
+{
+	const char *conninfo = check_test_db();
+	struct tt_err err;
+	char ringpath[600];
+	uint32_t kid;
+	int applied;
+
+	wolfSSL_Init();
+	dir = testcert_dir();
+	snprintf(ringpath, sizeof(ringpath), "%s/master.keys", dir);
+	if (!dir || tt_keyring_generate(ringpath, &kid, &err) < 0 || tt_keyring_load(ringpath, &kr, &err) < 0 ||
+	    tt_db_connect(conninfo, &pg, &err) < 0 || tt_db_migrate(pg, &applied, &err) < 0) {
+		printf("FAIL: setup: %s\n", err.msg);
+		return 1;
+	}
+	test_database(conninfo);
+	test_unreachable();
+	PQfinish(pg);
+	tt_keyring_free(kr);
+	testcert_cleanup(dir);
+	wolfSSL_Cleanup();
+	CHECK_DONE();
+}
