@@ -445,14 +445,14 @@ static int nominated_element(void *arg, const char *el, size_t n)
 }
 
 /* Connection may name further hop-by-hop headers; honouring that must never strip what frames
- * the message or routes it. */
-static bool nominated_by_connection(const struct http_request *req, const struct http_header *h)
+ * the message or routes it. Connection fields are searched from first_conn on, the first one. */
+static bool nominated_by_connection(const struct http_request *req, size_t first_conn, const struct http_header *h)
 {
 	if (NAME_IS(h->name, h->name_len, "host") || NAME_IS(h->name, h->name_len, "content-length") ||
 	    NAME_IS(h->name, h->name_len, "transfer-encoding"))
 		return false;
 	struct nominated m = {h->name, h->name_len, false};
-	for (size_t i = 0; i < req->nheaders && !m.found; i++) {
+	for (size_t i = first_conn; i < req->nheaders && !m.found; i++) {
 		const struct http_header *c = &req->headers[i];
 		if (NAME_IS(c->name, c->name_len, "connection"))
 			for_each_element(c->value, c->value_len, nominated_element, &m);
@@ -473,9 +473,14 @@ ssize_t http_rewrite_request(const struct http_request *req, const struct http_f
 	char version[] = " HTTP/1.0\r\n";
 	version[8] = (char)('0' + req->minor_version);
 	put(&o, version, sizeof(version) - 1);
+	size_t first_conn = 0;
+	while (first_conn < req->nheaders &&
+	       !NAME_IS(req->headers[first_conn].name, req->headers[first_conn].name_len, "connection"))
+		first_conn++;
 	for (size_t i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (dropped_name(h->name, h->name_len) || nominated_by_connection(req, h))
+		if (dropped_name(h->name, h->name_len) ||
+		    (first_conn < req->nheaders && nominated_by_connection(req, first_conn, h)))
 			continue;
 		put(&o, h->name, h->name_len);
 		PUT_LIT(&o, ": ");
@@ -498,6 +503,7 @@ enum body_mode { BODY_DONE, BODY_LENGTH, BODY_CHUNKED, BODY_UNTIL_CLOSE };
 enum chunk_state {
 	CH_SIZE_FIRST, /* first hex digit of a chunk size */
 	CH_SIZE,       /* more hex digits, an extension, or CR */
+	CH_SIZE_WS,    /* whitespace after the size (BWS): more of it, an extension, or CR */
 	CH_EXT,        /* chunk extension up to CR */
 	CH_SIZE_LF,
 	CH_DATA,
@@ -541,10 +547,14 @@ static int chunk_step(struct http_body *body, unsigned char c)
 		}
 		if (body->state == CH_SIZE_FIRST)
 			return -1;
+		/* fall through */
+	case CH_SIZE_WS:
 		if (c == '\r')
 			body->state = CH_SIZE_LF;
-		else if (c == ';' || is_ows((char)c))
+		else if (c == ';')
 			body->state = CH_EXT;
+		else if (is_ows((char)c))
+			body->state = CH_SIZE_WS;
 		else
 			return -1;
 		return 0;

@@ -81,7 +81,7 @@ static void test_basic(void)
 	      "empty field value accepted");
 	CHECK(parse("GET / HTTP/1.1\r\nHost: a\r\nX-Utf8: caf\xc3\xa9\r\n\r\n") == HTTP_OK,
 	      "obs-text in a value accepted");
-	CHECK(parse("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n") == HTTP_OK && req.head_len == 29 &&
+	CHECK(parse("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n") == HTTP_OK && req.head_len == 31 &&
 		      span_is(req.method, req.method_len, "GET"),
 	      "leading empty lines skipped and counted in head_len");
 	CHECK(parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") == HTTP_OK, "OPTIONS * accepted");
@@ -311,6 +311,13 @@ static void test_rewrite(void)
 		      req.content_length == 2,
 	      "rewrite: output parses back");
 
+	CHECK(parse("GET / HTTP/1.1\r\nX-Hop: 1\r\nHost: a\r\nX-Keep: 1\r\nConnection: x-hop\r\n\r\n") == HTTP_OK,
+	      "rewrite: late Connection input parses");
+	n = http_rewrite_request(&req, &fwd, out, sizeof(out));
+	CHECK(n > 0 && count_lines_starting(out, (size_t)n, "x-hop:") == 0 &&
+		      count_lines_starting(out, (size_t)n, "x-keep:") == 1,
+	      "rewrite: a header named by a later Connection field is dropped");
+
 	static const struct {
 		const char *name;
 		struct http_forward fwd;
@@ -398,6 +405,9 @@ static void test_body(void)
 	const char *trailers = "3\r\nabc\r\n0\r\nX-Checksum: 1\r\nX-Other: two words\r\n\r\nNEXT";
 	CHECK(feed_bytewise(trailers, strlen(trailers), -1, true, &done) == (ssize_t)strlen(trailers) - 4 && done,
 	      "chunked: trailers consumed up to the final CRLF");
+	const char *bws = "5 \t;a=b\r\nhello\r\n3 \r\nabc\r\n0\r\n\r\n";
+	CHECK(feed_bytewise(bws, strlen(bws), -1, true, &done) == (ssize_t)strlen(bws) && done,
+	      "chunked: whitespace after a size, before ';' or CR, accepted");
 	const char *big = "000000000000000000010\r\n0123456789abcdef\r\n0\r\n\r\n";
 	CHECK(feed_bytewise(big, strlen(big), -1, true, &done) == (ssize_t)strlen(big) && done,
 	      "chunked: leading zeros in a size accepted");
@@ -416,6 +426,8 @@ static void test_body(void)
 		"0\r\nX: a\nb\r\n\r\n",            /* bare LF in a trailer */
 		"0\r\n\rx",                        /* CR not followed by LF at the end */
 		"0x5\r\nhello\r\n0\r\n\r\n",       /* 0x prefix */
+		"5 5\r\nhello\r\n0\r\n\r\n",       /* digits after whitespace */
+		"5 zz\r\nhello\r\n0\r\n\r\n",      /* text after whitespace, no ';' */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char name[64];
