@@ -21,6 +21,7 @@ struct opts {
 	long start;
 	int jobs;
 	int days;
+	int split; /* also DIR/import/NAME.crt and NAME.key: the issuer stores --cert verbatim */
 };
 
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
@@ -127,6 +128,13 @@ static int mint_range(const struct opts *o, X509 *ca, EVP_PKEY *ca_key, long fro
 		X509 *x = k ? make_cert(k, name, ca, ca_key, o->days, 0) : NULL;
 		snprintf(path, sizeof(path), "%s/pem/%s.pem", o->out, name);
 		int rc = x ? write_pem(path, x, k) : -1;
+		if (rc == 0 && o->split) {
+			snprintf(path, sizeof(path), "%s/import/%s.crt", o->out, name);
+			rc = write_pem(path, x, NULL);
+			snprintf(path, sizeof(path), "%s/import/%s.key", o->out, name);
+			if (rc == 0)
+				rc = write_pem(path, NULL, k);
+		}
 		X509_free(x);
 		EVP_PKEY_free(k);
 		if (rc < 0) {
@@ -141,9 +149,7 @@ int main(int argc, char **argv)
 {
 	struct opts o = {.suffix = ".bench.test", .jobs = (int)sysconf(_SC_NPROCESSORS_ONLN), .days = 90};
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!v)
-			goto usage;
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(a, "--out"))
 			o.out = v;
 		else if (!strcmp(a, "--count"))
@@ -154,7 +160,10 @@ int main(int argc, char **argv)
 			o.suffix = v;
 		else if (!strcmp(a, "--jobs"))
 			o.jobs = atoi(v);
-		else
+		else if (!strcmp(a, "--split")) {
+			o.split = 1;
+			continue;
+		} else
 			goto usage;
 		i++;
 	}
@@ -163,6 +172,11 @@ int main(int argc, char **argv)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/pem", o.out);
 	if ((mkdir(o.out, 0755) < 0 && errno != EEXIST) || (mkdir(path, 0755) < 0 && errno != EEXIST)) {
+		fprintf(stderr, "certgen: cannot create %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/import", o.out);
+	if (o.split && mkdir(path, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr, "certgen: cannot create %s: %s\n", path, strerror(errno));
 		return 1;
 	}
@@ -203,8 +217,9 @@ int main(int argc, char **argv)
 	}
 	return 0;
 usage:
-	fprintf(stderr, "usage: certgen --out DIR --count N [--start I] [--suffix .bench.test] [--jobs J]\n"
+	fprintf(stderr, "usage: certgen --out DIR --count N [--start I] [--suffix .bench.test] [--jobs J] [--split]\n"
 			"Creates DIR/ca.crt, DIR/ca.key (kept if present) and DIR/pem/NAME.pem (cert + key);\n"
+			"--split also writes DIR/import/NAME.crt and DIR/import/NAME.key;\n"
 			"prints the names on stdout.\n");
 	return 2;
 }

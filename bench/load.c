@@ -44,6 +44,7 @@ struct opts {
 	double timeout_s;
 	uint64_t requests;
 	double zipf_s;
+	bool sequential;
 	const char *label;
 };
 
@@ -58,6 +59,7 @@ struct run {
 	double *zipf_cdf; /* NULL when names are drawn uniformly */
 	uint64_t t_begin, t_measure, t_end;
 	atomic_uint_fast64_t issued; /* request budget for --requests */
+	atomic_uint_fast64_t next_name; /* --sequential: every name once before any repeats */
 };
 
 enum state { ST_IDLE, ST_CONNECT, ST_HANDSHAKE, ST_WRITE, ST_READ };
@@ -112,7 +114,9 @@ static uint64_t rng_next(uint64_t *s)
 
 static size_t pick_name(struct worker *w)
 {
-	const struct run *r = w->run;
+	struct run *r = w->run;
+	if (r->o->sequential)
+		return atomic_fetch_add(&r->next_name, 1) % r->nnames;
 	if (!r->zipf_cdf)
 		return rng_next(&w->rng) % r->nnames;
 	double u = (double)(rng_next(&w->rng) >> 11) / (double)(1ULL << 53);
@@ -527,7 +531,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: load --connect HOST:PORT --names FILE [--mode handshake|resume|keepalive]\n"
 		"            [--concurrency N] [--threads N] [--duration SEC | --requests N] [--warmup SEC]\n"
-		"            [--path /o/x.gif] [--zipf S] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
+		"            [--path /o/x.gif] [--zipf S | --sequential] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
 		"Prints a summary on stderr and one JSON line on stdout.\n");
 }
 
@@ -537,7 +541,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"connect", 1, 0, 'c'},	 {"names", 1, 0, 'n'},	   {"mode", 1, 0, 'm'},	   {"concurrency", 1, 0, 'C'},
 		{"threads", 1, 0, 't'},	 {"duration", 1, 0, 'd'},  {"requests", 1, 0, 'r'}, {"path", 1, 0, 'p'},
 		{"zipf", 1, 0, 'z'},	 {"cafile", 1, 0, 'a'},	   {"warmup", 1, 0, 'w'},   {"timeout", 1, 0, 'T'},
-		{"label", 1, 0, 'l'},	 {"help", 0, 0, 'h'},	   {0, 0, 0, 0}};
+		{"label", 1, 0, 'l'},	 {"sequential", 0, 0, 's'},	 {"help", 0, 0, 'h'},	   {0, 0, 0, 0}};
 	*o = (struct opts){.path = "/o/t.gif", .concurrency = 32, .threads = 1, .timeout_s = 10, .mode = MODE_HANDSHAKE};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -562,6 +566,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'w': o->warmup_s = atof(optarg); break;
 		case 'T': o->timeout_s = atof(optarg); break;
 		case 'l': o->label = optarg; break;
+		case 's': o->sequential = true; break;
 		default: usage(); return -1;
 		}
 	}
@@ -646,12 +651,12 @@ static void report(const struct run *r, struct worker *ws, int nw, double elapse
 			fprintf(stderr, " %s=%llu", err_names[k], (unsigned long long)errs[k]);
 	fprintf(stderr, "\n");
 
-	printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connect\":\"%s\",\"names\":%zu,\"zipf\":%g,\"concurrency\":%d,"
+	printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connect\":\"%s\",\"names\":%zu,\"zipf\":%g,\"sequential\":%s,\"concurrency\":%d,"
 	       "\"threads\":%d,\"elapsed_s\":%.3f,\"requests\":%llu,\"rps\":%.1f,\"full_handshakes\":%llu,"
 	       "\"resumed_handshakes\":%llu,\"latency_us\":{\"p50\":%u,\"p90\":%u,\"p99\":%u,\"max\":%u},"
 	       "\"errors_total\":%llu,\"errors\":{",
-	       o->label ? o->label : "", mode_names[o->mode], o->connect, r->nnames, o->zipf_s, o->concurrency,
-	       o->threads, elapsed, (unsigned long long)done, rps, (unsigned long long)full,
+	       o->label ? o->label : "", mode_names[o->mode], o->connect, r->nnames, o->zipf_s, o->sequential ? "true" : "false",
+	       o->concurrency, o->threads, elapsed, (unsigned long long)done, rps, (unsigned long long)full,
 	       (unsigned long long)resumed, p50, p90, p99, mx, (unsigned long long)nerr);
 	for (int k = 0; k < E_COUNT; k++)
 		printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)errs[k]);
