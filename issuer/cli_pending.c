@@ -13,4 +13,3 @@ int cli_keys_rotate(struct issuer_ctx *ctx) { return pending("keys rotate"); }
 int cli_revoke(struct issuer_ctx *ctx) { return pending("revoke"); }
 int cli_account_show(struct issuer_ctx *ctx) { return pending("account show"); }
 int cli_account_rollover(struct issuer_ctx *ctx) { return pending("account rollover"); }
-int run_main(struct issuer_ctx *ctx) { return pending("run"); }

@@ -153,4 +153,101 @@ int store_begin(PGconn *db, struct tt_err *err);
 int store_commit(PGconn *db, struct tt_err *err);
 void store_rollback(PGconn *db);
 
+/* ---- jws.c ---- */
+struct jws_key;
+char *b64url(const void *data, size_t len);
+int b64url_decode(const char *s, uint8_t **out, size_t *len);
+/* Loads a PEM P-256 private key; each thread loads its own (the key holds its RNG). */
+int jws_key_load(const uint8_t *pem, size_t pem_len, struct jws_key **out, struct tt_err *err);
+void jws_key_free(struct jws_key *k);
+json_t *jws_key_jwk(const struct jws_key *k);
+const char *jws_key_thumbprint(const struct jws_key *k);
+/* Adds "alg" to protected and returns the flattened JWS {protected, payload, signature}. */
+json_t *jws_sign(struct jws_key *k, json_t *protected, const char *payload, struct tt_err *err);
+/* The externalAccountBinding object for newAccount (HS256 over the account JWK). */
+json_t *jws_eab(const char *kid, const char *hmac_b64, const char *url, const struct jws_key *account,
+		struct tt_err *err);
+
+/* ---- acme.c ---- */
+enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
+struct acme_config {
+	const char *directory;
+	const char *ca_file;
+	long timeout_ms;       /* every request */
+	int64_t poll_limit_ms; /* how long one authorization or order may stay pending */
+};
+struct acme_directory {
+	char new_nonce[512], new_account[512], new_order[512], revoke_cert[512], key_change[512],
+		renewal_info[512];
+	bool eab_required;
+	json_t *profiles; /* meta.profiles or NULL */
+};
+/* An RFC 7807 problem document from the CA, or one of ours (selfCheck, transport, timeout). */
+struct acme_problem {
+	long status;
+	char type[256];
+	char detail[1024];
+	json_t *doc;
+};
+struct acme_order_req {
+	const char *name;
+	const char *profile;  /* or NULL */
+	const char *replaces; /* ARI certificate id or NULL */
+	const uint8_t *csr;
+	size_t csr_len;
+	/* Makes token -> key authorization answerable on port 80 (and self-checks it). */
+	int (*publish)(void *arg, const char *token, const char *key_auth, struct acme_problem *prob,
+		       struct tt_err *err);
+	void (*order_created)(void *arg, const char *order_url);
+	void *arg;
+};
+struct acme_client;
+int acme_client_new(const struct acme_config *cfg, struct acme_client **out, struct tt_err *err);
+void acme_client_free(struct acme_client *c);
+void acme_client_set_account(struct acme_client *c, const struct acme_directory *dir, struct jws_key *key,
+			     const char *kid);
+void acme_problem_clear(struct acme_problem *p);
+int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, struct tt_err *err);
+void acme_directory_free(struct acme_directory *dir);
+/* Seconds of the last response's Retry-After, or -1. */
+int64_t acme_retry_after(const struct acme_client *c);
+const char *acme_location(const struct acme_client *c);
+/* The calls below return ACME_OK, ACME_FAIL or ACME_RATE_LIMITED (429, or 503 with Retry-After). */
+int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err);
+int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
+	      struct tt_err *err);
+int acme_post_with(struct acme_client *c, const char *url, const char *payload, struct jws_key *key, bool jwk,
+		   json_t *extra_protected, json_t **out, struct acme_problem *prob, struct tt_err *err);
+int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
+			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err);
+/* newOrder -> http-01 -> finalize -> download; *chain_pem is malloc'd. */
+int acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem, struct acme_problem *prob,
+	       struct tt_err *err);
+int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
+		struct tt_err *err);
+int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob, struct tt_err *err);
+
+/* ---- account.c ---- */
+/* What every thread needs to talk to the CA as our account. */
+struct acme_session {
+	struct acme_config cfg;
+	struct acme_directory dir;
+	int64_t account_id;
+	char kid[1024];
+	uint8_t *key_pem; /* locked memory */
+	size_t key_len;
+};
+/* Reads the directory and our account for it; with create, registers one (once, under an
+ * advisory lock, with EAB when given or required) and stores its key sealed. 1 = no account. */
+int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create,
+		 struct acme_session *s, struct tt_err *err);
+void session_close(struct acme_session *s);
+/* A client and key of the thread's own, logged in as the session's account. */
+int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+
+/* ---- metrics.c ---- */
+/* Writes --metrics-file (if set) atomically: the run's counters and the store's state. */
+int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed,
+		  struct tt_err *err);
+
 #endif

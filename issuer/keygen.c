@@ -40,7 +40,7 @@ struct der {
 
 static void der_put(struct der *d, const void *src, size_t n)
 {
-	if (d->failed)
+	if (d->failed || n == 0)
 		return;
 	if (d->len + n > d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 256;
@@ -113,9 +113,8 @@ static void csr_info(struct der *out, const char *name, const uint8_t *spki, siz
 	der_wrap(&t3, 0x04, &t2); /* extnValue */
 	der_wrap(&t1, 0x30, &t3); /* Extension */
 	der_wrap(&t2, 0x30, &t1); /* Extensions */
-	der_wrap(&t3, 0x31, &t2); /* attribute values */
 	der_tlv(&t4, 0x06, OID_EXT_REQUEST, sizeof(OID_EXT_REQUEST));
-	der_wrap(&t4, 0x31, &t3);
+	der_wrap(&t4, 0x31, &t2); /* attribute values */
 	der_wrap(&t1, 0x30, &t4); /* Attribute */
 	der_wrap(&body, 0xa0, &t1);
 	der_wrap(out, 0x30, &body);

@@ -1,0 +1,130 @@
+/* account: our ACME account per directory: read the directory, load the sealed account key,
+ * or register a new account once and store its key sealed. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "issuer.h"
+
+static int load(PGconn *db, const struct tt_keyring *kr, struct acme_session *s, struct tt_err *err)
+{
+	const char *p[] = {s->cfg.directory};
+	PGresult *res;
+	if (tt_db_exec(db, &res, err, "SELECT id, COALESCE(account_url, ''), sealed_key FROM acme_accounts WHERE directory_url = $1",
+		       1, p) < 0)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 1;
+	}
+	s->account_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	snprintf(s->kid, sizeof(s->kid), "%s", PQgetvalue(res, 0, 1));
+	uint8_t *blob;
+	size_t blob_len;
+	int rc = tt_db_bytea(res, 0, 2, &blob, &blob_len, err);
+	PQclear(res);
+	if (rc < 0)
+		return -1;
+	rc = keystore_open_account(kr, s->cfg.directory, blob, blob_len, &s->key_pem, &s->key_len, err);
+	free(blob);
+	if (rc < 0)
+		return tt_fail(err, "cannot open the account key: %s", err->msg);
+	return 0;
+}
+
+static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
+		  struct tt_err *err)
+{
+	if (keygen_account(&s->key_pem, &s->key_len, err) < 0)
+		return -1;
+	struct acme_client *c;
+	struct jws_key *k;
+	if (session_client(s, &c, &k, err) < 0)
+		return -1;
+	struct acme_problem prob = {0};
+	int rc = acme_account_register(c, issuer_opt(ctx, "contact"), issuer_opt(ctx, "eab-kid"),
+				       issuer_opt(ctx, "eab-hmac-key"), s->kid, sizeof(s->kid), &prob, err);
+	acme_problem_clear(&prob);
+	acme_client_free(c);
+	jws_key_free(k);
+	if (rc < 0)
+		return tt_fail(err, "cannot create the ACME account: %s", err->msg);
+	uint8_t *blob;
+	size_t blob_len;
+	if (keystore_seal_account(kr, s->cfg.directory, s->key_pem, s->key_len, &blob, &blob_len, err) < 0)
+		return -1;
+	char *b = tt_db_bytea_param(blob, blob_len);
+	free(blob);
+	char mk[16];
+	snprintf(mk, sizeof(mk), "%u", keystore_newest_id(kr));
+	const char *p[] = {s->cfg.directory, s->kid, b, mk, issuer_opt(ctx, "contact"), issuer_opt(ctx, "eab-kid")};
+	PGresult *res;
+	rc = b ? tt_db_exec(db, &res, err,
+			    "INSERT INTO acme_accounts (directory_url, account_url, sealed_key, master_key_id, contact, eab_kid)"
+			    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+			    6, p)
+	       : tt_fail(err, "out of memory");
+	free(b);
+	if (rc < 0)
+		return -1;
+	s->account_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	tt_log(TT_INFO, "account_created", "url=%s", s->kid);
+	return 0;
+}
+
+int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
+		 struct acme_session *s, struct tt_err *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->cfg.directory = issuer_opt(ctx, "directory") ? issuer_opt(ctx, "directory") : ISSUER_DEFAULT_DIRECTORY;
+	s->cfg.ca_file = issuer_opt(ctx, "ca-file");
+	int64_t ms = 30000;
+	const char *t = issuer_opt(ctx, "timeout");
+	if (t && (tt_parse_duration_ms(t, &ms, err) < 0 || ms <= 0))
+		return tt_fail(err, "--timeout: %s", t);
+	s->cfg.timeout_ms = (long)ms;
+	s->cfg.poll_limit_ms = ms * 2;
+	struct acme_client *c;
+	if (acme_client_new(&s->cfg, &c, err) < 0)
+		return -1;
+	int rc = acme_directory_fetch(c, &s->dir, err);
+	acme_client_free(c);
+	if (rc < 0)
+		return -1;
+	rc = load(db, kr, s, err);
+	if (rc != 1 || !create_missing)
+		return rc;
+	/* Parallel first runs must not each register an account. */
+	if (tt_db_run(db, err, "SELECT pg_advisory_lock(hashtext('tracktls_acme_account'))", 0, NULL) < 0)
+		return -1;
+	rc = load(db, kr, s, err);
+	if (rc == 1)
+		rc = create(ctx, db, kr, s, err);
+	struct tt_err ignored;
+	tt_db_run(db, &ignored, "SELECT pg_advisory_unlock(hashtext('tracktls_acme_account'))", 0, NULL);
+	return rc;
+}
+
+void session_close(struct acme_session *s)
+{
+	if (s->key_pem)
+		tt_secret_free(s->key_pem, s->key_len);
+	s->key_pem = NULL;
+	acme_directory_free(&s->dir);
+}
+
+int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err)
+{
+	if (jws_key_load(s->key_pem, s->key_len, k, err) < 0)
+		return -1;
+	if (acme_client_new(&s->cfg, c, err) < 0) {
+		jws_key_free(*k);
+		return -1;
+	}
+	acme_client_set_account(*c, &s->dir, *k, s->kid);
+	return 0;
+}

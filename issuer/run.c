@@ -1,0 +1,674 @@
+/* run: one batch run. Worker threads (each with its own CA client and two database connections)
+ * claim due domains with FOR NO KEY UPDATE SKIP LOCKED, keep the row locked for the whole order
+ * so no other run orders it, and record the certificate or the failure before releasing it. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "issuer.h"
+
+struct run {
+	const struct issuer_ctx *ctx;
+	const struct tt_keyring *kr;
+	const struct acme_session *session;
+	enum key_type key_type;
+	const char *profile;
+	bool self_check;
+	char via_host[256];
+	uint16_t via_port;
+	long max_orders, budget, max_failures;
+	int64_t deadline_ms; /* monotonic; 0 = none */
+
+	pthread_mutex_t mu;
+	long orders;		/* orders started by this run */
+	int64_t pause_until_ms; /* monotonic: a 429/503 Retry-After pauses new work */
+	bool stop;		/* budget spent or a worker cannot run */
+	bool fatal;
+	char fatal_msg[512];
+	long issued, renewed, failed, deferred;
+	char *failed_names;
+	size_t failed_len;
+};
+
+struct worker {
+	struct run *run;
+	PGconn *lock; /* holds the claimed domain row in an open transaction */
+	PGconn *aux;  /* autocommit: attempts, challenges (visible to terminators at once) */
+	struct acme_client *acme;
+	struct jws_key *key;
+	CURL *check;
+	/* the domain in hand */
+	int64_t domain_id, attempt_id, current_cert_id;
+	char name[TT_NAME_MAX];
+	char profile[64];
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void msleep(int64_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+static void run_fatal(struct run *r, const char *msg)
+{
+	pthread_mutex_lock(&r->mu);
+	if (!r->fatal)
+		snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", msg);
+	r->fatal = r->stop = true;
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* 1 when the worker may take another domain (and reserves an order slot), 0 when it must stop. */
+static int take_slot(struct run *r)
+{
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		int64_t now = now_ms();
+		if (r->stop || (r->deadline_ms && now >= r->deadline_ms) || (r->max_orders && r->orders >= r->max_orders)) {
+			pthread_mutex_unlock(&r->mu);
+			return 0;
+		}
+		int64_t pause = r->pause_until_ms - now;
+		if (pause <= 0) {
+			r->orders++;
+			pthread_mutex_unlock(&r->mu);
+			return 1;
+		}
+		if (r->deadline_ms && r->pause_until_ms >= r->deadline_ms) {
+			pthread_mutex_unlock(&r->mu);
+			return 0;
+		}
+		pthread_mutex_unlock(&r->mu);
+		msleep(pause > 1000 ? 1000 : pause);
+	}
+}
+
+static void give_back_slot(struct run *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->orders--;
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void count_result(struct run *r, long *counter, const char *failed_name)
+{
+	pthread_mutex_lock(&r->mu);
+	(*counter)++;
+	if (failed_name) {
+		size_t add = strlen(failed_name) + 1;
+		char *n = realloc(r->failed_names, r->failed_len + add + 1);
+		if (n) {
+			r->failed_names = n;
+			snprintf(n + r->failed_len, add + 1, "%s%s", r->failed_len ? "," : "", failed_name);
+			r->failed_len = strlen(n);
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Claims the next due domain. 1 claimed (transaction open on w->lock), 0 none due, -1 error. */
+static int claim(struct worker *w, struct tt_err *err)
+{
+	if (store_begin(w->lock, err) < 0)
+		return -1;
+	PGresult *res;
+	if (tt_db_exec(w->lock, &res, err,
+		       "SELECT id, name, COALESCE(current_cert_id, 0), COALESCE(profile, '') FROM domains"
+		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now()"
+		       " ORDER BY next_attempt_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
+		       0, NULL) < 0) {
+		store_rollback(w->lock);
+		return -1;
+	}
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		store_rollback(w->lock);
+		return 0;
+	}
+	w->domain_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	snprintf(w->name, sizeof(w->name), "%s", PQgetvalue(res, 0, 1));
+	w->current_cert_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	snprintf(w->profile, sizeof(w->profile), "%s", PQgetvalue(res, 0, 3));
+	PQclear(res);
+	w->attempt_id = 0;
+	return 1;
+}
+
+/* Records a new attempt if the rolling 3-hour order budget allows. 1 ok, 0 budget spent, -1 error. */
+static int start_attempt(struct worker *w, const char *kind, bool counts, struct tt_err *err)
+{
+	char did[24], budget[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	snprintf(budget, sizeof(budget), "%ld", w->run->budget);
+	const char *p[] = {did, kind, counts ? "t" : "f", budget};
+	/* Orders left behind by a killed run: the domain is locked by us now, so they are dead. */
+	if (tt_db_run(w->aux, err,
+		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now()"
+		      " WHERE domain_id = $1 AND state = 'started'",
+		      1, p) < 0 ||
+	    store_begin(w->aux, err) < 0)
+		return -1;
+	PGresult *res;
+	/* Serialized across all runs so that parallel runs share one budget. */
+	if (tt_db_run(w->aux, err, "SELECT pg_advisory_xact_lock(hashtext('tracktls_order_budget'))", 0, NULL) < 0 ||
+	    tt_db_exec(w->aux, &res, err,
+		       "INSERT INTO issuance_attempts (domain_id, kind, counts_against_limit)"
+		       " SELECT $1, $2, $3::boolean WHERE NOT $3::boolean OR (SELECT count(*) FROM issuance_attempts"
+		       "  WHERE counts_against_limit AND started_at > now() - interval '3 hours') < $4::bigint"
+		       " RETURNING id",
+		       4, p) < 0) {
+		store_rollback(w->aux);
+		return -1;
+	}
+	int ok = PQntuples(res) > 0;
+	if (ok)
+		w->attempt_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (store_commit(w->aux, err) < 0)
+		return -1;
+	return ok;
+}
+
+static void order_created(void *arg, const char *url)
+{
+	struct worker *w = arg;
+	char aid[24];
+	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
+	const char *p[] = {url, aid};
+	struct tt_err err;
+	if (tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET order_url = $1 WHERE id = $2", 2, p) < 0)
+		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=\"%s\"", w->name, err.msg);
+}
+
+static size_t collect(char *ptr, size_t size, size_t n, void *arg)
+{
+	char *buf = arg;
+	size_t have = strlen(buf), add = size * n;
+	size_t room = 511 - have;
+	memcpy(buf + have, ptr, add < room ? add : room);
+	buf[have + (add < room ? add : room)] = 0;
+	return add;
+}
+
+/* GETs our own port-80 answer for the token before the CA is asked to look. */
+static int self_check(struct worker *w, const char *token, const char *key_auth, struct acme_problem *prob,
+		      struct tt_err *err)
+{
+	struct run *r = w->run;
+	char url[512], connect_to[600], body[512];
+	snprintf(url, sizeof(url), "http://%s/.well-known/acme-challenge/%s", w->name, token);
+	struct curl_slist *ct = NULL;
+	if (r->via_host[0]) {
+		bool v6 = strchr(r->via_host, ':') != NULL;
+		snprintf(connect_to, sizeof(connect_to), "%s:80:%s%s%s:%u", w->name, v6 ? "[" : "", r->via_host,
+			 v6 ? "]" : "", r->via_port);
+		ct = curl_slist_append(NULL, connect_to);
+	}
+	CURL *h = w->check;
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(h, CURLOPT_CONNECT_TO, ct);
+	long status = 0;
+	CURLcode cc = CURLE_OK;
+	int64_t gap = 50;
+	for (int attempt = 0; attempt < 6; attempt++, gap *= 2) {
+		body[0] = 0;
+		status = 0;
+		cc = curl_easy_perform(h);
+		if (cc == CURLE_OK)
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		size_t bl = strlen(body);
+		while (bl && (body[bl - 1] == '\n' || body[bl - 1] == '\r' || body[bl - 1] == ' '))
+			body[--bl] = 0;
+		if (cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0)
+			break;
+		msleep(gap);
+	}
+	curl_slist_free_all(ct);
+	if (cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0)
+		return 0;
+	char detail[700];
+	if (cc != CURLE_OK)
+		snprintf(detail, sizeof(detail), "self-check GET %s: %s", url, curl_easy_strerror(cc));
+	else
+		snprintf(detail, sizeof(detail), "self-check GET %s: HTTP %ld, %s", url, status,
+			 status == 200 ? "wrong key authorization" : "not served");
+	prob->status = 0;
+	snprintf(prob->type, sizeof(prob->type), "urn:tracktls:selfCheckFailed");
+	snprintf(prob->detail, sizeof(prob->detail), "%s", detail);
+	return tt_fail(err, "%s", detail);
+}
+
+static int publish(void *arg, const char *token, const char *key_auth, struct acme_problem *prob, struct tt_err *err)
+{
+	struct worker *w = arg;
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	const char *p[] = {token, key_auth, did};
+	if (tt_db_run(w->aux, err,
+		      "INSERT INTO challenges (token, key_authorization, domain_id, expires_at)"
+		      " VALUES ($1, $2, $3, now() + interval '1 hour') ON CONFLICT (token) DO UPDATE"
+		      " SET key_authorization = EXCLUDED.key_authorization, domain_id = EXCLUDED.domain_id,"
+		      " expires_at = EXCLUDED.expires_at",
+		      3, p) < 0) {
+		snprintf(prob->type, sizeof(prob->type), "urn:tracktls:database");
+		snprintf(prob->detail, sizeof(prob->detail), "%s", err->msg);
+		return -1;
+	}
+	return w->run->self_check ? self_check(w, token, key_auth, prob, err) : 0;
+}
+
+static int64_t backoff_s(int failures)
+{
+	static const int64_t steps[] = {60, 600, 6000};
+	return failures >= 1 && failures <= 3 ? steps[failures - 1] : 86400;
+}
+
+/* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. */
+static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, struct tt_err *err)
+{
+	char did[24], aid[24], max[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
+	snprintf(max, sizeof(max), "%ld", w->run->max_failures);
+	const char *type = prob->type[0] ? prob->type : "urn:tracktls:error";
+	const char *detail = prob->detail[0] ? prob->detail : msg;
+	json_t *doc = prob->doc ? json_deep_copy(prob->doc) : json_object();
+	if (!json_object_get(doc, "type"))
+		json_object_set_new(doc, "type", json_string(type));
+	if (!json_object_get(doc, "detail"))
+		json_object_set_new(doc, "detail", json_string(detail));
+	char *doc_s = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	PGresult *res;
+	const char *p[] = {did, type, detail, max};
+	int rc = tt_db_exec(w->lock, &res, err,
+			    "UPDATE domains SET failures = failures + 1, last_error_type = $2, last_error_detail = $3,"
+			    " last_error_at = now(),"
+			    " state = CASE WHEN failures + 1 >= $4::int THEN 'paused' ELSE 'failing' END"
+			    " WHERE id = $1 RETURNING failures, state",
+			    4, p);
+	if (rc == 0) {
+		int failures = atoi(PQgetvalue(res, 0, 0));
+		bool paused = strcmp(PQgetvalue(res, 0, 1), "paused") == 0;
+		PQclear(res);
+		char secs[24];
+		snprintf(secs, sizeof(secs), "%" PRId64, backoff_s(failures));
+		const char *q[] = {did, secs};
+		rc = tt_db_run(w->lock, err,
+			       "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::int) WHERE id = $1",
+			       2, q);
+		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d type=%s", w->name, failures,
+		       secs, paused, type);
+	}
+	if (rc == 0 && w->attempt_id) {
+		const char *a[] = {aid, type, detail, doc_s};
+		rc = tt_db_run(w->lock, err,
+			       "UPDATE issuance_attempts SET state = 'failed', finished_at = now(), problem_type = $2,"
+			       " problem_detail = $3, problem = $4::jsonb WHERE id = $1",
+			       4, a);
+	}
+	if (rc == 0)
+		rc = tt_db_run(w->lock, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p);
+	free(doc_s);
+	return rc;
+}
+
+/* Checks and stores what the CA sent, sealed, in the claim transaction. */
+static int store_issued(struct worker *w, const char *chain, const uint8_t *key, size_t key_len, const char *kind,
+			struct tt_err *err)
+{
+	struct certinfo ci;
+	if (certinfo_parse(chain, strlen(chain), &ci, err) < 0)
+		return tt_fail(err, "downloaded chain: %s", err->msg);
+	int rc = -1;
+	uint8_t *sealed = NULL;
+	size_t sealed_len = 0;
+	if (!certinfo_covers(&ci, w->name)) {
+		tt_fail(err, "the issued certificate does not cover %s", w->name);
+		goto out;
+	}
+	if (certinfo_key_matches(chain, strlen(chain), key, key_len, err) < 0)
+		goto out;
+	int64_t id = store_cert_next_id(w->lock, err);
+	if (id < 0 || keystore_seal_cert(w->run->kr, w->name, id, key, key_len, &sealed, &sealed_len, err) < 0)
+		goto out;
+	struct cert_new c = {
+		.id = id,
+		.domain_id = w->domain_id,
+		.chain_pem = chain,
+		.sealed_key = sealed,
+		.sealed_len = sealed_len,
+		.master_key_id = keystore_newest_id(w->run->kr),
+		.key_type = key_type_name(w->run->key_type),
+		.info = &ci,
+		.source = "acme",
+		.attempt_id = w->attempt_id,
+		.renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
+	};
+	rc = store_cert_insert(w->lock, &c, err);
+	if (rc == 0)
+		tt_log(TT_INFO, "cert_issued", "name=%s kind=%s cert_id=%" PRId64 " serial=%s not_after=%lld", w->name,
+		       kind, id, ci.serial, (long long)ci.not_after);
+out:
+	free(sealed);
+	certinfo_free(&ci);
+	return rc;
+}
+
+/* The profile to ask for: the domain's, else the run's, and only if the CA lists it. */
+static const char *pick_profile(struct worker *w)
+{
+	const char *p = w->profile[0] ? w->profile : w->run->profile;
+	if (!p)
+		return NULL;
+	if (!json_object_get(w->run->session->dir.profiles, p)) {
+		tt_log(TT_DEBUG, "profile_not_offered", "name=%s profile=%s", w->name, p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
+static int claim_again(struct worker *w, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	const char *p[] = {did};
+	PGresult *res;
+	if (store_begin(w->lock, err) < 0 ||
+	    tt_db_exec(w->lock, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) < 0)
+		return -1;
+	int n = PQntuples(res);
+	PQclear(res);
+	if (n == 0)
+		store_rollback(w->lock);
+	return n;
+}
+
+/* One claimed domain from order to stored certificate (or recorded failure). Ends the claim
+ * transaction. Returns -1 only when the database is gone. */
+static int process(struct worker *w)
+{
+	struct run *r = w->run;
+	struct tt_err err = {{0}};
+	const char *kind = w->current_cert_id ? "renewal" : "new";
+	int s = start_attempt(w, kind, true, &err);
+	if (s <= 0) {
+		store_rollback(w->lock);
+		give_back_slot(r);
+		if (s == 0) {
+			tt_log(TT_WARN, "order_budget_spent", "budget=%ld window=3h", r->budget);
+			pthread_mutex_lock(&r->mu);
+			r->stop = true;
+			pthread_mutex_unlock(&r->mu);
+			return 0;
+		}
+		return -1;
+	}
+	uint8_t *key = NULL, *csr = NULL;
+	size_t key_len = 0, csr_len = 0;
+	char *chain = NULL;
+	struct acme_problem prob = {0};
+	int rc = keygen_domain(r->key_type, w->name, &key, &key_len, &csr, &csr_len, &err);
+	if (rc == 0) {
+		struct acme_order_req req = {
+			.name = w->name,
+			.profile = pick_profile(w),
+			.csr = csr,
+			.csr_len = csr_len,
+			.publish = publish,
+			.order_created = order_created,
+			.arg = w,
+		};
+		rc = acme_order(w->acme, &req, &chain, &prob, &err);
+		if (rc == ACME_OK && req.profile && !w->profile[0]) {
+			char did[24];
+			snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+			const char *p[] = {did, req.profile};
+			rc = tt_db_run(w->lock, &err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p);
+		}
+		if (rc == ACME_OK)
+			rc = store_issued(w, chain, key, key_len, kind, &err);
+	}
+	int ret = 0;
+	if (rc == ACME_RATE_LIMITED) {
+		int64_t ra = acme_retry_after(w->acme);
+		int64_t pause = (ra > 0 ? ra : 60) * 1000;
+		tt_log(TT_WARN, "rate_limited", "name=%s retry_after_s=%" PRId64 " type=%s", w->name, pause / 1000,
+		       prob.type);
+		pthread_mutex_lock(&r->mu);
+		if (r->pause_until_ms < now_ms() + pause)
+			r->pause_until_ms = now_ms() + pause;
+		pthread_mutex_unlock(&r->mu);
+		store_rollback(w->lock);
+		char aid[24];
+		snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
+		const char *a[] = {aid};
+		tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1",
+			  1, a);
+		tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = (SELECT domain_id FROM issuance_attempts WHERE id = $1)",
+			  1, a);
+		count_result(r, &r->deferred, NULL);
+	} else if (rc == 0) {
+		if (store_commit(w->lock, &err) < 0) {
+			tt_log(TT_ERROR, "store_failed", "name=%s error=\"%s\"", w->name, err.msg);
+			ret = -1;
+		} else {
+			count_result(r, w->current_cert_id ? &r->renewed : &r->issued, NULL);
+		}
+	} else {
+		char msg[sizeof(err.msg)];
+		snprintf(msg, sizeof(msg), "%s", err.msg);
+		tt_log(TT_INFO, "order_error", "name=%s type=%s error=\"%s\"", w->name, prob.type, msg);
+		if (PQstatus(w->lock) != CONNECTION_OK) {
+			ret = -1;
+		} else {
+			/* a failed statement may have aborted the claim transaction: start a fresh one */
+			PGTransactionStatusType ts = PQtransactionStatus(w->lock);
+			struct tt_err e2 = {{0}};
+			if (ts == PQTRANS_INERROR) {
+				store_rollback(w->lock);
+				if (claim_again(w, &e2) <= 0) {
+					ret = -1;
+					goto done;
+				}
+			}
+			if (record_failure(w, &prob, msg, &e2) < 0 || store_commit(w->lock, &e2) < 0) {
+				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, e2.msg);
+				store_rollback(w->lock);
+				ret = -1;
+			}
+		}
+		count_result(r, &r->failed, w->name);
+	}
+done:
+	acme_problem_clear(&prob);
+	if (key)
+		tt_secret_free(key, key_len);
+	free(csr);
+	free(chain);
+	return ret;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct run *r = w->run;
+	struct tt_err err = {{0}};
+	const char *conninfo = issuer_opt(r->ctx, "db");
+	if (tt_db_connect(conninfo, &w->lock, &err) < 0 || tt_db_connect(conninfo, &w->aux, &err) < 0 ||
+	    session_client(r->session, &w->acme, &w->key, &err) < 0) {
+		run_fatal(r, err.msg);
+		return NULL;
+	}
+	w->check = curl_easy_init();
+	if (!w->check) {
+		run_fatal(r, "curl_easy_init failed");
+		return NULL;
+	}
+	while (take_slot(r)) {
+		int c = claim(w, &err);
+		if (c <= 0) {
+			give_back_slot(r);
+			if (c < 0)
+				run_fatal(r, err.msg);
+			break;
+		}
+		if (process(w) < 0) {
+			run_fatal(r, "lost the database connection");
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+	if (w->lock)
+		PQfinish(w->lock);
+	if (w->aux)
+		PQfinish(w->aux);
+	acme_client_free(w->acme);
+	jws_key_free(w->key);
+	if (w->check)
+		curl_easy_cleanup(w->check);
+}
+
+static int dry_run(PGconn *db)
+{
+	struct tt_err err = {{0}};
+	PGresult *res;
+	if (tt_db_exec(db, &res, &err,
+		       "SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
+		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now() ORDER BY next_attempt_at",
+		       0, NULL) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return 2;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		printf("due %s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+	tt_log(TT_INFO, "run_done", "dry_run=1 due=%d", PQntuples(res));
+	PQclear(res);
+	return 0;
+}
+
+static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurrency, struct tt_err *err)
+{
+	long deadline;
+	if (issuer_opt_int(ctx, "max-orders", 0, &r->max_orders, err) < 0 ||
+	    issuer_opt_int(ctx, "concurrency", 16, concurrency, err) < 0 ||
+	    issuer_opt_int(ctx, "deadline", 0, &deadline, err) < 0 ||
+	    issuer_opt_int(ctx, "order-budget", 300, &r->budget, err) < 0 ||
+	    issuer_opt_int(ctx, "max-failures", 8, &r->max_failures, err) < 0 ||
+	    key_type_parse(issuer_opt(ctx, "key-type"), &r->key_type, err) < 0)
+		return -1;
+	if (*concurrency < 1 || *concurrency > 128)
+		return tt_fail(err, "--concurrency must be 1..128");
+	if (r->max_failures < 1)
+		return tt_fail(err, "--max-failures must be at least 1");
+	r->deadline_ms = deadline ? now_ms() + deadline * 1000 : 0;
+	r->profile = issuer_opt(ctx, "profile");
+	r->self_check = !issuer_flag(ctx, "no-self-check");
+	const char *via = issuer_opt(ctx, "self-check-via");
+	if (via && tt_parse_hostport(via, r->via_host, sizeof(r->via_host), &r->via_port, err) < 0)
+		return -1;
+	if (via && !r->via_host[0])
+		snprintf(r->via_host, sizeof(r->via_host), "127.0.0.1");
+	return 0;
+}
+
+int run_main(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	struct run r = {.ctx = ctx};
+	long concurrency;
+	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0) {
+		fprintf(stderr, "issuer run: %s\n", err.msg);
+		return 2;
+	}
+	int64_t started = now_ms();
+	PGconn *db = NULL;
+	struct tt_keyring *kr = NULL;
+	struct acme_session session = {0};
+	int rc = 2;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (issuer_db_open(ctx, &db, &err) < 0) {
+		fprintf(stderr, "issuer run: cannot use the database: %s\n", err.msg);
+		tt_log(TT_ERROR, "run_failed", "reason=database");
+		goto out;
+	}
+	if (issuer_flag(ctx, "dry-run")) {
+		rc = dry_run(db);
+		goto out;
+	}
+	if (issuer_keyring_open(ctx, &kr, &err) < 0) {
+		fprintf(stderr, "issuer run: %s\n", err.msg);
+		goto out;
+	}
+	if (session_open(ctx, db, kr, true, &session, &err) != 0) {
+		fprintf(stderr, "issuer run: %s\n", err.msg);
+		tt_log(TT_ERROR, "run_failed", "reason=ca");
+		goto out;
+	}
+	r.kr = kr;
+	r.session = &session;
+	pthread_mutex_init(&r.mu, NULL);
+	struct worker *ws = calloc((size_t)concurrency, sizeof(*ws));
+	pthread_t *ts = calloc((size_t)concurrency, sizeof(*ts));
+	long started_threads = 0;
+	if (!ws || !ts) {
+		fprintf(stderr, "issuer run: out of memory\n");
+		free(ws);
+		free(ts);
+		goto out;
+	}
+	for (long i = 0; i < concurrency; i++) {
+		ws[i].run = &r;
+		if (pthread_create(&ts[i], NULL, worker_main, &ws[i]) != 0)
+			break;
+		started_threads++;
+	}
+	for (long i = 0; i < started_threads; i++)
+		pthread_join(ts[i], NULL);
+	for (long i = 0; i < concurrency; i++)
+		worker_free(&ws[i]);
+	free(ws);
+	free(ts);
+	pthread_mutex_destroy(&r.mu);
+
+	if (r.fatal)
+		fprintf(stderr, "issuer run: %s\n", r.fatal_msg);
+	rc = r.fatal ? 2 : r.failed ? 1 : 0;
+	metrics_write(ctx, db, r.issued, r.renewed, r.failed, &err);
+	tt_log(rc ? TT_WARN : TT_INFO, "run_done",
+	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld elapsed_ms=%" PRId64 " failed_domains=%s",
+	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, now_ms() - started,
+	       r.failed_names ? r.failed_names : "");
+	free(r.failed_names);
+out:
+	session_close(&session);
+	tt_keyring_free(kr);
+	if (db)
+		PQfinish(db);
+	curl_global_cleanup();
+	return rc;
+}
