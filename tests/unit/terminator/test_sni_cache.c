@@ -1,4 +1,4 @@
-/* sni_cache and certctx: hits, misses, negative TTL, eviction by entries and bytes, references
+/* sni_cache: hits, misses, negative TTL, eviction by entries and bytes, references
  * that outlive eviction and replacement, stale loads, and many threads at once. */
 #include <pthread.h>
 #include <time.h>
@@ -14,9 +14,9 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static char *chain_a, *chain_b;
-static uint8_t *key_a, *key_a_der, *key_b;
-static size_t chain_a_len, chain_b_len, key_a_len, key_a_der_len, key_b_len;
+static char *chain_a;
+static uint8_t *key_a;
+static size_t chain_a_len, key_a_len;
 
 static WOLFSSL_CTX *ctx_a(void)
 {
@@ -25,31 +25,6 @@ static WOLFSSL_CTX *ctx_a(void)
 	if (certctx_new(chain_a, chain_a_len, key_a, key_a_len, &ctx, &err) < 0)
 		printf("certctx_new: %s\n", err.msg);
 	return ctx;
-}
-
-static void test_certctx(void)
-{
-	WOLFSSL_CTX *ctx = NULL;
-	struct tt_err err;
-
-	CHECK(certctx_new(chain_a, chain_a_len, key_a, key_a_len, &ctx, &err) == 0 && ctx, "certctx: PEM key loads");
-	if (ctx) {
-		WOLFSSL *ssl = wolfSSL_new(ctx);
-		CHECK(ssl && certctx_session_init(ssl) == 0, "certctx: session takes the ALPN policy");
-		wolfSSL_free(ssl);
-		wolfSSL_CTX_free(ctx);
-	}
-	ctx = NULL;
-	CHECK(certctx_new(chain_a, chain_a_len, key_a_der, key_a_der_len, &ctx, &err) == 0 && ctx,
-	      "certctx: PKCS#8 DER key loads");
-	wolfSSL_CTX_free(ctx);
-	ctx = NULL;
-	CHECK(certctx_new(chain_a, chain_a_len, key_b, key_b_len, &ctx, &err) < 0 && !ctx &&
-		      strstr(err.msg, "does not match"),
-	      "certctx: key of another certificate refused");
-	CHECK(certctx_new("garbage", 7, key_a, key_a_len, &ctx, &err) < 0 && !ctx, "certctx: garbage chain refused");
-	CHECK(certctx_new(chain_a, chain_a_len, (const uint8_t *)"junk", 4, &ctx, &err) < 0 && !ctx,
-	      "certctx: garbage key refused");
 }
 
 static void test_hit_miss_replace(void)
@@ -282,23 +257,17 @@ int main(void)
 {
 	char *dir = testcert_dir();
 	wolfSSL_Init();
-	if (!dir || testcert_make(dir, "a.example", false, &chain_a, &chain_a_len, &key_a, &key_a_len) < 0 ||
-	    testcert_read_in(dir, "a.example.key.der", (char **)&key_a_der, &key_a_der_len) < 0 ||
-	    testcert_make(dir, "b.example", false, &chain_b, &chain_b_len, &key_b, &key_b_len) < 0) {
+	if (!dir || testcert_make(dir, "a.example", false, &chain_a, &chain_a_len, &key_a, &key_a_len) < 0) {
 		printf("FAIL: cannot make test certificates with openssl\n");
 		return 1;
 	}
-	test_certctx();
 	test_hit_miss_replace();
 	test_negative();
 	test_eviction();
 	test_stale_load();
 	test_threads();
 	free(chain_a);
-	free(chain_b);
 	free(key_a);
-	free(key_a_der);
-	free(key_b);
 	testcert_cleanup(dir);
 	wolfSSL_Cleanup();
 	CHECK_DONE();
