@@ -3,6 +3,7 @@
 #   // fuzz-sources: terminator/http.c common/name.c    sources compiled in beside the target
 #   // fuzz-libs: -lsodium                                libraries, if the sources need any
 #   // fuzz-dict: tests/fuzz/http.dict                    an optional libFuzzer dictionary
+# The sources and libs lines may use the Makefile's variables, e.g. `// fuzz-libs: $(WOLFSSL_LIBS)`.
 # The seed corpus is tests/fuzz/corpus/<target>/; new inputs go to build/fuzz/corpus/<target>/
 # (`make fuzz-merge` folds them, minimized, into the seeds) and crashes to build/fuzz/crashes/.
 #   make fuzz [FUZZ_SECONDS=30] [FUZZ_TARGETS="fuzz_http_request fuzz_proxy_v2"]
@@ -10,7 +11,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS ?= $(sort $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c))))
 FUZZ_DIR     := build/fuzz
-FUZZ_CFLAGS   = -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+FUZZ_CFLAGS   = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -D_GNU_SOURCE -Icommon -Iterminator -Iissuer -Itests/unit \
 	-Itests/unit/terminator $(PG_CFLAGS) $(WOLFSSL_CFLAGS) -include wolfssl/options.h
 FUZZ_HEADERS := $(wildcard common/*.h terminator/*.h issuer/*.h tests/unit/*/*.h)
