@@ -131,3 +131,81 @@ out:
 		PQfinish(db);
 	return rc;
 }
+
+int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason,
+		   struct tt_err *err)
+{
+	char cid[24], rs[16];
+	snprintf(cid, sizeof(cid), "%" PRId64, d->current_cert_id);
+	snprintf(rs, sizeof(rs), "%d", reason);
+	const char *p[] = {cid, rs};
+	PGresult *res;
+	if (tt_db_exec(db, &res, err, "SELECT chain_pem FROM certificates WHERE id = $1", 1, p) < 0)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return tt_fail(err, "%s has no current certificate", d->name);
+	}
+	char *chain = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	struct tt_keyring *kr = NULL;
+	struct acme_session s = {0};
+	struct acme_client *c = NULL;
+	struct jws_key *k = NULL;
+	struct acme_problem prob = {0};
+	int rc = -1;
+	if (!chain || issuer_keyring_open(ctx, &kr, err) < 0)
+		goto out;
+	int o = session_open(ctx, db, kr, false, &s, err);
+	if (o == 1)
+		tt_fail(err, "no ACME account for %s in the database", s.cfg.directory);
+	if (o != 0 || session_client(&s, &c, &k, err) < 0)
+		goto out;
+	if (acme_revoke(c, chain, reason, &prob, err) != ACME_OK)
+		goto out;
+	rc = tt_db_run(db, err, "UPDATE certificates SET revoked_at = now(), revoke_reason = $2 WHERE id = $1", 2, p);
+	if (rc == 0)
+		tt_log(TT_INFO, "cert_revoked", "name=%s cert_id=%s reason=%d", d->name, cid, reason);
+out:
+	acme_problem_clear(&prob);
+	acme_client_free(c);
+	jws_key_free(k);
+	session_close(&s);
+	tt_keyring_free(kr);
+	free(chain);
+	return rc;
+}
+
+int cli_revoke(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	char name[TT_NAME_MAX];
+	long reason;
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0 || issuer_opt_int(ctx, "reason", 0, &reason, &err) < 0) {
+		fprintf(stderr, "issuer revoke: %s\n", err.msg);
+		return 2;
+	}
+	if (reason > 10 || reason == 7) {
+		fprintf(stderr, "issuer revoke: --reason must be an RFC 5280 reason code (0-6, 8-10)\n");
+		return 2;
+	}
+	PGconn *db;
+	if (issuer_db_open(ctx, &db, &err) < 0) {
+		fprintf(stderr, "issuer revoke: cannot use the database: %s\n", err.msg);
+		return 2;
+	}
+	struct domain_row d;
+	int found = store_domain_find(db, name, &d, &err), rc = 1;
+	if (found < 0)
+		fprintf(stderr, "issuer revoke: %s\n", err.msg);
+	else if (!found || !d.current_cert_id)
+		fprintf(stderr, "issuer revoke: %s has no current certificate\n", name);
+	else if (revoke_current(ctx, db, &d, (int)reason, &err) < 0)
+		fprintf(stderr, "issuer revoke: %s: %s\n", name, err.msg);
+	else {
+		printf("revoked %s cert_id=%" PRId64 "\n", name, d.current_cert_id);
+		rc = 0;
+	}
+	PQfinish(db);
+	return rc;
+}

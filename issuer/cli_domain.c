@@ -127,6 +127,24 @@ int cli_domain_show(struct issuer_ctx *ctx)
 	return 0;
 }
 
+/* Only certificates we ordered are ours to revoke, and only once. */
+static bool needs_revoke(PGconn *db, int64_t cert_id)
+{
+	char id[24];
+	snprintf(id, sizeof(id), "%lld", (long long)cert_id);
+	const char *p[] = {id};
+	PGresult *res;
+	struct tt_err err;
+	if (tt_db_exec(db, &res, &err,
+		       "SELECT 1 FROM certificates WHERE id = $1 AND source = 'acme' AND revoked_at IS NULL"
+		       " AND not_after > now()",
+		       1, p) < 0)
+		return true;
+	bool yes = PQntuples(res) > 0;
+	PQclear(res);
+	return yes;
+}
+
 int cli_domain_remove(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
@@ -145,6 +163,11 @@ int cli_domain_remove(struct issuer_ctx *ctx)
 		fprintf(stderr, "issuer: %s\n", err.msg);
 	else if (!found || strcmp(d.state, "removed") == 0) {
 		fprintf(stderr, "issuer: no domain %s\n", name);
+		rc = 1;
+	} else if (d.current_cert_id && !issuer_flag(ctx, "no-revoke") && needs_revoke(db, d.current_cert_id) &&
+		   revoke_current(ctx, db, &d, 5 /* cessationOfOperation */, &err) < 0) {
+		fprintf(stderr, "issuer: cannot revoke the certificate of %s: %s (--no-revoke removes it anyway)\n",
+			name, err.msg);
 		rc = 1;
 	} else if (store_domain_remove(db, d.id, &err) < 0)
 		fprintf(stderr, "issuer: cannot remove %s: %s\n", name, err.msg);

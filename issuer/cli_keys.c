@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "issuer.h"
 
@@ -21,4 +22,110 @@ int cli_keys_generate(struct issuer_ctx *ctx)
 	}
 	printf("master key %u added to %s\n", id, path);
 	return 0;
+}
+
+/* One table's worth of re-sealing. kind: "cert", "account" or "ticket". Returns rows done or -1. */
+static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *kind, long batch, struct tt_err *err)
+{
+	static const char *const select_sql[] = {
+		"SELECT c.id, d.name, c.sealed_key FROM certificates c JOIN domains d ON d.id = c.domain_id"
+		" WHERE c.sealed_key IS NOT NULL AND c.master_key_id <> $1::int ORDER BY c.id LIMIT $2"
+		" FOR UPDATE OF c SKIP LOCKED",
+		"SELECT id, directory_url, sealed_key FROM acme_accounts WHERE master_key_id <> $1::int"
+		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+		"SELECT id, '', sealed_key FROM ticket_keys WHERE master_key_id <> $1::int"
+		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+	};
+	static const char *const update_sql[] = {
+		"UPDATE certificates SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+		"UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+		"UPDATE ticket_keys SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	};
+	int t = kind[0] == 'c' ? 0 : kind[0] == 'a' ? 1 : 2;
+	char newest[16], lim[24];
+	snprintf(newest, sizeof(newest), "%u", tt_keyring_newest_id(kr));
+	snprintf(lim, sizeof(lim), "%ld", batch);
+	const char *p[] = {newest, lim};
+	PGresult *res;
+	if (store_begin(db, err) < 0)
+		return -1;
+	if (tt_db_exec(db, &res, err, select_sql[t], 2, p) < 0) {
+		store_rollback(db);
+		return -1;
+	}
+	long n = PQntuples(res), done = 0;
+	for (long i = 0; i < n; i++) {
+		int64_t id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+		const char *label = PQgetvalue(res, (int)i, 1);
+		char aad[2200];
+		size_t aad_len = t == 0   ? tt_envelope_aad_cert(aad, sizeof(aad), label, id)
+				 : t == 1 ? tt_envelope_aad_account(aad, sizeof(aad), label)
+					  : tt_envelope_aad_ticket(aad, sizeof(aad), id);
+		uint8_t *blob = NULL, *clear = NULL, *sealed = NULL;
+		size_t blob_len, clear_len = 0, sealed_len;
+		int rc = tt_db_bytea(res, (int)i, 2, &blob, &blob_len, err);
+		if (rc == 0)
+			rc = tt_envelope_open(kr, aad, aad_len, blob, blob_len, &clear, &clear_len, err);
+		if (rc == 0)
+			rc = tt_envelope_seal(kr, aad, aad_len, clear, clear_len, &sealed, &sealed_len, err);
+		if (clear)
+			tt_secret_free(clear, clear_len);
+		free(blob);
+		char *b = rc == 0 ? tt_db_bytea_param(sealed, sealed_len) : NULL;
+		free(sealed);
+		char ids[24];
+		snprintf(ids, sizeof(ids), "%" PRId64, id);
+		const char *u[] = {ids, b, newest};
+		if (rc == 0)
+			rc = b ? tt_db_run(db, err, update_sql[t], 3, u) : tt_fail(err, "out of memory");
+		free(b);
+		if (rc < 0) {
+			PQclear(res);
+			store_rollback(db);
+			return tt_fail(err, "%s %" PRId64 ": %s", kind, id, err->msg);
+		}
+		done++;
+	}
+	PQclear(res);
+	return store_commit(db, err) < 0 ? -1 : done;
+}
+
+int cli_keys_rotate(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	long batch;
+	if (issuer_opt_int(ctx, "batch", 100, &batch, &err) < 0 || batch < 1) {
+		fprintf(stderr, "issuer keys rotate: %s\n", batch < 1 ? "--batch must be at least 1" : err.msg);
+		return 2;
+	}
+	PGconn *db = NULL;
+	struct tt_keyring *kr = NULL;
+	if (issuer_keyring_open(ctx, &kr, &err) < 0 || issuer_db_open(ctx, &db, &err) < 0) {
+		fprintf(stderr, "issuer keys rotate: %s\n", err.msg);
+		tt_keyring_free(kr);
+		return 2;
+	}
+	static const char *const kinds[] = {"cert", "account", "ticket"};
+	long total[3] = {0};
+	int rc = 0;
+	for (int k = 0; k < 3 && rc == 0; k++) {
+		for (;;) {
+			long n = reseal_batch(db, kr, kinds[k], batch, &err);
+			if (n < 0) {
+				fprintf(stderr, "issuer keys rotate: %s (rerun to resume)\n", err.msg);
+				rc = 2;
+				break;
+			}
+			if (n == 0)
+				break;
+			total[k] += n;
+			tt_log(TT_INFO, "keys_resealed", "kind=%s rows=%ld total=%ld", kinds[k], n, total[k]);
+		}
+	}
+	if (rc == 0)
+		printf("re-sealed under master key %u: %ld certificate keys, %ld account keys, %ld ticket keys\n",
+		       tt_keyring_newest_id(kr), total[0], total[1], total[2]);
+	tt_keyring_free(kr);
+	PQfinish(db);
+	return rc;
 }

@@ -15,6 +15,7 @@
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
+ *   account.c     our ACME account per directory: load the sealed key or register once
  *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED),
  *                 drive one order each, record success or failure, budget and deadline
  *   metrics.c     the Prometheus textfile written at the end of a run
@@ -66,6 +67,12 @@ int cli_revoke(struct issuer_ctx *ctx);
 int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
 int run_main(struct issuer_ctx *ctx);
+
+struct domain_row;
+/* ---- cli_cert.c ---- */
+/* Revokes the domain's current certificate at the CA and records it (also used by domain remove). */
+int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason,
+		   struct tt_err *err);
 
 /* ---- names.c ---- */
 /* Accepts a U-label or A-label name; writes the normalized A-label form. */
