@@ -46,6 +46,7 @@ struct opts {
 	double zipf_s;
 	bool sequential;
 	const char *label;
+	const char *watch_pids; /* comma-separated: the server's processes, for its CPU time over the window */
 };
 
 /* Read-only after setup except the atomics; shared by every worker thread. */
@@ -512,6 +513,35 @@ static int parse_connect(struct run *r, const char *s)
 	return 0;
 }
 
+/* utime + stime of the watched processes, in seconds; -1 when none is given. */
+static double watched_cpu_s(const char *pids)
+{
+	if (!pids)
+		return -1;
+	double ticks = 0, hz = (double)sysconf(_SC_CLK_TCK);
+	char path[64], buf[1024];
+	for (const char *p = pids; *p;) {
+		long pid = strtol(p, (char **)&p, 10);
+		if (*p == ',')
+			p++;
+		else if (*p)
+			break;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		/* Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15. */
+		char *q = strrchr(buf, ')');
+		unsigned long ut = 0, st = 0;
+		if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+			ticks += (double)(ut + st);
+	}
+	return ticks / hz;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -532,6 +562,7 @@ static void usage(void)
 		"usage: load --connect HOST:PORT --names FILE [--mode handshake|resume|keepalive]\n"
 		"            [--concurrency N] [--threads N] [--duration SEC | --requests N] [--warmup SEC]\n"
 		"            [--path /o/x.gif] [--zipf S | --sequential] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
+		"            [--watch-pids PID,PID...]   (their CPU time over the measured window, as server_cpu_s)\n"
 		"Prints a summary on stderr and one JSON line on stdout.\n");
 }
 
@@ -541,7 +572,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"connect", 1, 0, 'c'},	 {"names", 1, 0, 'n'},	   {"mode", 1, 0, 'm'},	   {"concurrency", 1, 0, 'C'},
 		{"threads", 1, 0, 't'},	 {"duration", 1, 0, 'd'},  {"requests", 1, 0, 'r'}, {"path", 1, 0, 'p'},
 		{"zipf", 1, 0, 'z'},	 {"cafile", 1, 0, 'a'},	   {"warmup", 1, 0, 'w'},   {"timeout", 1, 0, 'T'},
-		{"label", 1, 0, 'l'},	 {"sequential", 0, 0, 's'},	 {"help", 0, 0, 'h'},	   {0, 0, 0, 0}};
+		{"label", 1, 0, 'l'},	 {"sequential", 0, 0, 's'},	 {"watch-pids", 1, 0, 'W'},	 {"help", 0, 0, 'h'},	   {0, 0, 0, 0}};
 	*o = (struct opts){.path = "/o/t.gif", .concurrency = 32, .threads = 1, .timeout_s = 10, .mode = MODE_HANDSHAKE};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -567,6 +598,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'T': o->timeout_s = atof(optarg); break;
 		case 'l': o->label = optarg; break;
 		case 's': o->sequential = true; break;
+		case 'W': o->watch_pids = optarg; break;
 		default: usage(); return -1;
 		}
 	}
@@ -606,7 +638,7 @@ fail:
 	return NULL;
 }
 
-static void report(const struct run *r, struct worker *ws, int nw, double elapsed)
+static void report(const struct run *r, struct worker *ws, int nw, double elapsed, double server_cpu)
 {
 	const struct opts *o = r->o;
 	uint64_t done = 0, full = 0, resumed = 0, errs[E_COUNT] = {0}, nerr = 0;
@@ -660,7 +692,10 @@ static void report(const struct run *r, struct worker *ws, int nw, double elapse
 	       (unsigned long long)resumed, p50, p90, p99, mx, (unsigned long long)nerr);
 	for (int k = 0; k < E_COUNT; k++)
 		printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)errs[k]);
-	printf("},\"mismatches\":%llu,\"client_cpu_s\":%.3f}\n", (unsigned long long)errs[E_MISMATCH], cpu);
+	printf("},\"mismatches\":%llu,\"client_cpu_s\":%.3f", (unsigned long long)errs[E_MISMATCH], cpu);
+	if (server_cpu >= 0)
+		printf(",\"server_cpu_s\":%.3f", server_cpu);
+	printf("}\n");
 	fflush(stdout);
 }
 
@@ -690,6 +725,7 @@ int main(int argc, char **argv)
 	double limit = o.duration_s ? o.duration_s + o.warmup_s : 3600;
 	r.t_end = r.t_begin + (uint64_t)(limit * 1e9);
 	uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	double cpu0 = o.warmup_s > 0 ? 0 : watched_cpu_s(o.watch_pids);
 	int started = 0;
 	for (int i = 0; i < o.threads; i++) {
 		struct worker *w = &ws[i];
@@ -713,8 +749,18 @@ int main(int argc, char **argv)
 		}
 		started++;
 	}
+	if (o.warmup_s > 0) {
+		uint64_t t = now_ns();
+		if (t < r.t_measure) {
+			uint64_t d = r.t_measure - t;
+			struct timespec ts = {.tv_sec = (time_t)(d / 1000000000u), .tv_nsec = (long)(d % 1000000000u)};
+			nanosleep(&ts, NULL);
+		}
+		cpu0 = watched_cpu_s(o.watch_pids);
+	}
 	for (int i = 0; i < started; i++)
 		pthread_join(ws[i].tid, NULL);
+	double cpu1 = watched_cpu_s(o.watch_pids);
 	uint64_t t_stop = now_ns();
 	if (t_stop > r.t_end)
 		t_stop = r.t_end;
@@ -725,7 +771,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "load: thread %d: %s\n", i, ws[i].failmsg);
 			rc = 1;
 		}
-	report(&r, ws, started, elapsed);
+	report(&r, ws, started, elapsed, o.watch_pids ? cpu1 - cpu0 : -1);
 	for (int i = 0; i < o.threads; i++) {
 		struct worker *w = &ws[i];
 		if (w->sessions)
