@@ -31,7 +31,7 @@ static int load(PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
 	rc = keystore_open_account(kr, s->cfg.directory, blob, blob_len, &s->key_pem, &s->key_len, err);
 	free(blob);
 	if (rc < 0)
-		return tt_fail(err, "cannot open the account key: %s", err->msg);
+		return err_wrap(err, "cannot open the account key");
 	return 0;
 }
 
@@ -51,7 +51,7 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 	acme_client_free(c);
 	jws_key_free(k);
 	if (rc < 0)
-		return tt_fail(err, "cannot create the ACME account: %s", err->msg);
+		return err_wrap(err, "cannot create the ACME account");
 	uint8_t *blob;
 	size_t blob_len;
 	if (keystore_seal_account(kr, s->cfg.directory, s->key_pem, s->key_len, &blob, &blob_len, err) < 0)

@@ -248,7 +248,7 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 	int rc = acme_get(c, c->cfg->directory, &d, &prob, err);
 	acme_problem_clear(&prob);
 	if (rc < 0)
-		return tt_fail(err, "cannot read the ACME directory: %s", err->msg);
+		return err_wrap(err, "cannot read the ACME directory");
 	memset(dir, 0, sizeof(*dir));
 	copy_url(dir->new_nonce, sizeof(dir->new_nonce), d, "newNonce");
 	copy_url(dir->new_account, sizeof(dir->new_account), d, "newAccount");

@@ -74,7 +74,7 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	    read_file(key_path, true, &key, &key_len, &err) < 0)
 		goto out;
 	if (certinfo_parse((const char *)chain, chain_len, &ci, &err) < 0) {
-		tt_fail(&err, "%s: %s", cert_path, err.msg);
+		err_wrap(&err, "%s", cert_path);
 		goto out;
 	}
 	if (!certinfo_covers(&ci, name)) {

@@ -82,7 +82,7 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 		if (rc < 0) {
 			PQclear(res);
 			store_rollback(db);
-			return tt_fail(err, "%s %" PRId64 ": %s", kind, id, err->msg);
+			return err_wrap(err, "%s %" PRId64, kind, id);
 		}
 		done++;
 	}

@@ -45,6 +45,8 @@ struct issuer_ctx {
 	int argc; /* positional arguments after the command words */
 	char **argv;
 };
+/* Prefixes err's message: "prefix: message". */
+int err_wrap(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The resolved value of a configuration key, or NULL. */
 const char *issuer_opt(const struct issuer_ctx *ctx, const char *key);
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key);

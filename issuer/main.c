@@ -1,6 +1,7 @@
 /* issuer main: picks the command, resolves flags > environment > config file > defaults, and
  * prints --help for each command. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,17 @@ static void print_command_help(const struct command *c)
 		else
 			printf("  %-30s %s\n", left, d->help);
 	}
+}
+
+int err_wrap(struct tt_err *err, const char *fmt, ...)
+{
+	char prefix[256], old[sizeof(err->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	snprintf(old, sizeof(old), "%s", err->msg);
+	return tt_fail(err, "%s: %s", prefix, old);
 }
 
 const char *issuer_opt(const struct issuer_ctx *ctx, const char *key)

@@ -338,7 +338,7 @@ static int store_issued(struct worker *w, const char *chain, const uint8_t *key,
 {
 	struct certinfo ci;
 	if (certinfo_parse(chain, strlen(chain), &ci, err) < 0)
-		return tt_fail(err, "downloaded chain: %s", err->msg);
+		return err_wrap(err, "downloaded chain");
 	int rc = -1;
 	uint8_t *sealed = NULL;
 	size_t sealed_len = 0;

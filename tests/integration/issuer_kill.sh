@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# A run killed with SIGKILL mid-order, then rerun, completes; no clear private key anywhere in
+# the database or on disk.
+. "$TT_ROOT/tests/lib/common.sh"
+. "$TT_ROOT/tests/lib/issuer_env.sh"
+issuer_env_start
+for i in $(seq 1 60); do $I domain add "k$i.test" >/dev/null; done
+$I run --self-check-via "127.0.0.1:$HTTP" --concurrency 2 2>"$T/killed.log" & pid=$!
+wait_until 60 bash -c "test \"\$(psql -qAtX -d '$TRACKTLS_DB' -c 'select count(*) from certificates')\" -ge 3"
+kill -9 $pid; wait $pid 2>/dev/null
+done_before=$(q "select count(*) from certificates")
+check "killed mid-run (some but not all issued)" test "$done_before" -ge 3 -a "$done_before" -lt 60
+check "the kill left an order in flight" test "$(q "select count(*) from issuance_attempts where state='started'")" -ge 1
+$I run --self-check-via "127.0.0.1:$HTTP" --concurrency 2 2>"$T/rerun.log"; rc=$?
+check "rerun exits 0" test "$rc" = 0
+check "all 60 domains active, one current certificate each" test "$(q "select count(*) from domains where state='active' and current_cert_id is not null")" = 60
+check "orders cut off by the kill are marked abandoned" test "$(q "select count(*) from issuance_attempts where state='started'")" = 0
+check "no clear private key in the database" bash -c "! pg_dump -d '$TRACKTLS_DB' | grep -q 'PRIVATE KEY'"
+check "no clear private key on disk (the scenario's folder, outside Pebble's own TLS key)" \
+	bash -c "! grep -rl 'PRIVATE KEY' '$T' --exclude-dir=pebble 2>/dev/null | grep -q ."
+check "every stored key opens" bash -c "for n in k1.test k30.test k60.test; do python3 '$TT_ROOT/tests/lib/open_sealed.py' '$TRACKTLS_MASTER_KEY_FILE' \$n | grep -q 'BEGIN EC PRIVATE KEY' || exit 1; done"
