@@ -23,10 +23,14 @@ static const char sql_cert[] = "SELECT c.id, c.chain_pem, c.sealed_key FROM doma
 			       "JOIN certificates c ON c.id = d.current_cert_id "
 			       "WHERE d.name = $1 AND d.state <> 'removed' AND c.sealed_key IS NOT NULL";
 static const char sql_challenge[] = "SELECT key_authorization FROM challenges WHERE token = $1 AND expires_at > now()";
+/* Each name held, with the id of the certificate it should serve now (NULL: none). */
+static const char sql_revalidate[] = "SELECT n.name, c.id FROM unnest($1::text[]) AS n(name) "
+				     "LEFT JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
+				     "LEFT JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
 
 
-enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE };
-static const char *const kind_names[] = {"setup", "listen", "cert", "challenge"};
+enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE, ITEM_REVALIDATE };
+static const char *const kind_names[] = {"setup", "listen", "cert", "challenge", "revalidate"};
 
 struct waiter {
 	struct waiter *next;
@@ -49,7 +53,7 @@ struct item {
 	struct waiter *waiters;	 /* ITEM_CERT */
 	certdb_challenge_cb ccb; /* ITEM_CHALLENGE; NULL once answered or cancelled */
 	void *carg;
-	char key[]; /* name or token */
+	char key[]; /* name, token, or names array literal */
 };
 
 enum db_state { DB_DOWN, DB_CONNECTING, DB_READY };
@@ -204,9 +208,10 @@ static int send_item(struct certdb *db, struct item *it)
 
 	switch (it->kind) {
 	case ITEM_SETUP:
-		it->statements_left = 2;
+		it->statements_left = 3;
 		ok = PQsendPrepare(db->conn, "cert", sql_cert, 1, NULL) &&
-		     PQsendPrepare(db->conn, "challenge", sql_challenge, 1, NULL);
+		     PQsendPrepare(db->conn, "challenge", sql_challenge, 1, NULL) &&
+		     PQsendPrepare(db->conn, "revalidate", sql_revalidate, 1, NULL);
 		break;
 	case ITEM_LISTEN:
 		it->statements_left = 1;
@@ -217,9 +222,13 @@ static int send_item(struct certdb *db, struct item *it)
 		/* binary results: the id as int8, chain and sealed key as raw bytes (no hex decoding) */
 		ok = PQsendQueryPrepared(db->conn, "cert", 1, params, NULL, NULL, 1);
 		break;
-	default:
+	case ITEM_CHALLENGE:
 		it->statements_left = 1;
 		ok = PQsendQueryPrepared(db->conn, "challenge", 1, params, NULL, NULL, 0);
+		break;
+	default:
+		it->statements_left = 1;
+		ok = PQsendQueryPrepared(db->conn, "revalidate", 1, params, NULL, NULL, 0);
 		break;
 	}
 	if (!ok || !PQpipelineSync(db->conn)) {
@@ -380,6 +389,37 @@ bad:
 	answer(it, -1, NULL, NULL);
 }
 
+/* LISTEN is in place. Changes made while nobody listened were missed: revalidate what the cache
+ * holds, shard by shard, on this connection (so after LISTEN: later changes will be notified). */
+static void listening(struct certdb *db, struct item *listen)
+{
+	size_t nshards = sni_cache_begin_revalidation(db->cache), held = 0;
+
+	/* Queries behind LISTEN on this connection run after it, so their answers are current. */
+	for (struct item *q = listen->next; q; q = q->next)
+		if (q->kind == ITEM_CERT)
+			q->epoch = sni_cache_epoch(db->cache, q->key);
+	for (size_t i = 0; i < nshards; i++) {
+		char *names;
+		size_t n;
+		struct item *it;
+		if (sni_cache_shard_snapshot(db->cache, i, &names, &n) < 0) {
+			sni_cache_invalidate_all(db->cache);
+			break;
+		}
+		if (!n)
+			continue;
+		it = item_new(ITEM_REVALIDATE, names, mono_us() / 1000 + db->query_timeout_ms);
+		free(names);
+		if (!it || submit(db, it) < 0) {
+			sni_cache_invalidate_all(db->cache);
+			break;
+		}
+		held += n;
+	}
+	tt_log(TT_INFO, "db_listening", "channel=%s revalidating=%zu", TT_CHANNEL_CERT, held);
+}
+
 static void handle_result(struct certdb *db, struct item *it, const PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
@@ -389,6 +429,8 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 	if (!ok) {
 		tt_log(TT_ERROR, "db_query_failed", "query=%s error=%s", kind_names[it->kind],
 		       one_line(buf, sizeof(buf), PQresultErrorMessage(res)));
+		if (it->kind == ITEM_REVALIDATE)
+			sni_cache_invalidate_all(db->cache); /* cannot tell what is current: drop it all */
 		if (is_request(it) && !it->answered) {
 			db->stats.query_errors++;
 			answer(it, -1, NULL, NULL);
@@ -399,13 +441,12 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 	case ITEM_SETUP:
 		break;
 	case ITEM_LISTEN:
-		/* Changes made while nobody listened were missed: what the cache holds may be stale. */
-		sni_cache_invalidate_all(db->cache);
-		/* Queries behind LISTEN on this connection run after it, so their answers are current. */
-		for (struct item *q = it->next; q; q = q->next)
-			if (q->kind == ITEM_CERT)
-				q->epoch = sni_cache_epoch(db->cache, q->key);
-		tt_log(TT_INFO, "db_listening", "channel=%s", TT_CHANNEL_CERT);
+		listening(db, it);
+		break;
+	case ITEM_REVALIDATE:
+		for (int i = 0; i < PQntuples(res); i++)
+			sni_cache_drop_unless(db->cache, PQgetvalue(res, i, 0),
+					      PQgetisnull(res, i, 1) ? -1 : strtoll(PQgetvalue(res, i, 1), NULL, 10));
 		break;
 	case ITEM_CERT:
 		if (!it->answered)
@@ -465,20 +506,26 @@ static void notified(struct certdb *db, const PGnotify *n, int64_t now_ms)
 
 static void expire(struct certdb *db, int64_t now_ms)
 {
+	bool expired = false;
+
 	if (db->state == DB_READY) {
-		/* Requests share one timeout, so the oldest expires first; a connection that lets it
-		 * expire is not trusted with the rest (libpq cannot cancel one pipelined query). */
-		if (!db->head || now_ms < db->head->deadline_ms)
-			return;
-		for (struct item *it = db->head; it && now_ms >= it->deadline_ms; it = it->next) {
-			if (is_request(it) && !it->answered) {
-				it->timed_out = true;
-				db->stats.query_timeouts++;
+		/* A connection that lets a query expire is not trusted with the rest (libpq cannot
+		 * cancel one pipelined query): all fail, and a new connection is made. */
+		for (struct item *it = db->head; it; it = it->next) {
+			if (now_ms >= it->deadline_ms) {
+				expired = true;
+				if (is_request(it) && !it->answered) {
+					it->timed_out = true;
+					db->stats.query_timeouts++;
+				}
 			}
 		}
-		disconnect(db, now_ms, "query timed out");
+		if (expired)
+			disconnect(db, now_ms, "query timed out");
 		return;
 	}
+	/* Not connected yet: nothing was sent, each request expires on its own (in queue order,
+	 * since they were queued with one timeout). */
 	while (db->head && now_ms >= db->head->deadline_ms) {
 		struct item *it = pop(db);
 		db->stats.query_timeouts++;
@@ -508,7 +555,7 @@ void certdb_process(struct certdb *db, int64_t now_ms)
 			PQfreemem(n);
 		}
 		/* libpq drops the socket itself on a FATAL error: nothing more will ever arrive. */
-		if (db->broken || PQstatus(db->conn) == CONNECTION_BAD) {
+		if (db->broken || PQstatus(db->conn) == CONNECTION_BAD || PQsocket(db->conn) < 0) {
 			disconnect(db, now_ms, NULL);
 			return;
 		}
@@ -635,10 +682,13 @@ int64_t certdb_next_deadline_ms(const struct certdb *db)
 	int64_t d = -1;
 	if (db->state == DB_DOWN)
 		return db->retry_at_ms;
+	if (db->broken)
+		return 0; /* a send failed: certdb_process must run now to reconnect */
 	if (db->state == DB_CONNECTING)
 		d = db->connect_deadline_ms;
-	if (db->head && (d < 0 || db->head->deadline_ms < d))
-		d = db->head->deadline_ms;
+	for (const struct item *it = db->head; it; it = it->next)
+		if (d < 0 || it->deadline_ms < d)
+			d = it->deadline_ms;
 	return d;
 }
 

@@ -397,6 +397,79 @@ void sni_cache_invalidate_all(struct sni_cache *cache)
 	}
 }
 
+size_t sni_cache_begin_revalidation(struct sni_cache *cache)
+{
+	for (size_t i = 0; i < nshards_of(cache); i++) {
+		struct shard *s = &cache->shards[i];
+		struct cert_entry *dead = NULL;
+		pthread_mutex_lock(&s->lock);
+		s->epoch++;
+		while (s->negatives.tail)
+			unlink_entry(cache, s, s->negatives.tail, &dead);
+		pthread_mutex_unlock(&s->lock);
+		release_dead(dead);
+	}
+	return nshards_of(cache);
+}
+
+/* Appends name to a PostgreSQL array literal, quoted and escaped. */
+static char *append_element(char *p, const char *name)
+{
+	*p++ = '"';
+	for (; *name; name++) {
+		if (*name == '"' || *name == '\\')
+			*p++ = '\\';
+		*p++ = *name;
+	}
+	*p++ = '"';
+	return p;
+}
+
+int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names, size_t *n)
+{
+	struct shard *s = &cache->shards[shard];
+	size_t size = 3;
+	char *buf, *p;
+
+	*names = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	for (struct cert_entry *e = s->lru.head; e; e = e->next)
+		size += 2 * strlen(e->name) + 3;
+	buf = s->lru.count ? malloc(size) : NULL;
+	if (buf) {
+		p = buf;
+		*p++ = '{';
+		for (struct cert_entry *e = s->lru.head; e; e = e->next) {
+			if (e != s->lru.head)
+				*p++ = ',';
+			p = append_element(p, e->name);
+		}
+		*p++ = '}';
+		*p = '\0';
+		*n = s->lru.count;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (*n && !buf)
+		return -1;
+	*names = buf;
+	return 0;
+}
+
+void sni_cache_drop_unless(struct sni_cache *cache, const char *name, int64_t current_id)
+{
+	uint64_t hash = tt_name_hash(name, strlen(name));
+	struct shard *s = shard_of(cache, hash);
+	struct cert_entry *e, *dead = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	e = find(cache, s, hash, name);
+	if (e && !e->negative && e->cert_id != current_id)
+		unlink_entry(cache, s, e, &dead);
+	pthread_mutex_unlock(&s->lock);
+	release_dead(dead);
+}
+
 void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out)
 {
 	memset(out, 0, sizeof(*out));

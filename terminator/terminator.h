@@ -75,6 +75,15 @@ uint64_t sni_cache_epoch(struct sni_cache *cache, const char *name);
 int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id,
 			   WOLFSSL_CTX *ctx, size_t bytes, struct cert_entry **out, struct tt_err *err);
 void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, const char *name);
+/* Revalidation when notifications may have been missed (certdb's listener reconnected): every
+ * load in flight becomes stale and negative entries go; then, shard by shard, the names held are
+ * checked against the database and those whose current certificate changed are dropped, so the
+ * certificates still current keep serving without a reload. */
+size_t sni_cache_begin_revalidation(struct sni_cache *cache); /* returns the shard count */
+/* The names shard holds, as a PostgreSQL text[] literal (malloc'd; NULL and n = 0 if none). */
+int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names, size_t *n);
+/* Drops name's certificate unless its id is current_id (-1: the name has no certificate now). */
+void sni_cache_drop_unless(struct sni_cache *cache, const char *name, int64_t current_id);
 WOLFSSL_CTX *cert_entry_ctx(const struct cert_entry *entry);
 int64_t cert_entry_cert_id(const struct cert_entry *entry);
 /* Another reference to an entry already held (one per waiting connection). */

@@ -154,6 +154,7 @@ static void test_database(const char *conninfo)
 
 	int64_t good = store_cert("good.example", false);
 	store_cert("bad.example", true);
+	int64_t keep_id = store_cert("keep.example", false); /* stored before LISTEN: no notification */
 	CHECK(good > 0, "setup: certificates stored");
 
 	snprintf(info, sizeof(info), "%s application_name=certdb_test", conninfo);
@@ -256,35 +257,54 @@ static void test_database(const char *conninfo)
 	if (fresh.entry)
 		cert_entry_release(fresh.entry);
 
-	/* the connection is killed: cached names keep working, it reconnects by itself */
-	tt_db_run(pg, &err, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'certdb_test'",
+	/* the connection is killed and a renewal lands before it is back: the notification is lost */
+	struct answer keep = {0};
+	certdb_load_cert(db, "keep.example", on_cert, &keep);
+	drive(db, answered, &keep, 5000);
+	CHECK(keep.status == 0 && cert_entry_cert_id(keep.entry) == keep_id, "killed: second name cached");
+	tt_db_run(pg, &err, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = 'certdb_test'",
 		  0, NULL);
+	int64_t renewed2 = store_cert("good.example", false);
 	struct answer lost = {0};
 	int64_t killed_at = mono_ms();
-	certdb_load_cert(db, "good.example", on_cert, &lost);
+	certdb_load_cert(db, "lost.example", on_cert, &lost);
 	drive(db, answered, &lost, 5000);
 	CHECK(lost.calls == 1 && lost.status == -1 && mono_ms() - killed_at < 1000,
 	      "killed: request in flight fails at once, not at the timeout");
-	struct answer back = {0};
+	CHECK(sni_cache_lookup(cache, "keep.example", &got) == SNI_HIT, "killed: cached names keep serving meanwhile");
+	cert_entry_release(got);
+	/* a request queued behind the revalidation tells when it is done */
+	struct answer barrier = {0};
 	int64_t start = mono_ms();
-	while (back.calls == 0 || back.status != 0) {
-		if (mono_ms() - start > 10000)
-			break;
-		back.calls = 0;
-		if (certdb_load_cert(db, "good.example", on_cert, &back) < 0) {
+	while ((barrier.calls == 0 || barrier.status != 1) && mono_ms() - start < 10000) {
+		barrier.calls = 0;
+		if (certdb_load_cert(db, "barrier.example", on_cert, &barrier) < 0) {
 			struct answer never = {0};
 			drive(db, answered, &never, 50); /* backing off: let the reconnect timer run */
 			continue;
 		}
-		drive(db, answered, &back, 5000);
+		drive(db, answered, &barrier, 5000);
 	}
+	/* the first barrier may have been queued while connecting, ahead of the revalidation */
+	struct answer barrier2 = {0};
+	certdb_load_cert(db, "barrier2.example", on_cert, &barrier2);
+	drive(db, answered, &barrier2, 5000);
 	certdb_stats(db, &st);
-	CHECK(back.status == 0 && back.entry && cert_entry_cert_id(back.entry) == renewed && st.reconnects >= 1,
-	      "killed: reconnected and serving again");
-	if (back.entry)
-		cert_entry_release(back.entry);
-	if (lost.entry)
-		cert_entry_release(lost.entry);
+	CHECK(barrier.status == 1 && barrier2.status == 1 && st.reconnects >= 1, "killed: reconnected by itself");
+	CHECK(sni_cache_lookup(cache, "keep.example", &got) == SNI_HIT && got == keep.entry,
+	      "revalidate: a certificate still current stays cached, no reload");
+	cert_entry_release(got);
+	r = sni_cache_lookup(cache, "good.example", &got);
+	CHECK(r == SNI_MISS, "revalidate: a certificate renewed while not listening is dropped");
+	if (r == SNI_HIT)
+		cert_entry_release(got);
+	struct answer back = {0};
+	certdb_load_cert(db, "good.example", on_cert, &back);
+	drive(db, answered, &back, 5000);
+	CHECK(back.status == 0 && back.entry && cert_entry_cert_id(back.entry) == renewed2,
+	      "revalidate: the next load gets the renewal");
+	cert_entry_release(back.entry);
+	cert_entry_release(keep.entry);
 
 	CHECK(slowest_process_ms < 100, "certdb_process never blocked the thread");
 	printf("# queries=%llu errors=%llu timeouts=%llu notifications=%llu reconnects=%llu avg_query_us=%llu\n",

@@ -186,6 +186,44 @@ static void test_stale_load(void)
 	sni_cache_free(c);
 }
 
+static void test_revalidation(void)
+{
+	struct sni_cache_limits lim = {.max_entries = 16};
+	struct sni_cache *c;
+	struct cert_entry *e, *got;
+	struct tt_err err;
+	char *names;
+	size_t n, shards;
+
+	sni_cache_new(&lim, &c, &err);
+	sni_cache_insert(c, "r1.example", 1, ctx_a(), 100, &e, &err);
+	cert_entry_release(e);
+	sni_cache_insert(c, "we\"ird\\", 2, ctx_a(), 100, &e, &err);
+	cert_entry_release(e);
+	sni_cache_insert_negative(c, "neg.example");
+	uint64_t epoch = sni_cache_epoch(c, "late.example");
+	shards = sni_cache_begin_revalidation(c);
+	CHECK(shards == 1 && sni_cache_lookup(c, "neg.example", &got) == SNI_MISS,
+	      "revalidate: negative entries dropped");
+	sni_cache_insert_since(c, epoch, "late.example", 3, ctx_a(), 100, &e, &err);
+	CHECK(sni_cache_lookup(c, "late.example", &got) == SNI_MISS, "revalidate: loads begun before it are not cached");
+	cert_entry_release(e);
+	CHECK(sni_cache_shard_snapshot(c, 0, &names, &n) == 0 && n == 2 && names &&
+		      strcmp(names, "{\"we\\\"ird\\\\\",\"r1.example\"}") == 0,
+	      "revalidate: snapshot is a quoted, escaped array literal");
+	printf("# snapshot %s\n", names ? names : "(null)");
+	free(names);
+	sni_cache_drop_unless(c, "r1.example", 1);
+	CHECK(sni_cache_lookup(c, "r1.example", &got) == SNI_HIT, "revalidate: current certificate kept");
+	cert_entry_release(got);
+	sni_cache_drop_unless(c, "r1.example", 5);
+	CHECK(sni_cache_lookup(c, "r1.example", &got) == SNI_MISS, "revalidate: changed certificate dropped");
+	sni_cache_drop_unless(c, "we\"ird\\", -1);
+	CHECK(sni_cache_lookup(c, "we\"ird\\", &got) == SNI_MISS, "revalidate: name without certificate dropped");
+	CHECK(sni_cache_shard_snapshot(c, 0, &names, &n) == 0 && n == 0 && !names, "revalidate: empty shard, no array");
+	sni_cache_free(c);
+}
+
 struct worker {
 	struct sni_cache *c;
 	WOLFSSL_CTX *proto;
@@ -265,6 +303,7 @@ int main(void)
 	test_negative();
 	test_eviction();
 	test_stale_load();
+	test_revalidation();
 	test_threads();
 	free(chain_a);
 	free(key_a);
