@@ -69,7 +69,8 @@ struct certdb {
 	PGconn *conn;
 	PostgresPollingStatusType poll;
 	bool flush_pending;
-	/* A send failed inside a call that may run under a callback: certdb_process disconnects. */
+	/* The connection must be replaced (a send failed, or setup did), noticed where a callback may
+	 * be running: certdb_process disconnects. */
 	bool broken;
 	bool connected_once;
 	int64_t connect_deadline_ms;
@@ -431,6 +432,10 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 		       one_line(buf, sizeof(buf), PQresultErrorMessage(res)));
 		if (it->kind == ITEM_REVALIDATE)
 			sni_cache_invalidate_all(db->cache); /* cannot tell what is current: drop it all */
+		/* Without its statements or LISTEN the connection is useless (say, the schema is not
+		 * migrated yet): replace it after a backoff. */
+		if (it->kind == ITEM_SETUP || it->kind == ITEM_LISTEN)
+			db->broken = true;
 		if (is_request(it) && !it->answered) {
 			db->stats.query_errors++;
 			answer(it, -1, NULL, NULL);

@@ -318,6 +318,54 @@ static void test_database(const char *conninfo)
 	sni_cache_free(cache);
 }
 
+/* Started before the schema exists: requests fail, and once migrated it recovers by itself. */
+static void test_unmigrated(const char *conninfo)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct tt_err err;
+	char info[1024], dbname[128];
+	PGconn *other;
+	int applied;
+
+	snprintf(dbname, sizeof(dbname), "%s_later", PQdb(pg));
+	char create[256];
+	snprintf(create, sizeof(create), "CREATE DATABASE \"%s\"", dbname);
+	if (tt_db_run(pg, &err, create, 0, NULL) < 0) {
+		printf("FAIL: unmigrated: %s\n", err.msg);
+		return;
+	}
+	snprintf(info, sizeof(info), "%s dbname=%s", conninfo, dbname);
+	sni_cache_new(&lim, &cache, &err);
+	struct certdb_config cfg = {.conninfo = info, .keyring = kr, .cache = cache, .listen = true};
+	certdb_new(&cfg, &db, &err);
+	struct answer a = {0};
+	certdb_load_cert(db, "good.example", on_cert, &a);
+	drive(db, answered, &a, 5000);
+	CHECK(a.calls == 1 && a.status == -1, "unmigrated: request fails");
+
+	if (tt_db_connect(info, &other, &err) < 0 || tt_db_migrate(other, &applied, &err) < 0) {
+		printf("FAIL: unmigrated: %s\n", err.msg);
+		return;
+	}
+	struct answer b = {0};
+	int64_t start = mono_ms();
+	while ((b.calls == 0 || b.status == -1) && mono_ms() - start < 10000) {
+		b.calls = 0;
+		if (certdb_load_cert(db, "nobody.example", on_cert, &b) < 0) {
+			struct answer never = {0};
+			drive(db, answered, &never, 50);
+			continue;
+		}
+		drive(db, answered, &b, 5000);
+	}
+	CHECK(b.status == 1, "unmigrated: recovers once the schema is there");
+	PQfinish(other);
+	certdb_free(db);
+	sni_cache_free(cache);
+}
+
 static void test_unreachable(void)
 {
 	struct sni_cache_limits lim = {0};
@@ -399,6 +447,7 @@ int main(void)
 		return 1;
 	}
 	test_database(conninfo);
+	test_unmigrated(conninfo);
 	test_unreachable();
 	PQfinish(pg);
 	tt_keyring_free(kr);
