@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "terminator.h"
@@ -45,6 +46,7 @@ struct shard {
 } __attribute__((aligned(64)));
 
 struct sni_cache {
+	uint64_t seed; /* secret: SNI names are chosen by clients, who must not aim at one bucket */
 	unsigned shard_bits;
 	size_t nbuckets; /* per shard, power of two */
 	size_t shard_max_entries, shard_max_bytes, shard_max_negative;
@@ -83,6 +85,10 @@ int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out,
 		return tt_fail(err, "out of memory");
 	while (((size_t)1 << c->shard_bits) < nshards)
 		c->shard_bits++;
+	if (getrandom(&c->seed, sizeof(c->seed), 0) != sizeof(c->seed)) {
+		free(c);
+		return tt_fail(err, "getrandom failed");
+	}
 	c->shard_max_entries = (max_entries + nshards - 1) / nshards;
 	c->shard_max_bytes = (max_bytes + nshards - 1) / nshards;
 	c->shard_max_negative = (max_negative + nshards - 1) / nshards;
@@ -141,6 +147,15 @@ WOLFSSL_CTX *cert_entry_ctx(const struct cert_entry *entry)
 int64_t cert_entry_cert_id(const struct cert_entry *entry)
 {
 	return entry->cert_id;
+}
+
+/* tt_name_hash, keyed and finished (splitmix64) so every bit of it picks shard and bucket. */
+static uint64_t name_hash(const struct sni_cache *c, const char *name)
+{
+	uint64_t h = tt_name_hash(name, strlen(name)) ^ c->seed;
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
 }
 
 static size_t nshards_of(const struct sni_cache *c)
@@ -218,7 +233,7 @@ static struct cert_entry *find(struct sni_cache *c, struct shard *s, uint64_t ha
 
 enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, struct cert_entry **out)
 {
-	uint64_t hash = tt_name_hash(name, strlen(name));
+	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e, *dead = NULL;
 	enum sni_result r = SNI_MISS;
@@ -249,7 +264,7 @@ enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, stru
 
 uint64_t sni_cache_epoch(struct sni_cache *cache, const char *name)
 {
-	struct shard *s = shard_of(cache, tt_name_hash(name, strlen(name)));
+	struct shard *s = shard_of(cache, name_hash(cache, name));
 	uint64_t epoch;
 	pthread_mutex_lock(&s->lock);
 	epoch = s->epoch;
@@ -302,7 +317,7 @@ static bool link_entry(struct sni_cache *c, struct shard *s, struct cert_entry *
 int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id,
 			   WOLFSSL_CTX *ctx, size_t bytes, struct cert_entry **out, struct tt_err *err)
 {
-	uint64_t hash = tt_name_hash(name, strlen(name));
+	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e = entry_new(name, hash), *dead = NULL;
 
@@ -332,7 +347,7 @@ int sni_cache_insert(struct sni_cache *cache, const char *name, int64_t cert_id,
 
 void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, const char *name)
 {
-	uint64_t hash = tt_name_hash(name, strlen(name));
+	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e = entry_new(name, hash), *dead = NULL;
 	int64_t now = now_ms();
@@ -359,7 +374,7 @@ void sni_cache_insert_negative(struct sni_cache *cache, const char *name)
 
 bool sni_cache_invalidate(struct sni_cache *cache, const char *name)
 {
-	uint64_t hash = tt_name_hash(name, strlen(name));
+	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e, *dead = NULL;
 	bool positive = false;
@@ -458,7 +473,7 @@ int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names
 
 void sni_cache_drop_unless(struct sni_cache *cache, const char *name, int64_t current_id)
 {
-	uint64_t hash = tt_name_hash(name, strlen(name));
+	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e, *dead = NULL;
 
