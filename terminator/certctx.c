@@ -65,7 +65,6 @@ static void wipe_free(uint8_t *p, size_t len)
 int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len, WOLFSSL_CTX **out,
 		struct tt_err *err)
 {
-	int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
 	WOLFSSL_CTX *ctx;
 	uint8_t *der = NULL, *key_der = NULL;
 	size_t der_len, key_der_cap = key_len;
@@ -87,10 +86,6 @@ int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, siz
 	}
 	if (wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS) {
 		tt_fail(err, "cannot set the cipher list");
-		goto fail;
-	}
-	if (wolfSSL_CTX_set_groups(ctx, groups, (int)(sizeof(groups) / sizeof(groups[0]))) != WOLFSSL_SUCCESS) {
-		tt_fail(err, "cannot set the key exchange groups");
 		goto fail;
 	}
 	/* wolfSSL here is built without zlib and without secure renegotiation, so neither can be
@@ -137,9 +132,14 @@ fail:
 	return -1;
 }
 
+/* Groups are set here rather than on the CTX: a CTX stays cached for every domain (their list
+ * costs about 100 bytes each there), while a session lives for one connection. */
 int certctx_session_init(WOLFSSL *ssl)
 {
+	int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
 	char alpn[] = "http/1.1";
+	if (wolfSSL_set_groups(ssl, groups, (int)(sizeof(groups) / sizeof(groups[0]))) != WOLFSSL_SUCCESS)
+		return -1;
 	int rc = wolfSSL_UseALPN(ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
 	return rc == WOLFSSL_SUCCESS ? 0 : -1;
 }
