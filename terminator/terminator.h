@@ -8,6 +8,7 @@
  *   conn.c      per-connection state machine: ClientHello -> SNI -> certificate -> handshake ->
  *               request head -> backend -> response, and the plain port-80 path
  *   tls.c       wolfSSL sessions over the ring's buffers (custom I/O callbacks)
+ *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
  *   certdb.c    per-thread non-blocking PostgreSQL: certificate and challenge lookups,
@@ -20,6 +21,7 @@
 #ifndef TRACKTLS_TERMINATOR_H
 #define TRACKTLS_TERMINATOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -219,6 +221,177 @@ struct proxy_v2_tls {
 ssize_t proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, const struct proxy_v2_tls *tls,
 			uint8_t *out, size_t outsize);
 
+/* ---- tickets.c ----
+ * Session tickets under the fleet's keys (common/ticket_keys.c), shared by every thread and every
+ * certificate's context. A refresher thread reloads them on NOTIFY tracktls_ticket_keys and on a timer. */
+struct tickets;
+int tickets_new(struct tickets **out, struct tt_err *err);
+void tickets_free(struct tickets *t);
+void tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n);
+int tickets_attach(struct tickets *t, WOLFSSL_CTX *ctx);
+int tickets_reload(struct tickets *t, PGconn *conn, const struct tt_keyring *kr, struct tt_err *err);
+int tickets_start_refresher(struct tickets *t, const char *conninfo, const struct tt_keyring *kr, int64_t interval_ms,
+			    struct tt_err *err);
+struct tickets_stats {
+	uint64_t issued, resumed, renewed, rejected, reloads, reload_errors;
+	size_t keys;
+};
+void tickets_stats(struct tickets *t, struct tickets_stats *out);
+
 /* ---- ring.c, loop.c, conn.c, tls.c, metrics.c, main.c: declared below by their owner ---- */
+
+/* ---- ring.c: the only caller of io_uring_*. ----
+ * Completions are tagged with a 64-bit token chosen by the caller. Receives use a ring of
+ * provided buffers: an event carrying a buffer holds it until ring_buf_recycle. */
+struct ring;
+struct ring_event {
+	uint64_t token;
+	int32_t res;
+	bool more;    /* the multishot request stays armed */
+	int buf;      /* provided buffer id, -1 if none */
+};
+int ring_new(unsigned entries, unsigned nbufs, unsigned buf_size, struct ring **out, struct tt_err *err);
+void ring_free(struct ring *r);
+const char *ring_mode(const struct ring *r);
+void ring_accept_multishot(struct ring *r, int fd, uint64_t token);
+void ring_recv_multishot(struct ring *r, int fd, uint64_t token);
+void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t token);
+void ring_connect(struct ring *r, int fd, const struct sockaddr *sa, socklen_t salen, uint64_t token);
+void ring_poll(struct ring *r, int fd, bool want_write, uint64_t token);
+void ring_poll_remove(struct ring *r, uint64_t token);
+/* Cancels the request(s) carrying token; they complete with -ECANCELED. */
+void ring_cancel(struct ring *r, uint64_t token);
+/* Cancels every request on fd; the cancelled ones complete with -ECANCELED. */
+void ring_cancel_fd(struct ring *r, int fd);
+void ring_close(struct ring *r, int fd);
+/* Submits what is queued and waits up to timeout_ms for completions; fills at most max events. */
+int ring_wait(struct ring *r, int64_t timeout_ms, struct ring_event *events, unsigned max, unsigned *n,
+	      struct tt_err *err);
+const uint8_t *ring_buf(const struct ring *r, int buf);
+void ring_buf_recycle(struct ring *r, int buf);
+
+/* ---- main.c: the resolved configuration, read-only for every loop. ---- */
+enum backend_mode { BACKEND_HTTP, BACKEND_PROXY_V2 };
+enum timer_kind { TIMER_HANDSHAKE, TIMER_HEADER, TIMER_IDLE, TIMER_BACKEND_CONNECT, TIMER_BACKEND, TIMER_KINDS };
+struct term_config {
+	struct sockaddr_storage https_addr, http_addr, backend_addr;
+	socklen_t https_len, http_len, backend_len;
+	enum backend_mode backend_mode;
+	int64_t timeout_ms[TIMER_KINDS];
+	int64_t db_timeout_ms;
+	const char *db_conninfo;
+	const struct tt_keyring *keyring;
+	struct sni_cache *cache;
+};
+
+/* ---- metrics.c: per-loop counters, summed when scraped; /metrics and /healthz. ----
+ * Each loop alone writes its struct (relaxed load + store, no lock prefix); the scraper reads. */
+enum hs_version { HS_TLS12, HS_TLS13, HS_VERSIONS };
+struct metrics {
+	_Atomic uint64_t handshakes_ok[HS_VERSIONS];
+	_Atomic uint64_t handshakes_failed, handshakes_timeout;
+	_Atomic uint64_t bad_hello, no_sni, unknown_sni, cert_errors;
+	_Atomic uint64_t accepted, closed;
+	_Atomic uint64_t bytes_in, bytes_out;
+	_Atomic uint64_t requests, bad_requests, challenges;
+	_Atomic uint64_t backend_errors, backend_timeouts;
+	_Atomic uint64_t timeouts[TIMER_KINDS];
+	_Atomic uint64_t db_queries, db_query_errors, db_query_timeouts, db_notifications, db_reconnects,
+		db_query_us_total, db_bad_certs;
+};
+#define METRIC_ADD(m, field, n)                                                                          \
+	atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n), \
+			      memory_order_relaxed)
+struct metrics_server;
+int metrics_server_start(const char *host, uint16_t port, struct metrics *const *loops, int nloops,
+			 struct sni_cache *cache, struct metrics_server **out, struct tt_err *err);
+void metrics_server_stop(struct metrics_server *srv);
+/* The Prometheus text for these counters into out (truncated at outsize); returns its length. */
+size_t metrics_render(struct metrics *const *loops, int nloops, struct sni_cache *cache, char *out,
+		      size_t outsize);
+
+/* ---- buf.c and tls.c: byte buffers; wolfSSL sessions fed from the ring's buffers. ---- */
+struct buf {
+	uint8_t *data;
+	size_t off, len, cap; /* live bytes are data[off, len) */
+};
+int buf_reserve(struct buf *b, size_t more);
+int buf_append(struct buf *b, const void *p, size_t n);
+void buf_consume(struct buf *b, size_t n);
+void buf_release(struct buf *b);
+static inline size_t buf_size(const struct buf *b) { return b->len - b->off; }
+static inline uint8_t *buf_head(const struct buf *b) { return b->data + b->off; }
+
+struct tls_io {
+	const uint8_t *src; /* ciphertext the ring delivered, not yet read by wolfSSL */
+	size_t src_len;
+	struct buf *out;    /* where ciphertext to send goes */
+	bool failed;        /* out of memory while appending */
+};
+/* A TLS record is complete at the start of p: 1 yes, 0 need more, -1 not a handshake record. */
+int tls_hello_complete(const uint8_t *p, size_t len);
+/* The normalized server name in a ClientHello: 1 found, 0 absent, -1 malformed or invalid name. */
+int tls_hello_sni(const uint8_t *p, size_t len, char name[TT_NAME_MAX]);
+WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io);
+/* The fatal unrecognized_name alert, sent raw before any session exists. */
+extern const uint8_t tls_alert_unrecognized_name[7];
+extern const uint8_t tls_alert_internal_error[7];
+
+/* ---- loop.c: one core. A completion's token is a pointer with the operation in its low bits. ---- */
+enum loop_op {
+	OP_ACCEPT_TLS = 1,
+	OP_ACCEPT_PLAIN,
+	OP_DB_POLL,
+	OP_CLIENT_RECV,
+	OP_CLIENT_SEND,
+	OP_BACKEND_CONNECT,
+	OP_BACKEND_RECV,
+	OP_BACKEND_SEND,
+	OP_MASK = 15,
+};
+static inline uint64_t loop_token(const void *p, enum loop_op op) { return (uint64_t)(uintptr_t)p | op; }
+/* Connections wait in one FIFO per timeout kind: every kind has one duration, so appending keeps
+ * each list sorted by deadline and the loop only looks at the heads. TIMER_CLOSED holds
+ * connections waiting for their last completions before being freed. */
+#define TIMER_CLOSED TIMER_KINDS
+struct timer {
+	struct timer *prev, *next;
+	int64_t deadline_ms;
+	int kind; /* -1 when in no list */
+};
+struct conn;
+struct loop {
+	int id;
+	const struct term_config *cfg;
+	struct metrics *m;
+	struct ring *ring;
+	struct certdb *db;
+	int https_fd, http_fd;
+	int64_t now_ms;
+	struct timer lists[TIMER_KINDS + 1];
+	int db_fd;
+	bool db_armed, db_armed_write, db_removing;
+	_Atomic bool stop;
+};
+int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct loop **out, struct tt_err *err);
+/* Runs until loop_stop; returns 0 or -1 with err. */
+int loop_run(struct loop *l, struct tt_err *err);
+void loop_stop(struct loop *l);
+void loop_free(struct loop *l);
+void loop_timer_set(struct loop *l, struct timer *t, int kind);
+void loop_timer_clear(struct timer *t);
+/* The certdb socket's interest may have changed: re-arm its poll. */
+void loop_db_watch(struct loop *l, bool force);
+
+/* ---- conn.c: the per-connection state machine. ---- */
+void conn_accept(struct loop *l, int fd, bool tls);
+void conn_event(struct conn *c, enum loop_op op, const struct ring_event *ev);
+struct conn *conn_of_timer(struct timer *t);
+/* Its timer ran out. */
+void conn_expire(struct conn *c);
+/* Frees a closed connection once nothing is in flight; true if freed. */
+bool conn_reap(struct conn *c);
+/* At shutdown, after the ring is gone: frees whatever state it is in. */
+void conn_destroy(struct conn *c);
 
 #endif

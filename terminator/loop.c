@@ -1,0 +1,253 @@
+/* loop: one core's event loop. It owns a ring, its own SO_REUSEPORT listeners, a certdb
+ * connection and the timeout lists, and hands every completion to its connection. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "terminator.h"
+
+#define LOOP_RING_ENTRIES 4096
+#define LOOP_RECV_BUFS 1024
+#define LOOP_RECV_BUF_SIZE 8192
+#define LOOP_EVENTS 256
+/* The loop wakes at least this often to notice loop_stop. */
+#define LOOP_MAX_WAIT_MS 250
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err)
+{
+	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return tt_fail(err, "socket: %s", strerror(errno));
+	int one = 1;
+	/* Accepted sockets inherit TCP_NODELAY, which saves a setsockopt per connection. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
+		tt_fail(err, "setsockopt: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (bind(fd, (const struct sockaddr *)sa, len) < 0 || listen(fd, 4096) < 0) {
+		tt_fail(err, "bind/listen: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*out = fd;
+	return 0;
+}
+
+int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct loop **out, struct tt_err *err)
+{
+	struct loop *l = calloc(1, sizeof *l);
+	if (!l)
+		return tt_fail(err, "out of memory");
+	l->id = id;
+	l->cfg = cfg;
+	l->m = m;
+	l->https_fd = l->http_fd = l->db_fd = -1;
+	l->now_ms = mono_ms();
+	for (int k = 0; k <= TIMER_KINDS; k++) {
+		l->lists[k].prev = l->lists[k].next = &l->lists[k];
+		l->lists[k].kind = -1;
+	}
+	struct certdb_config dbc = {
+		.conninfo = cfg->db_conninfo,
+		.keyring = cfg->keyring,
+		.cache = cfg->cache,
+		.query_timeout_ms = cfg->db_timeout_ms,
+		.connect_timeout_ms = cfg->timeout_ms[TIMER_BACKEND_CONNECT],
+		/* One thread listens for the shared cache. */
+		.listen = id == 0,
+	};
+	if (ring_new(LOOP_RING_ENTRIES, LOOP_RECV_BUFS, LOOP_RECV_BUF_SIZE, &l->ring, err) < 0 ||
+	    listen_on(&cfg->https_addr, cfg->https_len, &l->https_fd, err) < 0 ||
+	    listen_on(&cfg->http_addr, cfg->http_len, &l->http_fd, err) < 0 || certdb_new(&dbc, &l->db, err) < 0) {
+		loop_free(l);
+		return -1;
+	}
+	*out = l;
+	return 0;
+}
+
+void loop_timer_clear(struct timer *t)
+{
+	if (t->kind < 0)
+		return;
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+	t->kind = -1;
+}
+
+void loop_timer_set(struct loop *l, struct timer *t, int kind)
+{
+	loop_timer_clear(t);
+	struct timer *head = &l->lists[kind];
+	t->kind = kind;
+	t->deadline_ms = kind == TIMER_CLOSED ? INT64_MAX : l->now_ms + l->cfg->timeout_ms[kind];
+	t->prev = head->prev;
+	t->next = head;
+	head->prev->next = t;
+	head->prev = t;
+}
+
+/* One poll at a time on the database socket. libpq may reconnect on a new socket with the same
+ * number, so after certdb ran on a timer the poll is replaced rather than trusted. */
+void loop_db_watch(struct loop *l, bool force)
+{
+	int fd = certdb_fd(l->db);
+	bool w = certdb_wants_write(l->db);
+	if (l->db_armed) {
+		if (!l->db_removing && (force || fd != l->db_fd || w != l->db_armed_write)) {
+			ring_poll_remove(l->ring, loop_token(l, OP_DB_POLL));
+			l->db_removing = true;
+		}
+		return;
+	}
+	if (fd < 0)
+		return;
+	ring_poll(l->ring, fd, w, loop_token(l, OP_DB_POLL));
+	l->db_armed = true;
+	l->db_removing = false;
+	l->db_fd = fd;
+	l->db_armed_write = w;
+}
+
+static void loop_db_stats(struct loop *l)
+{
+	struct certdb_stats st;
+	certdb_stats(l->db, &st);
+	struct metrics *m = l->m;
+	atomic_store_explicit(&m->db_queries, st.queries, memory_order_relaxed);
+	atomic_store_explicit(&m->db_query_errors, st.query_errors, memory_order_relaxed);
+	atomic_store_explicit(&m->db_query_timeouts, st.query_timeouts, memory_order_relaxed);
+	atomic_store_explicit(&m->db_notifications, st.notifications, memory_order_relaxed);
+	atomic_store_explicit(&m->db_reconnects, st.reconnects, memory_order_relaxed);
+	atomic_store_explicit(&m->db_query_us_total, st.query_us_total, memory_order_relaxed);
+	atomic_store_explicit(&m->db_bad_certs, st.bad_certs, memory_order_relaxed);
+}
+
+static void loop_db_run(struct loop *l, bool force)
+{
+	certdb_process(l->db, l->now_ms);
+	loop_db_watch(l, force);
+	loop_db_stats(l);
+}
+
+static void loop_dispatch(struct loop *l, const struct ring_event *ev)
+{
+	enum loop_op op = (enum loop_op)(ev->token & OP_MASK);
+	void *p = (void *)(uintptr_t)(ev->token & ~(uint64_t)OP_MASK);
+	switch (op) {
+	case OP_ACCEPT_TLS:
+	case OP_ACCEPT_PLAIN: {
+		int lfd = op == OP_ACCEPT_TLS ? l->https_fd : l->http_fd;
+		if (ev->res >= 0)
+			conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
+		else if (ev->res != -ECANCELED)
+			tt_log(TT_WARN, "accept_failed", "thread=%d error=%d", l->id, -ev->res);
+		if (!ev->more && !atomic_load_explicit(&l->stop, memory_order_relaxed))
+			ring_accept_multishot(l->ring, lfd, ev->token);
+		break;
+	}
+	case OP_DB_POLL:
+		l->db_armed = l->db_removing = false;
+		if (ev->res == -ECANCELED)
+			loop_db_watch(l, false);
+		else
+			loop_db_run(l, false);
+		break;
+	default:
+		conn_event(p, op, ev);
+		break;
+	}
+}
+
+static int64_t loop_next_deadline(struct loop *l)
+{
+	int64_t next = l->now_ms + LOOP_MAX_WAIT_MS;
+	for (int k = 0; k < TIMER_KINDS; k++) {
+		struct timer *t = l->lists[k].next;
+		if (t != &l->lists[k] && t->deadline_ms < next)
+			next = t->deadline_ms;
+	}
+	int64_t db = certdb_next_deadline_ms(l->db);
+	if (db >= 0 && db < next)
+		next = db;
+	return next;
+}
+
+static void loop_expire(struct loop *l)
+{
+	for (int k = 0; k < TIMER_KINDS; k++) {
+		struct timer *t;
+		while ((t = l->lists[k].next) != &l->lists[k] && t->deadline_ms <= l->now_ms)
+			conn_expire(conn_of_timer(t));
+	}
+	int64_t db = certdb_next_deadline_ms(l->db);
+	if (db >= 0 && db <= l->now_ms)
+		loop_db_run(l, true);
+}
+
+static void loop_reap(struct loop *l)
+{
+	struct timer *head = &l->lists[TIMER_CLOSED], *t = head->next;
+	while (t != head) {
+		struct timer *next = t->next;
+		conn_reap(conn_of_timer(t));
+		t = next;
+	}
+}
+
+int loop_run(struct loop *l, struct tt_err *err)
+{
+	struct ring_event events[LOOP_EVENTS];
+	ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
+	ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
+	loop_db_watch(l, false);
+	tt_log(TT_INFO, "thread_started", "thread=%d ring=%s", l->id, ring_mode(l->ring));
+	while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
+		l->now_ms = mono_ms();
+		int64_t wait = loop_next_deadline(l) - l->now_ms;
+		unsigned n;
+		if (ring_wait(l->ring, wait < 0 ? 0 : wait, events, LOOP_EVENTS, &n, err) < 0)
+			return -1;
+		l->now_ms = mono_ms();
+		for (unsigned i = 0; i < n; i++)
+			loop_dispatch(l, &events[i]);
+		loop_expire(l);
+		loop_reap(l);
+	}
+	return 0;
+}
+
+void loop_stop(struct loop *l) { atomic_store(&l->stop, true); }
+
+void loop_free(struct loop *l)
+{
+	if (!l)
+		return;
+	/* The ring goes first so the kernel no longer touches connection memory. */
+	ring_free(l->ring);
+	for (int k = 0; k <= TIMER_KINDS; k++) {
+		while (l->lists[k].next != &l->lists[k])
+			conn_destroy(conn_of_timer(l->lists[k].next));
+	}
+	certdb_free(l->db);
+	if (l->https_fd >= 0)
+		close(l->https_fd);
+	if (l->http_fd >= 0)
+		close(l->http_fd);
+	free(l);
+}

@@ -1,0 +1,395 @@
+/* terminator: flags and configuration, the key ring and the shared certificate cache, one loop
+ * thread per core, the metrics thread, and a clean stop on SIGTERM/SIGINT. */
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <wolfssl/version.h>
+
+#include "terminator.h"
+
+struct opt {
+	const char *key, *env, *arg, *def, *help;
+};
+
+static const struct opt opts[] = {
+	{"config", "TRACKTLS_CONFIG", "FILE", NULL, "`key = value` file with any of these flags (flags and env win)"},
+	{"db", "TRACKTLS_DB", "CONNINFO", NULL, "PostgreSQL connection string (libpq; empty: PG* defaults)"},
+	{"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "FILE", NULL, "master key ring, mode 0600 (required)"},
+	{"https", "TRACKTLS_HTTPS", "ADDR:PORT", ":443", "TLS listener"},
+	{"http", "TRACKTLS_HTTP", "ADDR:PORT", ":80", "plain HTTP listener (ACME HTTP-01, plain requests)"},
+	{"backend", "TRACKTLS_BACKEND", "HOST:PORT", "127.0.0.1:8080", "where requests go (HTTP/1.1)"},
+	{"backend-mode", "TRACKTLS_BACKEND_MODE", "MODE", "http", "http (parse and forward with X-Forwarded-*)"},
+	{"cache-size", "TRACKTLS_CACHE_SIZE", "N", "100000", "certificates kept in memory"},
+	{"cache-bytes", "TRACKTLS_CACHE_BYTES", "BYTES", "1073741824", "memory for cached certificates and keys"},
+	{"negative-ttl", "TRACKTLS_NEGATIVE_TTL", "DURATION", "10s", "how long an unknown name stays unknown"},
+	{"metrics", "TRACKTLS_METRICS", "ADDR:PORT", NULL, "Prometheus /metrics and /healthz (off if unset)"},
+	{"threads", "TRACKTLS_THREADS", "N", NULL, "event loop threads (default: online CPUs)"},
+	{"log-level", "TRACKTLS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error"},
+	{"handshake-timeout", "TRACKTLS_HANDSHAKE_TIMEOUT", "DURATION", "10s", "from accept to a finished handshake"},
+	{"header-timeout", "TRACKTLS_HEADER_TIMEOUT", "DURATION", "10s", "to read a whole request head"},
+	{"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", "DURATION", "60s", "keep-alive between requests"},
+	{"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", "DURATION", "5s",
+	 "to connect to the backend (and to PostgreSQL)"},
+	{"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
+	{"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
+	{"version", NULL, NULL, NULL, "print versions and exit"},
+	{"help", NULL, NULL, NULL, "print this help and exit"},
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+struct worker {
+	int id;
+	pthread_t thread;
+	const struct term_config *cfg;
+	struct metrics *m;
+	sem_t *ready;
+	struct loop *loop;
+	int status;
+	struct tt_err err;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: terminator [flags]\n\nTerminates TLS for every domain in the tracktls database and passes requests\n"
+		   "to the backend. Certificates load on first use; start-up loads none.\n\nflags (environment):\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		char left[64];
+		snprintf(left, sizeof left, "--%s%s%s", opts[i].key, opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
+		fprintf(f, "  %-34s %s", left, opts[i].help);
+		if (opts[i].def)
+			fprintf(f, " [%s]", opts[i].def);
+		if (opts[i].env)
+			fprintf(f, " (%s)", opts[i].env);
+		fputc('\n', f);
+	}
+	fprintf(f, "\nDURATION: 500ms, 10s, 5m, 1h. Signals: SIGTERM or SIGINT stop the terminator.\n");
+}
+
+static void version(void)
+{
+	printf("tracktls terminator %s\nwolfSSL %s", TT_VERSION, LIBWOLFSSL_VERSION_STRING);
+#if defined(WOLFSSL_AESNI) || defined(WOLFSSL_SP_X86_64_ASM)
+	printf(" with assembly:");
+#ifdef WOLFSSL_AESNI
+	printf(" aesni");
+#endif
+#ifdef WOLFSSL_SP_X86_64_ASM
+	printf(" sp-x86_64");
+#endif
+	printf("\n");
+#else
+	printf(" without assembly\n");
+#endif
+}
+
+static const char *opt_value(struct tt_config_entry *cfg, const char *key)
+{
+	struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
+	return e ? e->value : NULL;
+}
+
+static int parse_flags(int argc, char **argv, struct tt_config_entry *cfg, bool *help, bool *ver, struct tt_err *err)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0) {
+			*help = true;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0)
+			return tt_fail(err, "unexpected argument '%s'", a);
+		const char *eq = strchr(a + 2, '=');
+		char key[64];
+		size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		if (kl >= sizeof key)
+			return tt_fail(err, "unknown flag %s", a);
+		memcpy(key, a + 2, kl);
+		key[kl] = 0;
+		if (strcmp(key, "help") == 0) {
+			*help = true;
+			continue;
+		}
+		if (strcmp(key, "version") == 0) {
+			*ver = true;
+			continue;
+		}
+		struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
+		if (!e)
+			return tt_fail(err, "unknown flag --%s (see --help)", key);
+		if (eq)
+			e->value = eq + 1;
+		else if (i + 1 < argc)
+			e->value = argv[++i];
+		else
+			return tt_fail(err, "--%s needs a value", key);
+	}
+	return 0;
+}
+
+static int resolve(const char *what, const char *spec, bool passive, struct sockaddr_storage *ss, socklen_t *len,
+		   struct tt_err *err)
+{
+	char host[256];
+	uint16_t port;
+	if (tt_parse_hostport(spec, host, sizeof host, &port, err) < 0)
+		return tt_fail(err, "--%s: %s", what, err->msg);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = passive ? AI_PASSIVE | AI_NUMERICHOST : 0};
+	struct addrinfo *ai;
+	char portstr[8];
+	snprintf(portstr, sizeof portstr, "%u", port);
+	int rc = getaddrinfo(*host ? host : NULL, portstr, &hints, &ai);
+	if (rc != 0)
+		return tt_fail(err, "--%s %s: %s", what, spec, gai_strerror(rc));
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static int parse_size(const char *what, const char *s, size_t *out, struct tt_err *err)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned long long mul = 1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1024;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1024 * 1024;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1024ULL * 1024 * 1024;
+	if (mul != 1)
+		end++;
+	if (errno || end == s || *end || *s == '-')
+		return tt_fail(err, "--%s: '%s' is not a size", what, s);
+	*out = (size_t)(v * mul);
+	return 0;
+}
+
+static int build_config(struct tt_config_entry *cfg, struct term_config *tc, struct sni_cache_limits *limits,
+			int *threads, struct tt_err *err)
+{
+	static const char *const timer_flags[TIMER_KINDS] = {"handshake-timeout", "header-timeout", "idle-timeout",
+							     "backend-connect-timeout", "backend-timeout"};
+	for (int k = 0; k < TIMER_KINDS; k++) {
+		if (tt_parse_duration_ms(opt_value(cfg, timer_flags[k]), &tc->timeout_ms[k], err) < 0 ||
+		    tc->timeout_ms[k] <= 0)
+			return tt_fail(err, "--%s: %s", timer_flags[k], err->msg);
+	}
+	if (tt_parse_duration_ms(opt_value(cfg, "db-timeout"), &tc->db_timeout_ms, err) < 0)
+		return tt_fail(err, "--db-timeout: %s", err->msg);
+	if (tt_parse_duration_ms(opt_value(cfg, "negative-ttl"), &limits->negative_ttl_ms, err) < 0)
+		return tt_fail(err, "--negative-ttl: %s", err->msg);
+	if (parse_size("cache-size", opt_value(cfg, "cache-size"), &limits->max_entries, err) < 0 ||
+	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0)
+		return -1;
+	if (resolve("https", opt_value(cfg, "https"), true, &tc->https_addr, &tc->https_len, err) < 0 ||
+	    resolve("http", opt_value(cfg, "http"), true, &tc->http_addr, &tc->http_len, err) < 0 ||
+	    resolve("backend", opt_value(cfg, "backend"), false, &tc->backend_addr, &tc->backend_len, err) < 0)
+		return -1;
+	const char *mode = opt_value(cfg, "backend-mode");
+	if (strcmp(mode, "http") == 0)
+		tc->backend_mode = BACKEND_HTTP;
+	else if (strcmp(mode, "proxy-v2") == 0)
+		return tt_fail(err, "--backend-mode proxy-v2 is not available in this version");
+	else
+		return tt_fail(err, "--backend-mode: '%s' is not http", mode);
+	const char *t = opt_value(cfg, "threads");
+	long n = t ? strtol(t, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1 || n > 1024)
+		return tt_fail(err, "--threads: '%s' is not a thread count", t ? t : "?");
+	*threads = (int)n;
+	tc->db_conninfo = opt_value(cfg, "db");
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	/* The ring belongs to the thread that made it (SINGLE_ISSUER), so each loop is built here. */
+	w->status = loop_new(w->id, w->cfg, w->m, &w->loop, &w->err);
+	int status = w->status;
+	sem_post(w->ready);
+	if (status == 0) {
+		w->status = loop_run(w->loop, &w->err);
+		if (w->status < 0)
+			tt_log(TT_ERROR, "thread_failed", "thread=%d error=%s", w->id, w->err.msg);
+	}
+	loop_free(w->loop);
+	return NULL;
+}
+
+static int run(struct term_config *tc, int nthreads, const char *metrics_addr, struct tt_err *err)
+{
+	struct worker *workers = calloc((size_t)nthreads, sizeof *workers);
+	struct metrics **ms = calloc((size_t)nthreads, sizeof *ms);
+	sem_t ready;
+	int rc = -1, started = 0;
+	if (!workers || !ms) {
+		tt_fail(err, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < nthreads; i++) {
+		ms[i] = calloc(1, sizeof *ms[i]);
+		if (!ms[i]) {
+			tt_fail(err, "out of memory");
+			goto out;
+		}
+	}
+	sem_init(&ready, 0, 0);
+	for (int i = 0; i < nthreads; i++) {
+		workers[i] = (struct worker){.id = i, .cfg = tc, .m = ms[i], .ready = &ready};
+		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+		if (e != 0) {
+			tt_fail(err, "thread: %s", strerror(e));
+			break;
+		}
+		started++;
+	}
+	for (int i = 0; i < started; i++)
+		while (sem_wait(&ready) < 0 && errno == EINTR)
+			;
+	bool ok = started == nthreads;
+	for (int i = 0; i < started; i++) {
+		if (workers[i].status < 0) {
+			if (ok)
+				tt_fail(err, "%s", workers[i].err.msg);
+			ok = false;
+		}
+	}
+	struct metrics_server *msrv = NULL;
+	if (ok && metrics_addr && *metrics_addr) {
+		char host[256];
+		uint16_t port;
+		if (tt_parse_hostport(metrics_addr, host, sizeof host, &port, err) < 0 ||
+		    metrics_server_start(host, port, ms, nthreads, tc->cache, &msrv, err) < 0)
+			ok = false;
+	}
+	if (ok) {
+		tt_log(TT_INFO, "listening", "threads=%d metrics=%s", nthreads,
+		       metrics_addr && *metrics_addr ? metrics_addr : "off");
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		int sig = 0;
+		sigwait(&set, &sig);
+		tt_log(TT_INFO, "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		rc = 0;
+	}
+	for (int i = 0; i < started; i++)
+		if (workers[i].status == 0)
+			loop_stop(workers[i].loop);
+	for (int i = 0; i < started; i++)
+		pthread_join(workers[i].thread, NULL);
+	metrics_server_stop(msrv);
+	sem_destroy(&ready);
+out:
+	if (ms)
+		for (int i = 0; i < nthreads; i++)
+			free(ms[i]);
+	free(ms);
+	free(workers);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	/* The process holds opened private keys: no core dumps, no ptrace by other users. */
+	struct rlimit nocore = {0, 0};
+	setrlimit(RLIMIT_CORE, &nocore);
+	prctl(PR_SET_DUMPABLE, 0);
+
+	struct tt_config_entry cfg[NOPTS];
+	for (size_t i = 0; i < NOPTS; i++)
+		cfg[i] = (struct tt_config_entry){.key = opts[i].key, .env = opts[i].env};
+	struct tt_err err = {{0}};
+	bool help = false, ver = false;
+	if (parse_flags(argc, argv, cfg, &help, &ver, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		return 2;
+	}
+	if (help) {
+		usage(stdout);
+		return 0;
+	}
+	if (ver) {
+		version();
+		return 0;
+	}
+	tt_config_apply_env(cfg, NOPTS);
+	const char *file = opt_value(cfg, "config");
+	if (file && tt_config_load_file(cfg, NOPTS, file, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		tt_config_free(cfg, NOPTS);
+		return 2;
+	}
+	for (size_t i = 0; i < NOPTS; i++)
+		if (!cfg[i].value)
+			cfg[i].value = opts[i].def;
+
+	int rc = 1;
+	enum tt_level level;
+	struct term_config tc;
+	memset(&tc, 0, sizeof tc);
+	struct sni_cache_limits limits;
+	memset(&limits, 0, sizeof limits);
+	int threads = 0;
+	struct tt_keyring *kr = NULL;
+	struct sni_cache *cache = NULL;
+	if (tt_log_parse_level(opt_value(cfg, "log-level"), &level) < 0) {
+		fprintf(stderr, "terminator: --log-level: '%s' is not debug, info, warn or error\n",
+			opt_value(cfg, "log-level"));
+		rc = 2;
+		goto out;
+	}
+	tt_log_set_level(level);
+	if (build_config(cfg, &tc, &limits, &threads, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		rc = 2;
+		goto out;
+	}
+	if (tt_keyring_load(opt_value(cfg, "master-key-file"), &kr, &err) < 0 ||
+	    sni_cache_new(&limits, &cache, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		goto out;
+	}
+	tc.keyring = kr;
+	tc.cache = cache;
+
+	/* Signals are taken by sigwait in this thread only; SIGPIPE never kills (sends use MSG_NOSIGNAL). */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	wolfSSL_Init();
+	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s", TT_VERSION,
+	       LIBWOLFSSL_VERSION_STRING, threads, opt_value(cfg, "https"), opt_value(cfg, "http"),
+	       opt_value(cfg, "backend"));
+	if (run(&tc, threads, opt_value(cfg, "metrics"), &err) < 0) {
+		char q[600];
+		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+		fprintf(stderr, "terminator: %s\n", err.msg);
+	} else {
+		tt_log(TT_INFO, "stopped", "threads=%d", threads);
+		rc = 0;
+	}
+	wolfSSL_Cleanup();
+out:
+	sni_cache_free(cache);
+	tt_keyring_free(kr);
+	tt_config_free(cfg, NOPTS);
+	return rc;
+}
