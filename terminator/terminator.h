@@ -34,13 +34,15 @@
 
 /* ---- certctx.c ---- */
 /* A WOLFSSL_CTX holding chain_pem (leaf first) and the clear private key (DER or PEM), set up with
- * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, X25519 and P-256, ALPN http/1.1,
- * no renegotiation. */
+ * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, no renegotiation, no compression.
+ * The caller wipes its key buffer; the CTX's copy is wiped by wolfSSL when the CTX is freed.
+ * wolfSSL_Init must have run (main, before threads start). */
 int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len,
 		WOLFSSL_CTX **out, struct tt_err *err);
-/* Per-session part of the policy, to call right after wolfSSL_new(cert_entry_ctx(entry)): offers
- * ALPN http/1.1 (continuing on mismatch). This wolfSSL build (no OPENSSL_ALL) does not copy a CTX's
- * ALPN select callback into its sessions, so ALPN has to be set per session. */
+/* Per-session part of the policy, to call right after wolfSSL_new(cert_entry_ctx(entry)): groups
+ * X25519 and P-256 (kept off the cached CTX to save memory per domain), ALPN http/1.1 continuing on
+ * mismatch (this wolfSSL build, without OPENSSL_ALL, does not copy a CTX's ALPN select callback
+ * into its sessions). */
 int certctx_session_init(WOLFSSL *ssl);
 
 /* ---- sni_cache.c ----
