@@ -62,6 +62,7 @@ struct certdb {
 	char *conninfo;
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
+	struct tickets *tickets;
 	bool listen;
 	int64_t query_timeout_ms, connect_timeout_ms;
 
@@ -374,6 +375,11 @@ static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res)
 	tt_secret_free(key, key_len);
 	if (rc < 0)
 		goto bad;
+	if (db->tickets && tickets_attach(db->tickets, ctx) < 0) {
+		wolfSSL_CTX_free(ctx);
+		tt_fail(&err, "cannot attach the session ticket callback");
+		goto bad;
+	}
 	if (sni_cache_insert_since(db->cache, it->epoch, it->key, cert_id, ctx, chain_len + key_len + CTX_OVERHEAD_BYTES,
 				   &entry, &err) < 0)
 		goto bad;
@@ -594,6 +600,7 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->keyring = config->keyring;
 	db->cache = config->cache;
 	db->listen = config->listen;
+	db->tickets = config->tickets;
 	db->query_timeout_ms = config->query_timeout_ms > 0 ? config->query_timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
 	db->connect_timeout_ms = config->connect_timeout_ms > 0 ? config->connect_timeout_ms
 								 : DEFAULT_CONNECT_TIMEOUT_MS;

@@ -118,6 +118,7 @@ struct certdb_config {
 	int64_t query_timeout_ms;   /* 0: 1000; a connection that lets a query time out is replaced */
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
+	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
 void certdb_free(struct certdb *db);

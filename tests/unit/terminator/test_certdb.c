@@ -159,7 +159,14 @@ static void test_database(const char *conninfo)
 
 	snprintf(info, sizeof(info), "%s application_name=certdb_test", conninfo);
 	sni_cache_new(&lim, &cache, &err);
-	struct certdb_config cfg = {.conninfo = info, .keyring = kr, .cache = cache, .query_timeout_ms = 3000, .listen = true};
+	struct tickets *tickets;
+	tickets_new(&tickets, &err);
+	struct certdb_config cfg = {.conninfo = info,
+				    .keyring = kr,
+				    .cache = cache,
+				    .query_timeout_ms = 3000,
+				    .listen = true,
+				    .tickets = tickets};
 	CHECK(certdb_new(&cfg, &db, &err) == 0, "certdb: created without blocking");
 
 	/* two misses for one name on one thread: one query, two answers */
@@ -179,6 +186,8 @@ static void test_database(const char *conninfo)
 	if (two[0].entry) {
 		WOLFSSL *ssl = wolfSSL_new(cert_entry_ctx(two[0].entry));
 		CHECK(ssl != NULL, "load: context ready for a session");
+		CHECK(wolfSSL_CTX_get_TicketEncCtx(cert_entry_ctx(two[0].entry)) == tickets,
+		      "load: session tickets attached to the context");
 		wolfSSL_free(ssl);
 	}
 
@@ -316,6 +325,7 @@ static void test_database(const char *conninfo)
 	cert_entry_release(two[1].entry);
 	certdb_free(db);
 	sni_cache_free(cache);
+	tickets_free(tickets);
 }
 
 /* Started before the schema exists: requests fail, and once migrated it recovers by itself. */
