@@ -1,0 +1,52 @@
+# Helpers for terminator scenarios: a migrated database with a key ring, the echo backend,
+# certificates made with openssl and stored with `issuer cert import`, and the terminator itself.
+# Source after tests/lib/common.sh.
+#   tt_setup_db                   migrate $TRACKTLS_DB, make the key ring
+#   start_backend                 tests/lib/backend.py on $BACKEND_PORT
+#   start_terminator [flags...]   on $HTTPS_PORT/$HTTP_PORT/$METRICS_PORT, waits for /healthz
+#   stop_terminator               SIGTERM, waits; its exit status is the return value
+#   make_cert NAME                self-signed P-256 certificate for NAME, imported
+#   served NAME FIELD             the leaf served for SNI NAME: subject, serial...
+#   metric NAME                   a value from /metrics (labels included in NAME)
+
+tt_setup_db() {
+	make_keyring || return 1
+	"$TT_BIN/issuer" db migrate >/dev/null 2>&1
+}
+
+BACKEND_PORT=$(free_port)
+start_backend() {
+	bg python3 "$TT_ROOT/tests/lib/backend.py" "$BACKEND_PORT"
+	BACKEND_PID=$!
+	wait_until 10 port_open 127.0.0.1 "$BACKEND_PORT"
+}
+
+start_terminator() {
+	HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
+	bg "$TT_BIN/terminator" --https "127.0.0.1:$HTTPS_PORT" --http "127.0.0.1:$HTTP_PORT" \
+		--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$METRICS_PORT" --threads 2 "$@" \
+		>>"$T/terminator.log" 2>&1
+	TERM_PID=$!
+	wait_until 15 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
+}
+
+stop_terminator() {
+	kill -TERM "$TERM_PID" 2>/dev/null
+	wait "$TERM_PID"
+}
+
+make_cert() {
+	local name=$1
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$name" \
+		-addext "subjectAltName=DNS:$name" -keyout "$T/$name.key" -out "$T/$name.pem" 2>/dev/null &&
+		"$TT_BIN/issuer" cert import "$name" --cert "$T/$name.pem" --key "$T/$name.key" >/dev/null
+}
+
+served() {
+	openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" </dev/null 2>/dev/null |
+		openssl x509 -noout "-$2" 2>/dev/null
+}
+
+metric() {
+	curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
+}
