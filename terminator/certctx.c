@@ -67,7 +67,7 @@ int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, siz
 {
 	WOLFSSL_CTX *ctx;
 	uint8_t *der = NULL, *key_der = NULL;
-	size_t der_len, key_der_cap = key_len;
+	size_t der_len = 0, key_der_cap = key_len;
 	int rc;
 
 	*out = NULL;
