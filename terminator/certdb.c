@@ -308,6 +308,13 @@ static void became_ready(struct certdb *db, int64_t now_ms)
 	flush(db);
 }
 
+/* Server notices (shutdown warnings and the like) become log lines instead of raw stderr. */
+static void notice(void *arg, const char *message)
+{
+	char buf[600];
+	tt_log(TT_WARN, "db_notice", "message=%s", one_line(buf, sizeof(buf), message));
+}
+
 static void start_connect(struct certdb *db, int64_t now_ms)
 {
 	if (db->connected_once)
@@ -318,6 +325,7 @@ static void start_connect(struct certdb *db, int64_t now_ms)
 		disconnect(db, now_ms, NULL);
 		return;
 	}
+	PQsetNoticeProcessor(db->conn, notice, NULL);
 	db->state = DB_CONNECTING;
 	db->poll = PGRES_POLLING_WRITING;
 	db->connect_deadline_ms = now_ms + db->connect_timeout_ms;
