@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# terminator configuration and start-up: --version and --help, flags from a config file, a key file
+# others can read is refused, bad flags exit 2, and start-up loads no certificates: serving within
+# a second with 200,000 domains in the database.
+. "$TT_ROOT/tests/lib/common.sh"
+. "$TT_ROOT/tests/lib/terminator.sh"
+TB=$TT_BIN/terminator
+
+out=$("$TB" --version)
+check "--version names the wolfSSL it carries and its assembly" grep -q "^wolfSSL 5\.[0-9.]* with assembly: aesni sp-x86_64$" <<<"$out"
+help=$("$TB" --help)
+missing=""
+for f in config db master-key-file https http backend backend-mode cache-size cache-bytes negative-ttl metrics threads \
+	log-level handshake-timeout header-timeout idle-timeout backend-connect-timeout backend-timeout db-timeout version help; do
+	grep -q -- "--$f" <<<"$help" || missing="$missing $f"
+done
+check "--help documents every flag (missing:$missing)" test -z "$missing"
+for e in TRACKTLS_DB TRACKTLS_MASTER_KEY_FILE TRACKTLS_CONFIG; do
+	check "--help names $e" grep -q "$e" <<<"$help"
+done
+"$TB" --no-such-flag >/dev/null 2>&1; rc=$?
+check "an unknown flag exits 2" test "$rc" = 2
+out=$("$TB" --idle-timeout soon 2>&1); rc=$?
+check "a bad duration exits 2 with a message" test "$rc" = 2 -a -n "$out"
+
+tt_setup_db
+start_backend
+chmod 644 "$T/keys"
+out=$("$TB" --https 127.0.0.1:0 --http 127.0.0.1:0 2>&1); rc=$?
+check "a key file readable by others is refused (exit $rc)" test "$rc" != 0
+check "  ... saying why" grep -q "readable or writable by group or others" <<<"$out"
+chmod 600 "$T/keys"
+
+psql -qAt -d "$TRACKTLS_DB" -c "insert into domains (name) select 'd' || g || '.bulk.test' from generate_series(1, 200000) g" >/dev/null
+make_cert www.bulk.test
+HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
+cat >"$T/terminator.conf" <<CONF
+# flags as a file
+https = 127.0.0.1:$HTTPS_PORT
+http = "127.0.0.1:$HTTP_PORT"
+backend = 127.0.0.1:$BACKEND_PORT
+metrics = 127.0.0.1:$METRICS_PORT
+threads = 2
+idle-timeout = 30s
+CONF
+start=$(date +%s%N)
+bg "$TB" --config "$T/terminator.conf" >"$T/terminator.log" 2>&1
+TERM_PID=$!
+wait_until 10 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "with 200,000 domains in the database, serving within a second (${ms} ms) from a config file" test "$ms" -lt 1000
+check "  ... having loaded no certificate" test "$(metric tracktls_cert_cache_entries)" = 0
+check "the first handshake for a name loads its certificate" test "$(served www.bulk.test subject)" = "subject=CN = www.bulk.test"
+check "start is logged in logfmt" grep -q "level=info event=start version=" "$T/terminator.log"
+check "/metrics is Prometheus text" grep -q '^# TYPE tracktls_handshakes_total counter' <(curl -s "http://127.0.0.1:$METRICS_PORT/metrics")
+check "unknown metrics paths get 404" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/nope")" = 404
+stop_terminator; rc=$?
+check "SIGTERM stops the terminator with exit 0" test "$rc" = 0
+check "  ... and it says so" grep -q "event=stopped" "$T/terminator.log"
