@@ -10,6 +10,7 @@
 
 #define DEFAULT_QUERY_TIMEOUT_MS 1000
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_MISSES_PER_SEC 1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
 /* Requests beyond this many in flight fail at once: a stalled database must not grow memory. */
@@ -65,6 +66,10 @@ struct certdb {
 	struct tickets *tickets;
 	bool listen;
 	int64_t query_timeout_ms, connect_timeout_ms;
+	/* Token bucket for certificate queries: every distinct unknown name is a miss, and a flood
+	 * of random names must not become a flood of queries. */
+	double miss_tokens, misses_per_sec;
+	int64_t miss_refill_us;
 
 	enum db_state state;
 	PGconn *conn;
@@ -612,6 +617,9 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->query_timeout_ms = config->query_timeout_ms > 0 ? config->query_timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
 	db->connect_timeout_ms = config->connect_timeout_ms > 0 ? config->connect_timeout_ms
 								 : DEFAULT_CONNECT_TIMEOUT_MS;
+	db->misses_per_sec = config->max_misses_per_sec > 0 ? (double)config->max_misses_per_sec : DEFAULT_MISSES_PER_SEC;
+	db->miss_tokens = db->misses_per_sec;
+	db->miss_refill_us = mono_us();
 	db->backoff_ms = BACKOFF_MIN_MS;
 	db->state = DB_DOWN;
 	certdb_process(db, mono_us() / 1000);
@@ -651,7 +659,18 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 			return 0;
 		}
 	}
-	it = item_new(ITEM_CERT, name, mono_us() / 1000 + db->query_timeout_ms);
+	int64_t now_us = mono_us();
+	db->miss_tokens += (double)(now_us - db->miss_refill_us) * db->misses_per_sec / 1e6;
+	if (db->miss_tokens > db->misses_per_sec)
+		db->miss_tokens = db->misses_per_sec; /* bursts up to one second's worth */
+	db->miss_refill_us = now_us;
+	if (db->miss_tokens < 1) {
+		free(w);
+		db->stats.throttled++;
+		return -1;
+	}
+	db->miss_tokens -= 1;
+	it = item_new(ITEM_CERT, name, now_us / 1000 + db->query_timeout_ms);
 	if (!it) {
 		free(w);
 		db->stats.query_errors++;

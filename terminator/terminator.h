@@ -119,13 +119,15 @@ struct certdb_config {
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
 	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
+	int64_t max_misses_per_sec; /* 0: 1000; certificate queries beyond it fail at once (throttled) */
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
 void certdb_free(struct certdb *db);
 /* status: 0 found (entry holds a reference), 1 unknown name (negative-cached), -1 error (a broken
  * row is negative-cached too). The request functions return 0 when the callback will run later,
  * from certdb_process, never from inside the request call; -1 (no callback) when the request fails
- * at once: database down and backing off, or too many requests in flight. certdb_free drops
+ * at once: database down and backing off, too many requests in flight, or more certificate
+ * queries per second than max_misses_per_sec (joining a query in flight is free). certdb_free drops
  * pending callbacks without running them. */
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
@@ -146,6 +148,7 @@ struct certdb_stats {
 	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
 	uint64_t query_us_total;
 	uint64_t bad_certs; /* rows whose key does not open or whose chain/key does not load */
+	uint64_t throttled; /* certificate loads refused by max_misses_per_sec */
 };
 void certdb_stats(const struct certdb *db, struct certdb_stats *out);
 

@@ -328,6 +328,48 @@ static void test_database(const char *conninfo)
 	tickets_free(tickets);
 }
 
+static bool all_answered(void *arg)
+{
+	struct answer *a = arg;
+	for (int i = 0; i < 20; i++)
+		if (a[i].status == 0 && a[i].calls == 0)
+			return false;
+	return true;
+}
+
+/* A flood of random names: only max_misses_per_sec of them become queries. */
+static void test_throttle(const char *conninfo)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct certdb_stats st;
+	struct tt_err err;
+	struct answer a[20] = {{0}};
+	int refused = 0;
+
+	sni_cache_new(&lim, &cache, &err);
+	struct certdb_config cfg = {.conninfo = conninfo, .keyring = kr, .cache = cache, .max_misses_per_sec = 5};
+	certdb_new(&cfg, &db, &err);
+	for (int i = 0; i < 20; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "random%d.flood.example", i);
+		if (certdb_load_cert(db, name, on_cert, &a[i]) < 0) {
+			refused++;
+			a[i].status = -2; /* not waiting */
+		}
+	}
+	/* joining a name already being loaded costs nothing */
+	struct answer join = {0};
+	CHECK(certdb_load_cert(db, "random0.flood.example", on_cert, &join) == 0, "throttle: joining a query is free");
+	drive(db, all_answered, a, 5000);
+	certdb_stats(db, &st);
+	CHECK(refused >= 14 && refused <= 15 && st.throttled == (uint64_t)refused, "throttle: beyond the rate, refused");
+	CHECK(st.queries <= 6 && a[0].status == 1 && join.status == 1, "throttle: the rest were queried and answered");
+	certdb_free(db);
+	sni_cache_free(cache);
+}
+
 /* Started before the schema exists: requests fail, and once migrated it recovers by itself. */
 static void test_unmigrated(const char *conninfo)
 {
@@ -458,6 +500,7 @@ int main(void)
 	}
 	test_database(conninfo);
 	test_unmigrated(conninfo);
+	test_throttle(conninfo);
 	test_unreachable();
 	PQfinish(pg);
 	tt_keyring_free(kr);
