@@ -16,7 +16,7 @@ def cpu_us(r):
 def load_bound(r):
     # Load side (load generator, backend, their share of loopback TCP) saturated while the server's
     # cores had room: the load, not the server, set the pace.
-    return r.get("load_cores_busy", 0) > 0.95 and r.get("server_cores_busy", 1) < 0.9
+    return r.get("load_cores_busy", 0) > 0.9 and r.get("server_cores_busy", 1) < 0.85
 
 
 # (scenario, label, extractor, higher_is_better)
