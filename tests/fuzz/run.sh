@@ -26,7 +26,7 @@ for t in "$@"; do
 	"$bin" -max_total_time="$seconds" "${args[@]}" "$work" "$seeds" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' "$log" | tail -n 1)
-	status=$(grep -E '^#[0-9]+' "$log" | grep 'cov:' | tail -n 1)
+	status=$(grep -aE '^#[0-9]+' "$log" | grep -a 'cov:' | tail -n 1)
 	cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$status")
 	corp=$(sed -n 's/.* corp: \([^ ]*\).*/\1/p' <<<"$status")
