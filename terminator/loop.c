@@ -16,6 +16,7 @@
 #define LOOP_EVENTS 256
 /* The loop wakes at least this often to notice loop_stop. */
 #define LOOP_MAX_WAIT_MS 250
+#define LOOP_ACCEPT_PAUSE_MS 100
 
 static int64_t mono_ms(void)
 {
@@ -153,10 +154,18 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 	case OP_ACCEPT_TLS:
 	case OP_ACCEPT_PLAIN: {
 		int lfd = op == OP_ACCEPT_TLS ? l->https_fd : l->http_fd;
-		if (ev->res >= 0)
+		if (ev->res >= 0) {
+			l->accept_starved = false;
 			conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
-		else if (ev->res != -ECANCELED)
-			tt_log(TT_WARN, "accept_failed", "thread=%d error=%d", l->id, -ev->res);
+		} else if (ev->res == -EMFILE || ev->res == -ENFILE || ev->res == -ENOMEM) {
+			/* Out of descriptors: re-arming now would spin; try again a little later. */
+			if (!l->accept_starved)
+				tt_log(TT_WARN, "accept_paused", "thread=%d error=%s", l->id, strerror(-ev->res));
+			l->accept_starved = true;
+			l->accept_resume_ms = l->now_ms + LOOP_ACCEPT_PAUSE_MS;
+			l->accept_paused |= op == OP_ACCEPT_TLS ? 1 : 2;
+			break;
+		}
 		if (!ev->more && !atomic_load_explicit(&l->stop, memory_order_relaxed))
 			ring_accept_multishot(l->ring, lfd, ev->token);
 		break;
@@ -185,6 +194,8 @@ static int64_t loop_next_deadline(struct loop *l)
 	int64_t db = certdb_next_deadline_ms(l->db);
 	if (db >= 0 && db < next)
 		next = db;
+	if (l->accept_paused && l->accept_resume_ms < next)
+		next = l->accept_resume_ms;
 	return next;
 }
 
@@ -198,6 +209,14 @@ static void loop_expire(struct loop *l)
 	int64_t db = certdb_next_deadline_ms(l->db);
 	if (db >= 0 && db <= l->now_ms)
 		loop_db_run(l, true);
+	if (l->accept_paused && l->accept_resume_ms <= l->now_ms) {
+		if (l->accept_paused & 1)
+			ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
+		if (l->accept_paused & 2)
+			ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
+		l->accept_paused = 0;
+		l->accept_resume_ms = 0;
+	}
 }
 
 static void loop_reap(struct loop *l)

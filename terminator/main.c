@@ -309,6 +309,12 @@ int main(int argc, char **argv)
 	struct rlimit nocore = {0, 0};
 	setrlimit(RLIMIT_CORE, &nocore);
 	prctl(PR_SET_DUMPABLE, 0);
+	/* Every connection holds one or two descriptors: take all the kernel allows. */
+	struct rlimit files;
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+		files.rlim_cur = files.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &files);
+	}
 
 	struct tt_config_entry cfg[NOPTS];
 	for (size_t i = 0; i < NOPTS; i++)

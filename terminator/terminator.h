@@ -51,6 +51,7 @@ int certctx_session_init(WOLFSSL *ssl);
  * its entry, so eviction or replacement never pulls a context from under a live session. */
 struct sni_cache;
 struct cert_entry;
+struct name_filter;
 /* 0 picks the default: 100000 entries, 1 GiB, 10 s, max_negative = max_entries. */
 struct sni_cache_limits {
 	size_t max_entries;
@@ -84,6 +85,10 @@ void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, co
  * checked against the database and those whose current certificate changed are dropped, so the
  * certificates still current keep serving without a reload. */
 size_t sni_cache_begin_revalidation(struct sni_cache *cache); /* returns the shard count */
+/* The listener's connection dropped: notifications may be lost until LISTEN is back. */
+void sni_cache_listener_lost(struct sni_cache *cache);
+/* Optional, set before the threads start: misses for names the filter rules out are SNI_NEGATIVE. */
+void sni_cache_set_filter(struct sni_cache *cache, struct name_filter *filter);
 /* The names shard holds, as a PostgreSQL text[] literal (malloc'd; NULL and n = 0 if none). */
 int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names, size_t *n);
 /* Drops name's certificate unless its id is current_id (-1: the name has no certificate now). */
@@ -96,8 +101,38 @@ void cert_entry_release(struct cert_entry *entry);
 struct sni_cache_stats {
 	uint64_t hits, misses, negative_hits, evictions, entries, bytes;
 	uint64_t negative_entries;
+	uint64_t filtered; /* misses answered SNI_NEGATIVE by the name filter, without a query */
 };
 void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
+
+/* ---- name_filter.c ----
+ * A Bloom filter of the names the database can serve (a current certificate, not removed), so a
+ * flood of random SNI names costs no queries. A helper thread scans the names each time the
+ * listener's LISTEN is (re)established; the listener adds every notified name; while a listener
+ * is lost or a scan runs the filter is untrusted and rules nothing out. Wiring, in main:
+ *   name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f);
+ *   name_filter_start(f, conninfo, err);   ...   (after the loops stopped) name_filter_free(f);
+ * expected: the number of names to size for (12 bits each, at least 128 KiB); beyond it the
+ * filter rules out fewer names, never a name it holds. */
+struct name_filter;
+int name_filter_new(size_t expected_names, struct name_filter **out, struct tt_err *err);
+int name_filter_start(struct name_filter *f, const char *conninfo, struct tt_err *err);
+void name_filter_free(struct name_filter *f);
+/* False only when the filter is trusted and surely does not hold name. */
+bool name_filter_may_exist(const struct name_filter *f, const char *name);
+bool name_filter_trusted(const struct name_filter *f);
+void name_filter_add(struct name_filter *f, const char *name);
+void name_filter_distrust(struct name_filter *f);
+void name_filter_request_rebuild(struct name_filter *f);
+/* One blocking scan on conn (what the helper thread runs); trusted after it unless distrusted
+ * meanwhile. */
+int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err);
+struct name_filter_stats {
+	uint64_t builds, build_errors, names;
+	size_t bits;
+	bool trusted;
+};
+void name_filter_stats(const struct name_filter *f, struct name_filter_stats *out);
 
 /* ---- certdb.c ----
  * One per thread. Queries run on a non-blocking libpq connection (pipeline mode, several queries
@@ -377,6 +412,9 @@ struct loop {
 	struct timer lists[TIMER_KINDS + 1];
 	int db_fd;
 	bool db_armed, db_armed_write, db_removing;
+	int accept_paused; /* listeners whose accept waits for descriptors: 1 https, 2 http */
+	bool accept_starved; /* logged once until an accept succeeds again */
+	int64_t accept_resume_ms;
 	_Atomic bool stop;
 };
 int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct loop **out, struct tt_err *err);
