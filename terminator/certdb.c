@@ -185,6 +185,8 @@ static void fail_all(struct certdb *db)
 static void disconnect(struct certdb *db, int64_t now_ms, const char *why)
 {
 	char buf[600];
+	if (db->listen && db->state == DB_READY)
+		sni_cache_listener_lost(db->cache);
 	tt_log(TT_WARN, "db_disconnected", "listener=%s pending=%zu retry_ms=%lld error=%s",
 	       db->listen ? "true" : "false", db->nitems, (long long)db->backoff_ms,
 	       one_line(buf, sizeof(buf), why ? why : db->conn ? PQerrorMessage(db->conn) : "out of memory"));

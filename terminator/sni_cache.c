@@ -42,7 +42,7 @@ struct shard {
 	size_t bytes; /* positive entries */
 	/* Bumped by every invalidation in this shard: a load that started before it is stale. */
 	uint64_t epoch;
-	uint64_t hits, misses, negative_hits, evictions;
+	uint64_t hits, misses, negative_hits, filtered, evictions;
 } __attribute__((aligned(64)));
 
 struct sni_cache {
@@ -51,6 +51,7 @@ struct sni_cache {
 	size_t nbuckets; /* per shard, power of two */
 	size_t shard_max_entries, shard_max_bytes, shard_max_negative;
 	int64_t negative_ttl_ms;
+	struct name_filter *filter; /* NULL: every miss may exist */
 	struct shard *shards;
 };
 
@@ -255,8 +256,14 @@ enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, stru
 		r = SNI_HIT;
 		s->hits++;
 	}
-	if (r == SNI_MISS)
+	/* Not cached: a name the database cannot serve is answered here, not by a query. Not made a
+	 * negative entry: other threads add names to the filter as the database notifies them. */
+	if (r == SNI_MISS && cache->filter && !name_filter_may_exist(cache->filter, name)) {
+		r = SNI_NEGATIVE;
+		s->filtered++;
+	} else if (r == SNI_MISS) {
 		s->misses++;
+	}
 	pthread_mutex_unlock(&s->lock);
 	release_dead(dead);
 	return r;
@@ -372,6 +379,17 @@ void sni_cache_insert_negative(struct sni_cache *cache, const char *name)
 	sni_cache_insert_negative_since(cache, SNI_EPOCH_ANY, name);
 }
 
+void sni_cache_set_filter(struct sni_cache *cache, struct name_filter *filter)
+{
+	cache->filter = filter;
+}
+
+void sni_cache_listener_lost(struct sni_cache *cache)
+{
+	if (cache->filter)
+		name_filter_distrust(cache->filter);
+}
+
 bool sni_cache_invalidate(struct sni_cache *cache, const char *name)
 {
 	uint64_t hash = name_hash(cache, name);
@@ -379,6 +397,9 @@ bool sni_cache_invalidate(struct sni_cache *cache, const char *name)
 	struct cert_entry *e, *dead = NULL;
 	bool positive = false;
 
+	/* The name changed: it may have a certificate now. */
+	if (cache->filter)
+		name_filter_add(cache->filter, name);
 	pthread_mutex_lock(&s->lock);
 	s->epoch++;
 	e = find(cache, s, hash, name);
@@ -424,6 +445,9 @@ size_t sni_cache_begin_revalidation(struct sni_cache *cache)
 		pthread_mutex_unlock(&s->lock);
 		release_dead(dead);
 	}
+	/* LISTEN is in place again: a scan that starts now misses nothing. */
+	if (cache->filter)
+		name_filter_request_rebuild(cache->filter);
 	return nshards_of(cache);
 }
 
@@ -494,6 +518,7 @@ void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out)
 		out->hits += s->hits;
 		out->misses += s->misses;
 		out->negative_hits += s->negative_hits;
+		out->filtered += s->filtered;
 		out->evictions += s->evictions;
 		out->entries += s->lru.count;
 		out->negative_entries += s->negatives.count;

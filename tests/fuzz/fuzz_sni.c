@@ -1,5 +1,5 @@
-// fuzz-sources: terminator/tls.c terminator/buf.c terminator/certctx.c terminator/sni_cache.c common/name.c common/err.c
-// fuzz-libs: $(WOLFSSL_LIBS) -lpthread -lm
+// fuzz-sources: terminator/tls.c terminator/buf.c terminator/certctx.c terminator/sni_cache.c terminator/name_filter.c common/name.c common/err.c common/db.c common/log.c
+// fuzz-libs: $(WOLFSSL_LIBS) -lpq -lsodium -lpthread -lm
 /* Fuzzes the path a ClientHello takes before any TLS session exists: record framing, the server
  * name extension (wolfSSL_SNI_GetFromBuffer), normalization, then the shared cache lookup and
  * negative insert. Beyond not crashing: a name that comes out is already normalized, and the
