@@ -29,7 +29,6 @@ static const char sql_revalidate[] = "SELECT n.name, c.id FROM unnest($1::text[]
 				     "LEFT JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
 				     "LEFT JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
 
-
 enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE, ITEM_REVALIDATE };
 static const char *const kind_names[] = {"setup", "listen", "cert", "challenge", "revalidate"};
 
@@ -85,6 +84,8 @@ struct certdb {
 
 	struct item *head, *tail; /* in send order */
 	size_t nitems;
+	/* Items taken off the queue that are being failed: certdb_cancel must still find them. */
+	struct item *detached;
 
 	struct certdb_stats stats;
 };
@@ -118,8 +119,9 @@ static void free_item(struct item *it)
 	free(it);
 }
 
-/* Answers whoever still waits on it. The item stays where it is (in the queue until its Sync), so
- * a callback may cancel, load or query again; nothing a callback can call frees an item. */
+/* Answers whoever still waits on it. The item stays where it is (in the queue until its Sync, or
+ * on the detached list), so a callback may cancel, load or query again; nothing a callback can
+ * call frees an item. */
 static void answer(struct item *it, int status, struct cert_entry *entry, const char *value)
 {
 	it->answered = true;
@@ -167,17 +169,17 @@ static struct item *pop(struct certdb *db)
 
 static void fail_all(struct certdb *db)
 {
-	struct item *list = db->head;
+	db->detached = db->head;
 	db->head = db->tail = NULL;
 	db->nitems = 0;
-	while (list) {
-		struct item *it = list;
-		list = it->next;
+	while (db->detached) {
+		struct item *it = db->detached;
 		if (is_request(it) && !it->answered) {
 			if (!it->timed_out)
 				db->stats.query_errors++;
 			answer(it, -1, NULL, NULL);
 		}
+		db->detached = it->next;
 		free_item(it);
 	}
 }
@@ -499,12 +501,13 @@ static void drain(struct certdb *db)
 		}
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
-			pop(db);
+			db->detached = pop(db);
 			db->stats.query_us_total += (uint64_t)(mono_us() - it->started_us);
 			if (is_request(it) && !it->answered) {
 				db->stats.query_errors++;
 				answer(it, -1, NULL, NULL);
 			}
+			db->detached = NULL;
 			free_item(it);
 			continue;
 		}
@@ -553,9 +556,10 @@ static void expire(struct certdb *db, int64_t now_ms)
 	/* Not connected yet: nothing was sent, each request expires on its own (in queue order,
 	 * since they were queued with one timeout). */
 	while (db->head && now_ms >= db->head->deadline_ms) {
-		struct item *it = pop(db);
+		struct item *it = db->detached = pop(db);
 		db->stats.query_timeouts++;
 		answer(it, -1, NULL, NULL);
+		db->detached = NULL;
 		free_item(it);
 	}
 }
@@ -695,15 +699,21 @@ int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_
 	return submit(db, it);
 }
 
-void certdb_cancel(struct certdb *db, void *arg)
+static void cancel_in(struct item *list, void *arg)
 {
-	for (struct item *it = db->head; it; it = it->next) {
+	for (struct item *it = list; it; it = it->next) {
 		if (it->kind == ITEM_CHALLENGE && it->carg == arg)
 			it->ccb = NULL;
 		for (struct waiter *w = it->waiters; w; w = w->next)
 			if (w->arg == arg)
 				w->cb = NULL;
 	}
+}
+
+void certdb_cancel(struct certdb *db, void *arg)
+{
+	cancel_in(db->head, arg);
+	cancel_in(db->detached, arg);
 }
 
 int certdb_fd(const struct certdb *db)

@@ -65,6 +65,20 @@ static void on_challenge(void *arg, int status, const char *key_auth)
 	snprintf(a->key_auth, sizeof(a->key_auth), "%s", key_auth ? key_auth : "");
 }
 
+/* A callback that, like a connection closing another, cancels a second waiter. */
+struct canceller {
+	struct answer a;
+	struct certdb *db;
+	void *victim;
+};
+
+static void on_cert_cancel(void *arg, int status, struct cert_entry *entry)
+{
+	struct canceller *c = arg;
+	on_cert(&c->a, status, entry);
+	certdb_cancel(c->db, c->victim);
+}
+
 static bool answered(void *arg)
 {
 	return ((struct answer *)arg)->calls > 0;
@@ -468,14 +482,20 @@ static void test_unreachable(void)
 	slowest_process_ms = 0;
 	t0 = mono_ms();
 	certdb_new(&silent, &db, &err);
-	struct answer b = {0};
+	struct answer b = {0}, victim = {0};
 	rc = certdb_load_cert(db, "y.example", on_cert, &b);
+	/* two more waiters on one name: the one answered first cancels the other */
+	struct canceller canc = {.db = db, .victim = &victim};
+	certdb_load_cert(db, "z.example", on_cert, &victim);
+	certdb_load_cert(db, "z.example", on_cert_cancel, &canc);
 	drive(db, answered, &b, 3000);
 	int64_t took = mono_ms() - t0;
 	certdb_stats(db, &st);
 	CHECK(rc == 0 && b.calls == 1 && b.status == -1 && st.query_timeouts == 1, "silent: request times out, counted");
 	CHECK(took >= 300 && took < 300 + 150, "silent: fails at the timeout, not later");
 	CHECK(slowest_process_ms < 50, "silent: no call blocked");
+	CHECK(canc.a.calls == 1 && canc.a.status == -1 && victim.calls == 0,
+	      "silent: a waiter cancelled by another's callback is not called");
 	printf("# silent server: failed after %lld ms\n", (long long)took);
 	certdb_free(db);
 	close(l);
