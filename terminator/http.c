@@ -24,9 +24,11 @@ static const bool hostchar[256] = {
 
 /* Field values may hold SP, HTAB, visible ASCII and obs-text; every other control byte (CR, LF,
  * NUL among them) is refused, which is what keeps header injection out of the rewritten head. */
+static const bool valuechar[256] = {['\t'] = true, [0x20 ... 0x7e] = true, [0x80 ... 0xff] = true};
+
 static inline bool is_value_char(unsigned char c)
 {
-	return c == '\t' || (c >= 0x20 && c != 0x7f);
+	return valuechar[c];
 }
 
 static inline bool is_ows(char c)
@@ -444,15 +446,37 @@ static int nominated_element(void *arg, const char *el, size_t n)
 	return 0;
 }
 
+static int other_than_close(void *arg, const char *el, size_t n)
+{
+	if (n && !NAME_IS(el, n, "close") && !NAME_IS(el, n, "keep-alive"))
+		*(bool *)arg = true;
+	return 0;
+}
+
+/* The first Connection field that names a header (not just close or keep-alive), or nheaders:
+ * most requests have none, and then no header needs the search below. */
+static size_t first_naming_connection(const struct http_request *req)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *c = &req->headers[i];
+		bool names = false;
+		if (NAME_IS(c->name, c->name_len, "connection"))
+			for_each_element(c->value, c->value_len, other_than_close, &names);
+		if (names)
+			return i;
+	}
+	return req->nheaders;
+}
+
 /* Connection may name further hop-by-hop headers; honouring that must never strip what frames
- * the message or routes it. Connection fields are searched from first_conn on, the first one. */
-static bool nominated_by_connection(const struct http_request *req, size_t first_conn, const struct http_header *h)
+ * the message or routes it. */
+static bool nominated_by_connection(const struct http_request *req, size_t from, const struct http_header *h)
 {
 	if (NAME_IS(h->name, h->name_len, "host") || NAME_IS(h->name, h->name_len, "content-length") ||
 	    NAME_IS(h->name, h->name_len, "transfer-encoding"))
 		return false;
 	struct nominated m = {h->name, h->name_len, false};
-	for (size_t i = first_conn; i < req->nheaders && !m.found; i++) {
+	for (size_t i = from; i < req->nheaders && !m.found; i++) {
 		const struct http_header *c = &req->headers[i];
 		if (NAME_IS(c->name, c->name_len, "connection"))
 			for_each_element(c->value, c->value_len, nominated_element, &m);
@@ -473,14 +497,11 @@ ssize_t http_rewrite_request(const struct http_request *req, const struct http_f
 	char version[] = " HTTP/1.0\r\n";
 	version[8] = (char)('0' + req->minor_version);
 	put(&o, version, sizeof(version) - 1);
-	size_t first_conn = 0;
-	while (first_conn < req->nheaders &&
-	       !NAME_IS(req->headers[first_conn].name, req->headers[first_conn].name_len, "connection"))
-		first_conn++;
+	size_t naming = first_naming_connection(req);
 	for (size_t i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 		if (dropped_name(h->name, h->name_len) ||
-		    (first_conn < req->nheaders && nominated_by_connection(req, first_conn, h)))
+		    (naming < req->nheaders && nominated_by_connection(req, naming, h)))
 			continue;
 		put(&o, h->name, h->name_len);
 		PUT_LIT(&o, ": ");

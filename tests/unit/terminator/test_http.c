@@ -318,6 +318,15 @@ static void test_rewrite(void)
 		      count_lines_starting(out, (size_t)n, "x-keep:") == 1,
 	      "rewrite: a header named by a later Connection field is dropped");
 
+	CHECK(parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nX-Keep: 1\r\n\r\n") ==
+		      HTTP_OK,
+	      "rewrite: plain keep-alive input parses");
+	n = http_rewrite_request(&req, &fwd, out, sizeof(out));
+	CHECK(n > 0 && count_lines_starting(out, (size_t)n, "keep-alive:") == 0 &&
+		      count_lines_starting(out, (size_t)n, "x-keep:") == 1 &&
+		      count_lines_starting(out, (size_t)n, "connection: keep-alive\r") == 1,
+	      "rewrite: Connection naming only keep-alive drops nothing else");
+
 	static const struct {
 		const char *name;
 		struct http_forward fwd;
