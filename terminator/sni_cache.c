@@ -20,7 +20,6 @@ struct cert_entry {
 	struct cert_entry *chain; /* hash bucket */
 	struct cert_entry *prev, *next; /* LRU (positive) or FIFO (negative) list, head = newest */
 	atomic_uint refs;
-	bool linked;
 	bool negative;
 	uint64_t hash;
 	WOLFSSL_CTX *ctx;
@@ -210,7 +209,6 @@ static void unlink_entry(struct sni_cache *c, struct shard *s, struct cert_entry
 	list_remove(e->negative ? &s->negatives : &s->lru, e);
 	if (!e->negative)
 		s->bytes -= e->bytes;
-	e->linked = false;
 	e->chain = *dead;
 	*dead = e;
 }
@@ -311,7 +309,6 @@ static bool link_entry(struct sni_cache *c, struct shard *s, struct cert_entry *
 	list_push(l, e);
 	if (!e->negative)
 		s->bytes += e->bytes;
-	e->linked = true;
 	/* The newest entry stays even if it alone exceeds the byte budget: a caller is using it. */
 	while (l->count > 1 && (l->count > max || (!e->negative && s->bytes > c->shard_max_bytes))) {
 		if (!l->tail->negative)
