@@ -70,6 +70,8 @@ int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct lo
 		.connect_timeout_ms = cfg->timeout_ms[TIMER_BACKEND_CONNECT],
 		/* One thread listens for the shared cache. */
 		.listen = id == 0,
+		.tickets = cfg->tickets,
+		.max_misses_per_sec = cfg->max_misses_per_sec,
 	};
 	if (ring_new(LOOP_RING_ENTRIES, LOOP_RECV_BUFS, LOOP_RECV_BUF_SIZE, &l->ring, err) < 0 ||
 	    listen_on(&cfg->https_addr, cfg->https_len, &l->https_fd, err) < 0 ||

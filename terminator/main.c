@@ -41,6 +41,12 @@ static const struct opt opts[] = {
 	 "to connect to the backend (and to PostgreSQL)"},
 	{"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
 	{"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
+	{"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "1000",
+	 "certificate queries per second and thread; misses beyond fail at once"},
+	{"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
+	 "size the filter of servable names for N names (0: no filter, every miss queries)"},
+	{"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
+	 "reload session ticket keys this often (and on NOTIFY)"},
 	{"version", NULL, NULL, NULL, "print versions and exit"},
 	{"help", NULL, NULL, NULL, "print this help and exit"},
 };
@@ -190,9 +196,12 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 		return tt_fail(err, "--db-timeout: %s", err->msg);
 	if (tt_parse_duration_ms(opt_value(cfg, "negative-ttl"), &limits->negative_ttl_ms, err) < 0)
 		return tt_fail(err, "--negative-ttl: %s", err->msg);
+	size_t misses;
 	if (parse_size("cache-size", opt_value(cfg, "cache-size"), &limits->max_entries, err) < 0 ||
-	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0)
+	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0 ||
+	    parse_size("max-misses-per-sec", opt_value(cfg, "max-misses-per-sec"), &misses, err) < 0)
 		return -1;
+	tc->max_misses_per_sec = (int64_t)misses;
 	if (resolve("https", opt_value(cfg, "https"), true, &tc->https_addr, &tc->https_len, err) < 0 ||
 	    resolve("http", opt_value(cfg, "http"), true, &tc->http_addr, &tc->http_len, err) < 0 ||
 	    resolve("backend", opt_value(cfg, "backend"), false, &tc->backend_addr, &tc->backend_len, err) < 0)
@@ -229,7 +238,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int run(struct term_config *tc, int nthreads, const char *metrics_addr, struct tt_err *err)
+static int run(struct term_config *tc, int nthreads, const char *metrics_addr, const struct name_filter *filter,
+	       struct tt_err *err)
 {
 	struct worker *workers = calloc((size_t)nthreads, sizeof *workers);
 	struct metrics **ms = calloc((size_t)nthreads, sizeof *ms);
@@ -272,7 +282,10 @@ static int run(struct term_config *tc, int nthreads, const char *metrics_addr, s
 		char host[256];
 		uint16_t port;
 		if (tt_parse_hostport(metrics_addr, host, sizeof host, &port, err) < 0 ||
-		    metrics_server_start(host, port, ms, nthreads, tc->cache, &msrv, err) < 0)
+		    metrics_server_start(host, port,
+					 &(struct metrics_sources){.loops = ms, .nloops = nthreads, .cache = tc->cache,
+								   .tickets = tc->tickets, .filter = filter},
+					 &msrv, err) < 0)
 			ok = false;
 	}
 	if (ok) {
@@ -353,6 +366,10 @@ int main(int argc, char **argv)
 	int threads = 0;
 	struct tt_keyring *kr = NULL;
 	struct sni_cache *cache = NULL;
+	struct tickets *tickets = NULL;
+	struct name_filter *filter = NULL;
+	size_t filter_names = 0;
+	int64_t ticket_refresh_ms = 0;
 	if (tt_log_parse_level(opt_value(cfg, "log-level"), &level) < 0) {
 		fprintf(stderr, "terminator: --log-level: '%s' is not debug, info, warn or error\n",
 			opt_value(cfg, "log-level"));
@@ -365,13 +382,32 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	if (parse_size("name-filter-names", opt_value(cfg, "name-filter-names"), &filter_names, &err) < 0 ||
+	    tt_parse_duration_ms(opt_value(cfg, "ticket-refresh"), &ticket_refresh_ms, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		rc = 2;
+		goto out;
+	}
 	if (tt_keyring_load(opt_value(cfg, "master-key-file"), &kr, &err) < 0 ||
-	    sni_cache_new(&limits, &cache, &err) < 0) {
+	    sni_cache_new(&limits, &cache, &err) < 0 || tickets_new(&tickets, &err) < 0 ||
+	    tickets_start_refresher(tickets, tc.db_conninfo, kr, ticket_refresh_ms, &err) < 0) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
 	}
+	if (filter_names) {
+		if (name_filter_new(filter_names, &filter, &err) < 0) {
+			fprintf(stderr, "terminator: %s\n", err.msg);
+			goto out;
+		}
+		sni_cache_set_filter(cache, filter);
+		if (name_filter_start(filter, tc.db_conninfo, &err) < 0) {
+			fprintf(stderr, "terminator: %s\n", err.msg);
+			goto out;
+		}
+	}
 	tc.keyring = kr;
 	tc.cache = cache;
+	tc.tickets = tickets;
 
 	/* Signals are taken by sigwait in this thread only; SIGPIPE never kills (sends use MSG_NOSIGNAL). */
 	sigset_t set;
@@ -384,7 +420,7 @@ int main(int argc, char **argv)
 	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s", TT_VERSION,
 	       LIBWOLFSSL_VERSION_STRING, threads, opt_value(cfg, "https"), opt_value(cfg, "http"),
 	       opt_value(cfg, "backend"));
-	if (run(&tc, threads, opt_value(cfg, "metrics"), &err) < 0) {
+	if (run(&tc, threads, opt_value(cfg, "metrics"), filter, &err) < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 		fprintf(stderr, "terminator: %s\n", err.msg);
@@ -394,6 +430,9 @@ int main(int argc, char **argv)
 	}
 	wolfSSL_Cleanup();
 out:
+	/* The loops are gone: nothing uses the filter, the tickets or the cache any more. */
+	name_filter_free(filter);
+	tickets_free(tickets);
 	sni_cache_free(cache);
 	tt_keyring_free(kr);
 	tt_config_free(cfg, NOPTS);

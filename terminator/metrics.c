@@ -16,9 +16,7 @@
 struct metrics_server {
 	int fd;
 	pthread_t thread;
-	struct metrics *const *loops;
-	int nloops;
-	struct sni_cache *cache;
+	struct metrics_sources src;
 	char body[65536];
 };
 
@@ -43,8 +41,8 @@ static void put(struct out *o, const char *fmt, ...)
 #define SUM(field)                                                                                   \
 	({                                                                                           \
 		uint64_t s_ = 0;                                                                     \
-		for (int i_ = 0; i_ < nloops; i_++)                                                  \
-			s_ += atomic_load_explicit(&loops[i_]->field, memory_order_relaxed);         \
+		for (int i_ = 0; i_ < src->nloops; i_++)                                             \
+			s_ += atomic_load_explicit(&src->loops[i_]->field, memory_order_relaxed);    \
 		s_;                                                                                  \
 	})
 
@@ -58,7 +56,7 @@ static void gauge(struct out *o, const char *name, const char *help, uint64_t v)
 	put(o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
-size_t metrics_render(struct metrics *const *loops, int nloops, struct sni_cache *cache, char *buf, size_t size)
+size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 {
 	struct out o = {buf, size, 0};
 	struct out *op = &o;
@@ -100,7 +98,7 @@ size_t metrics_render(struct metrics *const *loops, int nloops, struct sni_cache
 	for (int k = 0; k < TIMER_KINDS; k++)
 		put(op, "tracktls_timeouts_total{phase=\"%s\"} %llu\n", phases[k], (unsigned long long)SUM(timeouts[k]));
 	struct sni_cache_stats cs;
-	sni_cache_stats(cache, &cs);
+	sni_cache_stats(src->cache, &cs);
 	counter(op, "tracktls_cert_cache_hits_total", "Certificate cache lookups answered with a certificate.", cs.hits);
 	counter(op, "tracktls_cert_cache_misses_total", "Certificate cache lookups that went to the database.",
 		cs.misses);
@@ -110,6 +108,28 @@ size_t metrics_render(struct metrics *const *loops, int nloops, struct sni_cache
 	gauge(op, "tracktls_cert_cache_entries", "Certificates in the cache.", cs.entries);
 	gauge(op, "tracktls_cert_cache_bytes", "Bytes of certificates and keys in the cache.", cs.bytes);
 	gauge(op, "tracktls_cert_cache_negative_entries", "Unknown names remembered.", cs.negative_entries);
+	counter(op, "tracktls_cert_cache_filtered_total", "Misses ruled out by the name filter, without a query.",
+		cs.filtered);
+	if (src->filter) {
+		struct name_filter_stats fs;
+		name_filter_stats(src->filter, &fs);
+		gauge(op, "tracktls_name_filter_trusted", "1 while the name filter may rule names out.", fs.trusted);
+		gauge(op, "tracktls_name_filter_names", "Names in the name filter.", fs.names);
+		counter(op, "tracktls_name_filter_builds_total", "Full scans of the names.", fs.builds);
+		counter(op, "tracktls_name_filter_build_errors_total", "Scans that failed.", fs.build_errors);
+	}
+	if (src->tickets) {
+		struct tickets_stats ts;
+		tickets_stats(src->tickets, &ts);
+		counter(op, "tracktls_tickets_issued_total", "Session tickets issued.", ts.issued);
+		counter(op, "tracktls_tickets_resumed_total", "Sessions resumed from a ticket.", ts.resumed);
+		counter(op, "tracktls_tickets_rejected_total", "Tickets that did not decrypt (unknown or retired key).",
+			ts.rejected);
+		counter(op, "tracktls_ticket_key_reloads_total", "Ticket key reloads from the database.", ts.reloads);
+		counter(op, "tracktls_ticket_key_reload_errors_total", "Ticket key reloads that failed.",
+			ts.reload_errors);
+		gauge(op, "tracktls_ticket_keys", "Ticket keys held.", ts.keys);
+	}
 	counter(op, "tracktls_db_queries_total", "Database lookups (certificates and challenges).", SUM(db_queries));
 	counter(op, "tracktls_db_query_errors_total", "Database lookups that failed.", SUM(db_query_errors));
 	counter(op, "tracktls_db_query_timeouts_total", "Database lookups that timed out.", SUM(db_query_timeouts));
@@ -146,7 +166,7 @@ static void metrics_answer(struct metrics_server *srv, int fd)
 	int status = 200;
 	const char *type = "text/plain; version=0.0.4; charset=utf-8";
 	if (strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0) {
-		blen = metrics_render(srv->loops, srv->nloops, srv->cache, body, sizeof srv->body);
+		blen = metrics_render(&srv->src, body, sizeof srv->body);
 	} else if (strncmp(req, "GET /healthz ", 13) == 0) {
 		blen = (size_t)snprintf(body, sizeof srv->body, "ok\n");
 		type = "text/plain; charset=utf-8";
@@ -179,8 +199,8 @@ static void *metrics_thread(void *arg)
 	return NULL;
 }
 
-int metrics_server_start(const char *host, uint16_t port, struct metrics *const *loops, int nloops,
-			 struct sni_cache *cache, struct metrics_server **out, struct tt_err *err)
+int metrics_server_start(const char *host, uint16_t port, const struct metrics_sources *src,
+			 struct metrics_server **out, struct tt_err *err)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
 	struct addrinfo *ai;
@@ -205,7 +225,8 @@ int metrics_server_start(const char *host, uint16_t port, struct metrics *const 
 		close(fd);
 		return tt_fail(err, "out of memory");
 	}
-	*srv = (struct metrics_server){.fd = fd, .loops = loops, .nloops = nloops, .cache = cache};
+	srv->fd = fd;
+	srv->src = *src;
 	rc = pthread_create(&srv->thread, NULL, metrics_thread, srv);
 	if (rc != 0) {
 		close(fd);

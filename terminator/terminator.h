@@ -323,6 +323,8 @@ struct term_config {
 	const char *db_conninfo;
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
+	struct tickets *tickets;
+	int64_t max_misses_per_sec;
 };
 
 /* ---- metrics.c: per-loop counters, summed when scraped; /metrics and /healthz. ----
@@ -343,13 +345,20 @@ struct metrics {
 #define METRIC_ADD(m, field, n)                                                                          \
 	atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n), \
 			      memory_order_relaxed)
+/* What a scrape reads: the loops' counters and the shared parts (tickets and filter may be NULL). */
+struct metrics_sources {
+	struct metrics *const *loops;
+	int nloops;
+	struct sni_cache *cache;
+	struct tickets *tickets;
+	const struct name_filter *filter;
+};
 struct metrics_server;
-int metrics_server_start(const char *host, uint16_t port, struct metrics *const *loops, int nloops,
-			 struct sni_cache *cache, struct metrics_server **out, struct tt_err *err);
+int metrics_server_start(const char *host, uint16_t port, const struct metrics_sources *src,
+			 struct metrics_server **out, struct tt_err *err);
 void metrics_server_stop(struct metrics_server *srv);
-/* The Prometheus text for these counters into out (truncated at outsize); returns its length. */
-size_t metrics_render(struct metrics *const *loops, int nloops, struct sni_cache *cache, char *out,
-		      size_t outsize);
+/* The Prometheus text into out (truncated at outsize); returns its length. */
+size_t metrics_render(const struct metrics_sources *src, char *out, size_t outsize);
 
 /* ---- buf.c and tls.c: byte buffers; wolfSSL sessions fed from the ring's buffers. ---- */
 struct buf {
