@@ -18,8 +18,6 @@
 /* A client that keeps sending while it has nothing to say (ClientHello, waiting for a certificate)
  * is cut off here. */
 #define HELLO_MAX (64 * 1024)
-/* Buffers grown past this are returned to the allocator when the connection goes idle. */
-#define IDLE_KEEP 8192
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define TOKEN_MAX 128
 
@@ -586,16 +584,27 @@ static void conn_request_body(struct conn *c)
 		c->req_body_active = false;
 }
 
+/* Gives back the buffers that hold nothing (those the kernel is sending from stay). */
+static void conn_trim(struct conn *c)
+{
+	struct buf *bufs[] = {&c->in, &c->req, &c->resp, &c->bout, &c->cout};
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+		if (buf_size(bufs[i]) == 0)
+			buf_release(bufs[i]);
+	if (!c->bsend_busy)
+		buf_release(&c->bout_flight);
+	if (!c->csend_busy)
+		buf_release(&c->cout_flight);
+}
+
 static void conn_go_idle(struct conn *c)
 {
-	int kind = c->served ? TIMER_IDLE : TIMER_HEADER;
+	/* Bytes that complete nothing (part of a TLS record) do not restart an idle period. */
+	if (c->served && (c->timer.kind == TIMER_LINGER || c->timer.kind == TIMER_IDLE))
+		return;
+	int kind = c->served ? TIMER_LINGER : TIMER_HEADER;
 	if (c->timer.kind != kind)
 		conn_timer(c, kind);
-	struct buf *bufs[] = {&c->in, &c->req, &c->resp, &c->bout, &c->bout_flight, &c->cout};
-	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-		if (buf_size(bufs[i]) == 0 && bufs[i]->cap > IDLE_KEEP && !(bufs[i] == &c->bout_flight && c->bsend_busy))
-			buf_release(bufs[i]);
-	}
 }
 
 /* Drives the plaintext side as far as the buffered bytes allow. */
@@ -981,6 +990,11 @@ void conn_accept(struct loop *l, int fd, bool tls)
 void conn_expire(struct conn *c)
 {
 	int kind = c->timer.kind;
+	if (kind == TIMER_LINGER) {
+		conn_trim(c);
+		conn_timer(c, TIMER_IDLE);
+		return;
+	}
 	METRIC_ADD(c->loop->m, timeouts[kind], 1);
 	switch (kind) {
 	case TIMER_HANDSHAKE:

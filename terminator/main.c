@@ -185,13 +185,17 @@ static int parse_size(const char *what, const char *s, size_t *out, struct tt_er
 static int build_config(struct tt_config_entry *cfg, struct term_config *tc, struct sni_cache_limits *limits,
 			int *threads, struct tt_err *err)
 {
-	static const char *const timer_flags[TIMER_KINDS] = {"handshake-timeout", "header-timeout", "idle-timeout",
-							     "backend-connect-timeout", "backend-timeout"};
-	for (int k = 0; k < TIMER_KINDS; k++) {
+	static const char *const timer_flags[TIMER_LINGER] = {"handshake-timeout", "header-timeout", "idle-timeout",
+							      "backend-connect-timeout", "backend-timeout"};
+	for (int k = 0; k < TIMER_LINGER; k++) {
 		if (tt_parse_duration_ms(opt_value(cfg, timer_flags[k]), &tc->timeout_ms[k], err) < 0 ||
 		    tc->timeout_ms[k] <= 0)
 			return tt_fail(err, "--%s: %s", timer_flags[k], err->msg);
 	}
+	/* An idle connection keeps its buffers for a second (the next request usually comes sooner),
+	 * then returns them for the rest of the idle timeout. */
+	tc->timeout_ms[TIMER_LINGER] = tc->timeout_ms[TIMER_IDLE] < 2000 ? tc->timeout_ms[TIMER_IDLE] / 2 : 1000;
+	tc->timeout_ms[TIMER_IDLE] -= tc->timeout_ms[TIMER_LINGER];
 	if (tt_parse_duration_ms(opt_value(cfg, "db-timeout"), &tc->db_timeout_ms, err) < 0)
 		return tt_fail(err, "--db-timeout: %s", err->msg);
 	if (tt_parse_duration_ms(opt_value(cfg, "negative-ttl"), &limits->negative_ttl_ms, err) < 0)

@@ -92,10 +92,10 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		SUM(backend_errors));
 	counter(op, "tracktls_backend_timeouts_total", "Backend connects or responses that took too long.",
 		SUM(backend_timeouts));
-	static const char *const phases[TIMER_KINDS] = {"handshake", "header", "idle", "backend_connect", "backend"};
+	static const char *const phases[TIMER_LINGER] = {"handshake", "header", "idle", "backend_connect", "backend"};
 	put(op, "# HELP tracktls_timeouts_total Connections whose timer ran out, by phase.\n"
 		"# TYPE tracktls_timeouts_total counter\n");
-	for (int k = 0; k < TIMER_KINDS; k++)
+	for (int k = 0; k < TIMER_LINGER; k++)
 		put(op, "tracktls_timeouts_total{phase=\"%s\"} %llu\n", phases[k], (unsigned long long)SUM(timeouts[k]));
 	struct sni_cache_stats cs;
 	sni_cache_stats(src->cache, &cs);

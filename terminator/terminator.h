@@ -313,7 +313,17 @@ void ring_buf_recycle(struct ring *r, int buf);
 
 /* ---- main.c: the resolved configuration, read-only for every loop. ---- */
 enum backend_mode { BACKEND_HTTP, BACKEND_PROXY_V2 };
-enum timer_kind { TIMER_HANDSHAKE, TIMER_HEADER, TIMER_IDLE, TIMER_BACKEND_CONNECT, TIMER_BACKEND, TIMER_KINDS };
+/* TIMER_LINGER is the first moments of idleness; after it a connection gives back its buffers and
+ * waits out the rest of the idle timeout in TIMER_IDLE (whose duration is what remains). */
+enum timer_kind {
+	TIMER_HANDSHAKE,
+	TIMER_HEADER,
+	TIMER_IDLE,
+	TIMER_BACKEND_CONNECT,
+	TIMER_BACKEND,
+	TIMER_LINGER,
+	TIMER_KINDS
+};
 struct term_config {
 	struct sockaddr_storage https_addr, http_addr, backend_addr;
 	socklen_t https_len, http_len, backend_len;
