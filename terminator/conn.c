@@ -54,6 +54,8 @@ struct conn {
 	struct buf cout, cout_flight; /* to the client: queued, and being sent */
 	struct buf bout, bout_flight; /* to the backend */
 	struct buf resp;              /* backend bytes not yet relayed */
+	struct buf retry;             /* the request head, while it may be sent once more */
+	bool retry_ok;
 
 	struct http_body req_body;
 	bool req_body_active, req_keep_alive, req_head_method;
@@ -253,14 +255,37 @@ static void conn_resume_backend(struct conn *c)
 
 /* ---- backend ---- */
 
+static void conn_backend_connect(struct conn *c);
+
 static void conn_backend_failed(struct conn *c, int status)
 {
+	if (c->state != C_PROXY) {
+		/* A kept-alive backend connection went away between requests. */
+		conn_close_backend(c);
+		return;
+	}
 	METRIC_ADD(c->loop->m, backend_errors, 1);
 	conn_close_backend(c);
 	if (c->resp_started)
 		conn_close(c);
 	else
 		conn_respond_error(c, status);
+}
+
+/* A backend may close a kept-alive connection just as a request goes out on it. A request without a
+ * body that got no byte of answer is sent once more, on a new connection; else the client gets 502. */
+static void conn_backend_lost(struct conn *c)
+{
+	if (c->state == C_PROXY && c->retry_ok && !c->resp_started) {
+		c->retry_ok = false;
+		conn_close_backend(c);
+		if (buf_append(&c->bout, buf_head(&c->retry), buf_size(&c->retry)) == 0) {
+			conn_timer(c, TIMER_BACKEND_CONNECT);
+			conn_backend_connect(c);
+			return;
+		}
+	}
+	conn_backend_failed(c, 502);
 }
 
 static void conn_backend_connect(struct conn *c)
@@ -292,6 +317,8 @@ static void conn_response_done(struct conn *c)
 {
 	c->state = C_HEAD;
 	c->served = true;
+	c->retry_ok = false;
+	c->retry.off = c->retry.len = 0;
 	if (!c->resp_keep_alive || c->resp_until_close)
 		conn_close_backend(c);
 	if (!c->req_keep_alive || c->resp_until_close || c->req_body_active || c->peer_eof)
@@ -405,7 +432,7 @@ static void conn_backend_eof(struct conn *c)
 		return;
 	}
 	if (in_response)
-		conn_backend_failed(c, 502);
+		conn_backend_lost(c);
 	else
 		conn_close_backend(c);
 }
@@ -508,10 +535,14 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 		conn_respond_error(c, 431);
 		return;
 	}
+	c->retry_ok = false;
+	c->retry.off = c->retry.len = 0;
+	c->req_body_active = r->content_length > 0 || r->chunked;
+	if (c->bfd >= 0 && !c->req_body_active && buf_append(&c->retry, c->bout.data + c->bout.len, (size_t)n) == 0)
+		c->retry_ok = true;
 	c->bout.len += (size_t)n;
 	buf_consume(&c->req, r->head_len);
 	http_body_init(&c->req_body, r->content_length, r->chunked, false);
-	c->req_body_active = r->content_length > 0 || r->chunked;
 	c->resp_started = c->resp_head_done = c->resp_until_close = false;
 	c->state = C_PROXY;
 	if (c->bfd < 0) {
@@ -587,7 +618,7 @@ static void conn_request_body(struct conn *c)
 /* Gives back the buffers that hold nothing (those the kernel is sending from stay). */
 static void conn_trim(struct conn *c)
 {
-	struct buf *bufs[] = {&c->in, &c->req, &c->resp, &c->bout, &c->cout};
+	struct buf *bufs[] = {&c->in, &c->req, &c->resp, &c->bout, &c->cout, &c->retry};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (buf_size(bufs[i]) == 0)
 			buf_release(bufs[i]);
@@ -912,7 +943,7 @@ static void conn_backend_event(struct conn *c, enum loop_op op, const struct rin
 			break;
 		}
 		if (ev->res <= 0) {
-			conn_backend_failed(c, 502);
+			conn_backend_lost(c);
 			break;
 		}
 		buf_consume(&c->bout_flight, (size_t)ev->res);
@@ -940,7 +971,7 @@ static void conn_backend_event(struct conn *c, enum loop_op op, const struct rin
 		if (!stale && ev->res == 0)
 			conn_backend_eof(c);
 		else if (!stale && ev->res < 0 && ev->res != -ENOBUFS && ev->res != -ECANCELED)
-			conn_backend_failed(c, 502);
+			conn_backend_lost(c);
 		else if (!stale && !ev->more) {
 			c->brecv_armed = false;
 			conn_arm_backend_recv(c);
@@ -1029,7 +1060,8 @@ void conn_destroy(struct conn *c)
 		close(c->bfd);
 	if (c->fd >= 0)
 		close(c->fd);
-	struct buf *bufs[] = {&c->in, &c->req, &c->cout, &c->cout_flight, &c->bout, &c->bout_flight, &c->resp};
+	struct buf *bufs[] = {&c->in,	&c->req,	 &c->cout, &c->cout_flight,
+			      &c->bout, &c->bout_flight, &c->resp, &c->retry};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		buf_release(bufs[i]);
 	METRIC_ADD(c->loop->m, closed, 1);

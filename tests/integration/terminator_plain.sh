@@ -60,6 +60,10 @@ check "duplicate Content-Length gets 400" grep -q '^HTTP/1.1 400' <<<"$out"
 check "bad requests are counted" test "$(metric tracktls_bad_requests_total)" -ge 4
 check "plain requests still work after bad ones" test "$(curl -s -o /dev/null -w '%{http_code}' "$H/ok")" = 200
 
+out=$(printf 'GET /drop-next HTTP/1.1\r\nHost: a\r\n\r\nGET /after-drop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' | python3 "$RAW" "$HTTP_PORT")
+check "a kept-alive backend connection closed under a request: the request is sent again, not failed" \
+	test "$(grep -o 'HTTP/1.1 200' <<<"$out" | wc -l) $(grep -o '"path": "/after-drop"' <<<"$out" | wc -l)" = "2 1"
+
 kill "$BACKEND_PID"; wait "$BACKEND_PID" 2>/dev/null
 check "backend down gives 502" test "$(curl -s -o /dev/null -w '%{http_code}' "$H/down")" = 502
 check "backend errors are counted" test "$(metric tracktls_backend_errors_total)" -ge 1

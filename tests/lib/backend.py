@@ -6,6 +6,8 @@ terminator forwarded.
   GET /big?n=N        N bytes of 'x' (Content-Length)
   GET /chunked?n=N    N bytes of 'y' in chunks of 1000
   GET /slow?ms=N      answers after N ms
+  GET /drop-next      answers, then closes the connection on its next request without answering
+                      (a backend closing a kept-alive connection as a request arrives)
 """
 import json
 import sys
@@ -36,6 +38,11 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 body += self.rfile.read(size)
                 self.rfile.readline()
+        if getattr(self, "drop", False):
+            self.close_connection = True
+            return
+        if u.path == "/drop-next":
+            self.drop = True
         if u.path == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
         if u.path == "/chunked":
