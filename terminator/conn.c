@@ -28,6 +28,7 @@ enum conn_state {
 	C_HEAD,      /* waiting for (the rest of) a request head */
 	C_CHALLENGE, /* waiting for an HTTP-01 key authorization from the database */
 	C_PROXY,     /* a request is with the backend */
+	C_TUNNEL,    /* --backend-mode proxy-v2: bytes pass both ways unparsed */
 	C_CLOSING,
 };
 
@@ -68,6 +69,8 @@ static void conn_flush_client(struct conn *c);
 static void conn_progress(struct conn *c);
 static void conn_tls_feed(struct conn *c, const uint8_t *p, size_t len);
 static void conn_pump_response(struct conn *c);
+static void conn_tunnel_pass(struct conn *c);
+static void conn_tunnel_start(struct conn *c);
 
 struct conn *conn_of_timer(struct timer *t) { return (struct conn *)((char *)t - offsetof(struct conn, timer)); }
 
@@ -259,6 +262,12 @@ static void conn_backend_connect(struct conn *c);
 
 static void conn_backend_failed(struct conn *c, int status)
 {
+	if (c->state == C_TUNNEL) {
+		/* No HTTP spoken here to say 502 in. */
+		METRIC_ADD(c->loop->m, backend_errors, 1);
+		conn_close(c);
+		return;
+	}
 	if (c->state != C_PROXY) {
 		/* A kept-alive backend connection went away between requests. */
 		conn_close_backend(c);
@@ -400,6 +409,17 @@ static void conn_pump_response(struct conn *c)
 
 static void conn_backend_data(struct conn *c, const uint8_t *p, size_t len)
 {
+	if (c->state == C_TUNNEL) {
+		conn_timer(c, TIMER_IDLE);
+		if (conn_write(c, p, len) < 0) {
+			conn_close(c);
+			return;
+		}
+		if (buf_size(&c->cout) > PENDING_HIGH)
+			conn_pause_backend(c);
+		conn_flush_client(c);
+		return;
+	}
 	if (c->state != C_PROXY) {
 		/* Bytes outside a response: the backend broke framing; never pass them on. */
 		conn_close_backend(c);
@@ -424,6 +444,11 @@ static void conn_backend_data(struct conn *c, const uint8_t *p, size_t len)
 
 static void conn_backend_eof(struct conn *c)
 {
+	if (c->state == C_TUNNEL) {
+		conn_close_backend(c);
+		conn_finish(c);
+		return;
+	}
 	bool in_response = c->state == C_PROXY;
 	if (in_response && c->resp_head_done && c->resp_until_close) {
 		conn_close_backend(c);
@@ -589,6 +614,11 @@ static void conn_request(struct conn *c)
 		conn_challenge(c, token, ok ? n : TOKEN_MAX + 1);
 		return;
 	}
+	if (c->loop->cfg->backend_mode == BACKEND_PROXY_V2) {
+		/* From here on this connection is the backend's, head included. */
+		conn_tunnel_start(c);
+		return;
+	}
 	conn_forward(c, &r);
 }
 
@@ -628,6 +658,62 @@ static void conn_trim(struct conn *c)
 		buf_release(&c->cout_flight);
 }
 
+/* ---- proxy-v2 tunnel ---- */
+
+/* The backend learns who the client is from a PROXY v2 header, then gets the bytes as they are. */
+static void conn_tunnel_start(struct conn *c)
+{
+	struct sockaddr_storage src, dst;
+	socklen_t sl = sizeof src, dl = sizeof dst;
+	if (getpeername(c->fd, (struct sockaddr *)&src, &sl) < 0 || getsockname(c->fd, (struct sockaddr *)&dst, &dl) < 0) {
+		conn_close(c);
+		return;
+	}
+	struct proxy_v2_tls tls, *tlsp = NULL;
+	char alpn[64] = "";
+	if (c->ssl) {
+		char *proto;
+		unsigned short plen;
+		if (wolfSSL_ALPN_GetProtocol(c->ssl, &proto, &plen) == WOLFSSL_SUCCESS && plen < sizeof alpn) {
+			memcpy(alpn, proto, plen);
+			alpn[plen] = 0;
+		}
+		tls = (struct proxy_v2_tls){.sni = c->sni, .alpn = alpn, .version = wolfSSL_get_version(c->ssl),
+					    .cipher = wolfSSL_get_cipher_name(c->ssl)};
+		tlsp = &tls;
+	}
+	if (buf_reserve(&c->bout, 1024) < 0) {
+		conn_close(c);
+		return;
+	}
+	ssize_t n = proxy_v2_header((struct sockaddr *)&src, (struct sockaddr *)&dst, tlsp, c->bout.data + c->bout.len,
+				    c->bout.cap - c->bout.len);
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	c->bout.len += (size_t)n;
+	c->state = C_TUNNEL;
+	conn_timer(c, TIMER_BACKEND_CONNECT);
+	conn_backend_connect(c);
+}
+
+static void conn_tunnel_pass(struct conn *c)
+{
+	if (buf_size(&c->req)) {
+		if (buf_append(&c->bout, buf_head(&c->req), buf_size(&c->req)) < 0) {
+			conn_close(c);
+			return;
+		}
+		buf_consume(&c->req, buf_size(&c->req));
+		if (c->bconnected)
+			conn_timer(c, TIMER_IDLE);
+	}
+	/* The client is done: once the backend has all it sent, the tunnel closes. */
+	if (c->peer_eof && buf_size(&c->bout) == 0 && !c->bsend_busy)
+		conn_finish(c);
+}
+
 static void conn_go_idle(struct conn *c)
 {
 	/* Bytes that complete nothing (part of a TLS record) do not restart an idle period. */
@@ -643,7 +729,8 @@ static void conn_progress(struct conn *c)
 {
 	if (c->closed)
 		return;
-	if (c->tls_stalled && buf_size(&c->req) < PENDING_HIGH && (c->state == C_HEAD || c->state == C_PROXY))
+	if (c->tls_stalled && buf_size(&c->req) < PENDING_HIGH &&
+	    (c->state == C_HEAD || c->state == C_PROXY || c->state == C_TUNNEL))
 		conn_tls_feed(c, NULL, 0);
 	if (c->state == C_HEAD && buf_size(&c->req) == 0) {
 		if (c->peer_eof)
@@ -653,8 +740,11 @@ static void conn_progress(struct conn *c)
 	} else if (c->state == C_HEAD) {
 		conn_request(c);
 	}
-	if (c->state == C_PROXY) {
-		conn_request_body(c);
+	if (c->state == C_PROXY || c->state == C_TUNNEL) {
+		if (c->state == C_PROXY)
+			conn_request_body(c);
+		else
+			conn_tunnel_pass(c);
 		conn_flush_backend(c);
 		if (conn_pending_to_backend(c) > PENDING_HIGH)
 			conn_pause_client(c);
@@ -688,7 +778,7 @@ static void conn_tls_read(struct conn *c)
 		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
 			break;
 		c->peer_eof = true;
-		if (e != WOLFSSL_ERROR_ZERO_RETURN && c->state != C_PROXY) {
+		if (e != WOLFSSL_ERROR_ZERO_RETURN && c->state != C_PROXY && c->state != C_TUNNEL) {
 			conn_close(c);
 			return;
 		}
@@ -719,8 +809,10 @@ static void conn_tls_drive(struct conn *c)
 			METRIC_ADD(c->loop->m, handshakes_ok[HS_TLS12], 1);
 		c->state = C_HEAD;
 		conn_timer(c, TIMER_HEADER);
+		if (c->loop->cfg->backend_mode == BACKEND_PROXY_V2)
+			conn_tunnel_start(c);
 	}
-	if (c->state == C_CLOSING)
+	if (c->state == C_CLOSING || c->closed)
 		return;
 	conn_tls_read(c);
 }
@@ -860,6 +952,10 @@ static void conn_client_data(struct conn *c, const uint8_t *p, size_t len)
 static void conn_client_eof(struct conn *c)
 {
 	c->peer_eof = true;
+	if (c->state == C_TUNNEL) {
+		conn_progress(c);
+		return;
+	}
 	if (c->state == C_PROXY || c->state == C_CHALLENGE || c->close_after_flush)
 		return;
 	if (c->state == C_HEAD && buf_size(&c->req))
@@ -911,6 +1007,10 @@ static void conn_client_sent(struct conn *c, const struct ring_event *ev)
 		conn_pump_response(c);
 		if (conn_pending_to_client(c) <= PENDING_HIGH)
 			conn_resume_backend(c);
+	} else if (c->state == C_TUNNEL) {
+		conn_timer(c, TIMER_IDLE);
+		if (buf_size(&c->cout) <= PENDING_HIGH)
+			conn_resume_backend(c);
 	}
 	conn_progress(c);
 }
@@ -930,7 +1030,7 @@ static void conn_backend_event(struct conn *c, enum loop_op op, const struct rin
 			break;
 		}
 		c->bconnected = true;
-		conn_timer(c, TIMER_BACKEND);
+		conn_timer(c, c->state == C_TUNNEL ? TIMER_IDLE : TIMER_BACKEND);
 		conn_arm_backend_recv(c);
 		conn_progress(c);
 		break;

@@ -27,7 +27,7 @@ static const struct opt opts[] = {
 	{"https", "TRACKTLS_HTTPS", "ADDR:PORT", ":443", "TLS listener"},
 	{"http", "TRACKTLS_HTTP", "ADDR:PORT", ":80", "plain HTTP listener (ACME HTTP-01, plain requests)"},
 	{"backend", "TRACKTLS_BACKEND", "HOST:PORT", "127.0.0.1:8080", "where requests go (HTTP/1.1)"},
-	{"backend-mode", "TRACKTLS_BACKEND_MODE", "MODE", "http", "http (parse and forward with X-Forwarded-*)"},
+	{"backend-mode", "TRACKTLS_BACKEND_MODE", "MODE", "http", "http (parse, forward with X-Forwarded-*) or proxy-v2 (PROXY v2 header, then raw bytes)"},
 	{"cache-size", "TRACKTLS_CACHE_SIZE", "N", "100000", "certificates kept in memory"},
 	{"cache-bytes", "TRACKTLS_CACHE_BYTES", "BYTES", "1073741824", "memory for cached certificates and keys"},
 	{"negative-ttl", "TRACKTLS_NEGATIVE_TTL", "DURATION", "10s", "how long an unknown name stays unknown"},
@@ -214,9 +214,9 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	if (strcmp(mode, "http") == 0)
 		tc->backend_mode = BACKEND_HTTP;
 	else if (strcmp(mode, "proxy-v2") == 0)
-		return tt_fail(err, "--backend-mode proxy-v2 is not available in this version");
+		tc->backend_mode = BACKEND_PROXY_V2;
 	else
-		return tt_fail(err, "--backend-mode: '%s' is not http", mode);
+		return tt_fail(err, "--backend-mode: '%s' is neither http nor proxy-v2", mode);
 	const char *t = opt_value(cfg, "threads");
 	long n = t ? strtol(t, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1 || n > 1024)
