@@ -746,11 +746,12 @@ static void conn_progress(struct conn *c)
 		else
 			conn_tunnel_pass(c);
 		conn_flush_backend(c);
-		if (conn_pending_to_backend(c) > PENDING_HIGH)
-			conn_pause_client(c);
-		else
-			conn_resume_client(c);
 	}
+	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits. */
+	if (conn_pending_to_backend(c) > PENDING_HIGH)
+		conn_pause_client(c);
+	else
+		conn_resume_client(c);
 	conn_flush_client(c);
 }
 

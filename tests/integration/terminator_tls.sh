@@ -67,6 +67,9 @@ check "keep-alive over TLS: three requests, one connection" \
 check "a 3 MB response over TLS arrives whole" test "$(curl -s "${R[@]}" "$U/big?n=3000000" | wc -c)" = 3000000
 out=$(curl -s "${R[@]}" -X POST --data-binary @"$TT_ROOT/terminator/conn.c" "$U/post")
 check "a request body over TLS arrives whole" test "$(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])["body"]))' "$out")" = "$(wc -c <"$TT_ROOT/terminator/conn.c")"
+head -c 20000000 /dev/urandom >"$T/upload.bin"
+out=$(curl -s "${R[@]}" -X POST --data-binary @"$T/upload.bin" "$U/post" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["body"]))')
+check "a 20 MB upload over TLS arrives whole (the client is paused while the backend catches up)" test "$out" = 20000000
 out=$(printf 'GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n' | python3 "$RAW" "$HTTPS_PORT" --tls name05.test)
 check "pipelined requests over TLS are answered in order" \
 	test "$(grep -o '"path": "[^"]*"' <<<"$out" | tr '\n' ' ')" = '"path": "/p1" "path": "/p2" '
