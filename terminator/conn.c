@@ -541,13 +541,17 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 	char host[TT_NAME_MAX + 8];
 	const char *fwd_host = c->sni;
 	if (!c->tls) {
-		if (!r->host || r->host_len >= sizeof host) {
+		/* HTTP/1.1 requires Host; an HTTP/1.0 request without one goes on without X-Forwarded-Host. */
+		if ((!r->host && r->minor_version >= 1) || (r->host && r->host_len >= sizeof host)) {
 			conn_respond_error(c, 400);
 			return;
 		}
-		memcpy(host, r->host, r->host_len);
-		host[r->host_len] = 0;
-		fwd_host = host;
+		fwd_host = NULL;
+		if (r->host) {
+			memcpy(host, r->host, r->host_len);
+			host[r->host_len] = 0;
+			fwd_host = host;
+		}
 	}
 	struct http_forward fwd = {.client_ip = conn_client_ip(c), .proto = c->tls ? "https" : "http", .host = fwd_host};
 	size_t room = r->head_len + 1024;

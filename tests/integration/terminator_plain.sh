@@ -57,6 +57,10 @@ out=$(printf 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encodi
 check "Content-Length with Transfer-Encoding (smuggling shape) gets 400" grep -q '^HTTP/1.1 400' <<<"$out"
 out=$(printf 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!' | python3 "$RAW" "$HTTP_PORT")
 check "duplicate Content-Length gets 400" grep -q '^HTTP/1.1 400' <<<"$out"
+out=$(printf 'GET /eleven HTTP/1.1\r\n\r\n' | python3 "$RAW" "$HTTP_PORT")
+check "HTTP/1.1 without Host gets 400" grep -q '^HTTP/1.1 400' <<<"$out"
+out=$(printf 'GET /ten HTTP/1.0\r\n\r\n' | python3 "$RAW" "$HTTP_PORT")
+check "HTTP/1.0 without Host is forwarded (and the connection closed after)" grep -q '"path": "/ten"' <<<"$out"
 check "bad requests are counted" test "$(metric tracktls_bad_requests_total)" -ge 4
 check "plain requests still work after bad ones" test "$(curl -s -o /dev/null -w '%{http_code}' "$H/ok")" = 200
 
