@@ -1031,9 +1031,18 @@ static void conn_backend_event(struct conn *c, enum loop_op op, const struct rin
 		if (stale)
 			break;
 		if (ev->res < 0) {
+			if (!c->loop->backend_down && ev->res != -ECANCELED) {
+				char q[128];
+				tt_log(TT_WARN, "backend_unreachable", "thread=%d error=%s", c->loop->id,
+				       tt_log_quote(q, sizeof q, strerror(-ev->res)));
+			}
+			c->loop->backend_down = ev->res != -ECANCELED || c->loop->backend_down;
 			conn_backend_failed(c, ev->res == -ECANCELED ? 504 : 502);
 			break;
 		}
+		if (c->loop->backend_down)
+			tt_log(TT_INFO, "backend_reachable", "thread=%d", c->loop->id);
+		c->loop->backend_down = false;
 		c->bconnected = true;
 		conn_timer(c, c->state == C_TUNNEL ? TIMER_IDLE : TIMER_BACKEND);
 		conn_arm_backend_recv(c);

@@ -433,6 +433,7 @@ struct loop {
 	bool db_armed, db_armed_write, db_removing;
 	int accept_paused; /* listeners whose accept waits for descriptors: 1 https, 2 http */
 	bool accept_starved; /* logged once until an accept succeeds again */
+	bool backend_down;   /* logged once until a backend connect succeeds again */
 	int64_t accept_resume_ms;
 	_Atomic bool stop;
 };

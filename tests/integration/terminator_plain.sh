@@ -71,8 +71,14 @@ check "a kept-alive backend connection closed under a request: the request is se
 kill "$BACKEND_PID"; wait "$BACKEND_PID" 2>/dev/null
 check "backend down gives 502" test "$(curl -s -o /dev/null -w '%{http_code}' "$H/down")" = 502
 check "backend errors are counted" test "$(metric tracktls_backend_errors_total)" -ge 1
+curl -s -o /dev/null "$H/down2"
+check "an unreachable backend is logged once per thread, not per request" \
+	test "$(grep -c 'event=backend_unreachable.*error="Connection refused"' "$T/terminator.log")" -le 2
 start_backend
 check "backend back: requests flow again" test "$(curl -s -o /dev/null -w '%{http_code}' "$H/up")" = 200
+# New connections spread over both threads; whichever logged the outage logs the return.
+for i in $(seq 1 10); do curl -s -o /dev/null "$H/up$i"; done
+check "  ... and that is logged" grep -q "event=backend_reachable" "$T/terminator.log"
 
 stop_terminator; rc=$?
 check "SIGTERM stops the terminator with exit 0" test "$rc" = 0
