@@ -361,16 +361,22 @@ static size_t conn_relay_response(struct conn *c, const uint8_t *p, size_t len)
 				continue;
 			c->resp_head_done = true;
 			c->resp_keep_alive = r.keep_alive;
-			if (r.status == 101 || r.no_body) {
-				c->resp_until_close = r.status == 101;
-				if (r.status != 101) {
-					if (used < len)
-						c->resp_keep_alive = false;
-					conn_response_done(c);
-					break;
-				}
+			if (r.status == 101) {
+				/* Switched protocols (WebSocket): from here the bytes pass both ways unparsed. */
+				c->state = C_TUNNEL;
+				conn_timer(c, TIMER_IDLE);
+				if (used < len && conn_write(c, p + used, len - used) < 0)
+					conn_close(c);
+				used = len;
+				break;
 			}
-			c->resp_until_close = c->resp_until_close || (!r.chunked && r.content_length < 0);
+			if (r.no_body) {
+				if (used < len)
+					c->resp_keep_alive = false;
+				conn_response_done(c);
+				break;
+			}
+			c->resp_until_close = !r.chunked && r.content_length < 0;
 			http_body_init(&c->resp_body, r.content_length, r.chunked, c->resp_until_close);
 			continue;
 		}

@@ -33,6 +33,11 @@ check "  ... with the pipelined body in place" grep -q '"body": "hello"' <<<"$ou
 out=$(curl -s -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}' "$H/k1" "$H/k2" "$H/k3")
 check "keep-alive: three requests, one connection" test "$out" = 100
 
+out=$(printf 'GET /upgrade HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping-after-upgrade' |
+	python3 "$RAW" "$HTTP_PORT" --timeout 2)
+check "101 Switching Protocols turns the connection into a two-way byte pipe" \
+	python3 -c 'import sys; s=sys.argv[1]; assert s.startswith("HTTP/1.1 101") and s.endswith("\r\n\r\nping-after-upgrade"), s' "$out"
+
 # ACME HTTP-01
 psql -qAt -d "$TRACKTLS_DB" -c "insert into domains (name) values ('acme.example');
 	insert into challenges (token, key_authorization, domain_id, expires_at)

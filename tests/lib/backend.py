@@ -6,6 +6,7 @@ terminator forwarded.
   GET /big?n=N        N bytes of 'x' (Content-Length)
   GET /chunked?n=N    N bytes of 'y' in chunks of 1000
   GET /slow?ms=N      answers after N ms
+  GET /upgrade        101 Switching Protocols, then echoes raw bytes until the peer closes
   GET /drop-next      answers, then closes the connection on its next request without answering
                       (a backend closing a kept-alive connection as a request arrives)
 """
@@ -41,6 +42,18 @@ class Handler(BaseHTTPRequestHandler):
         if getattr(self, "drop", False):
             self.close_connection = True
             return
+        if u.path == "/upgrade":
+            self.send_response(101)
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Upgrade", "echo")
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            while True:
+                data = self.connection.recv(4096)
+                if not data:
+                    return
+                self.connection.sendall(data)
         if u.path == "/drop-next":
             self.drop = True
         if u.path == "/slow":
