@@ -537,6 +537,9 @@ static const char *conn_client_ip(struct conn *c)
 		snprintf(c->client_ip, sizeof c->client_ip, "unknown");
 	else if (ss.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->client_ip, sizeof c->client_ip);
+	else if (IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
+		/* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; the backend wants a.b.c.d. */
+		inet_ntop(AF_INET, ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr + 12, c->client_ip, sizeof c->client_ip);
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->client_ip, sizeof c->client_ip);
 	return c->client_ip;
