@@ -40,6 +40,9 @@ struct conn {
 	bool tls;
 	bool crecv_armed, crecv_paused, csend_busy;
 	bool brecv_armed, brecv_paused, bsend_busy, bconnected, bwanted;
+	bool bidle;  /* the backend connection answered in full and may serve another client */
+	bool breused; /* the backend connection served before (it may have been closed meanwhile) */
+	bool bfresh;  /* the next backend connection must be a new one (a retry) */
 	bool peer_eof, close_after_flush, closed, served;
 	bool db_pending;  /* certdb holds a callback for this connection */
 	bool tls_stalled; /* wolfSSL holds plaintext that did not fit in req */
@@ -83,9 +86,26 @@ static void conn_close_backend(struct conn *c)
 	ring_cancel_fd(c->loop->ring, c->bfd);
 	ring_close(c->loop->ring, c->bfd);
 	c->bfd = -1;
-	c->bconnected = c->brecv_armed = c->brecv_paused = false;
+	c->bconnected = c->brecv_armed = c->brecv_paused = c->bidle = false;
 	c->bout.off = c->bout.len = 0;
 	c->resp.off = c->resp.len = 0;
+}
+
+/* A backend connection that finished its last response cleanly goes to the loop's pool for the
+ * next client instead of being closed: a connect saved per client connection. */
+static void conn_release_backend(struct conn *c)
+{
+	if (!c->bidle || c->bfd < 0 || !c->bconnected || c->bsend_busy || buf_size(&c->bout) ||
+	    (c->state != C_HEAD && c->state != C_CHALLENGE)) {
+		conn_close_backend(c);
+		return;
+	}
+	/* The receive armed for this connection ends before the next owner arms its own. */
+	if (c->brecv_armed)
+		ring_cancel(c->loop->ring, loop_token(c, OP_BACKEND_RECV));
+	loop_backend_put(c->loop, c->bfd);
+	c->bfd = -1;
+	c->bconnected = c->brecv_armed = c->brecv_paused = c->bidle = false;
 }
 
 static void conn_forget_db(struct conn *c)
@@ -101,8 +121,8 @@ static void conn_close(struct conn *c)
 		return;
 	c->closed = true;
 	conn_forget_db(c);
+	conn_release_backend(c);
 	c->state = C_CLOSING;
-	conn_close_backend(c);
 	ring_cancel_fd(c->loop->ring, c->fd);
 	conn_timer(c, TIMER_CLOSED);
 }
@@ -113,11 +133,11 @@ static void conn_finish(struct conn *c)
 	if (c->close_after_flush || c->closed)
 		return;
 	c->close_after_flush = true;
-	c->state = C_CLOSING;
 	conn_forget_db(c);
+	conn_release_backend(c);
+	c->state = C_CLOSING;
 	if (c->ssl && wolfSSL_is_init_finished(c->ssl))
 		wolfSSL_shutdown(c->ssl);
-	conn_close_backend(c);
 	conn_flush_client(c);
 }
 
@@ -285,11 +305,12 @@ static void conn_backend_failed(struct conn *c, int status)
  * body that got no byte of answer is sent once more, on a new connection; else the client gets 502. */
 static void conn_backend_lost(struct conn *c)
 {
-	if (c->state == C_PROXY && c->retry_ok && !c->resp_started) {
+	if (c->state == C_PROXY && c->retry_ok && c->breused && !c->resp_started) {
 		c->retry_ok = false;
 		conn_close_backend(c);
 		if (buf_append(&c->bout, buf_head(&c->retry), buf_size(&c->retry)) == 0) {
 			conn_timer(c, TIMER_BACKEND_CONNECT);
+			c->bfresh = true;
 			conn_backend_connect(c);
 			return;
 		}
@@ -306,6 +327,20 @@ static void conn_backend_connect(struct conn *c)
 		return;
 	}
 	c->bwanted = false;
+	int pooled = c->bfresh || cfg->backend_mode != BACKEND_HTTP ? -1 : loop_backend_take(c->loop);
+	c->bfresh = false;
+	if (pooled >= 0) {
+		METRIC_ADD(c->loop->m, backend_reuses, 1);
+		c->bfd = pooled;
+		c->bconnected = true;
+		c->breused = true;
+		conn_timer(c, TIMER_BACKEND);
+		conn_arm_backend_recv(c);
+		conn_flush_backend(c);
+		return;
+	}
+	c->breused = false;
+	METRIC_ADD(c->loop->m, backend_connects, 1);
 	int fd = socket(cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		tt_log(TT_ERROR, "backend_socket_failed", "error=%d", errno);
@@ -330,6 +365,7 @@ static void conn_response_done(struct conn *c)
 	c->retry.off = c->retry.len = 0;
 	if (!c->resp_keep_alive || c->resp_until_close)
 		conn_close_backend(c);
+	c->bidle = c->bfd >= 0;
 	if (!c->req_keep_alive || c->resp_until_close || c->req_body_active || c->peer_eof)
 		conn_finish(c);
 }
@@ -574,9 +610,10 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 		return;
 	}
 	c->retry_ok = false;
+	c->bidle = false;
 	c->retry.off = c->retry.len = 0;
 	c->req_body_active = r->content_length > 0 || r->chunked;
-	if (c->bfd >= 0 && !c->req_body_active && buf_append(&c->retry, c->bout.data + c->bout.len, (size_t)n) == 0)
+	if (!c->req_body_active && buf_append(&c->retry, c->bout.data + c->bout.len, (size_t)n) == 0)
 		c->retry_ok = true;
 	c->bout.len += (size_t)n;
 	buf_consume(&c->req, r->head_len);
@@ -587,6 +624,7 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 		conn_timer(c, TIMER_BACKEND_CONNECT);
 		conn_backend_connect(c);
 	} else {
+		c->breused = true;
 		conn_timer(c, TIMER_BACKEND);
 		conn_arm_backend_recv(c);
 	}

@@ -105,6 +105,36 @@ void loop_timer_set(struct loop *l, struct timer *t, int kind)
 	head->prev = t;
 }
 
+void loop_backend_put(struct loop *l, int fd)
+{
+	if (l->npool == LOOP_POOL_MAX) {
+		/* Full: the oldest goes. */
+		ring_close(l->ring, l->pool_fds[0]);
+		memmove(l->pool_fds, l->pool_fds + 1, (LOOP_POOL_MAX - 1) * sizeof l->pool_fds[0]);
+		memmove(l->pool_since_ms, l->pool_since_ms + 1, (LOOP_POOL_MAX - 1) * sizeof l->pool_since_ms[0]);
+		l->npool--;
+	}
+	l->pool_fds[l->npool] = fd;
+	l->pool_since_ms[l->npool] = l->now_ms;
+	l->npool++;
+}
+
+int loop_backend_take(struct loop *l)
+{
+	if (l->npool == 0)
+		return -1;
+	int top = l->npool - 1;
+	if (l->now_ms - l->pool_since_ms[top] > LOOP_POOL_IDLE_MS) {
+		/* The newest is too old, so are all the others. */
+		for (int i = 0; i < l->npool; i++)
+			ring_close(l->ring, l->pool_fds[i]);
+		l->npool = 0;
+		return -1;
+	}
+	l->npool--;
+	return l->pool_fds[top];
+}
+
 /* One poll at a time on the database socket. libpq may reconnect on a new socket with the same
  * number, so after certdb ran on a timer the poll is replaced rather than trusted. */
 void loop_db_watch(struct loop *l, bool force)
@@ -266,6 +296,8 @@ void loop_free(struct loop *l)
 			conn_destroy(conn_of_timer(l->lists[k].next));
 	}
 	certdb_free(l->db);
+	for (int i = 0; i < l->npool; i++)
+		close(l->pool_fds[i]);
 	if (l->https_fd >= 0)
 		close(l->https_fd);
 	if (l->http_fd >= 0)

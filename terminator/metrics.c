@@ -92,6 +92,9 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		SUM(backend_errors));
 	counter(op, "tracktls_backend_timeouts_total", "Backend connects or responses that took too long.",
 		SUM(backend_timeouts));
+	counter(op, "tracktls_backend_connects_total", "New backend connections.", SUM(backend_connects));
+	counter(op, "tracktls_backend_reuses_total", "Idle backend connections taken up by another client.",
+		SUM(backend_reuses));
 	static const char *const phases[TIMER_LINGER] = {"handshake", "header", "idle", "backend_connect", "backend"};
 	put(op, "# HELP tracktls_timeouts_total Connections whose timer ran out, by phase.\n"
 		"# TYPE tracktls_timeouts_total counter\n");

@@ -347,7 +347,7 @@ struct metrics {
 	_Atomic uint64_t accepted, closed;
 	_Atomic uint64_t bytes_in, bytes_out;
 	_Atomic uint64_t requests, bad_requests, challenges;
-	_Atomic uint64_t backend_errors, backend_timeouts;
+	_Atomic uint64_t backend_errors, backend_timeouts, backend_connects, backend_reuses;
 	_Atomic uint64_t timeouts[TIMER_KINDS];
 	_Atomic uint64_t db_queries, db_query_errors, db_query_timeouts, db_notifications, db_reconnects,
 		db_query_us_total, db_bad_certs;
@@ -419,6 +419,8 @@ struct timer {
 	int64_t deadline_ms;
 	int kind; /* -1 when in no list */
 };
+#define LOOP_POOL_MAX 64
+#define LOOP_POOL_IDLE_MS 2000
 struct conn;
 struct loop {
 	int id;
@@ -434,6 +436,9 @@ struct loop {
 	int accept_paused; /* listeners whose accept waits for descriptors: 1 https, 2 http */
 	bool accept_starved; /* logged once until an accept succeeds again */
 	bool backend_down;   /* logged once until a backend connect succeeds again */
+	int pool_fds[LOOP_POOL_MAX]; /* idle backend connections, newest last */
+	int64_t pool_since_ms[LOOP_POOL_MAX];
+	int npool;
 	int64_t accept_resume_ms;
 	_Atomic bool stop;
 };
@@ -444,6 +449,10 @@ void loop_stop(struct loop *l);
 void loop_free(struct loop *l);
 void loop_timer_set(struct loop *l, struct timer *t, int kind);
 void loop_timer_clear(struct timer *t);
+/* Idle backend connections kept for the next client; one older than LOOP_POOL_IDLE_MS is closed
+ * rather than trusted. take returns -1 when there is none. */
+void loop_backend_put(struct loop *l, int fd);
+int loop_backend_take(struct loop *l);
 /* The certdb socket's interest may have changed: re-arm its poll. */
 void loop_db_watch(struct loop *l, bool force);
 

@@ -30,6 +30,11 @@ out=$(printf 'GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: b\r\n
 check "pipelined requests are answered in order on one connection" \
 	test "$(grep -o '"path": "[^"]*"' <<<"$out" | tr '\n' ' ')" = '"path": "/p1" "path": "/p2" "path": "/p3" "path": "/p4" '
 check "  ... with the pipelined body in place" grep -q '"body": "hello"' <<<"$out"
+c0=$(metric tracktls_backend_connects_total)
+for i in $(seq 1 12); do curl -s -o /dev/null "$H/pool$i"; done
+check "twelve clients one after the other share pooled backend connections (at most one new per thread)" \
+	test $(($(metric tracktls_backend_connects_total) - c0)) -le 2
+check "  ... counted as reuses" test "$(metric tracktls_backend_reuses_total)" -ge 10
 out=$(curl -s -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}' "$H/k1" "$H/k2" "$H/k3")
 check "keep-alive: three requests, one connection" test "$out" = 100
 
