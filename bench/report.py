@@ -85,7 +85,7 @@ def main():
             e["errors"] += r["errors_total"]
             e["mismatches"] += r.get("mismatches", 0)
             e["requests"] += r["requests"]
-    issuer = [r for r in runs if r["server"] == "issuer"]
+    issuer = [r for r in runs if r["scenario"] in ("import", "issuer_rate", "acme_peer")]
 
     out = dict(meta, figures=figures, errors=errors, issuer=issuer, runs=runs)
     json.dump(out, open(stem + ".json", "w"), indent=1)
@@ -129,8 +129,13 @@ def main():
         if r["scenario"] == "import":
             lines.append(f"- issuer `cert import`, one process per certificate: {r['names'] if 'names' in r else r['size']:,} "
                          f"certificates in {r['import_s']:.1f} s ({r['certs_per_s']:.0f}/s).")
+        elif r["scenario"] == "issuer_rate":
+            lines.append(f"- issuer against Pebble (NOSLEEP): {r.get('certs_per_min', 0):,.0f} certificates/min "
+                         f"({r.get('issued')} of {r.get('names')} in {r.get('seconds')} s, concurrency {r.get('concurrency')}, "
+                         f"exit {r.get('exit')}).")
         else:
-            lines.append(f"- issuer rate: `{json.dumps({k: x for k, x in r.items() if k not in ('server', 'rep')})}`")
+            lines.append(f"- {r['client']} {r['version']} against Pebble (NOSLEEP): {r['certs_per_min']:,.0f} certificates/min "
+                         f"({r['certs']} in {r['seconds']} s, {r['parallel']} process(es) in parallel).")
     for s, why in sorted(meta.get("problems", {}).items()):
         lines.append(f"- {s}: {why}.")
     open(stem + ".md", "w").write("\n".join(lines) + "\n")
