@@ -796,6 +796,13 @@ static void conn_progress(struct conn *c)
 			conn_request_body(c);
 		else
 			conn_tunnel_pass(c);
+		if (c->closed)
+			return;
+		if (c->state == C_PROXY && c->peer_eof && c->req_body_active && buf_size(&c->req) == 0) {
+			/* The client went before its body was whole: that request can never complete. */
+			conn_close(c);
+			return;
+		}
 		conn_flush_backend(c);
 	}
 	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits. */
@@ -1008,7 +1015,11 @@ static void conn_client_eof(struct conn *c)
 		conn_progress(c);
 		return;
 	}
-	if (c->state == C_PROXY || c->state == C_CHALLENGE || c->close_after_flush)
+	if (c->state == C_PROXY) {
+		conn_progress(c);
+		return;
+	}
+	if (c->state == C_CHALLENGE || c->close_after_flush)
 		return;
 	if (c->state == C_HEAD && buf_size(&c->req))
 		conn_progress(c);
