@@ -295,8 +295,10 @@ int acme_post_with(struct acme_client *c, const char *url, const char *payload, 
 	if (out)
 		*out = NULL;
 	for (;;) {
-		if (!c->nonce[0] && fresh_nonce(c, err) < 0)
+		if (!c->nonce[0] && fresh_nonce(c, err) < 0) {
+			problem_set(prob, c->status, "transport", err->msg, NULL);
 			break;
+		}
 		json_t *prot = extra_protected ? json_deep_copy(extra_protected) : json_object();
 		json_object_set_new(prot, "nonce", json_string(c->nonce));
 		json_object_set_new(prot, "url", json_string(url));

@@ -24,17 +24,22 @@ struct run {
 	uint16_t via_port;
 	long max_orders, budget, max_failures;
 	int64_t deadline_ms; /* monotonic; 0 = none */
+	char started_at[64]; /* the database's now() when the run began */
 
 	pthread_mutex_t mu;
 	long orders;		/* orders started by this run */
 	int64_t pause_until_ms; /* monotonic: a 429/503 Retry-After pauses new work */
 	bool stop;		/* budget spent or a worker cannot run */
 	bool fatal;
-	char fatal_msg[512];
+	char fatal_msg[600];
 	long issued, renewed, failed, deferred;
+	int ca_failures_in_row;
 	char *failed_names;
 	size_t failed_len;
 };
+
+/* Consecutive orders lost to transport errors or timeouts before the run gives up on the CA. */
+#define CA_FAILURES_TO_STOP 3
 
 struct worker {
 	struct run *run;
@@ -124,12 +129,14 @@ static int claim(struct worker *w, struct tt_err *err)
 {
 	if (store_begin(w->lock, err) < 0)
 		return -1;
+	/* Due as of the run's start: a domain this run rescheduled (backoff) is not taken twice. */
+	const char *p[] = {w->run->started_at};
 	PGresult *res;
 	if (tt_db_exec(w->lock, &res, err,
 		       "SELECT id, name, COALESCE(current_cert_id, 0), COALESCE(profile, '') FROM domains"
-		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now()"
+		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= $1::timestamptz"
 		       " ORDER BY next_attempt_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
-		       0, NULL) < 0) {
+		       1, p) < 0) {
 		store_rollback(w->lock);
 		return -1;
 	}
@@ -387,6 +394,20 @@ static const char *pick_profile(struct worker *w)
 	return p;
 }
 
+/* An order given up without judging the domain (rate limit, CA trouble): attempt and challenges go. */
+static void abandon_attempt(struct worker *w)
+{
+	char aid[24], did[24];
+	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	const char *a[] = {aid}, *d[] = {did};
+	struct tt_err err;
+	if (tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1",
+		      1, a) < 0 ||
+	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
+}
+
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
 static int claim_again(struct worker *w, struct tt_err *err)
 {
@@ -450,7 +471,22 @@ static int process(struct worker *w)
 			rc = store_issued(w, chain, key, key_len, kind, &err);
 	}
 	int ret = 0;
-	if (rc == ACME_RATE_LIMITED) {
+	bool ca_trouble = rc < 0 && rc != ACME_RATE_LIMITED &&
+			  (strcmp(prob.type, "transport") == 0 || strcmp(prob.type, "timeout") == 0);
+	if (ca_trouble) {
+		/* Not the domain's fault: no failure on its record; several in a row end the run. */
+		tt_log(TT_WARN, "ca_unavailable", "name=%s error=\"%s\"", w->name, err.msg);
+		store_rollback(w->lock);
+		abandon_attempt(w);
+		pthread_mutex_lock(&r->mu);
+		r->deferred++;
+		if (++r->ca_failures_in_row >= CA_FAILURES_TO_STOP) {
+			if (!r->fatal)
+				snprintf(r->fatal_msg, sizeof(r->fatal_msg), "the CA is not answering: %s", err.msg);
+			r->fatal = r->stop = true;
+		}
+		pthread_mutex_unlock(&r->mu);
+	} else if (rc == ACME_RATE_LIMITED) {
 		int64_t ra = acme_retry_after(w->acme);
 		int64_t pause = (ra > 0 ? ra : 60) * 1000;
 		tt_log(TT_WARN, "rate_limited", "name=%s retry_after_s=%" PRId64 " type=%s", w->name, pause / 1000,
@@ -460,13 +496,7 @@ static int process(struct worker *w)
 			r->pause_until_ms = now_ms() + pause;
 		pthread_mutex_unlock(&r->mu);
 		store_rollback(w->lock);
-		char aid[24];
-		snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-		const char *a[] = {aid};
-		tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1",
-			  1, a);
-		tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = (SELECT domain_id FROM issuance_attempts WHERE id = $1)",
-			  1, a);
+		abandon_attempt(w);
 		count_result(r, &r->deferred, NULL);
 	} else if (rc == 0) {
 		if (store_commit(w->lock, &err) < 0) {
@@ -474,6 +504,9 @@ static int process(struct worker *w)
 			ret = -1;
 		} else {
 			count_result(r, w->current_cert_id ? &r->renewed : &r->issued, NULL);
+			pthread_mutex_lock(&r->mu);
+			r->ca_failures_in_row = 0;
+			pthread_mutex_unlock(&r->mu);
 		}
 	} else {
 		char msg[sizeof(err.msg)];
@@ -629,6 +662,13 @@ int run_main(struct issuer_ctx *ctx)
 		tt_log(TT_ERROR, "run_failed", "reason=ca");
 		goto out;
 	}
+	PGresult *res;
+	if (tt_db_exec(db, &res, &err, "SELECT now()::text", 0, NULL) < 0) {
+		fprintf(stderr, "issuer run: %s\n", err.msg);
+		goto out;
+	}
+	snprintf(r.started_at, sizeof(r.started_at), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
 	r.kr = kr;
 	r.session = &session;
 	pthread_mutex_init(&r.mu, NULL);
