@@ -59,7 +59,8 @@ struct worker {
 	struct metrics *m;
 	sem_t *ready;
 	struct loop *loop;
-	int status;
+	int status; /* of loop_new, read by main once the thread has posted ready */
+	_Atomic bool failed;
 	struct tt_err err;
 };
 
@@ -233,12 +234,13 @@ static void *worker_main(void *arg)
 	w->status = loop_new(w->id, w->cfg, w->m, &w->loop, &w->err);
 	int status = w->status;
 	sem_post(w->ready);
-	if (status == 0) {
-		w->status = loop_run(w->loop, &w->err);
-		if (w->status < 0)
-			tt_log(TT_ERROR, "thread_failed", "thread=%d error=%s", w->id, w->err.msg);
+	if (status == 0 && loop_run(w->loop, &w->err) < 0) {
+		char q[600];
+		tt_log(TT_ERROR, "thread_failed", "thread=%d error=%s", w->id, tt_log_quote(q, sizeof q, w->err.msg));
+		/* A core that stopped serving stops the process, so a supervisor restarts it whole. */
+		atomic_store(&w->failed, true);
+		kill(getpid(), SIGTERM);
 	}
-	loop_free(w->loop);
 	return NULL;
 }
 
@@ -307,8 +309,14 @@ static int run(struct term_config *tc, int nthreads, const char *metrics_addr, c
 	for (int i = 0; i < started; i++)
 		if (workers[i].status == 0)
 			loop_stop(workers[i].loop);
-	for (int i = 0; i < started; i++)
+	for (int i = 0; i < started; i++) {
 		pthread_join(workers[i].thread, NULL);
+		if (atomic_load(&workers[i].failed)) {
+			tt_fail(err, "thread %d failed: %s", i, workers[i].err.msg);
+			rc = -1;
+		}
+		loop_free(workers[i].loop);
+	}
 	metrics_server_stop(msrv);
 	sem_destroy(&ready);
 out:
