@@ -31,6 +31,15 @@ check "a key file readable by others is refused (exit $rc)" test "$rc" != 0
 check "  ... saying why" grep -q "readable or writable by group or others" <<<"$out"
 chmod 600 "$T/keys"
 
+BUSY=$(free_port)
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(30)' "$BUSY" &
+BUSY_PID=$!
+wait_until 5 port_open 127.0.0.1 "$BUSY"
+out=$(timeout 10 "$TB" --https "127.0.0.1:$(free_port)" --http "127.0.0.1:$BUSY" --backend "127.0.0.1:$BACKEND_PORT" 2>&1); rc=$?
+kill "$BUSY_PID"
+check "a port held by another program: exit non-zero ($rc), no hang" test "$rc" != 0 -a "$rc" != 124
+check "  ... saying why" grep -q "Address already in use" <<<"$out"
+
 psql -qAt -d "$TRACKTLS_DB" -c "insert into domains (name) select 'd' || g || '.bulk.test' from generate_series(1, 200000) g" >/dev/null
 make_cert www.bulk.test
 HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
