@@ -99,6 +99,8 @@ def main():
         f"Servers on cores {meta['setup']['server_cores']}, load generator and backend on cores "
         f"{meta['setup']['load_cores']}; {meta['setup']['duration_s']} s per run, "
         f"median of {meta['setup']['reps']} interleaved repetition(s).",
+        f"Machine load average (1/5/15 min) at the start {m.get('load_average_at_start', '?')}, at the end "
+        f"{m.get('load_average_at_end', '?')}: other work shares this machine, so rates move from run to run.",
         f"Versions: HAProxy {v['haproxy']}, hitch {v['hitch']} ({v['openssl']}); terminator {v['terminator'].strip()}; "
         f"load generator on {v['load_generator_tls']}.",
         f"Setup: {meta['setup']['servers']}.",
