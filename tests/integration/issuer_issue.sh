@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# First issuance against Pebble: stored chain verifies against Pebble's root, the sealed key opens
-# and matches the leaf; the account is created once; metrics file; renewal replaces the certificate.
+# First issuance against Pebble (HTTP-01 answered by the terminator): stored chain verifies against
+# Pebble's root, the sealed key opens and matches the leaf, the terminator serves it; the account
+# is created once; metrics file; renewal replaces the certificate.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/issuer_env.sh"
 PEBBLE_VALIDITY=20 issuer_env_start
@@ -24,6 +25,8 @@ for n in one.test two.test three.test; do
 	check "$n: serial stored" test "$(q "select c.serial from domains d join certificates c on c.id=d.current_cert_id where d.name='$n'")" = \
 		"$(openssl x509 -in "$T/$n.leaf.pem" -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')"
 done
+served=$(openssl s_client -connect "127.0.0.1:$HTTPS" -servername one.test </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null)
+check "the terminator serves the issued certificate" test -n "$served" -a "$served" = "$(openssl x509 -in "$T/one.test.leaf.pem" -noout -fingerprint -sha256)"
 check "key type is P-256" bash -c "open_key() { python3 '$TT_ROOT/tests/lib/open_sealed.py' '$TRACKTLS_MASTER_KEY_FILE' \$1; }; open_key one.test | openssl pkey -noout -text | grep -q 'prime256v1\|P-256'"
 check "no clear private key in the database" bash -c "! pg_dump -d '$TRACKTLS_DB' | grep -q 'PRIVATE KEY'"
 check "metrics file written" grep -q "^tracktls_issuer_issued 3$" "$T/issuer.prom"

@@ -1,8 +1,8 @@
 # Issuer scenarios: Pebble + challenge responder + migrated database. Source after common.sh:
-#   issuer_env_start [PEBBLE_ENV...]  -> I (issuer binary), HTTP (challenge port), PEBBLE_* exports,
-#                                        TRACKTLS_ACME_DIRECTORY / TRACKTLS_ACME_CA_FILE for the issuer
-# The challenge responder is tests/lib/challenge_server.py, a stand-in for the terminator's
-# port-80 path until bin/terminator serves challenges.
+#   issuer_env_start  -> I (issuer binary), HTTP (port-80 path), HTTPS (terminator TLS), PEBBLE_*
+#                        exports, TRACKTLS_ACME_DIRECTORY / TRACKTLS_ACME_CA_FILE for the issuer
+# HTTP-01 is answered by the real terminator from the challenges table; ISSUER_RESPONDER=python
+# uses tests/lib/challenge_server.py instead (the stand-in from before the terminator existed).
 I=$TT_BIN/issuer
 
 issuer_env_start() {
@@ -12,8 +12,14 @@ issuer_env_start() {
 	export PEBBLE_PORT=$(free_port) PEBBLE_MGMT_PORT=$(free_port) PEBBLE_DNS_PORT=$(free_port) PEBBLE_CHALL_MGMT_PORT=$(free_port)
 	TT_CLEANUPS+=("pebble_stop '$T/pebble'")
 	pebble_start "$T/pebble" "$HTTP" || { fail "pebble_start"; cat "$T/pebble/pebble.log" 2>/dev/null | tail -5; exit 1; }
-	bg python3 "$TT_ROOT/tests/lib/challenge_server.py" "$HTTP"
-	wait_until 10 port_open 127.0.0.1 "$HTTP" || { fail "challenge server did not start"; exit 1; }
+	HTTPS=$(free_port)
+	if [ "${ISSUER_RESPONDER:-terminator}" = terminator ]; then
+		bg "$TT_BIN/terminator" --http "127.0.0.1:$HTTP" --https "127.0.0.1:$HTTPS" --backend "127.0.0.1:$(free_port)" \
+			--threads 1 --negative-ttl 100ms 2>"$T/terminator.log"
+	else
+		bg python3 "$TT_ROOT/tests/lib/challenge_server.py" "$HTTP"
+	fi
+	wait_until 10 port_open 127.0.0.1 "$HTTP" || { fail "challenge responder did not start"; tail -5 "$T/terminator.log"; exit 1; }
 	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
 }
 
