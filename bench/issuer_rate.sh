@@ -2,8 +2,8 @@
 # Certificates per minute from ONE issuer process against Pebble (PEBBLE_VA_NOSLEEP=1), with its
 # own PostgreSQL and the HTTP-01 responder. Prints one JSON line last.
 #   bench/issuer_rate.sh [--names N] [--concurrency C] [--keep]
-# Uses bin/issuer (release build). The responder is tests/lib/challenge_server.py, the stand-in for
-# the terminator's port-80 challenge path.
+# Uses bin/issuer (release build). HTTP-01 is answered by bin/terminator's port-80 path when built
+# (else, or with ISSUER_RESPONDER=python, by the stand-in tests/lib/challenge_server.py).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 names=1000 conc=8 keep=
@@ -38,7 +38,14 @@ export TRACKTLS_DB=$(pg_newdb issuer_rate) TRACKTLS_MASTER_KEY_FILE=$T/keys
 HTTP=$(free_port)
 export PEBBLE_PORT=$(free_port) PEBBLE_MGMT_PORT=$(free_port) PEBBLE_DNS_PORT=$(free_port) PEBBLE_CHALL_MGMT_PORT=$(free_port)
 pebble_start "$T/pebble" "$HTTP" || exit 1
-python3 "$root/tests/lib/challenge_server.py" "$HTTP" & CS_PID=$!
+if [ -x "$root/bin/terminator" ] && [ "${ISSUER_RESPONDER:-terminator}" = terminator ]; then
+	responder=terminator
+	"$root/bin/terminator" --http "127.0.0.1:$HTTP" --https "127.0.0.1:$(free_port)" --backend "127.0.0.1:$(free_port)" \
+		--threads 1 2>"$T/terminator.log" & CS_PID=$!
+else
+	responder=challenge_server.py
+	python3 "$root/tests/lib/challenge_server.py" "$HTTP" & CS_PID=$!
+fi
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$HTTP) 2>/dev/null && break; sleep 0.05; done
 export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
 
@@ -59,7 +66,7 @@ secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
 rate=$(awk -v n="$issued" -v s="$secs" 'BEGIN{printf "%.0f", n*60/s}')
 echo "issuer_rate: $issued of $names certificates in $secs s = $rate/min (exit $rc, concurrency $conc)" >&2
 tail -n1 "$T/run.log" >&2
-printf '{"names":%d,"issued":%d,"seconds":%s,"certs_per_min":%s,"concurrency":%d,"exit":%d,"issuer_cpu_s":%.2f,"pebble_cpu_s":%.2f,"responder_cpu_s":%.2f,"pebble":"%s"}\n' \
+printf '{"names":%d,"issued":%d,"seconds":%s,"certs_per_min":%s,"concurrency":%d,"exit":%d,"issuer_cpu_s":%.2f,"pebble_cpu_s":%.2f,"responder_cpu_s":%.2f,"responder":"%s","pebble":"%s"}\n' \
 	"$names" "$issued" "$secs" "$rate" "$conc" "$rc" "$(awk -v u="$iu" -v s="$is" 'BEGIN{print u+s}')" \
-	"$(awk -v a="$peb0" -v b="$(cpu_s "$peb_pid")" 'BEGIN{print b-a}')" "$(awk -v a="$cs0" -v b="$(cpu_s "$CS_PID")" 'BEGIN{print b-a}')" \
+	"$(awk -v a="$peb0" -v b="$(cpu_s "$peb_pid")" 'BEGIN{print b-a}')" "$(awk -v a="$cs0" -v b="$(cpu_s "$CS_PID")" 'BEGIN{print b-a}')" "$responder" \
 	"$(dpkg-query -W -f '${Version}' pebble 2>/dev/null)"
