@@ -22,10 +22,10 @@
 #define TOKEN_MAX 128
 
 enum conn_state {
-	C_HELLO,     /* buffering the ClientHello record */
-	C_CERT,      /* waiting for the certificate from the database */
+	C_HELLO, /* buffering the ClientHello record */
+	C_CERT,	 /* waiting for the certificate from the database */
 	C_HANDSHAKE,
-	C_HEAD,      /* waiting for (the rest of) a request head */
+	C_HEAD,	     /* waiting for (the rest of) a request head */
 	C_CHALLENGE, /* waiting for an HTTP-01 key authorization from the database */
 	C_PROXY,     /* a request is with the backend */
 	C_TUNNEL,    /* --backend-mode proxy-v2: bytes pass both ways unparsed */
@@ -40,12 +40,12 @@ struct conn {
 	bool tls;
 	bool crecv_armed, crecv_paused, csend_busy;
 	bool brecv_armed, brecv_paused, bsend_busy, bconnected, bwanted;
-	bool bidle;  /* the backend connection answered in full and may serve another client */
+	bool bidle;   /* the backend connection answered in full and may serve another client */
 	bool breused; /* the backend connection served before (it may have been closed meanwhile) */
 	bool bfresh;  /* the next backend connection must be a new one (a retry) */
 	bool peer_eof, close_after_flush, closed, served;
-	bool db_pending;  /* certdb holds a callback for this connection */
-	bool tls_stalled; /* wolfSSL holds plaintext that did not fit in req */
+	bool db_pending;	 /* certdb holds a callback for this connection */
+	bool tls_stalled;	 /* wolfSSL holds plaintext that did not fit in req */
 	unsigned inflight, bops; /* requests on the ring: all, and those on the backend socket */
 
 	WOLFSSL *ssl;
@@ -53,12 +53,12 @@ struct conn {
 	struct tls_io io;
 	char sni[TT_NAME_MAX];
 
-	struct buf in;                /* client bytes not yet consumed (ClientHello, ciphertext) */
-	struct buf req;               /* client plaintext not yet forwarded */
+	struct buf in;		      /* client bytes not yet consumed (ClientHello, ciphertext) */
+	struct buf req;		      /* client plaintext not yet forwarded */
 	struct buf cout, cout_flight; /* to the client: queued, and being sent */
 	struct buf bout, bout_flight; /* to the backend */
-	struct buf resp;              /* backend bytes not yet relayed */
-	struct buf retry;             /* the request head, while it may be sent once more */
+	struct buf resp;	      /* backend bytes not yet relayed */
+	struct buf retry;	      /* the request head, while it may be sent once more */
 	bool retry_ok;
 
 	struct http_body req_body;
@@ -75,9 +75,15 @@ static void conn_pump_response(struct conn *c);
 static void conn_tunnel_pass(struct conn *c);
 static void conn_tunnel_start(struct conn *c);
 
-struct conn *conn_of_timer(struct timer *t) { return (struct conn *)((char *)t - offsetof(struct conn, timer)); }
+struct conn *conn_of_timer(struct timer *t)
+{
+	return (struct conn *)((char *)t - offsetof(struct conn, timer));
+}
 
-static void conn_timer(struct conn *c, int kind) { loop_timer_set(c->loop, &c->timer, kind); }
+static void conn_timer(struct conn *c, int kind)
+{
+	loop_timer_set(c->loop, &c->timer, kind);
+}
 
 static void conn_close_backend(struct conn *c)
 {
@@ -239,8 +245,14 @@ static void conn_arm_backend_recv(struct conn *c)
 }
 
 /* Flow control: a side whose output to the other is too far behind stops being read. */
-static size_t conn_pending_to_backend(const struct conn *c) { return buf_size(&c->bout) + buf_size(&c->req); }
-static size_t conn_pending_to_client(const struct conn *c) { return buf_size(&c->cout) + buf_size(&c->resp); }
+static size_t conn_pending_to_backend(const struct conn *c)
+{
+	return buf_size(&c->bout) + buf_size(&c->req);
+}
+static size_t conn_pending_to_client(const struct conn *c)
+{
+	return buf_size(&c->cout) + buf_size(&c->resp);
+}
 
 static void conn_pause_client(struct conn *c)
 {
@@ -379,8 +391,8 @@ static size_t conn_relay_response(struct conn *c, const uint8_t *p, size_t len)
 			break;
 		if (!c->resp_head_done) {
 			struct http_response r;
-			enum http_parse rc = http_parse_response((const char *)p + used, len - used, HEAD_MAX,
-								 c->req_head_method, &r);
+			enum http_parse rc =
+			    http_parse_response((const char *)p + used, len - used, HEAD_MAX, c->req_head_method, &r);
 			if (rc == HTTP_INCOMPLETE)
 				break;
 			if (rc != HTTP_OK) {
@@ -575,7 +587,8 @@ static const char *conn_client_ip(struct conn *c)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->client_ip, sizeof c->client_ip);
 	else if (IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
 		/* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; the backend wants a.b.c.d. */
-		inet_ntop(AF_INET, ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr + 12, c->client_ip, sizeof c->client_ip);
+		inet_ntop(AF_INET, ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr + 12, c->client_ip,
+			  sizeof c->client_ip);
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->client_ip, sizeof c->client_ip);
 	return c->client_ip;
@@ -598,7 +611,8 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 			fwd_host = host;
 		}
 	}
-	struct http_forward fwd = {.client_ip = conn_client_ip(c), .proto = c->tls ? "https" : "http", .host = fwd_host};
+	struct http_forward fwd = {
+	    .client_ip = conn_client_ip(c), .proto = c->tls ? "https" : "http", .host = fwd_host};
 	size_t room = r->head_len + 1024;
 	if (buf_reserve(&c->bout, room) < 0) {
 		conn_close(c);
@@ -716,7 +730,8 @@ static void conn_tunnel_start(struct conn *c)
 {
 	struct sockaddr_storage src, dst;
 	socklen_t sl = sizeof src, dl = sizeof dst;
-	if (getpeername(c->fd, (struct sockaddr *)&src, &sl) < 0 || getsockname(c->fd, (struct sockaddr *)&dst, &dl) < 0) {
+	if (getpeername(c->fd, (struct sockaddr *)&src, &sl) < 0 ||
+	    getsockname(c->fd, (struct sockaddr *)&dst, &dl) < 0) {
 		conn_close(c);
 		return;
 	}
@@ -729,7 +744,9 @@ static void conn_tunnel_start(struct conn *c)
 			memcpy(alpn, proto, plen);
 			alpn[plen] = 0;
 		}
-		tls = (struct proxy_v2_tls){.sni = c->sni, .alpn = alpn, .version = wolfSSL_get_version(c->ssl),
+		tls = (struct proxy_v2_tls){.sni = c->sni,
+					    .alpn = alpn,
+					    .version = wolfSSL_get_version(c->ssl),
 					    .cipher = wolfSSL_get_cipher_name(c->ssl)};
 		tlsp = &tls;
 	}

@@ -63,15 +63,15 @@ int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct lo
 		l->lists[k].kind = -1;
 	}
 	struct certdb_config dbc = {
-		.conninfo = cfg->db_conninfo,
-		.keyring = cfg->keyring,
-		.cache = cfg->cache,
-		.query_timeout_ms = cfg->db_timeout_ms,
-		.connect_timeout_ms = cfg->timeout_ms[TIMER_BACKEND_CONNECT],
-		/* One thread listens for the shared cache. */
-		.listen = id == 0,
-		.tickets = cfg->tickets,
-		.max_misses_per_sec = cfg->max_misses_per_sec,
+	    .conninfo = cfg->db_conninfo,
+	    .keyring = cfg->keyring,
+	    .cache = cfg->cache,
+	    .query_timeout_ms = cfg->db_timeout_ms,
+	    .connect_timeout_ms = cfg->timeout_ms[TIMER_BACKEND_CONNECT],
+	    /* One thread listens for the shared cache. */
+	    .listen = id == 0,
+	    .tickets = cfg->tickets,
+	    .max_misses_per_sec = cfg->max_misses_per_sec,
 	};
 	if (ring_new(LOOP_RING_ENTRIES, LOOP_RECV_BUFS, LOOP_RECV_BUF_SIZE, &l->ring, err) < 0 ||
 	    listen_on(&cfg->https_addr, cfg->https_len, &l->https_fd, err) < 0 ||
@@ -283,7 +283,10 @@ int loop_run(struct loop *l, struct tt_err *err)
 	return 0;
 }
 
-void loop_stop(struct loop *l) { atomic_store(&l->stop, true); }
+void loop_stop(struct loop *l)
+{
+	atomic_store(&l->stop, true);
+}
 
 void loop_free(struct loop *l)
 {

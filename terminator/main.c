@@ -21,34 +21,35 @@ struct opt {
 };
 
 static const struct opt opts[] = {
-	{"config", "TRACKTLS_CONFIG", "FILE", NULL, "`key = value` file with any of these flags (flags and env win)"},
-	{"db", "TRACKTLS_DB", "CONNINFO", NULL, "PostgreSQL connection string (libpq; empty: PG* defaults)"},
-	{"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "FILE", NULL, "master key ring, mode 0600 (required)"},
-	{"https", "TRACKTLS_HTTPS", "ADDR:PORT", ":443", "TLS listener"},
-	{"http", "TRACKTLS_HTTP", "ADDR:PORT", ":80", "plain HTTP listener (ACME HTTP-01, plain requests)"},
-	{"backend", "TRACKTLS_BACKEND", "HOST:PORT", "127.0.0.1:8080", "where requests go (HTTP/1.1)"},
-	{"backend-mode", "TRACKTLS_BACKEND_MODE", "MODE", "http", "http (parse, forward with X-Forwarded-*) or proxy-v2 (PROXY v2 header, then raw bytes)"},
-	{"cache-size", "TRACKTLS_CACHE_SIZE", "N", "100000", "certificates kept in memory"},
-	{"cache-bytes", "TRACKTLS_CACHE_BYTES", "BYTES", "1073741824", "memory for cached certificates and keys"},
-	{"negative-ttl", "TRACKTLS_NEGATIVE_TTL", "DURATION", "10s", "how long an unknown name stays unknown"},
-	{"metrics", "TRACKTLS_METRICS", "ADDR:PORT", NULL, "Prometheus /metrics and /healthz (off if unset)"},
-	{"threads", "TRACKTLS_THREADS", "N", NULL, "event loop threads (default: online CPUs)"},
-	{"log-level", "TRACKTLS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error"},
-	{"handshake-timeout", "TRACKTLS_HANDSHAKE_TIMEOUT", "DURATION", "10s", "from accept to a finished handshake"},
-	{"header-timeout", "TRACKTLS_HEADER_TIMEOUT", "DURATION", "10s", "to read a whole request head"},
-	{"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", "DURATION", "60s", "keep-alive between requests"},
-	{"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", "DURATION", "5s",
-	 "to connect to the backend (and to PostgreSQL)"},
-	{"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
-	{"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
-	{"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "1000",
-	 "certificate queries per second and thread; misses beyond fail at once"},
-	{"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
-	 "size the filter of servable names for N names (0: no filter, every miss queries)"},
-	{"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
-	 "reload session ticket keys this often (and on NOTIFY)"},
-	{"version", NULL, NULL, NULL, "print versions and exit"},
-	{"help", NULL, NULL, NULL, "print this help and exit"},
+    {"config", "TRACKTLS_CONFIG", "FILE", NULL, "`key = value` file with any of these flags (flags and env win)"},
+    {"db", "TRACKTLS_DB", "CONNINFO", NULL, "PostgreSQL connection string (libpq; empty: PG* defaults)"},
+    {"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "FILE", NULL, "master key ring, mode 0600 (required)"},
+    {"https", "TRACKTLS_HTTPS", "ADDR:PORT", ":443", "TLS listener"},
+    {"http", "TRACKTLS_HTTP", "ADDR:PORT", ":80", "plain HTTP listener (ACME HTTP-01, plain requests)"},
+    {"backend", "TRACKTLS_BACKEND", "HOST:PORT", "127.0.0.1:8080", "where requests go (HTTP/1.1)"},
+    {"backend-mode", "TRACKTLS_BACKEND_MODE", "MODE", "http",
+     "http (parse, forward with X-Forwarded-*) or proxy-v2 (PROXY v2 header, then raw bytes)"},
+    {"cache-size", "TRACKTLS_CACHE_SIZE", "N", "100000", "certificates kept in memory"},
+    {"cache-bytes", "TRACKTLS_CACHE_BYTES", "BYTES", "1073741824", "memory for cached certificates and keys"},
+    {"negative-ttl", "TRACKTLS_NEGATIVE_TTL", "DURATION", "10s", "how long an unknown name stays unknown"},
+    {"metrics", "TRACKTLS_METRICS", "ADDR:PORT", NULL, "Prometheus /metrics and /healthz (off if unset)"},
+    {"threads", "TRACKTLS_THREADS", "N", NULL, "event loop threads (default: online CPUs)"},
+    {"log-level", "TRACKTLS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error"},
+    {"handshake-timeout", "TRACKTLS_HANDSHAKE_TIMEOUT", "DURATION", "10s", "from accept to a finished handshake"},
+    {"header-timeout", "TRACKTLS_HEADER_TIMEOUT", "DURATION", "10s", "to read a whole request head"},
+    {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", "DURATION", "60s", "keep-alive between requests"},
+    {"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", "DURATION", "5s",
+     "to connect to the backend (and to PostgreSQL)"},
+    {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
+    {"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
+    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "1000",
+     "certificate queries per second and thread; misses beyond fail at once"},
+    {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
+     "size the filter of servable names for N names (0: no filter, every miss queries)"},
+    {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
+     "reload session ticket keys this often (and on NOTIFY)"},
+    {"version", NULL, NULL, NULL, "print versions and exit"},
+    {"help", NULL, NULL, NULL, "print this help and exit"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -66,11 +67,13 @@ struct worker {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: terminator [flags]\n\nTerminates TLS for every domain in the tracktls database and passes requests\n"
+	fprintf(f, "usage: terminator [flags]\n\nTerminates TLS for every domain in the tracktls database and passes "
+		   "requests\n"
 		   "to the backend. Certificates load on first use; start-up loads none.\n\nflags (environment):\n");
 	for (size_t i = 0; i < NOPTS; i++) {
 		char left[64];
-		snprintf(left, sizeof left, "--%s%s%s", opts[i].key, opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
+		snprintf(left, sizeof left, "--%s%s%s", opts[i].key, opts[i].arg ? " " : "",
+			 opts[i].arg ? opts[i].arg : "");
 		fprintf(f, "  %-34s %s", left, opts[i].help);
 		if (opts[i].def)
 			fprintf(f, " [%s]", opts[i].def);
@@ -149,8 +152,8 @@ static int resolve(const char *what, const char *spec, bool passive, struct sock
 	uint16_t port;
 	if (tt_parse_hostport(spec, host, sizeof host, &port, err) < 0)
 		return tt_fail(err, "--%s: %s", what, err->msg);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = passive ? AI_PASSIVE | AI_NUMERICHOST : 0};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE | AI_NUMERICHOST : 0};
 	struct addrinfo *ai;
 	char portstr[8];
 	snprintf(portstr, sizeof portstr, "%u", port);
@@ -289,8 +292,11 @@ static int run(struct term_config *tc, int nthreads, const char *metrics_addr, c
 		uint16_t port;
 		if (tt_parse_hostport(metrics_addr, host, sizeof host, &port, err) < 0 ||
 		    metrics_server_start(host, port,
-					 &(struct metrics_sources){.loops = ms, .nloops = nthreads, .cache = tc->cache,
-								   .tickets = tc->tickets, .filter = filter},
+					 &(struct metrics_sources){.loops = ms,
+								   .nloops = nthreads,
+								   .cache = tc->cache,
+								   .tickets = tc->tickets,
+								   .filter = filter},
 					 &msrv, err) < 0)
 			ok = false;
 	}

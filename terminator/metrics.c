@@ -38,12 +38,12 @@ static void put(struct out *o, const char *fmt, ...)
 		o->len = o->len + (size_t)n < o->size ? o->len + (size_t)n : o->size;
 }
 
-#define SUM(field)                                                                                   \
-	({                                                                                           \
-		uint64_t s_ = 0;                                                                     \
-		for (int i_ = 0; i_ < src->nloops; i_++)                                             \
-			s_ += atomic_load_explicit(&src->loops[i_]->field, memory_order_relaxed);    \
-		s_;                                                                                  \
+#define SUM(field)                                                                                                     \
+	({                                                                                                             \
+		uint64_t s_ = 0;                                                                                       \
+		for (int i_ = 0; i_ < src->nloops; i_++)                                                               \
+			s_ += atomic_load_explicit(&src->loops[i_]->field, memory_order_relaxed);                      \
+		s_;                                                                                                    \
 	})
 
 static void counter(struct out *o, const char *name, const char *help, uint64_t v)
@@ -99,10 +99,12 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	put(op, "# HELP tracktls_timeouts_total Connections whose timer ran out, by phase.\n"
 		"# TYPE tracktls_timeouts_total counter\n");
 	for (int k = 0; k < TIMER_LINGER; k++)
-		put(op, "tracktls_timeouts_total{phase=\"%s\"} %llu\n", phases[k], (unsigned long long)SUM(timeouts[k]));
+		put(op, "tracktls_timeouts_total{phase=\"%s\"} %llu\n", phases[k],
+		    (unsigned long long)SUM(timeouts[k]));
 	struct sni_cache_stats cs;
 	sni_cache_stats(src->cache, &cs);
-	counter(op, "tracktls_cert_cache_hits_total", "Certificate cache lookups answered with a certificate.", cs.hits);
+	counter(op, "tracktls_cert_cache_hits_total", "Certificate cache lookups answered with a certificate.",
+		cs.hits);
 	counter(op, "tracktls_cert_cache_misses_total", "Certificate cache lookups that went to the database.",
 		cs.misses);
 	counter(op, "tracktls_cert_cache_negative_hits_total", "Lookups answered by a negative entry.",
@@ -141,8 +143,9 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	counter(op, "tracktls_db_reconnects_total", "Database reconnections.", SUM(db_reconnects));
 	counter(op, "tracktls_db_bad_certificates_total", "Certificate rows that did not open or load.",
 		SUM(db_bad_certs));
-	put(op, "# HELP tracktls_db_query_seconds_total Time spent waiting for database lookups.\n"
-		"# TYPE tracktls_db_query_seconds_total counter\ntracktls_db_query_seconds_total %.6f\n",
+	put(op,
+	    "# HELP tracktls_db_query_seconds_total Time spent waiting for database lookups.\n"
+	    "# TYPE tracktls_db_query_seconds_total counter\ntracktls_db_query_seconds_total %.6f\n",
 	    (double)SUM(db_query_us_total) / 1e6);
 	return o.len;
 }
@@ -180,8 +183,8 @@ static void metrics_answer(struct metrics_server *srv, int fd)
 	}
 	char head[256];
 	int hl = snprintf(head, sizeof head,
-			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
-			  status == 200 ? "OK" : "Not Found", type, blen);
+			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+			  status, status == 200 ? "OK" : "Not Found", type, blen);
 	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl)
 		send(fd, body, blen, MSG_NOSIGNAL);
 }
@@ -205,7 +208,8 @@ static void *metrics_thread(void *arg)
 int metrics_server_start(const char *host, uint16_t port, const struct metrics_sources *src,
 			 struct metrics_server **out, struct tt_err *err)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
 	struct addrinfo *ai;
 	char portstr[8];
 	snprintf(portstr, sizeof portstr, "%u", port);

@@ -29,9 +29,9 @@ static int ring_setup(struct ring *r, unsigned entries)
 		unsigned flags;
 		const char *name;
 	} modes[] = {
-		{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL, "defer_taskrun"},
-		{IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL, "coop_taskrun"},
-		{0, "plain"},
+	    {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL, "defer_taskrun"},
+	    {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL, "coop_taskrun"},
+	    {0, "plain"},
 	};
 	int rc = -EINVAL;
 	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
@@ -110,7 +110,10 @@ void ring_free(struct ring *r)
 	free(r);
 }
 
-const char *ring_mode(const struct ring *r) { return r->mode; }
+const char *ring_mode(const struct ring *r)
+{
+	return r->mode;
+}
 
 /* A full submission queue is flushed to the kernel rather than failing the caller. */
 static struct io_uring_sqe *ring_sqe(struct ring *r)
@@ -212,7 +215,10 @@ int ring_wait(struct ring *r, int64_t timeout_ms, struct ring_event *events, uns
 	return 0;
 }
 
-const uint8_t *ring_buf(const struct ring *r, int buf) { return r->bufs + (size_t)buf * r->buf_size; }
+const uint8_t *ring_buf(const struct ring *r, int buf)
+{
+	return r->bufs + (size_t)buf * r->buf_size;
+}
 
 void ring_buf_recycle(struct ring *r, int buf)
 {
