@@ -215,12 +215,19 @@ static void flush(struct certdb *db)
 static int send_item(struct certdb *db, struct item *it)
 {
 	const char *params[1] = {it->key};
+	char timeout_ms[24];
+	const char *timeout_param[1] = {timeout_ms};
 	int ok;
 
 	switch (it->kind) {
 	case ITEM_SETUP:
-		it->statements_left = 3;
-		ok = PQsendPrepare(db->conn, "cert", sql_cert, 1, NULL) &&
+		/* The server gives up when we do: a query we abandon (say, stuck behind a table lock)
+		 * must not hold a backend after its connection is gone, or timeouts pile them up. */
+		snprintf(timeout_ms, sizeof(timeout_ms), "%lld", (long long)db->query_timeout_ms);
+		it->statements_left = 4;
+		ok = PQsendQueryParams(db->conn, "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
+				       timeout_param, NULL, NULL, 0) &&
+		     PQsendPrepare(db->conn, "cert", sql_cert, 1, NULL) &&
 		     PQsendPrepare(db->conn, "challenge", sql_challenge, 1, NULL) &&
 		     PQsendPrepare(db->conn, "revalidate", sql_revalidate, 1, NULL);
 		break;
