@@ -630,3 +630,41 @@ int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_
 	free(p);
 	return rc;
 }
+
+/* RFC 3339 date-time in UTC ("Z") or with a numeric offset; fractions of a second are dropped. */
+static int rfc3339(const char *s, time_t *out)
+{
+	struct tm tm;
+	int used = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+			 &tm.tm_sec, &used) != 6)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*out = timegm(&tm);
+	const char *zone = s + used + strspn(s + used, ".0123456789");
+	int hh, mm;
+	if ((*zone == '+' || *zone == '-') && sscanf(zone + 1, "%d:%d", &hh, &mm) == 2)
+		*out -= (*zone == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
+	return 0;
+}
+
+int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
+		      struct tt_err *err)
+{
+	if (!c->dir->renewal_info[0])
+		return tt_fail(err, "the directory has no renewalInfo");
+	char url[1024];
+	snprintf(url, sizeof(url), "%s/%s", c->dir->renewal_info, ari_id);
+	json_t *o;
+	int rc = acme_get(c, url, &o, prob, err);
+	if (rc < 0)
+		return rc;
+	json_t *w = json_object_get(o, "suggestedWindow");
+	if (rfc3339(json_string_value(json_object_get(w, "start")), start) < 0 ||
+	    rfc3339(json_string_value(json_object_get(w, "end")), end) < 0 || *end < *start)
+		rc = tt_fail(err, "renewalInfo for %s has no usable suggestedWindow", ari_id);
+	json_decref(o);
+	return rc;
+}

@@ -22,6 +22,26 @@ static int tm_of(const WOLFSSL_ASN1_TIME *t, time_t *out)
 	return 0;
 }
 
+/* RFC 9773 certificate id: base64url(authority key id) "." base64url(serial as a DER INTEGER body). */
+static void ari_id(WOLFSSL_X509 *x, const unsigned char *serial, int slen, char *out, size_t size)
+{
+	unsigned char aki[64], body[65];
+	int aki_len = sizeof(aki);
+	out[0] = 0;
+	if (!wolfSSL_X509_get_authorityKeyID(x, aki, &aki_len) || aki_len <= 0 || slen <= 0 || slen > 64)
+		return;
+	size_t blen = 0;
+	if (serial[0] & 0x80)
+		body[blen++] = 0;
+	memcpy(body + blen, serial, (size_t)slen);
+	blen += (size_t)slen;
+	char *a = b64url(aki, (size_t)aki_len), *b = b64url(body, blen);
+	if (a && b)
+		snprintf(out, size, "%s.%s", a, b);
+	free(a);
+	free(b);
+}
+
 int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, struct tt_err *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -45,6 +65,7 @@ int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, stru
 		first++;
 	for (int i = first; i < slen; i++)
 		snprintf(out->serial + 2 * (i - first), 3, "%02x", serial[i]);
+	ari_id(x, serial + first, slen - first, out->ari_id, sizeof(out->ari_id));
 	if (tm_of(wolfSSL_X509_get_notBefore(x), &out->not_before) < 0 ||
 	    tm_of(wolfSSL_X509_get_notAfter(x), &out->not_after) < 0) {
 		tt_fail(err, "certificate has unreadable validity dates");

@@ -83,6 +83,7 @@ int name_to_ascii(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
 /* ---- certinfo.c ---- */
 struct certinfo {
 	char serial[130]; /* lowercase hex, no separators */
+	char ari_id[200]; /* RFC 9773 certificate id, "" without an authority key id */
 	time_t not_before, not_after;
 	char **sans; /* DNS names, lowercase */
 	size_t nsans;
@@ -151,7 +152,6 @@ struct cert_new {
 	const char *key_type;
 	const struct certinfo *info;
 	const char *source; /* "acme" or "import" */
-	const char *ari_cert_id; /* NULL when the directory has no renewalInfo */
 	int64_t attempt_id; /* issuance_attempts row to mark valid, or 0 */
 	time_t renew_at;
 };
@@ -234,6 +234,9 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	       struct tt_err *err);
 int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
 		struct tt_err *err);
+/* ARI (RFC 9773): the CA's suggested renewal window for a certificate id. */
+int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
+		      struct tt_err *err);
 int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob, struct tt_err *err);
 
 /* ---- account.c ---- */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <sodium.h>
 
 #include "issuer.h"
 
@@ -40,6 +41,8 @@ struct run {
 
 /* Consecutive orders lost to transport errors or timeouts before the run gives up on the CA. */
 #define CA_FAILURES_TO_STOP 3
+/* Without a Retry-After, a certificate's renewalInfo is asked again after 12 hours (twice a day). */
+#define ARI_RECHECK_S (12 * 3600)
 
 struct worker {
 	struct run *run;
@@ -52,6 +55,7 @@ struct worker {
 	int64_t domain_id, attempt_id, current_cert_id;
 	char name[TT_NAME_MAX];
 	char profile[64];
+	char ari_id[200];
 };
 
 static int64_t now_ms(void)
@@ -133,9 +137,10 @@ static int claim(struct worker *w, struct tt_err *err)
 	const char *p[] = {w->run->started_at};
 	PGresult *res;
 	if (tt_db_exec(w->lock, &res, err,
-		       "SELECT id, name, COALESCE(current_cert_id, 0), COALESCE(profile, '') FROM domains"
-		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= $1::timestamptz"
-		       " ORDER BY next_attempt_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
+		       "SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
+		       " COALESCE(c.ari_cert_id, '') FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
+		       " WHERE d.state IN ('pending', 'active', 'failing') AND d.next_attempt_at <= $1::timestamptz"
+		       " ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
 		       1, p) < 0) {
 		store_rollback(w->lock);
 		return -1;
@@ -149,6 +154,7 @@ static int claim(struct worker *w, struct tt_err *err)
 	snprintf(w->name, sizeof(w->name), "%s", PQgetvalue(res, 0, 1));
 	w->current_cert_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	snprintf(w->profile, sizeof(w->profile), "%s", PQgetvalue(res, 0, 3));
+	snprintf(w->ari_id, sizeof(w->ari_id), "%s", PQgetvalue(res, 0, 4));
 	PQclear(res);
 	w->attempt_id = 0;
 	return 1;
@@ -371,6 +377,10 @@ static int store_issued(struct worker *w, const char *chain, const uint8_t *key,
 		.attempt_id = w->attempt_id,
 		.renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
+	/* With ARI the CA may want it back early (revocation, incidents): ask within 12 hours. */
+	time_t ari_check_at = time(NULL) + ARI_RECHECK_S;
+	if (w->run->session->dir.renewal_info[0] && ci.ari_id[0] && ari_check_at < c.renew_at)
+		c.renew_at = ari_check_at;
 	rc = store_cert_insert(w->lock, &c, err);
 	if (rc == 0)
 		tt_log(TT_INFO, "cert_issued", "name=%s kind=%s cert_id=%" PRId64 " serial=%s not_after=%lld", w->name,
@@ -425,14 +435,64 @@ static int claim_again(struct worker *w, struct tt_err *err)
 	return n;
 }
 
+/* Asks the CA's renewalInfo whether to renew now. 1 yes (with replaces), 0 not yet (the domain is
+ * rescheduled inside the suggested window and the claim committed), -1 no answer: renew as usual. */
+static int ari_check(struct worker *w)
+{
+	time_t start, end;
+	struct acme_problem prob = {0};
+	struct tt_err err = {{0}};
+	int rc = acme_renewal_info(w->acme, w->ari_id, &start, &end, &prob, &err);
+	acme_problem_clear(&prob);
+	if (rc < 0) {
+		tt_log(TT_WARN, "ari_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		return -1;
+	}
+	time_t now = time(NULL);
+	if (now >= start)
+		return 1;
+	int64_t span = (int64_t)end - (int64_t)start;
+	time_t at = start + (span > 0 ? (time_t)randombytes_uniform(span > UINT32_MAX ? UINT32_MAX : (uint32_t)span) : 0);
+	int64_t again = acme_retry_after(w->acme);
+	time_t recheck = now + (again > 0 ? again : ARI_RECHECK_S);
+	if (recheck < at)
+		at = recheck;
+	char did[24], ts[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	snprintf(ts, sizeof(ts), "%lld", (long long)at);
+	const char *p[] = {did, ts};
+	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = to_timestamp($2) WHERE id = $1", 2, p) < 0 ||
+	    store_commit(w->lock, &err) < 0) {
+		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		store_rollback(w->lock);
+		return 0;
+	}
+	tt_log(TT_INFO, "ari_scheduled", "name=%s window_start=%lld window_end=%lld next=%lld", w->name,
+	       (long long)start, (long long)end, (long long)at);
+	return 0;
+}
+
 /* One claimed domain from order to stored certificate (or recorded failure). Ends the claim
  * transaction. Returns -1 only when the database is gone. */
 static int process(struct worker *w)
 {
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
-	const char *kind = w->current_cert_id ? "renewal" : "new";
-	int s = start_attempt(w, kind, true, &err);
+	const char *kind = w->current_cert_id ? "renewal" : "new", *replaces = NULL;
+	if (w->current_cert_id && w->ari_id[0] && r->session->dir.renewal_info[0]) {
+		int a = ari_check(w);
+		if (a == 0) {
+			give_back_slot(r);
+			return 0;
+		}
+		if (a < 0 && PQtransactionStatus(w->lock) != PQTRANS_INTRANS)
+			return -1;
+		if (a == 1) {
+			kind = "ari_renewal";
+			replaces = w->ari_id;
+		}
+	}
+	int s = start_attempt(w, kind, !replaces, &err);
 	if (s <= 0) {
 		store_rollback(w->lock);
 		give_back_slot(r);
@@ -454,6 +514,7 @@ static int process(struct worker *w)
 		struct acme_order_req req = {
 			.name = w->name,
 			.profile = pick_profile(w),
+			.replaces = replaces,
 			.csr = csr,
 			.csr_len = csr_len,
 			.publish = publish,

@@ -139,8 +139,8 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 	char *sealed = tt_db_bytea_param(c->sealed_key, c->sealed_len);
 	if (!sealed)
 		return tt_fail(err, "out of memory");
-	const char *p[] = {id, did, c->chain_pem, sealed, mk, c->key_type, c->info->serial, nb, na, c->ari_cert_id,
-			   c->source};
+	const char *p[] = {id,	   did, c->chain_pem, sealed, mk, c->key_type, c->info->serial, nb, na,
+			   c->info->ari_id[0] ? c->info->ari_id : NULL, c->source};
 	int rc = tt_db_run(db, err,
 			   "INSERT INTO certificates (id, domain_id, chain_pem, sealed_key, master_key_id, key_type,"
 			   " serial, not_before, not_after, ari_cert_id, source, replaces_id)"
