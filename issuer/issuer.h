@@ -2,6 +2,7 @@
  * obtains or renews their certificates from an ACME CA, stores them sealed, and exits.
  *
  *   main.c        command dispatch, flags + environment + config file, --help per command
+ *   options.c     reading the resolved options; opening the database and the key ring
  *   cli_db.c      `db migrate`
  *   cli_keys.c    `keys generate`, `keys rotate` (re-seal under the newest master key)
  *   cli_domain.c  `domain add|remove|list|show`
@@ -38,7 +39,7 @@
 
 #define ISSUER_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 
-/* ---- main.c ---- */
+/* ---- main.c, options.c ---- */
 struct issuer_ctx {
 	struct tt_config_entry *cfg;
 	size_t ncfg;
