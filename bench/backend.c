@@ -74,7 +74,8 @@ static void conn_free(struct worker *w, struct conn *c)
 static bool header_has(const char *head, size_t len, const char *name, const char *value)
 {
 	size_t nl = strlen(name), vl = strlen(value);
-	for (const char *p = memchr(head, '\n', len); p && p < head + len; p = memchr(p, '\n', (size_t)(head + len - p))) {
+	for (const char *p = memchr(head, '\n', len); p && p < head + len;
+	     p = memchr(p, '\n', (size_t)(head + len - p))) {
 		p++;
 		if ((size_t)(head + len - p) > nl + vl && !strncasecmp(p, name, nl)) {
 			const char *v = p + nl;
@@ -92,9 +93,12 @@ static bool respond(struct conn *c, const char *head, size_t len)
 {
 	const char *sp = memchr(head, ' ', len);
 	const char *path = sp ? sp + 1 : "";
-	bool http10 = len > 16 && memmem(head, memchr(head, '\n', len) ? (size_t)((const char *)memchr(head, '\n', len) - head) : len,
-					 "HTTP/1.0", 8) != NULL;
-	if (header_has(head, len, "connection:", "close") || (http10 && !header_has(head, len, "connection:", "keep-alive")))
+	bool http10 =
+	    len > 16 &&
+	    memmem(head, memchr(head, '\n', len) ? (size_t)((const char *)memchr(head, '\n', len) - head) : len,
+		   "HTTP/1.0", 8) != NULL;
+	if (header_has(head, len, "connection:", "close") ||
+	    (http10 && !header_has(head, len, "connection:", "keep-alive")))
 		c->close_after = true;
 	const char *conn = c->close_after ? "close" : "keep-alive";
 	char *o = c->out + c->out_len;

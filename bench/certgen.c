@@ -83,7 +83,8 @@ static int write_pem(const char *path, X509 *cert, EVP_PKEY *key)
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return -1;
-	int ok = (!cert || PEM_write_X509(f, cert)) && (!key || PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
+	int ok =
+	    (!cert || PEM_write_X509(f, cert)) && (!key || PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
 	return fclose(f) == 0 && ok ? 0 : -1;
 }
 

@@ -28,8 +28,8 @@ enum mode { MODE_HANDSHAKE, MODE_RESUME, MODE_KEEPALIVE };
 static const char *const mode_names[] = {"handshake", "resume", "keepalive"};
 
 enum err_kind { E_CONNECT, E_HANDSHAKE, E_MISMATCH, E_WRITE, E_READ, E_CLOSED, E_TIMEOUT, E_HTTP, E_PROTOCOL, E_COUNT };
-static const char *const err_names[] = {"connect", "handshake", "mismatch", "write", "read",
-					"closed", "timeout", "http_status", "protocol"};
+static const char *const err_names[] = {"connect", "handshake", "mismatch",    "write",	  "read",
+					"closed",  "timeout",	"http_status", "protocol"};
 
 struct opts {
 	const char *connect;
@@ -59,7 +59,7 @@ struct run {
 	size_t nnames;
 	double *zipf_cdf; /* NULL when names are drawn uniformly */
 	uint64_t t_begin, t_measure, t_end;
-	atomic_uint_fast64_t issued; /* request budget for --requests */
+	atomic_uint_fast64_t issued;	/* request budget for --requests */
 	atomic_uint_fast64_t next_name; /* --sequential: every name once before any repeats */
 };
 
@@ -132,7 +132,10 @@ static size_t pick_name(struct worker *w)
 	return lo;
 }
 
-static bool measuring(const struct run *r, uint64_t t) { return t >= r->t_measure && t < r->t_end; }
+static bool measuring(const struct run *r, uint64_t t)
+{
+	return t >= r->t_measure && t < r->t_end;
+}
 
 static void count_error(struct worker *w, enum err_kind k)
 {
@@ -199,7 +202,10 @@ static bool budget_take(struct run *r)
 	return atomic_fetch_add(&r->issued, 1) < r->o->requests;
 }
 
-static bool stopping(const struct run *r, uint64_t t) { return t >= r->t_end; }
+static bool stopping(const struct run *r, uint64_t t)
+{
+	return t >= r->t_end;
+}
 
 /* Opens a TCP connection and a fresh TLS session for one name (resumed when we hold a ticket). */
 static void conn_open(struct worker *w, struct conn *c)
@@ -222,7 +228,7 @@ static void conn_open(struct worker *w, struct conn *c)
 	c->ssl = wolfSSL_new(r->ctx);
 	if (!c->ssl || wolfSSL_set_fd(c->ssl, c->fd) != WOLFSSL_SUCCESS ||
 	    wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, r->names[c->name], (word16)r->name_lens[c->name]) !=
-		    WOLFSSL_SUCCESS ||
+		WOLFSSL_SUCCESS ||
 	    wolfSSL_UseKeyShare(c->ssl, WOLFSSL_ECC_X25519) != WOLFSSL_SUCCESS) {
 		conn_fail(w, c, E_HANDSHAKE);
 		return;
@@ -254,8 +260,7 @@ static size_t build_request(struct worker *w, struct conn *c)
 {
 	const struct run *r = w->run;
 	int n = snprintf(w->req, sizeof(w->req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tracktls-load\r\n%s\r\n",
-			 r->o->path, r->names[c->name],
-			 r->o->mode == MODE_KEEPALIVE ? "" : "Connection: close\r\n");
+			 r->o->path, r->names[c->name], r->o->mode == MODE_KEEPALIVE ? "" : "Connection: close\r\n");
 	return n > 0 && (size_t)n < sizeof(w->req) ? (size_t)n : 0;
 }
 
@@ -558,27 +563,45 @@ static uint32_t pct(const uint32_t *v, size_t n, double p)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: load --connect HOST:PORT --names FILE [--mode handshake|resume|keepalive]\n"
-		"            [--concurrency N] [--threads N] [--duration SEC | --requests N] [--warmup SEC]\n"
-		"            [--path /o/x.gif] [--zipf S | --sequential] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
-		"            [--watch-pids PID,PID...]   (their CPU time over the measured window, as server_cpu_s)\n"
-		"Prints a summary on stderr and one JSON line on stdout.\n");
+	fprintf(
+	    stderr,
+	    "usage: load --connect HOST:PORT --names FILE [--mode handshake|resume|keepalive]\n"
+	    "            [--concurrency N] [--threads N] [--duration SEC | --requests N] [--warmup SEC]\n"
+	    "            [--path /o/x.gif] [--zipf S | --sequential] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
+	    "            [--watch-pids PID,PID...]   (their CPU time over the measured window, as server_cpu_s)\n"
+	    "Prints a summary on stderr and one JSON line on stdout.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	static const struct option lo[] = {
-		{"connect", 1, 0, 'c'},	 {"names", 1, 0, 'n'},	   {"mode", 1, 0, 'm'},	   {"concurrency", 1, 0, 'C'},
-		{"threads", 1, 0, 't'},	 {"duration", 1, 0, 'd'},  {"requests", 1, 0, 'r'}, {"path", 1, 0, 'p'},
-		{"zipf", 1, 0, 'z'},	 {"cafile", 1, 0, 'a'},	   {"warmup", 1, 0, 'w'},   {"timeout", 1, 0, 'T'},
-		{"label", 1, 0, 'l'},	 {"sequential", 0, 0, 's'},	 {"watch-pids", 1, 0, 'W'},	 {"help", 0, 0, 'h'},	   {0, 0, 0, 0}};
-	*o = (struct opts){.path = "/o/t.gif", .concurrency = 32, .threads = 1, .timeout_s = 10, .mode = MODE_HANDSHAKE};
+	static const struct option lo[] = {{"connect", 1, 0, 'c'},
+					   {"names", 1, 0, 'n'},
+					   {"mode", 1, 0, 'm'},
+					   {"concurrency", 1, 0, 'C'},
+					   {"threads", 1, 0, 't'},
+					   {"duration", 1, 0, 'd'},
+					   {"requests", 1, 0, 'r'},
+					   {"path", 1, 0, 'p'},
+					   {"zipf", 1, 0, 'z'},
+					   {"cafile", 1, 0, 'a'},
+					   {"warmup", 1, 0, 'w'},
+					   {"timeout", 1, 0, 'T'},
+					   {"label", 1, 0, 'l'},
+					   {"sequential", 0, 0, 's'},
+					   {"watch-pids", 1, 0, 'W'},
+					   {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
+	*o =
+	    (struct opts){.path = "/o/t.gif", .concurrency = 32, .threads = 1, .timeout_s = 10, .mode = MODE_HANDSHAKE};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'c': o->connect = optarg; break;
-		case 'n': o->names_file = optarg; break;
+		case 'c':
+			o->connect = optarg;
+			break;
+		case 'n':
+			o->names_file = optarg;
+			break;
 		case 'm':
 			for (o->mode = 0; o->mode < 3 && strcmp(optarg, mode_names[o->mode]); o->mode++)
 				;
@@ -587,19 +610,45 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return -1;
 			}
 			break;
-		case 'C': o->concurrency = atoi(optarg); break;
-		case 't': o->threads = atoi(optarg); break;
-		case 'd': o->duration_s = atof(optarg); break;
-		case 'r': o->requests = strtoull(optarg, NULL, 10); break;
-		case 'p': o->path = optarg; break;
-		case 'z': o->zipf_s = atof(optarg); break;
-		case 'a': o->cafile = optarg; break;
-		case 'w': o->warmup_s = atof(optarg); break;
-		case 'T': o->timeout_s = atof(optarg); break;
-		case 'l': o->label = optarg; break;
-		case 's': o->sequential = true; break;
-		case 'W': o->watch_pids = optarg; break;
-		default: usage(); return -1;
+		case 'C':
+			o->concurrency = atoi(optarg);
+			break;
+		case 't':
+			o->threads = atoi(optarg);
+			break;
+		case 'd':
+			o->duration_s = atof(optarg);
+			break;
+		case 'r':
+			o->requests = strtoull(optarg, NULL, 10);
+			break;
+		case 'p':
+			o->path = optarg;
+			break;
+		case 'z':
+			o->zipf_s = atof(optarg);
+			break;
+		case 'a':
+			o->cafile = optarg;
+			break;
+		case 'w':
+			o->warmup_s = atof(optarg);
+			break;
+		case 'T':
+			o->timeout_s = atof(optarg);
+			break;
+		case 'l':
+			o->label = optarg;
+			break;
+		case 's':
+			o->sequential = true;
+			break;
+		case 'W':
+			o->watch_pids = optarg;
+			break;
+		default:
+			usage();
+			return -1;
 		}
 	}
 	if (!o->connect || !o->names_file || o->concurrency < 1 || o->threads < 1 || o->duration_s < 0 ||
@@ -673,8 +722,8 @@ static void report(const struct run *r, struct worker *ws, int nw, double elapse
 		     ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 
 	fprintf(stderr, "load: %s %s names=%zu%s conc=%d threads=%d: %.1f s, %llu requests, %.0f req/s\n",
-		mode_names[o->mode], o->connect, r->nnames, r->zipf_cdf ? " zipf" : "", o->concurrency,
-		o->threads, elapsed, (unsigned long long)done, rps);
+		mode_names[o->mode], o->connect, r->nnames, r->zipf_cdf ? " zipf" : "", o->concurrency, o->threads,
+		elapsed, (unsigned long long)done, rps);
 	fprintf(stderr, "load: handshakes full=%llu resumed=%llu; latency us p50=%u p90=%u p99=%u max=%u\n",
 		(unsigned long long)full, (unsigned long long)resumed, p50, p90, p99, mx);
 	fprintf(stderr, "load: errors=%llu", (unsigned long long)nerr);
@@ -683,13 +732,14 @@ static void report(const struct run *r, struct worker *ws, int nw, double elapse
 			fprintf(stderr, " %s=%llu", err_names[k], (unsigned long long)errs[k]);
 	fprintf(stderr, "\n");
 
-	printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connect\":\"%s\",\"names\":%zu,\"zipf\":%g,\"sequential\":%s,\"concurrency\":%d,"
+	printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connect\":\"%s\",\"names\":%zu,\"zipf\":%g,\"sequential\":%s,"
+	       "\"concurrency\":%d,"
 	       "\"threads\":%d,\"elapsed_s\":%.3f,\"requests\":%llu,\"rps\":%.1f,\"full_handshakes\":%llu,"
 	       "\"resumed_handshakes\":%llu,\"latency_us\":{\"p50\":%u,\"p90\":%u,\"p99\":%u,\"max\":%u},"
 	       "\"errors_total\":%llu,\"errors\":{",
-	       o->label ? o->label : "", mode_names[o->mode], o->connect, r->nnames, o->zipf_s, o->sequential ? "true" : "false",
-	       o->concurrency, o->threads, elapsed, (unsigned long long)done, rps, (unsigned long long)full,
-	       (unsigned long long)resumed, p50, p90, p99, mx, (unsigned long long)nerr);
+	       o->label ? o->label : "", mode_names[o->mode], o->connect, r->nnames, o->zipf_s,
+	       o->sequential ? "true" : "false", o->concurrency, o->threads, elapsed, (unsigned long long)done, rps,
+	       (unsigned long long)full, (unsigned long long)resumed, p50, p90, p99, mx, (unsigned long long)nerr);
 	for (int k = 0; k < E_COUNT; k++)
 		printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)errs[k]);
 	printf("},\"mismatches\":%llu,\"client_cpu_s\":%.3f", (unsigned long long)errs[E_MISMATCH], cpu);
