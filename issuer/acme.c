@@ -61,19 +61,6 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 	return add;
 }
 
-static void header_value(const char *line, size_t n, size_t skip, char *out, size_t size)
-{
-	const char *v = line + skip;
-	const char *end = line + n;
-	while (v < end && isspace((unsigned char)*v))
-		v++;
-	while (end > v && isspace((unsigned char)end[-1]))
-		end--;
-	size_t l = (size_t)(end - v) < size - 1 ? (size_t)(end - v) : size - 1;
-	memcpy(out, v, l);
-	out[l] = 0;
-}
-
 static size_t on_header(char *line, size_t size, size_t n, void *arg)
 {
 	struct acme_client *c = arg;
@@ -89,11 +76,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 		{"content-type:", offsetof(struct acme_client, content_type),
 		 sizeof(((struct acme_client *)0)->content_type)},
 	};
-	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
-		size_t hl = strlen(hs[i].name);
-		if (len > hl && strncasecmp(line, hs[i].name, hl) == 0)
-			header_value(line, len, hl, (char *)c + hs[i].off, hs[i].size);
-	}
+	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+		if (acme_header_value(line, len, hs[i].name, (char *)c + hs[i].off, hs[i].size))
+			break;
 	return len;
 }
 
@@ -156,27 +141,9 @@ static void problem_set(struct acme_problem *p, long status, const char *type, c
 	p->doc = doc;
 }
 
-/* Seconds from a Retry-After header (delta-seconds or an HTTP date), or -1. */
-static int64_t retry_after_s(const char *v)
-{
-	if (!*v)
-		return -1;
-	char *end;
-	long long s = strtoll(v, &end, 10);
-	if (*end == 0 && s >= 0)
-		return s;
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
-		int64_t d = (int64_t)timegm(&tm) - (int64_t)time(NULL);
-		return d > 0 ? d : 0;
-	}
-	return -1;
-}
-
 int64_t acme_retry_after(const struct acme_client *c)
 {
-	return retry_after_s(c->retry_after);
+	return acme_parse_retry_after(c->retry_after);
 }
 
 static int perform(struct acme_client *c, const char *url, const char *post, struct curl_slist *hdrs, bool head,
@@ -631,25 +598,6 @@ int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_
 	return rc;
 }
 
-/* RFC 3339 date-time in UTC ("Z") or with a numeric offset; fractions of a second are dropped. */
-static int rfc3339(const char *s, time_t *out)
-{
-	struct tm tm;
-	int used = 0;
-	memset(&tm, 0, sizeof(tm));
-	if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-			 &tm.tm_sec, &used) != 6)
-		return -1;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	*out = timegm(&tm);
-	const char *zone = s + used + strspn(s + used, ".0123456789");
-	int hh, mm;
-	if ((*zone == '+' || *zone == '-') && sscanf(zone + 1, "%d:%d", &hh, &mm) == 2)
-		*out -= (*zone == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
-	return 0;
-}
-
 int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
 		      struct tt_err *err)
 {
@@ -662,8 +610,8 @@ int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, 
 	if (rc < 0)
 		return rc;
 	json_t *w = json_object_get(o, "suggestedWindow");
-	if (rfc3339(json_string_value(json_object_get(w, "start")), start) < 0 ||
-	    rfc3339(json_string_value(json_object_get(w, "end")), end) < 0 || *end < *start)
+	if (acme_parse_rfc3339(json_string_value(json_object_get(w, "start")), start) < 0 ||
+	    acme_parse_rfc3339(json_string_value(json_object_get(w, "end")), end) < 0 || *end < *start)
 		rc = tt_fail(err, "renewalInfo for %s has no usable suggestedWindow", ari_id);
 	json_decref(o);
 	return rc;

@@ -14,6 +14,7 @@
  *   keystore.c    the only module that sees the master key: seals and opens private keys
  *   store.c       every database read and write of the issuer
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
+ *   acme_parse.c  hand-written parsers of the CA's header values and dates (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
  *   account.c     our ACME account per directory: load the sealed key or register once
@@ -239,6 +240,13 @@ int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct
 int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
 		      struct tt_err *err);
 int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob, struct tt_err *err);
+
+/* ---- acme_parse.c ---- */
+/* When line is header `name` (given with its colon, any case), copies its trimmed value. */
+bool acme_header_value(const char *line, size_t len, const char *name, char *out, size_t size);
+/* Seconds of a Retry-After value (delta-seconds or HTTP date), capped at a day; -1 if malformed. */
+int64_t acme_parse_retry_after(const char *v);
+int acme_parse_rfc3339(const char *s, time_t *out);
 
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */

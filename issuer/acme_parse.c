@@ -1,0 +1,75 @@
+/* acme_parse: the hand-written parsers of what the CA sends outside JSON: response header lines,
+ * Retry-After and RFC 3339 times (fuzzed by tests/fuzz/fuzz_acme_fields.c). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "issuer.h"
+
+bool acme_header_value(const char *line, size_t len, const char *name, char *out, size_t size)
+{
+	size_t nl = strlen(name);
+	if (size == 0 || len <= nl || strncasecmp(line, name, nl) != 0)
+		return false;
+	const char *v = line + nl, *end = line + len;
+	while (v < end && isspace((unsigned char)*v))
+		v++;
+	while (end > v && isspace((unsigned char)end[-1]))
+		end--;
+	size_t l = (size_t)(end - v) < size - 1 ? (size_t)(end - v) : size - 1;
+	memcpy(out, v, l);
+	out[l] = 0;
+	return true;
+}
+
+int64_t acme_parse_retry_after(const char *v)
+{
+	if (!v || !*v)
+		return -1;
+	if (isdigit((unsigned char)*v)) {
+		size_t digits = strspn(v, "0123456789");
+		if (v[digits] != 0)
+			return -1;
+		/* a day is the longest pause worth honouring in one run; more is the same as a day */
+		return digits > 6 ? 86400 : strtoll(v, NULL, 10) > 86400 ? 86400 : strtoll(v, NULL, 10);
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!end || *end)
+		return -1;
+	int64_t d = (int64_t)timegm(&tm) - (int64_t)time(NULL);
+	return d < 0 ? 0 : d > 86400 ? 86400 : d;
+}
+
+int acme_parse_rfc3339(const char *s, time_t *out)
+{
+	struct tm tm;
+	int used = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+			 &tm.tm_min, &tm.tm_sec, &used) != 6 || used == 0)
+		return -1;
+	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+	    tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	const char *zone = s + used;
+	if (*zone == '.')
+		zone += 1 + strspn(zone + 1, "0123456789");
+	int hh, mm;
+	if (*zone == 'Z' || *zone == 'z') {
+		*out = t;
+		return 0;
+	}
+	if ((*zone == '+' || *zone == '-') && sscanf(zone + 1, "%2d:%2d", &hh, &mm) == 2 && hh >= 0 && hh < 24 &&
+	    mm >= 0 && mm < 60) {
+		*out = t - (*zone == '+' ? 1 : -1) * (hh * 3600 + mm * 60);
+		return 0;
+	}
+	return -1;
+}
