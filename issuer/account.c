@@ -13,7 +13,8 @@ static int load(PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
 {
 	const char *p[] = {s->cfg.directory};
 	PGresult *res;
-	if (tt_db_exec(db, &res, err, "SELECT id, COALESCE(account_url, ''), sealed_key FROM acme_accounts WHERE directory_url = $1",
+	if (tt_db_exec(db, &res, err,
+		       "SELECT id, COALESCE(account_url, ''), sealed_key FROM acme_accounts WHERE directory_url = $1",
 		       1, p) < 0)
 		return -1;
 	if (PQntuples(res) == 0) {
@@ -63,7 +64,8 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 	const char *p[] = {s->cfg.directory, s->kid, b, mk, issuer_opt(ctx, "contact"), issuer_opt(ctx, "eab-kid")};
 	PGresult *res;
 	rc = b ? tt_db_exec(db, &res, err,
-			    "INSERT INTO acme_accounts (directory_url, account_url, sealed_key, master_key_id, contact, eab_kid)"
+			    "INSERT INTO acme_accounts (directory_url, account_url, sealed_key, master_key_id, "
+			    "contact, eab_kid)"
 			    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
 			    6, p)
 	       : tt_fail(err, "out of memory");

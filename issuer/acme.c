@@ -70,11 +70,11 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 		size_t off;
 		size_t size;
 	} hs[] = {
-		{"location:", offsetof(struct acme_client, location), sizeof(((struct acme_client *)0)->location)},
-		{"replay-nonce:", offsetof(struct acme_client, resp_nonce), sizeof(((struct acme_client *)0)->resp_nonce)},
-		{"retry-after:", offsetof(struct acme_client, retry_after), sizeof(((struct acme_client *)0)->retry_after)},
-		{"content-type:", offsetof(struct acme_client, content_type),
-		 sizeof(((struct acme_client *)0)->content_type)},
+	    {"location:", offsetof(struct acme_client, location), sizeof(((struct acme_client *)0)->location)},
+	    {"replay-nonce:", offsetof(struct acme_client, resp_nonce), sizeof(((struct acme_client *)0)->resp_nonce)},
+	    {"retry-after:", offsetof(struct acme_client, retry_after), sizeof(((struct acme_client *)0)->retry_after)},
+	    {"content-type:", offsetof(struct acme_client, content_type),
+	     sizeof(((struct acme_client *)0)->content_type)},
 	};
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
 		if (acme_header_value(line, len, hs[i].name, (char *)c + hs[i].off, hs[i].size))
@@ -335,11 +335,6 @@ int acme_post(struct acme_client *c, const char *url, const char *payload, json_
 	return acme_post_with(c, url, payload, c->key, false, NULL, out, prob, err);
 }
 
-const char *acme_location(const struct acme_client *c)
-{
-	return c->location;
-}
-
 int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
 			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err)
 {
@@ -429,10 +424,9 @@ static int authorize(struct acme_client *c, const char *authz_url, const struct 
 		json_decref(authz);
 		return ACME_FAIL;
 	}
-	json_t *ch, *http01 = NULL;
+	json_t *ch, *http01 = NULL, *chs = json_object_get(authz, "challenges");
 	size_t i;
-	json_array_foreach(json_object_get(authz, "challenges"), i, ch)
-	{
+	for (i = 0; i < json_array_size(chs) && (ch = json_array_get(chs, i)); i++) {
 		const char *t = json_string_value(json_object_get(ch, "type"));
 		if (t && strcmp(t, "http-01") == 0)
 			http01 = ch;
@@ -462,8 +456,8 @@ static int authorize(struct acme_client *c, const char *authz_url, const struct 
 	st = json_string_value(json_object_get(authz, "status"));
 	if (!st || strcmp(st, "valid") != 0) {
 		json_t *cerr = NULL;
-		json_array_foreach(json_object_get(authz, "challenges"), i, ch)
-		{
+		chs = json_object_get(authz, "challenges");
+		for (i = 0; i < json_array_size(chs) && (ch = json_array_get(chs, i)); i++) {
 			if (json_object_get(ch, "error"))
 				cerr = json_object_get(ch, "error");
 		}
@@ -506,8 +500,7 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	json_decref(order);
 	json_t *a;
 	size_t i;
-	json_array_foreach(authzs, i, a)
-	{
+	for (i = 0; i < json_array_size(authzs) && (a = json_array_get(authzs, i)); i++) {
 		const char *u = json_string_value(a);
 		if (u && (rc = authorize(c, u, req, prob, err)) < 0)
 			break;
@@ -559,8 +552,7 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	return *chain_pem ? ACME_OK : tt_fail(err, "out of memory");
 }
 
-int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
-		struct tt_err *err)
+int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob, struct tt_err *err)
 {
 	if (!c->dir->revoke_cert[0])
 		return tt_fail(err, "the directory has no revokeCert");

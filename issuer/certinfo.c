@@ -49,8 +49,8 @@ int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, stru
 		out->chain_len++;
 	if (out->chain_len == 0)
 		return tt_fail(err, "no PEM certificate found");
-	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer((const unsigned char *)chain_pem, (int)len,
-							       WOLFSSL_FILETYPE_PEM);
+	WOLFSSL_X509 *x =
+	    wolfSSL_X509_load_certificate_buffer((const unsigned char *)chain_pem, (int)len, WOLFSSL_FILETYPE_PEM);
 	if (!x)
 		return tt_fail(err, "cannot parse the leaf certificate");
 	int rc = -1;

@@ -37,7 +37,8 @@ int cli_account_show(struct issuer_ctx *ctx)
 	       jws_key_thumbprint(k));
 	json_t *contact = json_object_get(acct, "contact"), *v;
 	size_t i;
-	json_array_foreach(contact, i, v) printf("contact     %s\n", json_string_value(v));
+	for (i = 0; i < json_array_size(contact) && (v = json_array_get(contact, i)); i++)
+		printf("contact     %s\n", json_string_value(v));
 	rc = 0;
 out:
 	if (rc)
@@ -80,8 +81,8 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 		goto out;
 	if (tt_db_run(db, &err, "SELECT id FROM acme_accounts WHERE id = $1 FOR UPDATE", 1, p) < 0 ||
 	    tt_db_run(db, &err,
-		      "UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3, rolled_at = now() WHERE id = $1", 3,
-		      p) < 0 ||
+		      "UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3, rolled_at = now() WHERE id = $1",
+		      3, p) < 0 ||
 	    acme_key_change(c, nk, &prob, &err) != ACME_OK) {
 		store_rollback(db);
 		goto out;

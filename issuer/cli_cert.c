@@ -98,16 +98,16 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	if (cert_id < 0 || keystore_seal_cert(kr, name, cert_id, key, key_len, &sealed, &sealed_len, &err) < 0)
 		goto out;
 	struct cert_new c = {
-		.id = cert_id,
-		.domain_id = domain_id,
-		.chain_pem = (const char *)chain,
-		.sealed_key = sealed,
-		.sealed_len = sealed_len,
-		.master_key_id = keystore_newest_id(kr),
-		.key_type = key_type,
-		.info = &ci,
-		.source = "import",
-		.renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
+	    .id = cert_id,
+	    .domain_id = domain_id,
+	    .chain_pem = (const char *)chain,
+	    .sealed_key = sealed,
+	    .sealed_len = sealed_len,
+	    .master_key_id = keystore_newest_id(kr),
+	    .key_type = key_type,
+	    .info = &ci,
+	    .source = "import",
+	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
 	if (store_begin(db, &err) < 0)
 		goto out;
@@ -132,8 +132,7 @@ out:
 	return rc;
 }
 
-int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason,
-		   struct tt_err *err)
+int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason, struct tt_err *err)
 {
 	char cid[24], rs[16];
 	snprintf(cid, sizeof(cid), "%" PRId64, d->current_cert_id);

@@ -72,7 +72,8 @@ int cli_domain_list(struct issuer_ctx *ctx)
 	} else {
 		size_t i;
 		json_t *d;
-		json_array_foreach(all, i, d) print_text(d);
+		for (i = 0; i < json_array_size(all) && (d = json_array_get(all, i)); i++)
+			print_text(d);
 	}
 	json_decref(all);
 	return 0;
@@ -106,9 +107,22 @@ int cli_domain_show(struct issuer_ctx *ctx)
 		json_dumpf(d, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else {
-		static const char *keys[] = {"name", "state", "owner", "profile", "cert_id", "serial", "source",
-					     "key_type", "not_before", "not_after", "next_attempt_at", "failures",
-					     "last_error_type", "last_error_detail", "last_error_at", "added_at"};
+		static const char *keys[] = {"name",
+					     "state",
+					     "owner",
+					     "profile",
+					     "cert_id",
+					     "serial",
+					     "source",
+					     "key_type",
+					     "not_before",
+					     "not_after",
+					     "next_attempt_at",
+					     "failures",
+					     "last_error_type",
+					     "last_error_detail",
+					     "last_error_at",
+					     "added_at"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 			json_t *v = json_object_get(d, keys[i]);
 			if (json_is_string(v))

@@ -28,22 +28,22 @@ int cli_keys_generate(struct issuer_ctx *ctx)
 static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *kind, long batch, struct tt_err *err)
 {
 	static const char *const select_sql[] = {
-		"SELECT c.id, d.name, c.sealed_key FROM certificates c JOIN domains d ON d.id = c.domain_id"
-		" WHERE c.sealed_key IS NOT NULL AND c.master_key_id <> $1::int ORDER BY c.id LIMIT $2"
-		" FOR UPDATE OF c SKIP LOCKED",
-		"SELECT id, directory_url, sealed_key FROM acme_accounts WHERE master_key_id <> $1::int"
-		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-		"SELECT id, '', sealed_key FROM ticket_keys WHERE master_key_id <> $1::int"
-		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+	    "SELECT c.id, d.name, c.sealed_key FROM certificates c JOIN domains d ON d.id = c.domain_id"
+	    " WHERE c.sealed_key IS NOT NULL AND c.master_key_id <> $1::int ORDER BY c.id LIMIT $2"
+	    " FOR UPDATE OF c SKIP LOCKED",
+	    "SELECT id, directory_url, sealed_key FROM acme_accounts WHERE master_key_id <> $1::int"
+	    " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+	    "SELECT id, '', sealed_key FROM ticket_keys WHERE master_key_id <> $1::int"
+	    " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
 	};
 	static const char *const update_sql[] = {
-		"UPDATE certificates SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
-		"UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
-		"UPDATE ticket_keys SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	    "UPDATE certificates SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	    "UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	    "UPDATE ticket_keys SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
 	};
 	int t = kind[0] == 'c' ? 0 : kind[0] == 'a' ? 1 : 2;
 	char newest[16], lim[24];
-	snprintf(newest, sizeof(newest), "%u", tt_keyring_newest_id(kr));
+	snprintf(newest, sizeof(newest), "%u", keystore_newest_id(kr));
 	snprintf(lim, sizeof(lim), "%ld", batch);
 	const char *p[] = {newest, lim};
 	PGresult *res;
@@ -57,19 +57,12 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 	for (long i = 0; i < n; i++) {
 		int64_t id = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
 		const char *label = PQgetvalue(res, (int)i, 1);
-		char aad[2200];
-		size_t aad_len = t == 0   ? tt_envelope_aad_cert(aad, sizeof(aad), label, id)
-				 : t == 1 ? tt_envelope_aad_account(aad, sizeof(aad), label)
-					  : tt_envelope_aad_ticket(aad, sizeof(aad), id);
-		uint8_t *blob = NULL, *clear = NULL, *sealed = NULL;
-		size_t blob_len, clear_len = 0, sealed_len;
+		uint8_t *blob = NULL, *sealed = NULL;
+		size_t blob_len, sealed_len;
 		int rc = tt_db_bytea(res, (int)i, 2, &blob, &blob_len, err);
 		if (rc == 0)
-			rc = tt_envelope_open(kr, aad, aad_len, blob, blob_len, &clear, &clear_len, err);
-		if (rc == 0)
-			rc = tt_envelope_seal(kr, aad, aad_len, clear, clear_len, &sealed, &sealed_len, err);
-		if (clear)
-			tt_secret_free(clear, clear_len);
+			rc = keystore_reseal(kr, (enum keystore_kind)t, label, id, blob, blob_len, &sealed, &sealed_len,
+					     err);
 		free(blob);
 		char *b = rc == 0 ? tt_db_bytea_param(sealed, sealed_len) : NULL;
 		free(sealed);

@@ -116,12 +116,14 @@ int keygen_account(uint8_t **key_pem, size_t *key_len, struct tt_err *err);
 /* ---- keystore.c ---- */
 int keystore_seal_cert(const struct tt_keyring *kr, const char *name, int64_t cert_id, const uint8_t *key,
 		       size_t key_len, uint8_t **blob, size_t *blob_len, struct tt_err *err);
-int keystore_open_cert(const struct tt_keyring *kr, const char *name, int64_t cert_id, const uint8_t *blob,
-		       size_t blob_len, uint8_t **key, size_t *key_len, struct tt_err *err);
 int keystore_seal_account(const struct tt_keyring *kr, const char *directory, const uint8_t *key, size_t key_len,
 			  uint8_t **blob, size_t *blob_len, struct tt_err *err);
-int keystore_open_account(const struct tt_keyring *kr, const char *directory, const uint8_t *blob,
-			  size_t blob_len, uint8_t **key, size_t *key_len, struct tt_err *err);
+int keystore_open_account(const struct tt_keyring *kr, const char *directory, const uint8_t *blob, size_t blob_len,
+			  uint8_t **key, size_t *key_len, struct tt_err *err);
+/* Opens a blob and seals it again under the newest master key; the clear key never leaves here. */
+enum keystore_kind { KEYSTORE_CERT, KEYSTORE_ACCOUNT, KEYSTORE_TICKET };
+int keystore_reseal(const struct tt_keyring *kr, enum keystore_kind kind, const char *label, int64_t id,
+		    const uint8_t *blob, size_t blob_len, uint8_t **out, size_t *out_len, struct tt_err *err);
 uint32_t keystore_newest_id(const struct tt_keyring *kr);
 
 /* ---- store.c ---- */
@@ -135,8 +137,8 @@ struct domain_row {
 	int failures;
 };
 /* Inserts a pending domain; *created is false when it already existed (a removed one comes back). */
-int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
-		     bool *created, struct tt_err *err);
+int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id, bool *created,
+		     struct tt_err *err);
 /* 1 found, 0 no such domain, -1 error. */
 int store_domain_find(PGconn *db, const char *name, struct domain_row *out, struct tt_err *err);
 /* Soft-deletes the domain and destroys its sealed keys. */
@@ -188,8 +190,7 @@ struct acme_config {
 	int64_t poll_limit_ms; /* how long one authorization or order may stay pending */
 };
 struct acme_directory {
-	char new_nonce[512], new_account[512], new_order[512], revoke_cert[512], key_change[512],
-		renewal_info[512];
+	char new_nonce[512], new_account[512], new_order[512], revoke_cert[512], key_change[512], renewal_info[512];
 	bool eab_required;
 	json_t *profiles; /* meta.profiles or NULL */
 };
@@ -222,7 +223,6 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 void acme_directory_free(struct acme_directory *dir);
 /* Seconds of the last response's Retry-After, or -1. */
 int64_t acme_retry_after(const struct acme_client *c);
-const char *acme_location(const struct acme_client *c);
 /* The calls below return ACME_OK, ACME_FAIL or ACME_RATE_LIMITED (429, or 503 with Retry-After). */
 int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err);
 int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
@@ -268,7 +268,6 @@ int session_client(const struct acme_session *s, struct acme_client **c, struct 
 
 /* ---- metrics.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters and the store's state. */
-int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed,
-		  struct tt_err *err);
+int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, struct tt_err *err);
 
 #endif

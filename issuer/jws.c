@@ -37,7 +37,8 @@ int b64url_decode(const char *s, uint8_t **out, size_t *len)
 		return -1;
 	/* EAB keys are often handed out with padding or in the standard alphabet: accept both. */
 	if (sodium_base642bin(*out, cap, s, strlen(s), "=", len, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 &&
-	    sodium_base642bin(*out, cap, s, strlen(s), "=", len, NULL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
+	    sodium_base642bin(*out, cap, s, strlen(s), "=", len, NULL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING) !=
+		0) {
 		free(*out);
 		*out = NULL;
 		return -1;
@@ -75,8 +76,8 @@ int jws_key_load(const uint8_t *pem, size_t pem_len, struct jws_key **out, struc
 		tt_fail(err, "cannot decode the account key");
 	else if (wc_ecc_get_curve_id(k->ecc.idx) != ECC_SECP256R1)
 		tt_fail(err, "the account key must be P-256");
-	else if (wc_ecc_export_public_raw(&k->ecc, qx, &qxl, qy, &qyl) != 0 && (wc_ecc_make_pub(&k->ecc, NULL) != 0 ||
-		 wc_ecc_export_public_raw(&k->ecc, qx, &qxl, qy, &qyl) != 0))
+	else if (wc_ecc_export_public_raw(&k->ecc, qx, &qxl, qy, &qyl) != 0 &&
+		 (wc_ecc_make_pub(&k->ecc, NULL) != 0 || wc_ecc_export_public_raw(&k->ecc, qx, &qxl, qy, &qyl) != 0))
 		tt_fail(err, "cannot export the account public key");
 	else
 		rc = 0;
@@ -88,7 +89,8 @@ int jws_key_load(const uint8_t *pem, size_t pem_len, struct jws_key **out, struc
 	b64url_to(k->x, sizeof(k->x), qx, qxl);
 	b64url_to(k->y, sizeof(k->y), qy, qyl);
 	char canon[200];
-	int n = snprintf(canon, sizeof(canon), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", k->x, k->y);
+	int n =
+	    snprintf(canon, sizeof(canon), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", k->x, k->y);
 	uint8_t h[WC_SHA256_DIGEST_SIZE];
 	wc_Sha256Hash((const uint8_t *)canon, (word32)n, h);
 	b64url_to(k->thumbprint, sizeof(k->thumbprint), h, sizeof(h));
@@ -192,7 +194,8 @@ json_t *jws_eab(const char *kid, const char *hmac_b64, const char *url, const st
 	uint8_t mac[WC_SHA256_DIGEST_SIZE];
 	if (!in)
 		tt_fail(err, "out of memory");
-	else if (wc_HmacInit(&hmac, NULL, INVALID_DEVID) != 0 || wc_HmacSetKey(&hmac, WC_SHA256, key, (word32)key_len) != 0 ||
+	else if (wc_HmacInit(&hmac, NULL, INVALID_DEVID) != 0 ||
+		 wc_HmacSetKey(&hmac, WC_SHA256, key, (word32)key_len) != 0 ||
 		 wc_HmacUpdate(&hmac, (const uint8_t *)in, (word32)strlen(in)) != 0 || wc_HmacFinal(&hmac, mac) != 0)
 		tt_fail(err, "HS256 failed for the external account binding");
 	else if (!(out = flatten(prot_b64, payload_b64, mac, sizeof(mac))))

@@ -86,7 +86,8 @@ static int take_slot(struct run *r)
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
 		int64_t now = now_ms();
-		if (r->stop || (r->deadline_ms && now >= r->deadline_ms) || (r->max_orders && r->orders >= r->max_orders)) {
+		if (r->stop || (r->deadline_ms && now >= r->deadline_ms) ||
+		    (r->max_orders && r->orders >= r->max_orders)) {
 			pthread_mutex_unlock(&r->mu);
 			return 0;
 		}
@@ -136,12 +137,13 @@ static int claim(struct worker *w, struct tt_err *err)
 	/* Due as of the run's start: a domain this run rescheduled (backoff) is not taken twice. */
 	const char *p[] = {w->run->started_at};
 	PGresult *res;
-	if (tt_db_exec(w->lock, &res, err,
-		       "SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
-		       " COALESCE(c.ari_cert_id, '') FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
-		       " WHERE d.state IN ('pending', 'active', 'failing') AND d.next_attempt_at <= $1::timestamptz"
-		       " ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
-		       1, p) < 0) {
+	if (tt_db_exec(
+		w->lock, &res, err,
+		"SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
+		" COALESCE(c.ari_cert_id, '') FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
+		" WHERE d.state IN ('pending', 'active', 'failing') AND d.next_attempt_at <= $1::timestamptz"
+		" ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
+		1, p) < 0) {
 		store_rollback(w->lock);
 		return -1;
 	}
@@ -326,11 +328,11 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 		char secs[24];
 		snprintf(secs, sizeof(secs), "%" PRId64, backoff_s(failures));
 		const char *q[] = {did, secs};
-		rc = tt_db_run(w->lock, err,
-			       "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::int) WHERE id = $1",
-			       2, q);
-		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d type=%s", w->name, failures,
-		       secs, paused, type);
+		rc = tt_db_run(
+		    w->lock, err,
+		    "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::int) WHERE id = $1", 2, q);
+		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d type=%s", w->name,
+		       failures, secs, paused, type);
 	}
 	if (rc == 0 && w->attempt_id) {
 		const char *a[] = {aid, type, detail, doc_s};
@@ -365,17 +367,17 @@ static int store_issued(struct worker *w, const char *chain, const uint8_t *key,
 	if (id < 0 || keystore_seal_cert(w->run->kr, w->name, id, key, key_len, &sealed, &sealed_len, err) < 0)
 		goto out;
 	struct cert_new c = {
-		.id = id,
-		.domain_id = w->domain_id,
-		.chain_pem = chain,
-		.sealed_key = sealed,
-		.sealed_len = sealed_len,
-		.master_key_id = keystore_newest_id(w->run->kr),
-		.key_type = key_type_name(w->run->key_type),
-		.info = &ci,
-		.source = "acme",
-		.attempt_id = w->attempt_id,
-		.renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
+	    .id = id,
+	    .domain_id = w->domain_id,
+	    .chain_pem = chain,
+	    .sealed_key = sealed,
+	    .sealed_len = sealed_len,
+	    .master_key_id = keystore_newest_id(w->run->kr),
+	    .key_type = key_type_name(w->run->key_type),
+	    .info = &ci,
+	    .source = "acme",
+	    .attempt_id = w->attempt_id,
+	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
 	/* With ARI the CA may want it back early (revocation, incidents): ask within 12 hours. */
 	time_t ari_check_at = time(NULL) + ARI_RECHECK_S;
@@ -412,8 +414,9 @@ static void abandon_attempt(struct worker *w)
 	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
 	const char *a[] = {aid}, *d[] = {did};
 	struct tt_err err;
-	if (tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1",
-		      1, a) < 0 ||
+	if (tt_db_run(w->aux, &err,
+		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1", 1,
+		      a) < 0 ||
 	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
 		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
 }
@@ -426,7 +429,8 @@ static int claim_again(struct worker *w, struct tt_err *err)
 	const char *p[] = {did};
 	PGresult *res;
 	if (store_begin(w->lock, err) < 0 ||
-	    tt_db_exec(w->lock, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) < 0)
+	    tt_db_exec(w->lock, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) <
+		0)
 		return -1;
 	int n = PQntuples(res);
 	PQclear(res);
@@ -452,7 +456,8 @@ static int ari_check(struct worker *w)
 	if (now >= start)
 		return 1;
 	int64_t span = (int64_t)end - (int64_t)start;
-	time_t at = start + (span > 0 ? (time_t)randombytes_uniform(span > UINT32_MAX ? UINT32_MAX : (uint32_t)span) : 0);
+	time_t at =
+	    start + (span > 0 ? (time_t)randombytes_uniform(span > UINT32_MAX ? UINT32_MAX : (uint32_t)span) : 0);
 	int64_t again = acme_retry_after(w->acme);
 	time_t recheck = now + (again > 0 ? again : ARI_RECHECK_S);
 	if (recheck < at)
@@ -512,14 +517,14 @@ static int process(struct worker *w)
 	int rc = keygen_domain(r->key_type, w->name, &key, &key_len, &csr, &csr_len, &err);
 	if (rc == 0) {
 		struct acme_order_req req = {
-			.name = w->name,
-			.profile = pick_profile(w),
-			.replaces = replaces,
-			.csr = csr,
-			.csr_len = csr_len,
-			.publish = publish,
-			.order_created = order_created,
-			.arg = w,
+		    .name = w->name,
+		    .profile = pick_profile(w),
+		    .replaces = replaces,
+		    .csr = csr,
+		    .csr_len = csr_len,
+		    .publish = publish,
+		    .order_created = order_created,
+		    .arg = w,
 		};
 		rc = acme_order(w->acme, &req, &chain, &prob, &err);
 		if (rc == ACME_OK && req.profile && !w->profile[0]) {
@@ -653,7 +658,8 @@ static int dry_run(PGconn *db)
 	PGresult *res;
 	if (tt_db_exec(db, &res, &err,
 		       "SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
-		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now() ORDER BY next_attempt_at",
+		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now() ORDER BY "
+		       "next_attempt_at",
 		       0, NULL) < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);
 		return 2;
@@ -761,7 +767,8 @@ int run_main(struct issuer_ctx *ctx)
 	rc = r.fatal ? 2 : r.failed ? 1 : 0;
 	metrics_write(ctx, db, r.issued, r.renewed, r.failed, &err);
 	tt_log(rc ? TT_WARN : TT_INFO, "run_done",
-	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld elapsed_ms=%" PRId64 " failed_domains=%s",
+	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld elapsed_ms=%" PRId64
+	       " failed_domains=%s",
 	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, now_ms() - started,
 	       r.failed_names ? r.failed_names : "");
 	free(r.failed_names);

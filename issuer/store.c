@@ -24,23 +24,24 @@ void store_rollback(PGconn *db)
 	tt_db_run(db, &ignored, "ROLLBACK", 0, NULL);
 }
 
-int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
-		     bool *created, struct tt_err *err)
+int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id, bool *created,
+		     struct tt_err *err)
 {
 	const char *p[] = {name, owner, profile};
 	PGresult *res;
 	/* A removed domain that comes back starts over as pending, with its history kept. */
-	if (tt_db_exec(db, &res, err,
-		       "INSERT INTO domains (name, owner, profile) VALUES ($1, $2, $3) "
-		       "ON CONFLICT (name) DO UPDATE SET "
-		       " owner = COALESCE(EXCLUDED.owner, domains.owner),"
-		       " profile = COALESCE(EXCLUDED.profile, domains.profile),"
-		       " state = CASE WHEN domains.state = 'removed' THEN 'pending' ELSE domains.state END,"
-		       " failures = CASE WHEN domains.state = 'removed' THEN 0 ELSE domains.failures END,"
-		       " next_attempt_at = CASE WHEN domains.state = 'removed' THEN now() ELSE domains.next_attempt_at END,"
-		       " removed_at = NULL "
-		       "RETURNING id, (xmax = 0)",
-		       3, p) < 0)
+	if (tt_db_exec(
+		db, &res, err,
+		"INSERT INTO domains (name, owner, profile) VALUES ($1, $2, $3) "
+		"ON CONFLICT (name) DO UPDATE SET "
+		" owner = COALESCE(EXCLUDED.owner, domains.owner),"
+		" profile = COALESCE(EXCLUDED.profile, domains.profile),"
+		" state = CASE WHEN domains.state = 'removed' THEN 'pending' ELSE domains.state END,"
+		" failures = CASE WHEN domains.state = 'removed' THEN 0 ELSE domains.failures END,"
+		" next_attempt_at = CASE WHEN domains.state = 'removed' THEN now() ELSE domains.next_attempt_at END,"
+		" removed_at = NULL "
+		"RETURNING id, (xmax = 0)",
+		3, p) < 0)
 		return -1;
 	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	*created = PQgetvalue(res, 0, 1)[0] == 't';
@@ -95,20 +96,38 @@ int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err 
 {
 	const char *p[] = {name};
 	PGresult *res;
-	if (tt_db_exec(db, &res, err,
-		       "SELECT COALESCE(json_agg(json_build_object("
-		       " 'name', d.name, 'owner', d.owner, 'state', d.state, 'profile', d.profile,"
-		       " 'cert_id', d.current_cert_id, 'serial', c.serial, 'source', c.source, 'key_type', c.key_type,"
-		       " 'not_before', " UTC("c.not_before") ", 'not_after', " UTC("c.not_after") ","
-		       " 'next_attempt_at', " UTC("d.next_attempt_at") ", 'failures', d.failures,"
-		       " 'last_error_type', d.last_error_type, 'last_error_detail', d.last_error_detail,"
-		       " 'last_error_at', " UTC("d.last_error_at") ","
-		       " 'last_problem', (SELECT a.problem FROM issuance_attempts a"
-		       "   WHERE a.domain_id = d.id AND a.state = 'failed' ORDER BY a.id DESC LIMIT 1),"
-		       " 'added_at', " UTC("d.added_at") ") ORDER BY d.name), '[]')"
-		       " FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
-		       " WHERE CASE WHEN $1::text IS NULL THEN d.state <> 'removed' ELSE d.name = $1 END",
-		       1, p) < 0)
+	if (tt_db_exec(
+		db, &res, err,
+		"SELECT COALESCE(json_agg(json_build_object("
+		" 'name', d.name, 'owner', d.owner, 'state', d.state, 'profile', d.profile,"
+		" 'cert_id', d.current_cert_id, 'serial', c.serial, 'source', c.source, 'key_type', c.key_type,"
+		" 'not_before', " UTC("c.not_before") ", 'not_after', " UTC(
+		    "c.not_after") ","
+				   " 'next_attempt_at', " UTC(
+				       "d.next_attempt_at") ", 'failures', d.failures,"
+							    " 'last_error_type', d.last_error_type, "
+							    "'last_error_detail', d.last_error_detail,"
+							    " 'last_error_at', " UTC(
+								"d.last_error_at") ","
+										   " 'last_problem', (SELECT a.problem "
+										   "FROM issuance_attempts a"
+										   "   WHERE a.domain_id = d.id AND "
+										   "a.state = 'failed' ORDER BY a.id "
+										   "DESC LIMIT 1),"
+										   " 'added_at', " UTC(
+										       "d.added_at") ") ORDER BY "
+												     "d.name), '[]')"
+												     " FROM domains d "
+												     "LEFT JOIN "
+												     "certificates c "
+												     "ON c.id = "
+												     "d.current_cert_id"
+												     " WHERE CASE WHEN "
+												     "$1::text IS NULL "
+												     "THEN d.state <> "
+												     "'removed' ELSE "
+												     "d.name = $1 END",
+		1, p) < 0)
 		return -1;
 	json_error_t jerr;
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
@@ -139,8 +158,17 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 	char *sealed = tt_db_bytea_param(c->sealed_key, c->sealed_len);
 	if (!sealed)
 		return tt_fail(err, "out of memory");
-	const char *p[] = {id,	   did, c->chain_pem, sealed, mk, c->key_type, c->info->serial, nb, na,
-			   c->info->ari_id[0] ? c->info->ari_id : NULL, c->source};
+	const char *p[] = {id,
+			   did,
+			   c->chain_pem,
+			   sealed,
+			   mk,
+			   c->key_type,
+			   c->info->serial,
+			   nb,
+			   na,
+			   c->info->ari_id[0] ? c->info->ari_id : NULL,
+			   c->source};
 	int rc = tt_db_run(db, err,
 			   "INSERT INTO certificates (id, domain_id, chain_pem, sealed_key, master_key_id, key_type,"
 			   " serial, not_before, not_after, ari_cert_id, source, replaces_id)"
@@ -159,8 +187,9 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 		return -1;
 	if (c->attempt_id) {
 		const char *a[] = {aid};
-		if (tt_db_run(db, err, "UPDATE issuance_attempts SET state = 'valid', finished_at = now() WHERE id = $1",
-			      1, a) < 0)
+		if (tt_db_run(db, err,
+			      "UPDATE issuance_attempts SET state = 'valid', finished_at = now() WHERE id = $1", 1,
+			      a) < 0)
 			return -1;
 	}
 	return tt_db_run(db, err, "DELETE FROM challenges WHERE domain_id = $1", 1, q + 1);

@@ -35,7 +35,7 @@ int main(void)
 	uint8_t *ph, *sig;
 	size_t phl, sigl;
 	CHECK(b64url_decode(p64, &ph, &phl) == 0 && strstr((char *)ph, "\"alg\":\"ES256\"") &&
-		      strstr((char *)ph, "\"nonce\":\"n1\""),
+		  strstr((char *)ph, "\"nonce\":\"n1\""),
 	      "protected header carries alg and nonce");
 	CHECK(b64url_decode(s64, &sig, &sigl) == 0 && sigl == 64, "signature is r||s, 64 bytes");
 
@@ -68,11 +68,12 @@ int main(void)
 	wc_ecc_verify_hash(der, der_len, h, sizeof(h), &verified, &pub);
 	CHECK(verified == 0, "and not over anything else");
 
-	json_t *eab = jws_eab("kid-1", "c2VjcmV0LWtleS1mb3ItdGVzdGluZy0xMjM0NTY3OA", "https://ca.example/acct", k, &err);
+	json_t *eab =
+	    jws_eab("kid-1", "c2VjcmV0LWtleS1mb3ItdGVzdGluZy0xMjM0NTY3OA", "https://ca.example/acct", k, &err);
 	uint8_t *eh;
 	size_t ehl;
 	CHECK(eab && b64url_decode(json_string_value(json_object_get(eab, "protected")), &eh, &ehl) == 0 &&
-		      strstr((char *)eh, "\"alg\":\"HS256\"") && strstr((char *)eh, "\"kid\":\"kid-1\""),
+		  strstr((char *)eh, "\"alg\":\"HS256\"") && strstr((char *)eh, "\"kid\":\"kid-1\""),
 	      "EAB is HS256 with the EAB key id");
 	free(eh);
 	wc_ecc_free(&pub);

@@ -60,7 +60,8 @@ int main(void)
 		if (rc)
 			continue;
 		char kt[32];
-		CHECK(certinfo_key_type(key, key_len, kt, sizeof(kt), &err) == 0 && strcmp(kt, key_type_name(type)) == 0,
+		CHECK(certinfo_key_type(key, key_len, kt, sizeof(kt), &err) == 0 &&
+			  strcmp(kt, key_type_name(type)) == 0,
 		      "the key reads back as its type");
 		CHECK(memmem(key, key_len, "PRIVATE KEY-----", 16) != NULL, "the key is PEM");
 		char san[256], want[100];
