@@ -91,8 +91,8 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	if (issuer_keyring_open(ctx, &kr, &err) < 0 || issuer_db_open(ctx, &db, &err) < 0)
 		goto out;
 	int64_t domain_id;
-	bool created;
-	if (store_domain_add(db, name, NULL, NULL, &domain_id, &created, &err) < 0)
+	enum domain_added added;
+	if (store_domain_add(db, name, NULL, NULL, &domain_id, &added, &err) < 0)
 		goto out;
 	int64_t cert_id = store_cert_next_id(db, &err);
 	if (cert_id < 0 || keystore_seal_cert(kr, name, cert_id, key, key_len, &sealed, &sealed_len, &err) < 0)
@@ -116,7 +116,7 @@ int cli_cert_import(struct issuer_ctx *ctx)
 		goto out;
 	}
 	printf("imported %s cert_id=%" PRId64 " serial=%s%s\n", name, cert_id, ci.serial,
-	       created ? " (domain added)" : "");
+	       added == DOMAIN_ADDED ? " (domain added)" : "");
 	rc = 0;
 out:
 	if (rc)

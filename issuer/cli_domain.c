@@ -27,14 +27,14 @@ int cli_domain_add(struct issuer_ctx *ctx)
 	if (open_db(ctx, &db) < 0)
 		return 2;
 	int64_t id;
-	bool created;
-	int rc = store_domain_add(db, name, issuer_opt(ctx, "owner"), issuer_opt(ctx, "profile"), &id, &created, &err);
+	enum domain_added added;
+	int rc = store_domain_add(db, name, issuer_opt(ctx, "owner"), issuer_opt(ctx, "profile"), &id, &added, &err);
 	PQfinish(db);
 	if (rc < 0) {
 		fprintf(stderr, "issuer: cannot add %s: %s\n", name, err.msg);
 		return 2;
 	}
-	printf("%s %s\n", created ? "added" : "exists", name);
+	printf("%s %s\n", added == DOMAIN_ADDED ? "added" : added == DOMAIN_RESUMED ? "resumed" : "exists", name);
 	return 0;
 }
 

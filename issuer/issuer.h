@@ -136,9 +136,10 @@ struct domain_row {
 	int64_t current_cert_id; /* 0 when none */
 	int failures;
 };
-/* Inserts a pending domain; *created is false when it already existed (a removed one comes back). */
-int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id, bool *created,
-		     struct tt_err *err);
+/* Inserts a pending domain; a removed or paused one comes back (due now, failures reset). */
+enum domain_added { DOMAIN_ADDED, DOMAIN_EXISTS, DOMAIN_RESUMED };
+int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
+		     enum domain_added *outcome, struct tt_err *err);
 /* 1 found, 0 no such domain, -1 error. */
 int store_domain_find(PGconn *db, const char *name, struct domain_row *out, struct tt_err *err);
 /* Soft-deletes the domain and destroys its sealed keys. */

@@ -24,27 +24,33 @@ void store_rollback(PGconn *db)
 	tt_db_run(db, &ignored, "ROLLBACK", 0, NULL);
 }
 
-int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id, bool *created,
-		     struct tt_err *err)
+int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
+		     enum domain_added *outcome, struct tt_err *err)
 {
 	const char *p[] = {name, owner, profile};
 	PGresult *res;
-	/* A removed domain that comes back starts over as pending, with its history kept. */
-	if (tt_db_exec(
-		db, &res, err,
-		"INSERT INTO domains (name, owner, profile) VALUES ($1, $2, $3) "
-		"ON CONFLICT (name) DO UPDATE SET "
-		" owner = COALESCE(EXCLUDED.owner, domains.owner),"
-		" profile = COALESCE(EXCLUDED.profile, domains.profile),"
-		" state = CASE WHEN domains.state = 'removed' THEN 'pending' ELSE domains.state END,"
-		" failures = CASE WHEN domains.state = 'removed' THEN 0 ELSE domains.failures END,"
-		" next_attempt_at = CASE WHEN domains.state = 'removed' THEN now() ELSE domains.next_attempt_at END,"
-		" removed_at = NULL "
-		"RETURNING id, (xmax = 0)",
-		3, p) < 0)
+	/* Adding a removed or paused domain again is how its owner brings it back: it starts over
+	 * (due now, no failures), its history kept. */
+	if (tt_db_exec(db, &res, err,
+		       "WITH old AS (SELECT state FROM domains WHERE name = $1) "
+		       "INSERT INTO domains (name, owner, profile) VALUES ($1, $2, $3) "
+		       "ON CONFLICT (name) DO UPDATE SET "
+		       " owner = COALESCE(EXCLUDED.owner, domains.owner),"
+		       " profile = COALESCE(EXCLUDED.profile, domains.profile),"
+		       " state = CASE WHEN domains.state NOT IN ('removed', 'paused') THEN domains.state"
+		       "  WHEN domains.current_cert_id IS NULL THEN 'pending' ELSE 'active' END,"
+		       " failures = CASE WHEN domains.state IN ('removed', 'paused') THEN 0 ELSE domains.failures END,"
+		       " next_attempt_at = CASE WHEN domains.state IN ('removed', 'paused') THEN now()"
+		       "  ELSE domains.next_attempt_at END,"
+		       " removed_at = NULL "
+		       "RETURNING id, (xmax = 0), COALESCE((SELECT state FROM old), '')",
+		       3, p) < 0)
 		return -1;
 	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	*created = PQgetvalue(res, 0, 1)[0] == 't';
+	const char *old = PQgetvalue(res, 0, 2);
+	*outcome = PQgetvalue(res, 0, 1)[0] == 't'			       ? DOMAIN_ADDED
+		   : strcmp(old, "removed") == 0 || strcmp(old, "paused") == 0 ? DOMAIN_RESUMED
+									       : DOMAIN_EXISTS;
 	PQclear(res);
 	return 0;
 }

@@ -34,6 +34,11 @@ q "update domains set next_attempt_at = now() where name='bad.test'" >/dev/null
 $I run --self-check-via "127.0.0.1:$HTTP" 2>"$T/run4.log"
 check "a paused domain is not ordered again" bash -c "grep -q 'orders=0' '$T/run4.log' && test \"\$(psql -qAtX -d '$TRACKTLS_DB' -c \"select count(*) from issuance_attempts a join domains d on d.id=a.domain_id where d.name='bad.test'\")\" = 2"
 
+out=$($I domain add bad.test 2>&1)
+check "domain add resumes a paused domain" grep -qx "resumed bad.test" <<<"$out"
+check "  ... due now, failures reset, pending" test "$(q "select state, failures, next_attempt_at <= now() from domains where name='bad.test'")" = "pending|0|t"
+q "update domains set state = 'paused' where name = 'bad.test'" >/dev/null
+
 # self-check failure: nothing listens at the self-check address, so the CA is never asked
 $I domain add selfcheck.test >/dev/null
 dead=$(free_port)
