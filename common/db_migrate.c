@@ -76,7 +76,8 @@ int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err)
 {
 	*applied = 0;
 	/* Several issuer hosts may run migrate at once: one does the work, the others wait and see it done. */
-	if (tt_db_run(conn, err, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL) != 0)
+	if (tt_db_run(conn, err, "SET client_min_messages = warning", 0, NULL) != 0 ||
+	    tt_db_run(conn, err, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL) != 0)
 		return -1;
 	int rc = -1, version = 0;
 	if (tt_db_run(conn, err,

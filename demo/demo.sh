@@ -44,19 +44,20 @@ served_serial() { # name -> serial of the certificate the terminator serves for 
 
 start() {
 	stop_all
+	# Pebble forgets everything when it stops, so the demo starts from nothing every time.
+	rm -rf "$STATE"
 	mkdir -p "$STATE"
 	chmod 755 "$ROOT/var" "$STATE" 2>/dev/null
 	[ -x "$BIN/issuer" ] && [ -x "$BIN/terminator" ] || die "binaries missing: run make"
 
 	step "PostgreSQL (private, $STATE/pg)"
 	pg_start "$STATE/pg" 5433 || die "PostgreSQL failed, log: $STATE/pg/postgres.log"
-	psql -qAt -d postgres -c "SELECT 1 FROM pg_database WHERE datname='tracktls'" | grep -q 1 ||
-		psql -q -d postgres -c "CREATE DATABASE tracktls" || die "cannot create database"
+	psql -q -d postgres -c "CREATE DATABASE tracktls" || die "cannot create database"
 	export TRACKTLS_DB="host=$PGHOST port=$PGPORT user=postgres dbname=tracktls"
 	"$BIN/issuer" db migrate || die "migration failed"
 
 	step "Master key ring ($STATE/master.keys, mode 0600)"
-	[ -f "$STATE/master.keys" ] || "$BIN/issuer" keys generate --master-key-file "$STATE/master.keys" || die "keys generate failed"
+	"$BIN/issuer" keys generate --master-key-file "$STATE/master.keys" || die "keys generate failed"
 	export TRACKTLS_MASTER_KEY_FILE=$STATE/master.keys
 
 	step "Pebble ACME test CA + pebble-challtestsrv (DNS answers every name with 127.0.0.1)"
@@ -64,13 +65,13 @@ start() {
 	echo "directory: $PEBBLE_DIRECTORY  (certificates live ${PEBBLE_VALIDITY}s in this demo)"
 
 	step "Tracking backend on 127.0.0.1:$BACKEND_PORT (open pixel /o/..., click redirect /c/...)"
-	python3 demo/backend.py $BACKEND_PORT 2>"$STATE/backend.log" &
+	python3 demo/backend.py $BACKEND_PORT >"$STATE/backend.log" 2>&1 </dev/null &
 	echo $! >"$STATE/backend.pid"
 	wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BACKEND_PORT" || die "backend did not start, log: $STATE/backend.log"
 
 	step "Terminator on :443 (HTTPS) and :80 (HTTP-01 + plain HTTP), metrics on $METRICS"
 	"$BIN/terminator" --https 127.0.0.1:443 --http 127.0.0.1:80 --backend 127.0.0.1:$BACKEND_PORT \
-		--metrics $METRICS 2>"$STATE/terminator.log" &
+		--metrics $METRICS >"$STATE/terminator.log" 2>&1 </dev/null &
 	echo $! >"$STATE/terminator.pid"
 	wait_until 10 curl -sf "http://$METRICS/healthz" || die "terminator did not start, log: $STATE/terminator.log"
 
@@ -118,7 +119,7 @@ start() {
 		"$BIN/issuer" run --ca-file "$PEBBLE_CA" --directory "$PEBBLE_DIRECTORY" --self-check-via 127.0.0.1:80 \
 			--contact demo@example.org >>"$STATE/issuer-cron.log" 2>&1
 		sleep 5
-	done) &
+	done) >/dev/null 2>&1 </dev/null &
 	echo $! >"$STATE/cron.pid"
 
 	step "Poke it further"
