@@ -42,7 +42,7 @@ UNIT_TERM   := $(patsubst tests/unit/terminator/%.c,$(BUILD)/tests/terminator/%,
 UNIT_ISSUER := $(patsubst tests/unit/issuer/%.c,$(BUILD)/tests/issuer/%,$(wildcard tests/unit/issuer/test_*.c))
 UNIT_BINS   := $(UNIT_COMMON) $(UNIT_TERM) $(UNIT_ISSUER)
 
-.PHONY: all asan clean deps test demo demo-stop bench bench-full fuzz lint units
+.PHONY: FORCE all asan clean deps test demo demo-stop bench bench-full fuzz lint units
 all: $(BIN)/terminator $(BIN)/issuer
 
 asan:
@@ -58,7 +58,15 @@ $(BIN)/issuer: $(ISSUER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
-$(BUILD)/%.o: %.c
+# Every object depends on which wolfSSL build it was compiled against (struct layouts follow its
+# options.h): a new build, or the fallback, rebuilds everything.
+WOLFSSL_STAMP = $(BUILD)/wolfssl.prefix
+$(WOLFSSL_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(WOLFSSL_PREFIX)' | cmp -s - $@ || echo '$(WOLFSSL_PREFIX)' > $@
+FORCE:
+
+$(BUILD)/%.o: %.c $(WOLFSSL_STAMP)
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
@@ -68,7 +76,7 @@ $(BUILD)/schema/migrations.c: $(sort $(wildcard schema/[0-9]*.sql)) scripts/embe
 	@mkdir -p $(@D)
 	scripts/embed-migrations.sh $(sort $(wildcard schema/[0-9]*.sql)) > $@
 
-$(BUILD)/schema/migrations.o: $(BUILD)/schema/migrations.c
+$(BUILD)/schema/migrations.o: $(BUILD)/schema/migrations.c $(WOLFSSL_STAMP)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(BUILD)/tests/common/%: tests/unit/common/%.c $(COMMON_OBJ)

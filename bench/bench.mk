@@ -8,9 +8,9 @@ BENCH_TOOLS  := $(BENCH_OUT)/load $(BENCH_OUT)/backend $(BENCH_OUT)/certgen
 bench-tools: $(BENCH_TOOLS)
 
 # The load generator links the same wolfSSL asm build as the terminator, against its options.h.
-$(BENCH_OUT)/load: bench/load.c
+$(BENCH_OUT)/load: bench/load.c $(WOLFSSL_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(BENCH_CFLAGS) $(WOLFSSL_CFLAGS) -include wolfssl/options.h -o $@ $< $(WOLFSSL_LIBS) -lpthread -lm
+	$(CC) $(BENCH_CFLAGS) $(WOLFSSL_CFLAGS) -include wolfssl/options.h -o $@ bench/load.c $(WOLFSSL_LIBS) -lpthread -lm
 
 $(BENCH_OUT)/backend: bench/backend.c
 	@mkdir -p $(@D)

@@ -8,14 +8,15 @@ FLAGS="--enable-static --disable-shared --disable-examples --disable-crypttests 
 --enable-intelasm --enable-aesni --enable-sp --enable-sp-asm --enable-tls13 --enable-sni --enable-alpn \
 --enable-session-ticket --enable-opensslextra --enable-certgen --enable-certreq --enable-curve25519 \
 --enable-ecc --enable-keygen --enable-supportedcurves --enable-aesgcm --enable-chacha --enable-poly1305 \
---enable-secure-renegotiation=no --enable-oldtls=no --enable-tlsv10=no --enable-sessioncerts --enable-ecccustcurves=no \
+--enable-secure-renegotiation=no --enable-oldtls=no --enable-tlsv10=no --enable-ecccustcurves=no \
 --enable-pkcallbacks --enable-fastmath=no --enable-certext --enable-altcertchains --with-pic"
 
 log() { echo "build-wolfssl: $*" >&2; }
 
 # Every make runs this script: answer from the cache without touching apt when the build for these
 # flags was checked against Debian's current source version within the last day.
-flagkey=$(printf '%s' "$FLAGS" | sha256sum | cut -c1-12)
+EXTRA_CFLAGS="-O2 -DWOLFSSL_GETRANDOM"
+flagkey=$(printf '%s' "$FLAGS $EXTRA_CFLAGS" | sha256sum | cut -c1-12)
 pointer="$CACHE_ROOT/wolfssl-current-$flagkey"
 if [ -f "$pointer" ] && [ -z "$(find "$pointer" -mmin +1440 2>/dev/null)" ]; then
   cached=$(cat "$pointer")
@@ -55,7 +56,7 @@ fi
   fallback "cannot read the wolfssl source package index (see $aptdir/update.log)"
 }
 
-key=$(printf '%s %s' "$version" "$FLAGS" | sha256sum | cut -c1-12)
+key=$(printf '%s %s %s' "$version" "$FLAGS" "$EXTRA_CFLAGS" | sha256sum | cut -c1-12)
 prefix="$CACHE_ROOT/wolfssl-${version//[:~+]/_}-$key"
 if [ -f "$prefix/lib/libwolfssl.a" ] && [ -f "$prefix/include/wolfssl/options.h" ]; then
   echo "$prefix" > "$pointer"
@@ -72,7 +73,7 @@ src=$(find "$work" -maxdepth 1 -type d -name 'wolfssl-*' | head -n1)
   cd "$src"
   ./autogen.sh
   # shellcheck disable=SC2086
-  ./configure --prefix="$prefix.tmp" $FLAGS CFLAGS="-O2"
+  ./configure --prefix="$prefix.tmp" $FLAGS CFLAGS="$EXTRA_CFLAGS"
   make -j"$(nproc)"
   rm -rf "$prefix.tmp"
   make install

@@ -39,8 +39,17 @@ struct result {
 	char version[16];
 	char cipher[64];
 	char alpn[32];
-	int peer_chain; /* certificates the client received */
 };
+
+/* Deepest chain position the client's verify callback was shown: 1 means leaf plus one more. */
+static int deepest_seen;
+static int count_depth(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+	(void)preverify;
+	if (store->error_depth > deepest_seen)
+		deepest_seen = store->error_depth;
+	return 1;
+}
 
 /* One handshake between a fresh session of server_ctx and a client set up by the caller. */
 static struct result handshake(WOLFSSL_CTX *server_ctx, WOLFSSL_CTX *client_ctx, const char *client_alpn,
@@ -76,8 +85,10 @@ static struct result handshake(WOLFSSL_CTX *server_ctx, WOLFSSL_CTX *client_ctx,
 			int e = wolfSSL_get_error(cli, rc);
 			if (rc == WOLFSSL_SUCCESS)
 				cdone = 1;
-			else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
+			else if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) {
+				printf("# client handshake error %d\n", e);
 				break;
+			}
 		}
 		if (!sdone) {
 			int rc = wolfSSL_accept(srv);
@@ -94,7 +105,6 @@ static struct result handshake(WOLFSSL_CTX *server_ctx, WOLFSSL_CTX *client_ctx,
 		unsigned short len = 0;
 		snprintf(r.version, sizeof(r.version), "%s", wolfSSL_get_version(srv));
 		snprintf(r.cipher, sizeof(r.cipher), "%s", wolfSSL_get_cipher_name(srv));
-		r.peer_chain = wolfSSL_get_chain_count(wolfSSL_get_peer_chain(cli));
 		if (wolfSSL_ALPN_GetProtocol(srv, &name, &len) == WOLFSSL_SUCCESS)
 			snprintf(r.alpn, sizeof(r.alpn), "%.*s", (int)len, name);
 	}
@@ -114,8 +124,12 @@ int main(void)
 
 	wolfSSL_Init();
 	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key "
-		 "-out ca.pem -subj /CN=TestCA -days 2 2>/dev/null && "
+		 "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout root.key "
+		 "-out root.pem -subj /CN=TestRoot -days 2 2>/dev/null && "
+		 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.csr "
+		 "-subj /CN=TestIntermediate 2>/dev/null && printf 'basicConstraints=critical,CA:true\\n' > caext && "
+		 "openssl x509 -req -in ca.csr -CA root.pem -CAkey root.key -CAcreateserial -days 2 -extfile caext "
+		 "-out ca.pem 2>/dev/null && "
 		 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr "
 		 "-subj /CN=c.example 2>/dev/null && printf 'subjectAltName=DNS:c.example\\n' > ext && "
 		 "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext "
@@ -153,8 +167,16 @@ int main(void)
 	struct result r = handshake(ctx, client, "h2,http/1.1", NULL, 0);
 	CHECK(r.ok && strcmp(r.version, "TLSv1.3") == 0, "handshake: TLS 1.3 by default");
 	CHECK(strcmp(r.alpn, "http/1.1") == 0, "handshake: ALPN http/1.1 selected over h2");
-	CHECK(r.peer_chain == 2, "handshake: the intermediate is sent after the leaf");
 	printf("# %s %s alpn=%s\n", r.version, r.cipher, r.alpn);
+	wolfSSL_CTX_free(client);
+	client = wolfSSL_CTX_new(wolfSSLv23_client_method());
+	wolfSSL_CTX_set_verify(client, WOLFSSL_VERIFY_PEER, count_depth);
+	deepest_seen = -1;
+	r = handshake(ctx, client, NULL, NULL, 0);
+	CHECK(r.ok && deepest_seen == 1, "handshake: the intermediate is sent after the leaf");
+	wolfSSL_CTX_free(client);
+	client = wolfSSL_CTX_new(wolfSSLv23_client_method());
+	wolfSSL_CTX_set_verify(client, WOLFSSL_VERIFY_NONE, NULL);
 	r = handshake(ctx, client, NULL, NULL, 0);
 	CHECK(r.ok && r.alpn[0] == '\0', "handshake: a client without ALPN is served");
 	r = handshake(ctx, client, "h2", NULL, 0);
