@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS="build-essential pkg-config liburing-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libidn2-dev
 postgresql pebble curl openssl ca-certificates autoconf automake libtool dpkg-dev clang libclang-rt-14-dev
-haproxy hitch nginx-light procps iproute2 util-linux python3"
+haproxy hitch nginx-light procps iproute2 util-linux python3 testssl.sh valgrind"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
