@@ -41,7 +41,7 @@ pebble_start "$T/pebble" "$HTTP" || exit 1
 if [ -x "$root/bin/terminator" ] && [ "${ISSUER_RESPONDER:-terminator}" = terminator ]; then
 	responder=terminator
 	"$root/bin/terminator" --http "127.0.0.1:$HTTP" --https "127.0.0.1:$(free_port)" --backend "127.0.0.1:$(free_port)" \
-		--threads 1 2>"$T/terminator.log" & CS_PID=$!
+		--threads 1 --allow-root 2>"$T/terminator.log" & CS_PID=$!
 else
 	responder=challenge_server.py
 	python3 "$root/tests/lib/challenge_server.py" "$HTTP" & CS_PID=$!

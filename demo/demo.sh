@@ -71,7 +71,7 @@ start() {
 
 	step "Terminator on :443 (HTTPS) and :80 (HTTP-01 + plain HTTP), metrics on $METRICS"
 	"$BIN/terminator" --https 127.0.0.1:443 --http 127.0.0.1:80 --backend 127.0.0.1:$BACKEND_PORT \
-		--metrics $METRICS >"$STATE/terminator.log" 2>&1 </dev/null &
+		--metrics $METRICS --allow-root >"$STATE/terminator.log" 2>&1 </dev/null &
 	echo $! >"$STATE/terminator.pid"
 	wait_until 10 curl -sf "http://$METRICS/healthz" || die "terminator did not start, log: $STATE/terminator.log"
 

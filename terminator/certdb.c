@@ -25,9 +25,10 @@ static const char sql_cert[] = "SELECT c.id, c.chain_pem, c.sealed_key FROM doma
 			       "WHERE d.name = $1 AND d.state <> 'removed' AND c.sealed_key IS NOT NULL";
 static const char sql_challenge[] = "SELECT key_authorization FROM challenges WHERE token = $1 AND expires_at > now()";
 /* Each name held, with the id of the certificate it should serve now (NULL: none). */
-static const char sql_revalidate[] = "SELECT n.name, c.id FROM unnest($1::text[]) AS n(name) "
-				     "LEFT JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
-				     "LEFT JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
+static const char sql_revalidate[] =
+    "SELECT n.name, c.id FROM unnest($1::text[]) AS n(name) "
+    "LEFT JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
+    "LEFT JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
 
 enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE, ITEM_REVALIDATE };
 static const char *const kind_names[] = {"setup", "listen", "cert", "challenge", "revalidate"};
@@ -191,7 +192,10 @@ static void disconnect(struct certdb *db, int64_t now_ms, const char *why)
 		sni_cache_listener_lost(db->cache);
 	tt_log(TT_WARN, "db_disconnected", "listener=%s pending=%zu retry_ms=%lld error=%s",
 	       db->listen ? "true" : "false", db->nitems, (long long)db->backoff_ms,
-	       one_line(buf, sizeof(buf), why ? why : db->conn ? PQerrorMessage(db->conn) : "out of memory"));
+	       one_line(buf, sizeof(buf),
+			why	   ? why
+			: db->conn ? PQerrorMessage(db->conn)
+				   : "out of memory"));
 	if (db->conn)
 		PQfinish(db->conn);
 	db->conn = NULL;
@@ -404,8 +408,8 @@ static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res)
 		tt_fail(&err, "cannot attach the session ticket callback");
 		goto bad;
 	}
-	if (sni_cache_insert_since(db->cache, it->epoch, it->key, cert_id, ctx, chain_len + key_len + CTX_OVERHEAD_BYTES,
-				   &entry, &err) < 0)
+	if (sni_cache_insert_since(db->cache, it->epoch, it->key, cert_id, ctx,
+				   chain_len + key_len + CTX_OVERHEAD_BYTES, &entry, &err) < 0)
 		goto bad;
 	tt_log(TT_DEBUG, "cert_loaded", "name=%s cert_id=%lld", it->key, (long long)cert_id);
 	answer(it, 0, entry, NULL);
@@ -613,7 +617,8 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	opts = PQconninfoParse(conninfo, &perr);
 	if (!opts) {
 		char buf[600];
-		tt_fail(err, "database connection string: %s", one_line(buf, sizeof(buf), perr ? perr : "out of memory"));
+		tt_fail(err, "database connection string: %s",
+			one_line(buf, sizeof(buf), perr ? perr : "out of memory"));
 		PQfreemem(perr);
 		return -1;
 	}
@@ -628,9 +633,10 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->listen = config->listen;
 	db->tickets = config->tickets;
 	db->query_timeout_ms = config->query_timeout_ms > 0 ? config->query_timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
-	db->connect_timeout_ms = config->connect_timeout_ms > 0 ? config->connect_timeout_ms
-								 : DEFAULT_CONNECT_TIMEOUT_MS;
-	db->misses_per_sec = config->max_misses_per_sec > 0 ? (double)config->max_misses_per_sec : DEFAULT_MISSES_PER_SEC;
+	db->connect_timeout_ms =
+	    config->connect_timeout_ms > 0 ? config->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+	db->misses_per_sec =
+	    config->max_misses_per_sec > 0 ? (double)config->max_misses_per_sec : DEFAULT_MISSES_PER_SEC;
 	db->miss_tokens = db->misses_per_sec;
 	db->miss_refill_us = mono_us();
 	db->backoff_ms = BACKOFF_MIN_MS;
@@ -748,6 +754,11 @@ int64_t certdb_next_deadline_ms(const struct certdb *db)
 		if (d < 0 || it->deadline_ms < d)
 			d = it->deadline_ms;
 	return d;
+}
+
+bool certdb_ready(const struct certdb *db)
+{
+	return db->state == DB_READY && !db->broken;
 }
 
 void certdb_stats(const struct certdb *db, struct certdb_stats *out)

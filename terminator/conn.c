@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "terminator.h"
@@ -378,8 +379,26 @@ static void conn_response_done(struct conn *c)
 	if (!c->resp_keep_alive || c->resp_until_close)
 		conn_close_backend(c);
 	c->bidle = c->bfd >= 0;
-	if (!c->req_keep_alive || c->resp_until_close || c->req_body_active || c->peer_eof)
+	if (!c->req_keep_alive || c->resp_until_close || c->req_body_active || c->peer_eof || c->loop->draining)
 		conn_finish(c);
+}
+
+/* A response head for a client whose connection ends after it (the loop drains): its Connection
+ * headers are replaced by Connection: close, so the client does not send another request. */
+static int conn_write_head_closing(struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t blank = n >= 2 && p[n - 2] == '\r' ? 2 : 1;
+	size_t at = 0;
+	while (at < n - blank) {
+		const uint8_t *nl = memchr(p + at, '\n', n - blank - at);
+		size_t len = nl ? (size_t)(nl - (p + at)) + 1 : n - blank - at;
+		if (!(len >= 11 && strncasecmp((const char *)p + at, "connection:", 11) == 0) &&
+		    conn_write(c, p + at, len) < 0)
+			return -1;
+		at += len;
+	}
+	static const char close_hdr[] = "Connection: close\r\n\r\n";
+	return conn_write(c, close_hdr, sizeof close_hdr - 1);
 }
 
 /* Relays backend bytes at p; returns how many were used (the rest waits for the client). */
@@ -399,7 +418,11 @@ static size_t conn_relay_response(struct conn *c, const uint8_t *p, size_t len)
 				conn_backend_failed(c, 502);
 				return len;
 			}
-			if (conn_write(c, p + used, r.head_len) < 0) {
+			bool closing = c->loop->draining && r.status >= 200;
+			if (closing)
+				c->req_keep_alive = false;
+			if ((closing ? conn_write_head_closing(c, p + used, r.head_len)
+				     : conn_write(c, p + used, r.head_len)) < 0) {
 				conn_close(c);
 				return len;
 			}
@@ -537,17 +560,18 @@ static void conn_challenge_done(void *arg, int status, const char *key_auth)
 	c->db_pending = false;
 	char out[1024];
 	ssize_t n;
+	bool keep = c->req_keep_alive && !c->loop->draining;
 	if (status == 0)
-		n = http_write_simple(200, key_auth, c->req_keep_alive, out, sizeof out);
+		n = http_write_simple(200, key_auth, keep, out, sizeof out);
 	else
-		n = http_write_simple(status == 1 ? 404 : 503, NULL, c->req_keep_alive, out, sizeof out);
+		n = http_write_simple(status == 1 ? 404 : 503, NULL, keep, out, sizeof out);
 	if (n < 0 || conn_write(c, out, (size_t)n) < 0) {
 		conn_close(c);
 		return;
 	}
 	c->state = C_HEAD;
 	c->served = true;
-	if (!c->req_keep_alive || c->peer_eof) {
+	if (!c->req_keep_alive || c->peer_eof || c->loop->draining) {
 		conn_finish(c);
 		return;
 	}
@@ -1203,6 +1227,7 @@ void conn_accept(struct loop *l, int fd, bool tls)
 	c->io.out = &c->cout;
 	c->state = tls ? C_HELLO : C_HEAD;
 	METRIC_ADD(l->m, accepted, 1);
+	l->nconns++;
 	conn_timer(c, tls ? TIMER_HANDSHAKE : TIMER_HEADER);
 	conn_arm_client_recv(c);
 }
@@ -1238,6 +1263,15 @@ void conn_expire(struct conn *c)
 		conn_timer(c, TIMER_IDLE);
 }
 
+void conn_drain(struct conn *c)
+{
+	/* Between requests on a kept-alive connection, nothing is lost by closing; a connection that
+	 * has not had its first request yet is kept, since its client is about to send one. */
+	if (c->closed || c->close_after_flush || c->state != C_HEAD || !c->served || buf_size(&c->req))
+		return;
+	conn_finish(c);
+}
+
 void conn_destroy(struct conn *c)
 {
 	loop_timer_clear(&c->timer);
@@ -1254,6 +1288,7 @@ void conn_destroy(struct conn *c)
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		buf_release(bufs[i]);
 	METRIC_ADD(c->loop->m, closed, 1);
+	c->loop->nconns--;
 	free(c);
 }
 

@@ -1,6 +1,7 @@
 /* loop: one core's event loop. It owns a ring, its own SO_REUSEPORT listeners, a certdb
  * connection and the timeout lists, and hands every completion to its connection. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -48,15 +49,33 @@ static int listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out,
 	return 0;
 }
 
-int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct loop **out, struct tt_err *err)
+int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err)
+{
+	fds[0] = fds[1] = -1;
+	if (listen_on(&cfg->https_addr, cfg->https_len, &fds[0], err) < 0)
+		return -1;
+	if (listen_on(&cfg->http_addr, cfg->http_len, &fds[1], err) < 0) {
+		close(fds[0]);
+		fds[0] = -1;
+		return -1;
+	}
+	return 0;
+}
+
+int loop_new(int id, const struct term_config *cfg, const int fds[2], struct metrics *m, struct loop **out,
+	     struct tt_err *err)
 {
 	struct loop *l = calloc(1, sizeof *l);
 	if (!l)
 		return tt_fail(err, "out of memory");
 	l->id = id;
 	l->cfg = cfg;
+	atomic_init(&l->cfg_next, cfg);
+	atomic_init(&l->cfg_seen, cfg);
 	l->m = m;
-	l->https_fd = l->http_fd = l->db_fd = -1;
+	l->https_fd = fds[0];
+	l->http_fd = fds[1];
+	l->db_fd = -1;
 	l->now_ms = mono_ms();
 	for (int k = 0; k <= TIMER_KINDS; k++) {
 		l->lists[k].prev = l->lists[k].next = &l->lists[k];
@@ -74,8 +93,7 @@ int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct lo
 	    .max_misses_per_sec = cfg->max_misses_per_sec,
 	};
 	if (ring_new(LOOP_RING_ENTRIES, LOOP_RECV_BUFS, LOOP_RECV_BUF_SIZE, &l->ring, err) < 0 ||
-	    listen_on(&cfg->https_addr, cfg->https_len, &l->https_fd, err) < 0 ||
-	    listen_on(&cfg->http_addr, cfg->http_len, &l->http_fd, err) < 0 || certdb_new(&dbc, &l->db, err) < 0) {
+	    certdb_new(&dbc, &l->db, err) < 0) {
 		loop_free(l);
 		return -1;
 	}
@@ -96,13 +114,16 @@ void loop_timer_clear(struct timer *t)
 void loop_timer_set(struct loop *l, struct timer *t, int kind)
 {
 	loop_timer_clear(t);
-	struct timer *head = &l->lists[kind];
+	struct timer *head = &l->lists[kind], *after = head->prev;
 	t->kind = kind;
 	t->deadline_ms = kind == TIMER_CLOSED ? INT64_MAX : l->now_ms + l->cfg->timeout_ms[kind];
-	t->prev = head->prev;
-	t->next = head;
-	head->prev->next = t;
-	head->prev = t;
+	/* Only a shorter timeout from a reload puts a deadline before the tail's. */
+	while (after != head && after->deadline_ms > t->deadline_ms)
+		after = after->prev;
+	t->prev = after;
+	t->next = after->next;
+	after->next->prev = t;
+	after->next = t;
 }
 
 void loop_backend_put(struct loop *l, int fd)
@@ -169,6 +190,7 @@ static void loop_db_stats(struct loop *l)
 	atomic_store_explicit(&m->db_reconnects, st.reconnects, memory_order_relaxed);
 	atomic_store_explicit(&m->db_query_us_total, st.query_us_total, memory_order_relaxed);
 	atomic_store_explicit(&m->db_bad_certs, st.bad_certs, memory_order_relaxed);
+	atomic_store_explicit(&m->db_ready, certdb_ready(l->db), memory_order_relaxed);
 }
 
 static void loop_db_run(struct loop *l, bool force)
@@ -176,6 +198,50 @@ static void loop_db_run(struct loop *l, bool force)
 	certdb_process(l->db, l->now_ms);
 	loop_db_watch(l, force);
 	loop_db_stats(l);
+}
+
+/* A listener closed with connections in its accept queue resets them, and with SO_REUSEPORT the
+ * kernel keeps queueing new ones on it until it is closed. So its accept is cancelled first and,
+ * once the cancel completed, the queue is emptied by hand (accept until EAGAIN) right before the
+ * close: the window left for a reset is the few instructions between the two (none with
+ * net.ipv4.tcp_migrate_req = 1, which moves such connections to the new process's listener). */
+static void loop_listener_close(struct loop *l, bool tls)
+{
+	int *fd = tls ? &l->https_fd : &l->http_fd;
+	if (*fd < 0)
+		return;
+	int flags = fcntl(*fd, F_GETFL);
+	if (flags >= 0 && fcntl(*fd, F_SETFL, flags | O_NONBLOCK) == 0) {
+		int cfd;
+		while ((cfd = accept4(*fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR || errno == ECONNABORTED)
+			if (cfd >= 0)
+				conn_accept(l, cfd, tls);
+	}
+	close(*fd);
+	*fd = -1;
+}
+
+static void loop_begin_drain(struct loop *l)
+{
+	l->draining = true;
+	for (int i = 0; i < 2; i++) {
+		bool tls = i == 0;
+		if (l->accept_paused & (tls ? 1 : 2)) {
+			/* No accept armed: nothing to wait for. */
+			loop_listener_close(l, tls);
+		} else {
+			ring_cancel(l->ring, loop_token(l, tls ? OP_ACCEPT_TLS : OP_ACCEPT_PLAIN));
+		}
+	}
+	l->accept_paused = 0;
+	for (int k = 0; k < TIMER_KINDS; k++) {
+		struct timer *head = &l->lists[k], *t = head->next;
+		while (t != head) {
+			struct timer *next = t->next;
+			conn_drain(conn_of_timer(t));
+			t = next;
+		}
+	}
 }
 
 static void loop_dispatch(struct loop *l, const struct ring_event *ev)
@@ -186,6 +252,13 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 	case OP_ACCEPT_TLS:
 	case OP_ACCEPT_PLAIN: {
 		int lfd = op == OP_ACCEPT_TLS ? l->https_fd : l->http_fd;
+		if (l->draining) {
+			if (ev->res >= 0)
+				conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
+			if (!ev->more)
+				loop_listener_close(l, op == OP_ACCEPT_TLS);
+			break;
+		}
 		if (ev->res >= 0) {
 			l->accept_starved = false;
 			conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
@@ -269,6 +342,15 @@ int loop_run(struct loop *l, struct tt_err *err)
 	loop_db_watch(l, false);
 	tt_log(TT_INFO, "thread_started", "thread=%d ring=%s", l->id, ring_mode(l->ring));
 	while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
+		const struct term_config *next = atomic_load_explicit(&l->cfg_next, memory_order_acquire);
+		if (next != l->cfg) {
+			l->cfg = next;
+			atomic_store_explicit(&l->cfg_seen, next, memory_order_release);
+		}
+		if (!l->draining && atomic_load_explicit(&l->drain, memory_order_relaxed))
+			loop_begin_drain(l);
+		if (l->draining && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
+			break;
 		l->now_ms = mono_ms();
 		int64_t wait = loop_next_deadline(l) - l->now_ms;
 		unsigned n;
@@ -280,12 +362,18 @@ int loop_run(struct loop *l, struct tt_err *err)
 		loop_expire(l);
 		loop_reap(l);
 	}
+	atomic_store(&l->done, true);
 	return 0;
 }
 
 void loop_stop(struct loop *l)
 {
 	atomic_store(&l->stop, true);
+}
+
+void loop_drain(struct loop *l)
+{
+	atomic_store(&l->drain, true);
 }
 
 void loop_free(struct loop *l)

@@ -1,7 +1,11 @@
-/* terminator: flags and configuration, the key ring and the shared certificate cache, one loop
- * thread per core, the metrics thread, and a clean stop on SIGTERM/SIGINT. */
+/* terminator: flags and configuration, the key ring and the shared certificate cache, listeners
+ * bound before privileges drop, one loop thread per core, the metrics thread, a drain on
+ * SIGTERM/SIGINT and a configuration reload on SIGHUP. */
 #include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -10,6 +14,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <wolfssl/version.h>
@@ -48,6 +54,11 @@ static const struct opt opts[] = {
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
     {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
      "reload session ticket keys this often (and on NOTIFY)"},
+    {"drain-timeout", "TRACKTLS_DRAIN_TIMEOUT", "DURATION", "30s",
+     "on SIGTERM, how long in-flight requests get before what is left is closed"},
+    {"user", "TRACKTLS_USER", "NAME", NULL,
+     "after binding and reading the key ring, run as this user and its group, without capabilities"},
+    {"allow-root", "TRACKTLS_ALLOW_ROOT", NULL, NULL, "serve as root (refused without it, unless --user is given)"},
     {"version", NULL, NULL, NULL, "print versions and exit"},
     {"help", NULL, NULL, NULL, "print this help and exit"},
 };
@@ -59,6 +70,7 @@ struct worker {
 	const struct term_config *cfg;
 	struct metrics *m;
 	sem_t *ready;
+	int fds[2];
 	struct loop *loop;
 	int status; /* of loop_new, read by main once the thread has posted ready */
 	_Atomic bool failed;
@@ -81,7 +93,11 @@ static void usage(FILE *f)
 			fprintf(f, " (%s)", opts[i].env);
 		fputc('\n', f);
 	}
-	fprintf(f, "\nDURATION: 500ms, 10s, 5m, 1h. Signals: SIGTERM or SIGINT stop the terminator.\n");
+	fprintf(f,
+		"\nDURATION: 500ms, 10s, 5m, 1h. Signals: SIGTERM or SIGINT drain (stop accepting, finish what is in\n"
+		"flight, exit by --drain-timeout; a second one stops at once); SIGHUP rereads the flags, the\n"
+		"--config file and the environment for the timeouts, cache limits, negative TTL, backend address and\n"
+		"log level (a bad configuration is refused and the old one stays) and reloads the ticket keys.\n");
 }
 
 static void version(void)
@@ -135,7 +151,9 @@ static int parse_flags(int argc, char **argv, struct tt_config_entry *cfg, bool 
 		struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
 		if (!e)
 			return tt_fail(err, "unknown flag --%s (see --help)", key);
-		if (eq)
+		if (!eq && !opts[e - cfg].arg)
+			e->value = "yes"; /* a switch */
+		else if (eq)
 			e->value = eq + 1;
 		else if (i + 1 < argc)
 			e->value = argv[++i];
@@ -234,7 +252,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	/* The ring belongs to the thread that made it (SINGLE_ISSUER), so each loop is built here. */
-	w->status = loop_new(w->id, w->cfg, w->m, &w->loop, &w->err);
+	w->status = loop_new(w->id, w->cfg, w->fds, w->m, &w->loop, &w->err);
 	int status = w->status;
 	sem_post(w->ready);
 	if (status == 0 && loop_run(w->loop, &w->err) < 0) {
@@ -247,12 +265,189 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int run(struct term_config *tc, int nthreads, const char *metrics_addr, const struct name_filter *filter,
-	       struct tt_err *err)
+/* Flags, then the environment, then the --config file, then the defaults (first found wins). */
+static int load_settings(int argc, char **argv, struct tt_config_entry *cfg, bool *help, bool *ver, struct tt_err *err)
 {
+	for (size_t i = 0; i < NOPTS; i++)
+		cfg[i] = (struct tt_config_entry){.key = opts[i].key, .env = opts[i].env};
+	if (parse_flags(argc, argv, cfg, help, ver, err) < 0)
+		return -1;
+	tt_config_apply_env(cfg, NOPTS);
+	const char *file = opt_value(cfg, "config");
+	if (file && tt_config_load_file(cfg, NOPTS, file, err) < 0)
+		return -1;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (!cfg[i].value)
+			cfg[i].value = opts[i].def;
+	return 0;
+}
+
+static bool opt_yes(struct tt_config_entry *cfg, const char *key)
+{
+	const char *v = opt_value(cfg, key);
+	return v && (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+/* After every socket is bound and the key ring read, nothing needs a privilege: become --user
+ * (root can), and drop every capability, including those systemd gives a non-root start
+ * (CAP_NET_BIND_SERVICE). Runs while the process has one thread, since capabilities are per thread. */
+static int drop_privileges(const char *user, bool allow_root, struct tt_err *err)
+{
+	if (user && *user) {
+		struct passwd *pw = getpwnam(user);
+		if (!pw)
+			return tt_fail(err, "--user %s: no such user", user);
+		if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+			return tt_fail(err, "--user %s: %s", user, strerror(errno));
+		if (pw->pw_uid != 0 && setuid(0) == 0)
+			return tt_fail(err, "--user %s: root could be regained", user);
+	}
+	if (geteuid() == 0 || getuid() == 0) {
+		if (!allow_root)
+			return tt_fail(err, "refusing to serve as root: give --user NAME (ports are bound and the key "
+					    "ring read before switching to it) or --allow-root");
+		return 0;
+	}
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	memset(data, 0, sizeof data);
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return tt_fail(err, "capset: %s", strerror(errno));
+	return 0;
+}
+
+/* What main hands run(): the settings it started from, and what SIGHUP may replace. */
+struct ctx {
+	int argc;
+	char **argv;
+	struct tt_config_entry *cfg; /* as started; only reloaded copies differ */
+	const struct term_config *initial, *current;
+	const struct term_config **retired; /* replaced snapshots, freed once every loop moved on */
+	size_t nretired;
+	int nthreads;
+	int (*fds)[2];
+	int metrics_fd;
+	const struct name_filter *filter;
+	int64_t drain_timeout_ms;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static void reload(struct ctx *x, struct worker *workers, int started)
+{
+	struct tt_config_entry ncfg[NOPTS];
+	struct tt_err err = {{0}};
+	bool help = false, ver = false;
+	struct sni_cache_limits limits;
+	memset(&limits, 0, sizeof limits);
+	struct term_config *tc = calloc(1, sizeof *tc);
+	int threads = 0;
+	enum tt_level level = TT_INFO;
+	int64_t drain_ms = 0;
+	int rc = tc ? 0 : tt_fail(&err, "out of memory");
+	if (rc == 0)
+		rc = load_settings(x->argc, x->argv, ncfg, &help, &ver, &err);
+	else
+		for (size_t i = 0; i < NOPTS; i++)
+			ncfg[i] = (struct tt_config_entry){.key = opts[i].key};
+	if (rc == 0 && tt_log_parse_level(opt_value(ncfg, "log-level"), &level) < 0)
+		rc = tt_fail(&err, "--log-level: '%s' is not debug, info, warn or error", opt_value(ncfg, "log-level"));
+	if (rc == 0)
+		rc = build_config(ncfg, tc, &limits, &threads, &err);
+	if (rc == 0 && (tt_parse_duration_ms(opt_value(ncfg, "drain-timeout"), &drain_ms, &err) < 0 || drain_ms <= 0))
+		rc = tt_fail(&err, "--drain-timeout: %s", err.msg[0] ? err.msg : "must be positive");
+	if (rc < 0) {
+		char q[600];
+		tt_log(TT_ERROR, "reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+		free(tc);
+		tt_config_free(ncfg, NOPTS);
+		return;
+	}
+	static const char *const fixed[] = {"https",
+					    "http",
+					    "backend-mode",
+					    "db",
+					    "master-key-file",
+					    "threads",
+					    "metrics",
+					    "db-timeout",
+					    "max-misses-per-sec",
+					    "name-filter-names",
+					    "ticket-refresh",
+					    "user",
+					    "allow-root"};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (str_differs(opt_value(ncfg, fixed[i]), opt_value(x->cfg, fixed[i])))
+			tt_log(TT_WARN, "reload_needs_restart", "setting=%s", fixed[i]);
+	/* Only what can change live comes from the new settings. */
+	struct term_config next = *x->current;
+	memcpy(next.timeout_ms, tc->timeout_ms, sizeof next.timeout_ms);
+	next.backend_addr = tc->backend_addr;
+	next.backend_len = tc->backend_len;
+	*tc = next;
+	const struct term_config **r = realloc(x->retired, (x->nretired + 1) * sizeof *r);
+	if (!r) {
+		tt_log(TT_ERROR, "reload_refused", "error=\"out of memory\"");
+		free(tc);
+		tt_config_free(ncfg, NOPTS);
+		return;
+	}
+	x->retired = r;
+	x->retired[x->nretired++] = x->current;
+	x->current = tc;
+	for (int i = 0; i < started; i++)
+		if (workers[i].status == 0)
+			atomic_store_explicit(&workers[i].loop->cfg_next, tc, memory_order_release);
+	sni_cache_set_limits(tc->cache, &limits);
+	tt_log_set_level(level);
+	x->drain_timeout_ms = drain_ms;
+	tickets_reload_soon(tc->tickets);
+	tt_log(TT_INFO, "reloaded",
+	       "backend=%s idle_timeout=%s cache_size=%s cache_bytes=%s negative_ttl=%s log_level=%s",
+	       opt_value(ncfg, "backend"), opt_value(ncfg, "idle-timeout"), opt_value(ncfg, "cache-size"),
+	       opt_value(ncfg, "cache-bytes"), opt_value(ncfg, "negative-ttl"), opt_value(ncfg, "log-level"));
+	tt_config_free(ncfg, NOPTS);
+}
+
+/* Replaced snapshots go once every loop has picked up the current one. */
+static void free_retired(struct ctx *x, struct worker *workers, int started)
+{
+	for (int i = 0; i < started; i++)
+		if (workers[i].status == 0 && !atomic_load(&workers[i].loop->done) &&
+		    atomic_load_explicit(&workers[i].loop->cfg_seen, memory_order_acquire) != x->current)
+			return;
+	for (size_t i = 0; i < x->nretired; i++)
+		if (x->retired[i] != x->initial)
+			free((void *)x->retired[i]);
+	x->nretired = 0;
+}
+
+static uint64_t open_connections(struct metrics *const *ms, int n)
+{
+	uint64_t open = 0;
+	for (int i = 0; i < n; i++)
+		open += atomic_load(&ms[i]->accepted) - atomic_load(&ms[i]->closed);
+	return open;
+}
+
+static int run(struct ctx *x, struct tt_err *err)
+{
+	int nthreads = x->nthreads;
 	struct worker *workers = calloc((size_t)nthreads, sizeof *workers);
 	struct metrics **ms = calloc((size_t)nthreads, sizeof *ms);
 	sem_t ready;
+	_Atomic bool draining = false;
 	int rc = -1, started = 0;
 	if (!workers || !ms) {
 		tt_fail(err, "out of memory");
@@ -267,12 +462,15 @@ static int run(struct term_config *tc, int nthreads, const char *metrics_addr, c
 	}
 	sem_init(&ready, 0, 0);
 	for (int i = 0; i < nthreads; i++) {
-		workers[i] = (struct worker){.id = i, .cfg = tc, .m = ms[i], .ready = &ready};
+		workers[i] = (struct worker){
+		    .id = i, .cfg = x->current, .m = ms[i], .ready = &ready, .fds = {x->fds[i][0], x->fds[i][1]}};
 		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		if (e != 0) {
 			tt_fail(err, "thread: %s", strerror(e));
 			break;
 		}
+		/* The loop owns them now. */
+		x->fds[i][0] = x->fds[i][1] = -1;
 		started++;
 	}
 	for (int i = 0; i < started; i++)
@@ -287,36 +485,83 @@ static int run(struct term_config *tc, int nthreads, const char *metrics_addr, c
 		}
 	}
 	struct metrics_server *msrv = NULL;
-	if (ok && metrics_addr && *metrics_addr) {
-		char host[256];
-		uint16_t port;
-		if (tt_parse_hostport(metrics_addr, host, sizeof host, &port, err) < 0 ||
-		    metrics_server_start(host, port,
+	if (ok && x->metrics_fd >= 0) {
+		int fd = x->metrics_fd;
+		x->metrics_fd = -1;
+		if (metrics_server_start(fd,
 					 &(struct metrics_sources){.loops = ms,
 								   .nloops = nthreads,
-								   .cache = tc->cache,
-								   .tickets = tc->tickets,
-								   .filter = filter},
+								   .cache = x->current->cache,
+								   .tickets = x->current->tickets,
+								   .filter = x->filter,
+								   .draining = &draining},
 					 &msrv, err) < 0)
 			ok = false;
 	}
 	if (ok) {
-		tt_log(TT_INFO, "listening", "threads=%d metrics=%s", nthreads,
-		       metrics_addr && *metrics_addr ? metrics_addr : "off");
+		tt_log(TT_INFO, "listening", "threads=%d metrics=%s", nthreads, msrv ? "on" : "off");
 		sigset_t set;
 		sigemptyset(&set);
 		sigaddset(&set, SIGTERM);
 		sigaddset(&set, SIGINT);
-		int sig = 0;
-		sigwait(&set, &sig);
-		tt_log(TT_INFO, "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+		sigaddset(&set, SIGHUP);
+		int64_t deadline = 0, drain_start = 0;
+		bool failed = false;
+		for (;;) {
+			struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+			int sig = sigtimedwait(&set, NULL, &tick);
+			if (sig == SIGHUP) {
+				reload(x, workers, started);
+			} else if (sig == SIGTERM || sig == SIGINT) {
+				const char *name = sig == SIGTERM ? "TERM" : "INT";
+				if (draining) {
+					tt_log(TT_INFO, "stopping", "signal=%s open=%llu", name,
+					       (unsigned long long)open_connections(ms, nthreads));
+					break;
+				}
+				atomic_store(&draining, true);
+				drain_start = mono_ms();
+				deadline = drain_start + x->drain_timeout_ms;
+				tt_log(TT_INFO, "draining", "signal=%s timeout_ms=%lld open=%llu", name,
+				       (long long)x->drain_timeout_ms,
+				       (unsigned long long)open_connections(ms, nthreads));
+				for (int i = 0; i < started; i++)
+					loop_drain(workers[i].loop);
+			}
+			if (x->nretired)
+				free_retired(x, workers, started);
+			for (int i = 0; i < started; i++)
+				failed = failed || atomic_load(&workers[i].failed);
+			if (failed)
+				break;
+			if (draining) {
+				bool all = true;
+				for (int i = 0; i < started; i++)
+					all = all && atomic_load(&workers[i].loop->done);
+				if (all || mono_ms() >= deadline)
+					break;
+			}
+		}
 		rc = 0;
-	}
-	for (int i = 0; i < started; i++)
-		if (workers[i].status == 0)
+		for (int i = 0; i < started; i++)
 			loop_stop(workers[i].loop);
+		for (int i = 0; i < started; i++)
+			pthread_join(workers[i].thread, NULL);
+		if (draining) {
+			size_t left = 0;
+			for (int i = 0; i < started; i++)
+				left += workers[i].loop->nconns;
+			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(mono_ms() - drain_start),
+			       left);
+		}
+	} else {
+		for (int i = 0; i < started; i++)
+			if (workers[i].status == 0)
+				loop_stop(workers[i].loop);
+		for (int i = 0; i < started; i++)
+			pthread_join(workers[i].thread, NULL);
+	}
 	for (int i = 0; i < started; i++) {
-		pthread_join(workers[i].thread, NULL);
 		if (atomic_load(&workers[i].failed)) {
 			tt_fail(err, "thread %d failed: %s", i, workers[i].err.msg);
 			rc = -1;
@@ -348,32 +593,21 @@ int main(int argc, char **argv)
 	}
 
 	struct tt_config_entry cfg[NOPTS];
-	for (size_t i = 0; i < NOPTS; i++)
-		cfg[i] = (struct tt_config_entry){.key = opts[i].key, .env = opts[i].env};
 	struct tt_err err = {{0}};
 	bool help = false, ver = false;
-	if (parse_flags(argc, argv, cfg, &help, &ver, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
-		return 2;
-	}
-	if (help) {
-		usage(stdout);
-		return 0;
-	}
-	if (ver) {
-		version();
-		return 0;
-	}
-	tt_config_apply_env(cfg, NOPTS);
-	const char *file = opt_value(cfg, "config");
-	if (file && tt_config_load_file(cfg, NOPTS, file, &err) < 0) {
+	if (load_settings(argc, argv, cfg, &help, &ver, &err) < 0) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		tt_config_free(cfg, NOPTS);
 		return 2;
 	}
-	for (size_t i = 0; i < NOPTS; i++)
-		if (!cfg[i].value)
-			cfg[i].value = opts[i].def;
+	if (help || ver) {
+		if (help)
+			usage(stdout);
+		else
+			version();
+		tt_config_free(cfg, NOPTS);
+		return 0;
+	}
 
 	int rc = 1;
 	enum tt_level level;
@@ -387,7 +621,8 @@ int main(int argc, char **argv)
 	struct tickets *tickets = NULL;
 	struct name_filter *filter = NULL;
 	size_t filter_names = 0;
-	int64_t ticket_refresh_ms = 0;
+	int64_t ticket_refresh_ms = 0, drain_ms = 0;
+	struct ctx x = {.argc = argc, .argv = argv, .cfg = cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
 	if (tt_log_parse_level(opt_value(cfg, "log-level"), &level) < 0) {
 		fprintf(stderr, "terminator: --log-level: '%s' is not debug, info, warn or error\n",
 			opt_value(cfg, "log-level"));
@@ -401,22 +636,57 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (parse_size("name-filter-names", opt_value(cfg, "name-filter-names"), &filter_names, &err) < 0 ||
-	    tt_parse_duration_ms(opt_value(cfg, "ticket-refresh"), &ticket_refresh_ms, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
+	    tt_parse_duration_ms(opt_value(cfg, "ticket-refresh"), &ticket_refresh_ms, &err) < 0 ||
+	    tt_parse_duration_ms(opt_value(cfg, "drain-timeout"), &drain_ms, &err) < 0 || drain_ms <= 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg[0] ? err.msg : "--drain-timeout: must be positive");
 		rc = 2;
 		goto out;
 	}
+	x.nthreads = threads;
+	x.drain_timeout_ms = drain_ms;
+	x.fds = calloc((size_t)threads, sizeof *x.fds);
+	if (!x.fds) {
+		fprintf(stderr, "terminator: out of memory\n");
+		goto out;
+	}
+	for (int i = 0; i < threads; i++)
+		x.fds[i][0] = x.fds[i][1] = -1;
 	if (tt_keyring_load(opt_value(cfg, "master-key-file"), &kr, &err) < 0 ||
 	    sni_cache_new(&limits, &cache, &err) < 0 || tickets_new(&tickets, &err) < 0 ||
-	    tickets_start_refresher(tickets, tc.db_conninfo, kr, ticket_refresh_ms, &err) < 0) {
+	    (filter_names && name_filter_new(filter_names, &filter, &err) < 0)) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
 	}
-	if (filter_names) {
-		if (name_filter_new(filter_names, &filter, &err) < 0) {
+	/* Everything privileged happens here, while the process has one thread. */
+	for (int i = 0; i < threads; i++) {
+		if (loop_listen(&tc, x.fds[i], &err) < 0) {
 			fprintf(stderr, "terminator: %s\n", err.msg);
 			goto out;
 		}
+	}
+	const char *metrics_addr = opt_value(cfg, "metrics");
+	if (metrics_addr && *metrics_addr && metrics_listen(metrics_addr, &x.metrics_fd, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		goto out;
+	}
+	if (drop_privileges(opt_value(cfg, "user"), opt_yes(cfg, "allow-root"), &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		goto out;
+	}
+	/* Signals are taken by sigtimedwait in this thread only (every thread inherits the mask);
+	 * SIGPIPE never kills (sends use MSG_NOSIGNAL). */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (tickets_start_refresher(tickets, tc.db_conninfo, kr, ticket_refresh_ms, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		goto out;
+	}
+	if (filter) {
 		sni_cache_set_filter(cache, filter);
 		if (name_filter_start(filter, tc.db_conninfo, &err) < 0) {
 			fprintf(stderr, "terminator: %s\n", err.msg);
@@ -426,19 +696,13 @@ int main(int argc, char **argv)
 	tc.keyring = kr;
 	tc.cache = cache;
 	tc.tickets = tickets;
+	x.filter = filter;
 
-	/* Signals are taken by sigwait in this thread only; SIGPIPE never kills (sends use MSG_NOSIGNAL). */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	wolfSSL_Init();
-	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s", TT_VERSION,
+	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
 	       LIBWOLFSSL_VERSION_STRING, threads, opt_value(cfg, "https"), opt_value(cfg, "http"),
-	       opt_value(cfg, "backend"));
-	if (run(&tc, threads, opt_value(cfg, "metrics"), filter, &err) < 0) {
+	       opt_value(cfg, "backend"), (unsigned)getuid());
+	if (run(&x, &err) < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 		fprintf(stderr, "terminator: %s\n", err.msg);
@@ -448,7 +712,21 @@ int main(int argc, char **argv)
 	}
 	wolfSSL_Cleanup();
 out:
-	/* The loops are gone: nothing uses the filter, the tickets or the cache any more. */
+	/* The loops are gone: nothing uses the filter, the tickets, the cache or a snapshot any more. */
+	if (x.fds)
+		for (int i = 0; i < threads; i++)
+			for (int j = 0; j < 2; j++)
+				if (x.fds[i][j] >= 0)
+					close(x.fds[i][j]);
+	free(x.fds);
+	if (x.metrics_fd >= 0)
+		close(x.metrics_fd);
+	for (size_t i = 0; i < x.nretired; i++)
+		if (x.retired[i] != x.initial)
+			free((void *)x.retired[i]);
+	free(x.retired);
+	if (x.current != x.initial)
+		free((void *)x.current);
 	name_filter_free(filter);
 	tickets_free(tickets);
 	sni_cache_free(cache);

@@ -150,6 +150,20 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	return o.len;
 }
 
+/* Why a load balancer should send no new connections here, or NULL. A warm cache serves most
+ * clients through a database outage, so only a cold cache without a database is unhealthy. */
+static const char *metrics_unhealthy(const struct metrics_sources *src)
+{
+	if (src->draining && atomic_load(src->draining))
+		return "draining";
+	for (int i = 0; i < src->nloops; i++)
+		if (atomic_load_explicit(&src->loops[i]->db_ready, memory_order_relaxed))
+			return NULL;
+	struct sni_cache_stats st;
+	sni_cache_stats(src->cache, &st);
+	return st.entries > 0 ? NULL : "database unreachable and certificate cache empty";
+}
+
 static void metrics_answer(struct metrics_server *srv, int fd)
 {
 	struct timeval tv = {.tv_sec = 2};
@@ -174,7 +188,9 @@ static void metrics_answer(struct metrics_server *srv, int fd)
 	if (strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0) {
 		blen = metrics_render(&srv->src, body, sizeof srv->body);
 	} else if (strncmp(req, "GET /healthz ", 13) == 0) {
-		blen = (size_t)snprintf(body, sizeof srv->body, "ok\n");
+		const char *why = metrics_unhealthy(&srv->src);
+		status = why ? 503 : 200;
+		blen = (size_t)snprintf(body, sizeof srv->body, "%s\n", why ? why : "ok");
 		type = "text/plain; charset=utf-8";
 	} else {
 		status = 404;
@@ -182,9 +198,13 @@ static void metrics_answer(struct metrics_server *srv, int fd)
 		type = "text/plain; charset=utf-8";
 	}
 	char head[256];
-	int hl = snprintf(head, sizeof head,
-			  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-			  status, status == 200 ? "OK" : "Not Found", type, blen);
+	int hl =
+	    snprintf(head, sizeof head,
+		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
+		     status == 200   ? "OK"
+		     : status == 503 ? "Service Unavailable"
+				     : "Not Found",
+		     type, blen);
 	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl)
 		send(fd, body, blen, MSG_NOSIGNAL);
 }
@@ -205,9 +225,12 @@ static void *metrics_thread(void *arg)
 	return NULL;
 }
 
-int metrics_server_start(const char *host, uint16_t port, const struct metrics_sources *src,
-			 struct metrics_server **out, struct tt_err *err)
+int metrics_listen(const char *hostport, int *out, struct tt_err *err)
 {
+	char host[256];
+	uint16_t port;
+	if (tt_parse_hostport(hostport, host, sizeof host, &port, err) < 0)
+		return tt_fail(err, "--metrics: %s", err->msg);
 	struct addrinfo hints = {
 	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
 	struct addrinfo *ai;
@@ -219,6 +242,7 @@ int metrics_server_start(const char *host, uint16_t port, const struct metrics_s
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
 		tt_fail(err, "metrics listener on %s:%u: %s", host, port, strerror(errno));
 		if (fd >= 0)
@@ -227,6 +251,13 @@ int metrics_server_start(const char *host, uint16_t port, const struct metrics_s
 		return -1;
 	}
 	freeaddrinfo(ai);
+	*out = fd;
+	return 0;
+}
+
+int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err)
+{
+	int rc;
 	struct metrics_server *srv = calloc(1, sizeof *srv);
 	if (!srv) {
 		close(fd);

@@ -17,7 +17,7 @@
 #define MIN_ENTRIES_PER_SHARD 64
 
 struct cert_entry {
-	struct cert_entry *chain; /* hash bucket */
+	struct cert_entry *chain;	/* hash bucket */
 	struct cert_entry *prev, *next; /* LRU (positive) or FIFO (negative) list, head = newest */
 	atomic_uint refs;
 	bool negative;
@@ -48,8 +48,9 @@ struct sni_cache {
 	uint64_t seed; /* secret: SNI names are chosen by clients, who must not aim at one bucket */
 	unsigned shard_bits;
 	size_t nbuckets; /* per shard, power of two */
-	size_t shard_max_entries, shard_max_bytes, shard_max_negative;
-	int64_t negative_ttl_ms;
+	/* Atomic because SIGHUP may change them while shards use them. */
+	_Atomic size_t shard_max_entries, shard_max_bytes, shard_max_negative;
+	_Atomic int64_t negative_ttl_ms;
 	struct name_filter *filter; /* NULL: every miss may exist */
 	struct shard *shards;
 };
@@ -67,6 +68,18 @@ static size_t pow2_at_least(size_t n)
 	while (p < n)
 		p <<= 1;
 	return p;
+}
+
+void sni_cache_set_limits(struct sni_cache *c, const struct sni_cache_limits *limits)
+{
+	size_t nshards = (size_t)1 << c->shard_bits;
+	size_t max_entries = limits->max_entries ? limits->max_entries : DEFAULT_MAX_ENTRIES;
+	size_t max_bytes = limits->max_bytes ? limits->max_bytes : DEFAULT_MAX_BYTES;
+	size_t max_negative = limits->max_negative ? limits->max_negative : max_entries;
+	c->shard_max_entries = (max_entries + nshards - 1) / nshards;
+	c->shard_max_bytes = (max_bytes + nshards - 1) / nshards;
+	c->shard_max_negative = (max_negative + nshards - 1) / nshards;
+	c->negative_ttl_ms = limits->negative_ttl_ms > 0 ? limits->negative_ttl_ms : DEFAULT_NEGATIVE_TTL_MS;
 }
 
 int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out, struct tt_err *err)
@@ -318,8 +331,8 @@ static bool link_entry(struct sni_cache *c, struct shard *s, struct cert_entry *
 	return true;
 }
 
-int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id,
-			   WOLFSSL_CTX *ctx, size_t bytes, struct cert_entry **out, struct tt_err *err)
+int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id, WOLFSSL_CTX *ctx,
+			   size_t bytes, struct cert_entry **out, struct tt_err *err)
 {
 	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);

@@ -37,8 +37,8 @@
  * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, no renegotiation, no compression.
  * The caller wipes its key buffer; the CTX's copy is wiped by wolfSSL when the CTX is freed.
  * wolfSSL_Init must have run (main, before threads start). */
-int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len,
-		WOLFSSL_CTX **out, struct tt_err *err);
+int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len, WOLFSSL_CTX **out,
+		struct tt_err *err);
 /* Per-session part of the policy, to call right after wolfSSL_new(cert_entry_ctx(entry)): groups
  * X25519 and P-256 (kept off the cached CTX to save memory per domain), ALPN http/1.1 continuing on
  * mismatch (this wolfSSL build, without OPENSSL_ALL, does not copy a CTX's ALPN select callback
@@ -65,8 +65,8 @@ enum sni_result { SNI_HIT, SNI_NEGATIVE, SNI_MISS };
 /* On SNI_HIT *out holds a reference; release it with cert_entry_release. */
 enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, struct cert_entry **out);
 /* Inserts or replaces the entry for name (taking ownership of ctx); *out gets a reference. */
-int sni_cache_insert(struct sni_cache *cache, const char *name, int64_t cert_id, WOLFSSL_CTX *ctx,
-		     size_t bytes, struct cert_entry **out, struct tt_err *err);
+int sni_cache_insert(struct sni_cache *cache, const char *name, int64_t cert_id, WOLFSSL_CTX *ctx, size_t bytes,
+		     struct cert_entry **out, struct tt_err *err);
 void sni_cache_insert_negative(struct sni_cache *cache, const char *name);
 /* The name changed in the database: drop what the cache holds for it (positive or negative).
  * Returns true if it held a certificate (the name is hot: worth reloading now). */
@@ -77,8 +77,8 @@ void sni_cache_invalidate_all(struct sni_cache *cache);
  * but not cached (a negative one is dropped). */
 #define SNI_EPOCH_ANY UINT64_MAX
 uint64_t sni_cache_epoch(struct sni_cache *cache, const char *name);
-int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id,
-			   WOLFSSL_CTX *ctx, size_t bytes, struct cert_entry **out, struct tt_err *err);
+int sni_cache_insert_since(struct sni_cache *cache, uint64_t epoch, const char *name, int64_t cert_id, WOLFSSL_CTX *ctx,
+			   size_t bytes, struct cert_entry **out, struct tt_err *err);
 void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, const char *name);
 /* Revalidation when notifications may have been missed (certdb's listener reconnected): every
  * load in flight becomes stale and negative entries go; then, shard by shard, the names held are
@@ -89,6 +89,8 @@ size_t sni_cache_begin_revalidation(struct sni_cache *cache); /* returns the sha
 void sni_cache_listener_lost(struct sni_cache *cache);
 /* Optional, set before the threads start: misses for names the filter rules out are SNI_NEGATIVE. */
 void sni_cache_set_filter(struct sni_cache *cache, struct name_filter *filter);
+/* New limits on a live cache (SIGHUP): later inserts evict down to them; the bucket count stays. */
+void sni_cache_set_limits(struct sni_cache *cache, const struct sni_cache_limits *limits);
 /* The names shard holds, as a PostgreSQL text[] literal (malloc'd; NULL and n = 0 if none). */
 int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names, size_t *n);
 /* Drops name's certificate unless its id is current_id (-1: the name has no certificate now). */
@@ -186,6 +188,8 @@ struct certdb_stats {
 	uint64_t throttled; /* certificate loads refused by max_misses_per_sec */
 };
 void certdb_stats(const struct certdb *db, struct certdb_stats *out);
+/* Connected, set up and able to answer queries now. */
+bool certdb_ready(const struct certdb *db);
 
 /* ---- http.c ---- */
 #define HTTP_MAX_HEADERS 64
@@ -198,7 +202,7 @@ struct http_header {
 enum http_parse {
 	HTTP_INCOMPLETE = 0, /* need more bytes */
 	HTTP_OK = 1,
-	HTTP_BAD = -1,       /* malformed or a smuggling shape: answer 400 */
+	HTTP_BAD = -1,	     /* malformed or a smuggling shape: answer 400 */
 	HTTP_TOO_LARGE = -2, /* head over the limit or too many headers: answer 431 */
 };
 struct http_request {
@@ -235,8 +239,7 @@ struct http_forward {
 	const char *host;  /* SNI or Host */
 };
 /* Writes the request head for the backend into out; returns its length, or -1 if out is too small. */
-ssize_t http_rewrite_request(const struct http_request *req, const struct http_forward *fwd, char *out,
-			     size_t outsize);
+ssize_t http_rewrite_request(const struct http_request *req, const struct http_forward *fwd, char *out, size_t outsize);
 /* Tracks where a message body ends (Content-Length or chunked). */
 struct http_body {
 	int mode; /* internal */
@@ -278,6 +281,8 @@ struct tickets_stats {
 	size_t keys;
 };
 void tickets_stats(struct tickets *t, struct tickets_stats *out);
+/* Asks the refresher to reload the keys now (SIGHUP); returns at once. */
+void tickets_reload_soon(struct tickets *t);
 
 /* ---- ring.c, loop.c, conn.c, tls.c, metrics.c, main.c: declared below by their owner ---- */
 
@@ -288,8 +293,8 @@ struct ring;
 struct ring_event {
 	uint64_t token;
 	int32_t res;
-	bool more;    /* the multishot request stays armed */
-	int buf;      /* provided buffer id, -1 if none */
+	bool more; /* the multishot request stays armed */
+	int buf;   /* provided buffer id, -1 if none */
 };
 int ring_new(unsigned entries, unsigned nbufs, unsigned buf_size, struct ring **out, struct tt_err *err);
 void ring_free(struct ring *r);
@@ -350,10 +355,11 @@ struct metrics {
 	_Atomic uint64_t backend_errors, backend_timeouts, backend_connects, backend_reuses;
 	_Atomic uint64_t timeouts[TIMER_KINDS];
 	_Atomic uint64_t db_queries, db_query_errors, db_query_timeouts, db_notifications, db_reconnects,
-		db_query_us_total, db_bad_certs;
+	    db_query_us_total, db_bad_certs;
+	_Atomic bool db_ready; /* a gauge: this loop's certdb can answer now */
 };
-#define METRIC_ADD(m, field, n)                                                                          \
-	atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n), \
+#define METRIC_ADD(m, field, n)                                                                                        \
+	atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n),              \
 			      memory_order_relaxed)
 /* What a scrape reads: the loops' counters and the shared parts (tickets and filter may be NULL). */
 struct metrics_sources {
@@ -362,10 +368,15 @@ struct metrics_sources {
 	struct sni_cache *cache;
 	struct tickets *tickets;
 	const struct name_filter *filter;
+	/* /healthz answers 503 once this is set, and while no loop reaches the database and the cache
+	 * is empty. */
+	const _Atomic bool *draining;
 };
 struct metrics_server;
-int metrics_server_start(const char *host, uint16_t port, const struct metrics_sources *src,
-			 struct metrics_server **out, struct tt_err *err);
+/* Binds the metrics listener (SO_REUSEPORT, so a new process can start while this one drains);
+ * metrics_server_start serves it (and closes it, also when it fails). */
+int metrics_listen(const char *hostport, int *fd, struct tt_err *err);
+int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err);
 void metrics_server_stop(struct metrics_server *srv);
 /* The Prometheus text into out (truncated at outsize); returns its length. */
 size_t metrics_render(const struct metrics_sources *src, char *out, size_t outsize);
@@ -379,14 +390,20 @@ int buf_reserve(struct buf *b, size_t more);
 int buf_append(struct buf *b, const void *p, size_t n);
 void buf_consume(struct buf *b, size_t n);
 void buf_release(struct buf *b);
-static inline size_t buf_size(const struct buf *b) { return b->len - b->off; }
-static inline uint8_t *buf_head(const struct buf *b) { return b->data + b->off; }
+static inline size_t buf_size(const struct buf *b)
+{
+	return b->len - b->off;
+}
+static inline uint8_t *buf_head(const struct buf *b)
+{
+	return b->data + b->off;
+}
 
 struct tls_io {
 	const uint8_t *src; /* ciphertext the ring delivered, not yet read by wolfSSL */
 	size_t src_len;
-	struct buf *out;    /* where ciphertext to send goes */
-	bool failed;        /* out of memory while appending */
+	struct buf *out; /* where ciphertext to send goes */
+	bool failed;	 /* out of memory while appending */
 };
 /* A TLS record is complete at the start of p: 1 yes, 0 need more, -1 not a handshake record. */
 int tls_hello_complete(const uint8_t *p, size_t len);
@@ -409,7 +426,10 @@ enum loop_op {
 	OP_BACKEND_SEND,
 	OP_MASK = 15,
 };
-static inline uint64_t loop_token(const void *p, enum loop_op op) { return (uint64_t)(uintptr_t)p | op; }
+static inline uint64_t loop_token(const void *p, enum loop_op op)
+{
+	return (uint64_t)(uintptr_t)p | op;
+}
 /* Connections wait in one FIFO per timeout kind: every kind has one duration, so appending keeps
  * each list sorted by deadline and the loop only looks at the heads. TIMER_CLOSED holds
  * connections waiting for their last completions before being freed. */
@@ -422,9 +442,12 @@ struct timer {
 #define LOOP_POOL_MAX 64
 #define LOOP_POOL_IDLE_MS 2000
 struct conn;
+/* Configuration changes (SIGHUP) reach a loop as a new immutable snapshot in cfg_next, picked up at
+ * the top of its next iteration; it says so in cfg_seen, after which main may free the old one. */
 struct loop {
 	int id;
 	const struct term_config *cfg;
+	_Atomic(const struct term_config *) cfg_next, cfg_seen;
 	struct metrics *m;
 	struct ring *ring;
 	struct certdb *db;
@@ -433,19 +456,30 @@ struct loop {
 	struct timer lists[TIMER_KINDS + 1];
 	int db_fd;
 	bool db_armed, db_armed_write, db_removing;
-	int accept_paused; /* listeners whose accept waits for descriptors: 1 https, 2 http */
-	bool accept_starved; /* logged once until an accept succeeds again */
-	bool backend_down;   /* logged once until a backend connect succeeds again */
+	int accept_paused;	     /* listeners whose accept waits for descriptors: 1 https, 2 http */
+	bool accept_starved;	     /* logged once until an accept succeeds again */
+	bool backend_down;	     /* logged once until a backend connect succeeds again */
 	int pool_fds[LOOP_POOL_MAX]; /* idle backend connections, newest last */
 	int64_t pool_since_ms[LOOP_POOL_MAX];
 	int npool;
 	int64_t accept_resume_ms;
-	_Atomic bool stop;
+	size_t nconns; /* accepted and not yet freed */
+	/* Draining (SIGTERM): no new accepts, idle keep-alive connections close, the rest close after
+	 * their response; loop_run returns once none is left. */
+	bool draining;
+	_Atomic bool drain, stop, done;
 };
-int loop_new(int id, const struct term_config *cfg, struct metrics *m, struct loop **out, struct tt_err *err);
+/* Binds one loop's SO_REUSEPORT listeners (https, http): main does it for every loop before it
+ * drops privileges. */
+int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err);
+/* Takes the listeners from loop_listen (closed by loop_free, also when loop_new fails). */
+int loop_new(int id, const struct term_config *cfg, const int fds[2], struct metrics *m, struct loop **out,
+	     struct tt_err *err);
 /* Runs until loop_stop; returns 0 or -1 with err. */
 int loop_run(struct loop *l, struct tt_err *err);
 void loop_stop(struct loop *l);
+/* Starts draining; loop_run returns by itself once the loop is empty (then done is true). */
+void loop_drain(struct loop *l);
 void loop_free(struct loop *l);
 void loop_timer_set(struct loop *l, struct timer *t, int kind);
 void loop_timer_clear(struct timer *t);
@@ -462,6 +496,8 @@ void conn_event(struct conn *c, enum loop_op op, const struct ring_event *ev);
 struct conn *conn_of_timer(struct timer *t);
 /* Its timer ran out. */
 void conn_expire(struct conn *c);
+/* The loop started draining: an idle keep-alive connection closes now, others after their response. */
+void conn_drain(struct conn *c);
 /* Frees a closed connection once nothing is in flight; true if freed. */
 bool conn_reap(struct conn *c);
 /* At shutdown, after the ring is gone: frees whatever state it is in. */

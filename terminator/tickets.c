@@ -23,7 +23,7 @@ struct ticket_slot {
 };
 
 struct tickets {
-	pthread_rwlock_t lock; /* held for one ticket's AES-GCM, never across I/O */
+	pthread_rwlock_t lock;	   /* held for one ticket's AES-GCM, never across I/O */
 	struct ticket_slot *slots; /* sodium_malloc'd */
 	size_t count;
 	/* Used only while the database holds no key for now: resumption then works on this process
@@ -34,6 +34,8 @@ struct tickets {
 	const struct tt_keyring *kr;
 	int64_t interval_ms;
 	int wake_fd;
+	/* A wake-up with this set asks for a reload (SIGHUP); without it, for the thread to end. */
+	_Atomic bool reload_asked;
 	pthread_t thread;
 	bool running;
 };
@@ -131,8 +133,8 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ
 		make_aad(aad, key_name, iv, len);
 		unsigned long long taglen = 0;
 		memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
-		crypto_aead_aes256gcm_encrypt_detached_afternm(ticket, mac, &taglen, ticket, (unsigned long long)len, aad,
-							       sizeof(aad), NULL, iv, &s->state);
+		crypto_aead_aes256gcm_encrypt_detached_afternm(ticket, mac, &taglen, ticket, (unsigned long long)len,
+							       aad, sizeof(aad), NULL, iv, &s->state);
 		*out_len = len;
 		atomic_fetch_add_explicit(&t->issued, 1, memory_order_relaxed);
 		rc = WOLFSSL_TICKET_RET_OK;
@@ -140,14 +142,16 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ
 		const struct ticket_slot *s = find_slot(t, key_name, now);
 		if (s) {
 			make_aad(aad, key_name, iv, len);
-			if (crypto_aead_aes256gcm_decrypt_detached_afternm(ticket, NULL, ticket, (unsigned long long)len, mac,
-									   aad, sizeof(aad), iv, &s->state) == 0) {
+			if (crypto_aead_aes256gcm_decrypt_detached_afternm(ticket, NULL, ticket,
+									   (unsigned long long)len, mac, aad,
+									   sizeof(aad), iv, &s->state) == 0) {
 				*out_len = len;
-				/* A ticket under an older key resumes, and the client gets one under the current key. */
+				/* A ticket under an older key resumes, and the client gets one under the current key.
+				 */
 				rc = s == current_slot(t, now) ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;
 			}
 		}
-		atomic_fetch_add_explicit(rc == WOLFSSL_TICKET_RET_OK       ? &t->resumed
+		atomic_fetch_add_explicit(rc == WOLFSSL_TICKET_RET_OK	    ? &t->resumed
 					  : rc == WOLFSSL_TICKET_RET_CREATE ? &t->renewed
 									    : &t->rejected,
 					  1, memory_order_relaxed);
@@ -200,17 +204,25 @@ static void *refresher(void *arg)
 				backoff_ms = 500;
 			}
 		}
-		struct pollfd pf[2] = {{.fd = t->wake_fd, .events = POLLIN}, {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN}};
+		struct pollfd pf[2] = {{.fd = t->wake_fd, .events = POLLIN},
+				       {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN}};
 		int r = poll(pf, 2, (int)(conn ? t->interval_ms : backoff_ms));
 		if (!conn && backoff_ms < 30000)
 			backoff_ms *= 2;
 		if (r < 0 && errno != EINTR)
 			break;
-		if (pf[0].revents & POLLIN)
-			break;
+		bool asked = false;
+		if (pf[0].revents & POLLIN) {
+			uint64_t v;
+			ssize_t rd = read(t->wake_fd, &v, sizeof(v));
+			(void)rd;
+			if (!atomic_exchange(&t->reload_asked, false))
+				break;
+			asked = true;
+		}
 		if (!conn)
 			continue;
-		bool reload = r == 0;
+		bool reload = r == 0 || asked;
 		if (pf[1].revents) {
 			if (!PQconsumeInput(conn)) {
 				tt_log(TT_WARN, "ticket_keys_connection_lost", "error=%s",
@@ -251,11 +263,22 @@ int tickets_start_refresher(struct tickets *t, const char *conninfo, const struc
 	return 0;
 }
 
+void tickets_reload_soon(struct tickets *t)
+{
+	if (!t->running)
+		return;
+	atomic_store(&t->reload_asked, true);
+	uint64_t one = 1;
+	ssize_t w = write(t->wake_fd, &one, sizeof(one));
+	(void)w;
+}
+
 void tickets_free(struct tickets *t)
 {
 	if (!t)
 		return;
 	if (t->running) {
+		atomic_store(&t->reload_asked, false);
 		uint64_t one = 1;
 		ssize_t w = write(t->wake_fd, &one, sizeof(one));
 		(void)w;

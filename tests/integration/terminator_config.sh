@@ -53,7 +53,7 @@ threads = 2
 idle-timeout = 30s
 CONF
 start=$(date +%s%N)
-bg "$TB" --config "$T/terminator.conf" >"$T/terminator.log" 2>&1
+bg "$TB" --config "$T/terminator.conf" --allow-root >"$T/terminator.log" 2>&1
 TERM_PID=$!
 wait_until 10 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))

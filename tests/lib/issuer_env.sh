@@ -15,7 +15,7 @@ issuer_env_start() {
 	HTTPS=$(free_port)
 	if [ "${ISSUER_RESPONDER:-terminator}" = terminator ]; then
 		bg "$TT_BIN/terminator" --http "127.0.0.1:$HTTP" --https "127.0.0.1:$HTTPS" --backend "127.0.0.1:$(free_port)" \
-			--threads 1 --negative-ttl 100ms 2>"$T/terminator.log"
+			--threads 1 --negative-ttl 100ms --allow-root 2>"$T/terminator.log"
 	else
 		bg python3 "$TT_ROOT/tests/lib/challenge_server.py" "$HTTP"
 	fi

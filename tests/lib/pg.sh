@@ -12,7 +12,8 @@ pg__as() {
 pg_start() {
 	local dir=$1 port=${2:-5432}
 	mkdir -p "$dir"
-	if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
+	# 0755: a terminator that dropped to nobody still reaches the socket (the data dir stays 0700).
+	if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; chmod 755 "$dir"; fi
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
 		pg__as "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
 			{ echo "pg_start: initdb failed, see $dir/initdb.log" >&2; return 1; }

@@ -3,7 +3,7 @@
 # Source after tests/lib/common.sh.
 #   tt_setup_db                   migrate $TRACKTLS_DB, make the key ring
 #   start_backend                 tests/lib/backend.py on $BACKEND_PORT
-#   start_terminator [flags...]   on $HTTPS_PORT/$HTTP_PORT/$METRICS_PORT, waits for /healthz
+#   start_terminator [flags...]   on $HTTPS_PORT/$HTTP_PORT/$METRICS_PORT as nobody, waits for /healthz
 #   stop_terminator               SIGTERM, waits; its exit status is the return value
 #   make_cert NAME                self-signed P-256 certificate for NAME, imported
 #   served NAME FIELD             the leaf served for SNI NAME: subject, serial...
@@ -24,7 +24,7 @@ start_backend() {
 start_terminator() {
 	HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
 	bg "$TT_BIN/terminator" --https "127.0.0.1:$HTTPS_PORT" --http "127.0.0.1:$HTTP_PORT" \
-		--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$METRICS_PORT" --threads 2 "$@" \
+		--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$METRICS_PORT" --threads 2 --user nobody "$@" \
 		>>"$T/terminator.log" 2>&1
 	TERM_PID=$!
 	wait_until 15 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
