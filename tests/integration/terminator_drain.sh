@@ -21,8 +21,8 @@ SLOW=$!
 wait_until 10 requests_seen 2
 start=$(date +%s%N)
 kill -TERM "$TERM_PID"
-code=$(curl -s -o "$T/health.body" -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/healthz")
-check "/healthz answers 503 at once when draining ($code)" test "$code" = 503
+health_503() { test "$(curl -s -o "$T/health.body" -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/healthz")" = 503; }
+check "/healthz answers 503 at once when draining (within a second)" wait_until 1 health_503
 check "  ... saying so" grep -q draining "$T/health.body"
 check "the listener closes: new connections are refused" wait_until 5 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$HTTPS_PORT)"
 wait "$IDLE"
