@@ -78,6 +78,42 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 	return 0;
 }
 
+/* 0 when the CA still knows the account, 1 when it says it does not exist (a CA that lost its
+ * state, or a deactivated account), -1 when it cannot be asked. */
+static int account_alive(const struct acme_session *s, struct tt_err *err)
+{
+	struct acme_client *c;
+	struct jws_key *k;
+	if (session_client(s, &c, &k, err) < 0)
+		return -1;
+	struct acme_problem prob = {0};
+	json_t *acct = NULL;
+	int rc = acme_post(c, s->kid, NULL, &acct, &prob, err);
+	const char *status = json_string_value(json_object_get(acct, "status"));
+	if (rc == ACME_OK)
+		rc = status && strcmp(status, "valid") != 0 ? 1 : 0;
+	else if (strstr(prob.type, ":accountDoesNotExist") || strstr(prob.type, ":unauthorized"))
+		rc = 1;
+	else
+		rc = err_wrap(err, "cannot check the ACME account");
+	json_decref(acct);
+	acme_problem_clear(&prob);
+	acme_client_free(c);
+	jws_key_free(k);
+	return rc;
+}
+
+/* Drops the row of an account the CA no longer has (unless another run already replaced it). */
+static int forget(PGconn *db, struct acme_session *s, struct tt_err *err)
+{
+	char id[24];
+	snprintf(id, sizeof(id), "%" PRId64, s->account_id);
+	const char *p[] = {id, s->kid};
+	tt_secret_free(s->key_pem, s->key_len);
+	s->key_pem = NULL;
+	return tt_db_run(db, err, "DELETE FROM acme_accounts WHERE id = $1 AND account_url = $2", 2, p) < 0 ? -1 : 1;
+}
+
 int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
 		 struct acme_session *s, struct tt_err *err)
 {
@@ -98,12 +134,21 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	if (rc < 0)
 		return -1;
 	rc = load(db, kr, s, err);
-	if (rc != 1 || !create_missing)
+	if (rc < 0 || !create_missing)
 		return rc;
-	/* Parallel first runs must not each register an account. */
+	if (rc == 0) {
+		rc = account_alive(s, err);
+		if (rc <= 0)
+			return rc;
+		tt_log(TT_WARN, "account_gone", "url=%s", s->kid);
+	}
+	/* Parallel runs must not each register an account. */
 	if (tt_db_run(db, err, "SELECT pg_advisory_lock(hashtext('tracktls_acme_account'))", 0, NULL) < 0)
 		return -1;
-	rc = load(db, kr, s, err);
+	if (rc == 1 && s->key_pem)
+		rc = forget(db, s, err);
+	if (rc >= 0)
+		rc = load(db, kr, s, err);
 	if (rc == 1)
 		rc = create(ctx, db, kr, s, err);
 	struct tt_err ignored;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -32,6 +33,7 @@ struct acme_client {
 	char resp_nonce[256];
 	char retry_after[64];
 	char content_type[128];
+	bool timed_out, cancelled;
 };
 
 static void msleep(int64_t ms)
@@ -82,6 +84,12 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 	return len;
 }
 
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct acme_client *c = arg;
+	return c->cfg->cancel && atomic_load(c->cfg->cancel) ? 1 : 0;
+}
+
 int acme_client_new(const struct acme_config *cfg, struct acme_client **out, struct tt_err *err)
 {
 	struct acme_client *c = calloc(1, sizeof(*c));
@@ -103,6 +111,9 @@ int acme_client_new(const struct acme_config *cfg, struct acme_client **out, str
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (cfg->ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
 	*out = c;
@@ -168,12 +179,24 @@ static int perform(struct acme_client *c, const char *url, const char *post, str
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
 	CURLcode rc = curl_easy_perform(h);
+	c->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+	c->cancelled = rc == CURLE_ABORTED_BY_CALLBACK;
 	if (rc != CURLE_OK)
-		return tt_fail(err, "%s: %s", url, curl_easy_strerror(rc));
+		return tt_fail(err, "%s: %s", url,
+			       c->cancelled ? "abandoned: the run is stopping" : curl_easy_strerror(rc));
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
 	if (c->resp_nonce[0])
 		snprintf(c->nonce, sizeof(c->nonce), "%s", c->resp_nonce);
 	return 0;
+}
+
+/* A request that waited out its whole timeout is tried once more, not three times: a CA that
+ * stopped answering should cost minutes, not tens of minutes. A cancelled run tries nothing. */
+static int retries_left(const struct acme_client *c, int left)
+{
+	if (c->cancelled)
+		return 0;
+	return c->timed_out && left > 1 ? 1 : left;
 }
 
 static bool transient(long status)
@@ -185,7 +208,8 @@ int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_p
 {
 	for (int attempt = 0;; attempt++) {
 		int rc = perform(c, url, NULL, NULL, false, err);
-		if ((rc < 0 || transient(c->status)) && attempt < TRANSIENT_RETRIES) {
+		if ((rc < 0 || transient(c->status)) &&
+		    attempt < retries_left(c, TRANSIENT_RETRIES - attempt) + attempt) {
 			msleep(200LL << attempt);
 			continue;
 		}
@@ -293,6 +317,7 @@ int acme_post_with(struct acme_client *c, const char *url, const char *payload, 
 				tt_fail(err, "%s: HTTP 503 with Retry-After %s", url, c->retry_after);
 				break;
 			}
+			transient_left = retries_left(c, transient_left);
 			if (transient_left-- > 0) {
 				msleep(200LL << (TRANSIENT_RETRIES - transient_left - 1));
 				continue;

@@ -187,8 +187,9 @@ enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
 struct acme_config {
 	const char *directory;
 	const char *ca_file;
-	long timeout_ms;       /* every request */
-	int64_t poll_limit_ms; /* how long one authorization or order may stay pending */
+	long timeout_ms;	   /* every request */
+	int64_t poll_limit_ms;	   /* how long one authorization or order may stay pending */
+	const _Atomic int *cancel; /* when set non-zero, requests in flight are abandoned (may be NULL) */
 };
 struct acme_directory {
 	char new_nonce[512], new_account[512], new_order[512], revoke_cert[512], key_change[512], renewal_info[512];

@@ -32,6 +32,7 @@ struct run {
 	int64_t pause_until_ms; /* monotonic: a 429/503 Retry-After pauses new work */
 	bool stop;		/* budget spent or a worker cannot run */
 	bool fatal;
+	_Atomic int cancel; /* fatal: requests in flight give up at once */
 	char fatal_msg[600];
 	long issued, renewed, failed, deferred;
 	int ca_failures_in_row;
@@ -77,6 +78,7 @@ static void run_fatal(struct run *r, const char *msg)
 	if (!r->fatal)
 		snprintf(r->fatal_msg, sizeof(r->fatal_msg), "%s", msg);
 	r->fatal = r->stop = true;
+	atomic_store(&r->cancel, 1);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -537,8 +539,10 @@ static int process(struct worker *w)
 			rc = store_issued(w, chain, key, key_len, kind, &err);
 	}
 	int ret = 0;
+	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
 	bool ca_trouble = rc < 0 && rc != ACME_RATE_LIMITED &&
-			  (strcmp(prob.type, "transport") == 0 || strcmp(prob.type, "timeout") == 0);
+			  (strcmp(prob.type, "transport") == 0 || strcmp(prob.type, "timeout") == 0 ||
+			   strstr(prob.type, ":accountDoesNotExist"));
 	if (ca_trouble) {
 		/* Not the domain's fault: no failure on its record; several in a row end the run. */
 		tt_log(TT_WARN, "ca_unavailable", "name=%s error=\"%s\"", w->name, err.msg);
@@ -550,6 +554,7 @@ static int process(struct worker *w)
 			if (!r->fatal)
 				snprintf(r->fatal_msg, sizeof(r->fatal_msg), "the CA is not answering: %s", err.msg);
 			r->fatal = r->stop = true;
+			atomic_store(&r->cancel, 1);
 		}
 		pthread_mutex_unlock(&r->mu);
 	} else if (rc == ACME_RATE_LIMITED) {
@@ -736,6 +741,7 @@ int run_main(struct issuer_ctx *ctx)
 	}
 	snprintf(r.started_at, sizeof(r.started_at), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
+	session.cfg.cancel = &r.cancel;
 	r.kr = kr;
 	r.session = &session;
 	pthread_mutex_init(&r.mu, NULL);

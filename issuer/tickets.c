@@ -1,0 +1,44 @@
+/* tickets: creates and retires the fleet's TLS session-ticket keys, at the start of every run and
+ * by `issuer tickets rotate` on hosts that run no ACME; terminators pick them up by NOTIFY. */
+#include <stdio.h>
+
+#include "issuer.h"
+
+int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct tt_err *err)
+{
+	int64_t rotate_ms, lifetime_ms;
+	const char *rotate = issuer_opt(ctx, "ticket-rotate"), *lifetime = issuer_opt(ctx, "ticket-lifetime");
+	if (tt_parse_duration_ms(rotate ? rotate : "12h", &rotate_ms, err) < 0)
+		return err_wrap(err, "--ticket-rotate");
+	if (tt_parse_duration_ms(lifetime ? lifetime : "24h", &lifetime_ms, err) < 0)
+		return err_wrap(err, "--ticket-lifetime");
+	if (rotate_ms < 1000 || lifetime_ms < 1000)
+		return tt_fail(err, "--ticket-rotate and --ticket-lifetime: at least 1s");
+	/* Terminators load a new key by NOTIFY at once, and within their --ticket-refresh when they
+	 * missed it: a quarter of the rotation period ahead leaves them room before its first use. */
+	struct tt_ticket_policy policy = {
+	    .rotate_s = rotate_ms / 1000, .lifetime_s = lifetime_ms / 1000, .lead_s = rotate_ms / 4000};
+	int created, retired;
+	if (tt_ticket_keys_rotate(db, kr, &policy, &created, &retired, err) < 0)
+		return err_wrap(err, "ticket keys");
+	tt_log(TT_INFO, "ticket_keys_rotated", "created=%d retired=%d rotate_s=%lld lifetime_s=%lld", created, retired,
+	       (long long)policy.rotate_s, (long long)policy.lifetime_s);
+	return 0;
+}
+
+int cli_tickets_rotate(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	PGconn *db = NULL;
+	struct tt_keyring *kr = NULL;
+	int rc = 0;
+	if (issuer_keyring_open(ctx, &kr, &err) < 0 || issuer_db_open(ctx, &db, &err) < 0 ||
+	    ticket_keys_rotate(ctx, db, kr, &err) < 0) {
+		fprintf(stderr, "issuer tickets rotate: %s\n", err.msg);
+		rc = 2;
+	}
+	tt_keyring_free(kr);
+	if (db)
+		PQfinish(db);
+	return rc;
+}
