@@ -3,6 +3,7 @@
  * so no other run orders it, and record the certificate or the failure before releasing it. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct run {
 	char fatal_msg[600];
 	long issued, renewed, failed, deferred;
 	int ca_failures_in_row;
+	bool finished; /* workers joined: the signal thread may go */
 	char *failed_names;
 	size_t failed_len;
 };
@@ -657,6 +659,29 @@ static void worker_free(struct worker *w)
 		curl_easy_cleanup(w->check);
 }
 
+/* SIGTERM/SIGINT (cron, systemd, an operator) stop the run taking new work; orders in flight
+ * finish and are recorded. The signals are blocked everywhere and taken here with sigwait. */
+static void *signal_main(void *arg)
+{
+	struct run *r = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	for (;;) {
+		int sig;
+		if (sigwait(&set, &sig) != 0)
+			return NULL;
+		pthread_mutex_lock(&r->mu);
+		bool finished = r->finished;
+		r->stop = true;
+		pthread_mutex_unlock(&r->mu);
+		if (finished)
+			return NULL;
+		tt_log(TT_WARN, "run_stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	}
+}
+
 static int dry_run(PGconn *db)
 {
 	struct tt_err err = {{0}};
@@ -754,6 +779,13 @@ int run_main(struct issuer_ctx *ctx)
 		free(ts);
 		goto out;
 	}
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	pthread_t sig_thread;
+	bool sig_started = pthread_create(&sig_thread, NULL, signal_main, &r) == 0;
 	for (long i = 0; i < concurrency; i++) {
 		ws[i].run = &r;
 		if (pthread_create(&ts[i], NULL, worker_main, &ws[i]) != 0)
@@ -762,6 +794,13 @@ int run_main(struct issuer_ctx *ctx)
 	}
 	for (long i = 0; i < started_threads; i++)
 		pthread_join(ts[i], NULL);
+	if (sig_started) {
+		pthread_mutex_lock(&r.mu);
+		r.finished = true;
+		pthread_mutex_unlock(&r.mu);
+		pthread_kill(sig_thread, SIGTERM);
+		pthread_join(sig_thread, NULL);
+	}
 	for (long i = 0; i < concurrency; i++)
 		worker_free(&ws[i]);
 	free(ws);

@@ -19,3 +19,12 @@ check "no clear private key in the database" bash -c "! pg_dump -d '$TRACKTLS_DB
 check "no clear private key on disk (the scenario's folder, outside Pebble's own TLS key)" \
 	bash -c "! grep -rl 'PRIVATE KEY' '$T' --exclude-dir=pebble 2>/dev/null | grep -q ."
 check "every stored key opens" bash -c "for n in k1.test k30.test k60.test; do python3 '$TT_ROOT/tests/lib/open_sealed.py' '$TRACKTLS_MASTER_KEY_FILE' \$n | grep -q 'BEGIN EC PRIVATE KEY' || exit 1; done"
+
+# SIGTERM: the run stops taking new work, finishes and records what is in flight, exits normally.
+for i in $(seq 61 120); do $I domain add "k$i.test" >/dev/null; done
+$I run --self-check-via "127.0.0.1:$HTTP" --concurrency 2 2>"$T/term.log" & pid=$!
+wait_until 60 bash -c "test \"\$(psql -qAtX -d '$TRACKTLS_DB' -c 'select count(*) from certificates')\" -ge 63"
+kill -TERM $pid; wait $pid; rc=$?
+n=$(q "select count(*) from domains where state='active'")
+check "SIGTERM: exit 0 with a summary line ($n of 120 active)" bash -c "test $rc = 0 && grep -q 'event=run_stopping signal=TERM' '$T/term.log' && grep -q 'event=run_done' '$T/term.log'"
+check "  ... stopped early, with no order left half done" test "$n" -lt 120 -a "$(q "select count(*) from issuance_attempts where state='started'")" = 0
