@@ -30,7 +30,7 @@ static const struct opt_doc opt_docs[] = {
     {"profile", "TRACKTLS_ACME_PROFILE", "NAME", "ACME profile for new orders (when the CA lists it)"},
     {"key-type", NULL, "ecdsa|rsa", "domain key type (default ecdsa: P-256)"},
     {"max-orders", NULL, "N", "stop after starting N orders"},
-    {"concurrency", NULL, "N", "orders in flight (default 16)"},
+    {"concurrency", NULL, "N", "orders in flight (default 8)"},
     {"deadline", NULL, "SECONDS", "stop taking new work after this long"},
     {"dry-run", NULL, NULL, "list the domains that are due, order nothing"},
     {"order-budget", NULL, "N", "new orders per rolling 3 hours, shared by all runs (default 300)"},

@@ -705,7 +705,7 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 {
 	long deadline;
 	if (issuer_opt_int(ctx, "max-orders", 0, &r->max_orders, err) < 0 ||
-	    issuer_opt_int(ctx, "concurrency", 16, concurrency, err) < 0 ||
+	    issuer_opt_int(ctx, "concurrency", 8, concurrency, err) < 0 ||
 	    issuer_opt_int(ctx, "deadline", 0, &deadline, err) < 0 ||
 	    issuer_opt_int(ctx, "order-budget", 300, &r->budget, err) < 0 ||
 	    issuer_opt_int(ctx, "max-failures", 8, &r->max_failures, err) < 0 ||

@@ -48,3 +48,10 @@ check "  ... a second rotate has nothing to do" grep -q ": 0 certificate keys, 0
 $I domain add r4.test >/dev/null
 $I run --self-check-via "127.0.0.1:$HTTP" 2>"$T/run3.log"
 check "  ... and the re-sealed account key still works" grep -q "issued=1 renewed=0 failed=0" "$T/run3.log"
+
+$I domain add rsa.test >/dev/null
+$I run --self-check-via "127.0.0.1:$HTTP" --key-type rsa 2>"$T/run4.log"
+check "--key-type rsa issues with an RSA-2048 key" test "$(q "select c.key_type from domains d join certificates c on c.id=d.current_cert_id where d.name='rsa.test'")" = rsa-2048
+check "  ... that opens and matches the leaf" \
+	test "$(open_key rsa.test | openssl pkey -pubout 2>/dev/null)" = "$(q "select c.chain_pem from domains d join certificates c on c.id=d.current_cert_id where d.name='rsa.test'" | openssl x509 -noout -pubkey)"
+check "  ... and is RSA 2048" bash -c "python3 '$TT_ROOT/tests/lib/open_sealed.py' '$TRACKTLS_MASTER_KEY_FILE' rsa.test | openssl pkey -noout -text | grep -q 'Private-Key: (2048 bit'"
