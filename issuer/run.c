@@ -766,6 +766,9 @@ int run_main(struct issuer_ctx *ctx)
 	}
 	snprintf(r.started_at, sizeof(r.started_at), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
+	/* tokens left by a killed run are useless once expired */
+	if (tt_db_run(db, &err, "DELETE FROM challenges WHERE expires_at < now()", 0, NULL) < 0)
+		tt_log(TT_WARN, "challenge_cleanup_failed", "error=\"%s\"", err.msg);
 	session.cfg.cancel = &r.cancel;
 	r.kr = kr;
 	r.session = &session;

@@ -11,9 +11,11 @@ kill -9 $pid; wait $pid 2>/dev/null
 done_before=$(q "select count(*) from certificates")
 check "killed mid-run (some but not all issued)" test "$done_before" -ge 3 -a "$done_before" -lt 60
 check "the kill left an order in flight" test "$(q "select count(*) from issuance_attempts where state='started'")" -ge 1
+q "insert into challenges select 'stale-token', 'x', id, now() - interval '1 minute' from domains where name='k1.test'" >/dev/null
 $I run --self-check-via "127.0.0.1:$HTTP" --concurrency 2 2>"$T/rerun.log"; rc=$?
 check "rerun exits 0" test "$rc" = 0
 check "all 60 domains active, one current certificate each" test "$(q "select count(*) from domains where state='active' and current_cert_id is not null")" = 60
+check "expired challenge rows are cleaned up" test "$(q "select count(*) from challenges")" = 0
 check "orders cut off by the kill are marked abandoned" test "$(q "select count(*) from issuance_attempts where state='started'")" = 0
 check "no clear private key in the database" bash -c "! pg_dump -d '$TRACKTLS_DB' | grep -q 'PRIVATE KEY'"
 check "no clear private key on disk (the scenario's folder, outside Pebble's own TLS key)" \
