@@ -71,6 +71,12 @@ int cli_revoke(struct issuer_ctx *ctx);
 int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
 int run_main(struct issuer_ctx *ctx);
+int cli_tickets_rotate(struct issuer_ctx *ctx);
+
+/* ---- tickets.c ---- */
+/* Creates the next session-ticket key when the newest ends soon and deletes expired ones, by
+ * --ticket-rotate and --ticket-lifetime (tt_ticket_keys_rotate; several hosts may run it at once). */
+int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct tt_err *err);
 
 struct domain_row;
 /* ---- cli_cert.c ---- */

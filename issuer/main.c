@@ -42,11 +42,16 @@ static const struct opt_doc opt_docs[] = {
     {"reason", NULL, "CODE", "RFC 5280 revocation reason code (default 0)"},
     {"no-revoke", NULL, NULL, "remove without revoking the current certificate"},
     {"batch", NULL, "N", "rows re-sealed per transaction (default 100)"},
+    {"ticket-rotate", "TRACKTLS_TICKET_ROTATE", "DURATION",
+     "how long one session-ticket key encrypts new tickets (default 12h)"},
+    {"ticket-lifetime", "TRACKTLS_TICKET_LIFETIME", "DURATION",
+     "how long a session ticket stays valid, so its key decrypts (default 24h)"},
 };
 #define NOPTS (sizeof(opt_docs) / sizeof(opt_docs[0]))
 
 #define COMMON_OPTS "db master-key-file config log-level"
 #define ACME_OPTS "directory contact ca-file eab-kid eab-hmac-key timeout"
+#define TICKET_OPTS "ticket-rotate ticket-lifetime"
 
 struct command {
 	const char *words; /* "domain add" */
@@ -78,8 +83,13 @@ static const struct command commands[] = {
      cli_account_rollover},
     {"run", "", 0,
      COMMON_OPTS " " ACME_OPTS " profile key-type max-orders concurrency deadline dry-run order-budget "
-		 "max-failures self-check-via no-self-check metrics-file",
-     "issue and renew the due certificates, then exit (0 all done, 1 some failed, 2 cannot run)", run_main},
+		 "max-failures self-check-via no-self-check metrics-file " TICKET_OPTS,
+     "rotate the session-ticket keys, issue and renew the due certificates, then exit (0 all done, 1 some "
+     "failed, 2 cannot run)",
+     run_main},
+    {"tickets rotate", "", 0, COMMON_OPTS " " TICKET_OPTS,
+     "create the next session-ticket key ahead of use and delete expired ones (what every run does first)",
+     cli_tickets_rotate},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

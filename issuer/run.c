@@ -754,6 +754,12 @@ int run_main(struct issuer_ctx *ctx)
 		fprintf(stderr, "issuer run: %s\n", err.msg);
 		goto out;
 	}
+	/* Before the CA is involved, so ticket keys keep rotating through a CA outage; a failure here
+	 * leaves the current keys serving and does not stop the certificates' work. */
+	if (ticket_keys_rotate(ctx, db, kr, &err) < 0) {
+		char q[600];
+		tt_log(TT_ERROR, "ticket_keys_rotate_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	if (session_open(ctx, db, kr, true, &session, &err) != 0) {
 		fprintf(stderr, "issuer run: %s\n", err.msg);
 		tt_log(TT_ERROR, "run_failed", "reason=ca");
