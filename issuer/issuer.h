@@ -12,19 +12,24 @@
  *   certinfo.c    reads certificates with wolfSSL: serial, validity, SANs, key match
  *   keygen.c      fresh domain keys (P-256 or RSA-2048) and their CSRs, with wolfSSL
  *   keystore.c    the only module that sees the master key: seals and opens private keys
- *   store.c       every database read and write of the issuer
+ *   store.c       domain and certificate rows: add, find, remove, list, store a certificate
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
  *   acme_parse.c  hand-written parsers of the CA's header values and dates (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
- *   account.c     our ACME account per directory: load the sealed key or register once
- *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED),
- *                 drive one order each, record success or failure, budget and deadline
+ *   account.c     our ACME account per directory: load the sealed key, check the CA still has
+ *                 it, or register (once, under an advisory lock)
+ *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
+ *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
+ *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
  *   metrics.c     the Prometheus textfile written at the end of a run
  *
  * How they talk: main.c resolves the configuration into a struct issuer_ctx and calls one cli_*
  * or run entry point. Protocol code (acme.c, run.c) never calls tt_envelope_*: it hands clear
- * keys to keystore.c and gets sealed blobs back, which store.c writes. */
+ * keys to keystore.c and gets sealed blobs back, which store.c writes. Each run worker owns one
+ * acme_client (its own curl handle and jws_key) and two PostgreSQL connections: one holds the
+ * claimed domain's row lock in an open transaction, the other commits attempts and challenge
+ * rows at once so every terminator can answer the CA. */
 #ifndef TRACKTLS_ISSUER_H
 #define TRACKTLS_ISSUER_H
 
