@@ -59,6 +59,14 @@ run_one() {
 		echo "FAIL: $name exited $rc" >>"$log"
 		f=1
 	fi
+	# A sanitizer report from any process the scenario started fails it, also one whose exit
+	# status the scenario did not check (a helper command's stderr lands in the log or its folder).
+	local san
+	san=$(grep -rlE '^==[0-9]+==ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: ' "$log" "$WORK/${name//\//_}".* 2>/dev/null | head -n 3 | tr '\n' ' ')
+	if [ -n "$san" ]; then
+		echo "FAIL: $name: sanitizer report in $san" >>"$log"
+		f=$((f + 1))
+	fi
 	passed=$((passed + p)); failed=$((failed + f))
 	printf '%-55s %3d passed %3d failed  %ds\n' "$name" "$p" "$f" $((SECONDS - start))
 	if [ "$f" -gt 0 ]; then

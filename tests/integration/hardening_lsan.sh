@@ -45,3 +45,5 @@ check "issuer without a leak exits 0" test "$rc" = 0
 LD_PRELOAD=$T/leak.so "$TT_BIN/issuer" domain list >/dev/null 2>"$T/issuer_leak.log"; rc=$?
 check "issuer with a leak exits non-zero (exit $rc)" test "$rc" != 0
 check "  ... and reports it" grep -q 'Direct leak of 4242 byte' "$T/issuer_leak.log"
+# tests/run.sh fails any scenario that leaves a sanitizer report behind: these two were on purpose.
+rm -f "$T/terminator.log" "$T/issuer_leak.log"
