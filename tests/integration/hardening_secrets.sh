@@ -41,8 +41,9 @@ check "no clear private key in files left in /tmp, /var/tmp, /dev/shm ($(tail -n
 # Key ring permissions and core dumps. The terminator runs as an unprivileged user here, so
 # /proc shows what it did to itself.
 chmod 640 "$T/keys"
-out=$("$TT_BIN/terminator" --https 127.0.0.1:0 --http 127.0.0.1:0 2>&1); rc=$?
+out=$("$TT_BIN/terminator" --https 127.0.0.1:0 --http 127.0.0.1:0 --allow-root 2>&1); rc=$?
 check "a key ring readable by the group is refused (exit $rc)" test "$rc" != 0
+check "  ... for that reason" grep -q "readable or writable by group or others" <<<"$out"
 chmod 600 "$T/keys"
 cp "$T/keys" "$T/nobody.keys" && chown nobody "$T/nobody.keys" && chmod 600 "$T/nobody.keys"
 HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
