@@ -102,9 +102,10 @@ int tt_ticket_keys_load(PGconn *conn, const struct tt_keyring *kr, struct tt_tic
 			struct tt_err *err)
 {
 	PGresult *r;
+	/* Whole seconds rounded down: a key created during this second must encrypt now, not in a moment. */
 	if (tt_db_exec(conn, &r, err,
-		       "SELECT id, sealed_key, extract(epoch FROM created_at)::bigint, extract(epoch FROM encrypt_until)::bigint, "
-		       "extract(epoch FROM decrypt_until)::bigint FROM ticket_keys WHERE decrypt_until > now() ORDER BY created_at, id",
+		       "SELECT id, sealed_key, floor(extract(epoch FROM created_at))::bigint, floor(extract(epoch FROM encrypt_until))::bigint, "
+		       "floor(extract(epoch FROM decrypt_until))::bigint FROM ticket_keys WHERE decrypt_until > now() ORDER BY created_at, id",
 		       0, NULL) != 0)
 		return -1;
 	int n = PQntuples(r);

@@ -531,7 +531,8 @@ enum chunk_state {
 	CH_DATA_CR,
 	CH_DATA_LF,
 	CH_TRAILER_FIRST, /* start of a trailer line, or CR of the final empty line */
-	CH_TRAILER,       /* inside a trailer line */
+	CH_TRAILER_NAME,  /* a trailer field's name, up to its colon */
+	CH_TRAILER,       /* a trailer field's value */
 	CH_TRAILER_LF,
 	CH_FINAL_LF,
 };
@@ -606,8 +607,15 @@ static int chunk_step(struct http_body *body, unsigned char c)
 		if (c == '\r')
 			body->state = CH_FINAL_LF;
 		else if (tchar[c])
-			body->state = CH_TRAILER;
+			body->state = CH_TRAILER_NAME;
 		else
+			return -1;
+		return 0;
+	case CH_TRAILER_NAME:
+		/* A trailer is a header field: a line without "name:" is how two parsers come to disagree. */
+		if (c == ':')
+			body->state = CH_TRAILER;
+		else if (!tchar[c])
 			return -1;
 		return 0;
 	case CH_TRAILER:

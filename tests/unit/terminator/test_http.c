@@ -437,6 +437,8 @@ static void test_body(void)
 		"0x5\r\nhello\r\n0\r\n\r\n",       /* 0x prefix */
 		"5 5\r\nhello\r\n0\r\n\r\n",       /* digits after whitespace */
 		"5 zz\r\nhello\r\n0\r\n\r\n",      /* text after whitespace, no ';' */
+		"0\r\nBad Trailer\r\n\r\n",         /* trailer line that is no field */
+		"0\r\nX-Name\r\n\r\n",              /* trailer name without a colon */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char name[64];
