@@ -82,7 +82,7 @@ int loop_new(int id, const struct term_config *cfg, const int fds[2], struct met
 		l->lists[k].kind = -1;
 	}
 	struct certdb_config dbc = {
-	    .conninfo = cfg->db_conninfo,
+	    .conninfo = id == 0 ? cfg->db_listen_conninfo : cfg->db_conninfo,
 	    .keyring = cfg->keyring,
 	    .cache = cfg->cache,
 	    .query_timeout_ms = cfg->db_timeout_ms,

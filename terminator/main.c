@@ -29,6 +29,8 @@ struct opt {
 static const struct opt opts[] = {
     {"config", "TRACKTLS_CONFIG", "FILE", NULL, "`key = value` file with any of these flags (flags and env win)"},
     {"db", "TRACKTLS_DB", "CONNINFO", NULL, "PostgreSQL connection string (libpq; empty: PG* defaults)"},
+    {"db-listen", "TRACKTLS_DB_LISTEN", "CONNINFO", NULL,
+     "connection for LISTEN/NOTIFY when --db is a read replica (standbys cannot LISTEN) [--db]"},
     {"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "FILE", NULL, "master key ring, mode 0600 (required)"},
     {"https", "TRACKTLS_HTTPS", "ADDR:PORT", ":443", "TLS listener"},
     {"http", "TRACKTLS_HTTP", "ADDR:PORT", ":80", "plain HTTP listener (ACME HTTP-01, plain requests)"},
@@ -245,6 +247,7 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 		return tt_fail(err, "--threads: '%s' is not a thread count", t ? t : "?");
 	*threads = (int)n;
 	tc->db_conninfo = opt_value(cfg, "db");
+	tc->db_listen_conninfo = opt_value(cfg, "db-listen") ? opt_value(cfg, "db-listen") : tc->db_conninfo;
 	return 0;
 }
 
@@ -378,6 +381,7 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 					    "http",
 					    "backend-mode",
 					    "db",
+					    "db-listen",
 					    "master-key-file",
 					    "threads",
 					    "metrics",
@@ -682,7 +686,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (tickets_start_refresher(tickets, tc.db_conninfo, kr, ticket_refresh_ms, &err) < 0) {
+	if (tickets_start_refresher(tickets, tc.db_listen_conninfo, kr, ticket_refresh_ms, &err) < 0) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
 	}

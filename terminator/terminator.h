@@ -336,6 +336,7 @@ struct term_config {
 	int64_t timeout_ms[TIMER_KINDS];
 	int64_t db_timeout_ms;
 	const char *db_conninfo;
+	const char *db_listen_conninfo; /* the primary: loop 0's certdb LISTENs there */
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
 	struct tickets *tickets;
