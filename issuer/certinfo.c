@@ -42,6 +42,34 @@ static void ari_id(WOLFSSL_X509 *x, const unsigned char *serial, int slen, char 
 	free(b);
 }
 
+int certinfo_certs_only(const char *pem, size_t len, char **out, size_t *outlen, struct tt_err *err)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
+	char *buf = malloc(len + 2);
+	size_t used = 0;
+	const char *p = pem, *stop = pem + len;
+	if (!buf)
+		return tt_fail(err, "out of memory");
+	while ((p = memmem(p, (size_t)(stop - p), begin, sizeof(begin) - 1)) != NULL) {
+		const char *e = memmem(p, (size_t)(stop - p), end, sizeof(end) - 1);
+		if (!e)
+			break;
+		e += sizeof(end) - 1;
+		memcpy(buf + used, p, (size_t)(e - p));
+		used += (size_t)(e - p);
+		buf[used++] = '\n';
+		p = e;
+	}
+	if (used == 0) {
+		free(buf);
+		return tt_fail(err, "no PEM certificate found");
+	}
+	buf[used] = '\0';
+	*out = buf;
+	*outlen = used;
+	return 0;
+}
+
 int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, struct tt_err *err)
 {
 	memset(out, 0, sizeof(*out));

@@ -73,6 +73,18 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	if (read_file(cert_path, false, &chain, &chain_len, &err) < 0 ||
 	    read_file(key_path, true, &key, &key_len, &err) < 0)
 		goto out;
+	char *certs = NULL;
+	size_t certs_len = 0;
+	if (certinfo_certs_only((const char *)chain, chain_len, &certs, &certs_len, &err) < 0) {
+		err_wrap(&err, "%s", cert_path);
+		goto out;
+	}
+	/* The file may be a combined cert+key PEM (HAProxy's format): keep its certificates only, and
+	 * wipe the rest, which may hold a clear key. */
+	sodium_memzero(chain, chain_len);
+	free(chain);
+	chain = (uint8_t *)certs;
+	chain_len = certs_len;
 	if (certinfo_parse((const char *)chain, chain_len, &ci, &err) < 0) {
 		err_wrap(&err, "%s", cert_path);
 		goto out;

@@ -102,6 +102,9 @@ struct certinfo {
 	size_t nsans;
 	int chain_len; /* certificates in the PEM */
 };
+/* Copies only the CERTIFICATE blocks of a PEM file (a combined cert+key file must never put its
+ * key into certificates.chain_pem); *out is malloc'd. Fails when there is none. */
+int certinfo_certs_only(const char *pem, size_t len, char **out, size_t *outlen, struct tt_err *err);
 /* Parses the leaf (first certificate) of a PEM chain. */
 int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, struct tt_err *err);
 void certinfo_free(struct certinfo *ci);

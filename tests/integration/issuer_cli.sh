@@ -58,7 +58,12 @@ check "imported domain is active with current_cert_id, source, key type, serial,
 out=$($I cert import rsa.example --cert "$T/rsa.pem" --key "$T/rsa.key" 2>&1)
 check "cert import takes an RSA key" grep -q "imported rsa.example" <<<"$out"
 check "  ... recorded as rsa-2048" test "$(psql -qAt -d "$TRACKTLS_DB" -c "select key_type from certificates c join domains d on d.id=c.domain_id where d.name='rsa.example'")" = rsa-2048
+cat "$T/imp.key" "$T/imp.pem" >"$T/combined.pem"
+out=$($I cert import imp.example --cert "$T/combined.pem" --key "$T/imp.key" 2>&1)
+check "cert import takes a combined key+certificate PEM as --cert" grep -q "imported imp.example" <<<"$out"
+check "  ... and stores its certificate only" test "$(psql -qAt -d "$TRACKTLS_DB" -c "select position('PRIVATE' in c.chain_pem) = 0 and position('BEGIN CERTIFICATE' in c.chain_pem) > 0 from certificates c join domains d on d.id = c.domain_id where d.name = 'imp.example'")" = t
 check "no clear private key in the database" bash -c "! pg_dump -d '$TRACKTLS_DB' | grep -q 'PRIVATE KEY'"
+check "the schema refuses a chain holding a private key, whoever writes it" bash -c "! psql -qAt -d '$TRACKTLS_DB' -c \"update certificates set chain_pem = chain_pem || '-----BEGIN PRIVATE KEY-----'\" 2>/dev/null"
 
 out=$($I domain remove www.imp.example 2>&1)
 check "domain remove" grep -qx "removed www.imp.example" <<<"$out"
