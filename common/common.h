@@ -115,6 +115,10 @@ int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err);
 int tt_db_check_schema(PGconn *conn, int *version, struct tt_err *err);
 int tt_schema_version_latest(void);
 
+/* ---- process.c ---- */
+/* No core dumps and not dumpable: called first thing by both binaries, which hold clear keys. */
+void tt_process_protect_secrets(void);
+
 /* ---- ticket_keys.c: TLS session-ticket keys shared by the fleet, sealed in ticket_keys. ----
  * The issuer rotates them; every terminator loads all live keys, so a client resumes on any host.
  * A key encrypts new tickets from `start` until `encrypt_until`, and decrypts until `decrypt_until`.

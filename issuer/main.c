@@ -164,6 +164,7 @@ static const struct command *find_command(int argc, char **argv, int *used)
 int main(int argc, char **argv)
 {
 	int used = 0;
+	tt_process_protect_secrets();
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		print_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

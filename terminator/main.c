@@ -585,10 +585,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	/* The process holds opened private keys: no core dumps, no ptrace by other users. */
-	struct rlimit nocore = {0, 0};
-	setrlimit(RLIMIT_CORE, &nocore);
-	prctl(PR_SET_DUMPABLE, 0);
+	tt_process_protect_secrets();
 	/* Every connection holds one or two descriptors: take all the kernel allows. */
 	struct rlimit files;
 	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
