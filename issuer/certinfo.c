@@ -150,7 +150,6 @@ bool certinfo_covers(const struct certinfo *ci, const char *name)
 int certinfo_key_matches(const char *chain_pem, size_t chain_len, const uint8_t *key_pem, size_t key_len,
 			 struct tt_err *err)
 {
-	wolfSSL_Init();
 	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
 	if (!ctx)
 		return tt_fail(err, "wolfSSL_CTX_new failed");

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <wolfssl/ssl.h>
+
 #include "issuer.h"
 
 struct opt_doc {
@@ -165,6 +167,11 @@ int main(int argc, char **argv)
 {
 	int used = 0;
 	tt_process_protect_secrets();
+	/* Once, before any worker thread: wolfSSL's first initialisation is not thread-safe. */
+	if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+		fprintf(stderr, "issuer: wolfSSL failed to initialise\n");
+		return 2;
+	}
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		print_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
