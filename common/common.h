@@ -35,7 +35,7 @@ struct tt_config_entry {
 	const char *key;   /* flag name without dashes, also the config file key: "master-key-file" */
 	const char *env;   /* environment variable or NULL: "TRACKTLS_MASTER_KEY_FILE" */
 	const char *value; /* after tt_config_resolve: the winning value or the default (may be NULL) */
-	char *owned;       /* storage owned by the config (file values); freed by tt_config_free */
+	char *owned;	   /* storage owned by the config (file values); freed by tt_config_free */
 };
 int tt_config_load_file(struct tt_config_entry *entries, size_t n, const char *path, struct tt_err *err);
 /* Fills every entry not yet set (value == NULL) from its environment variable. */
@@ -69,11 +69,11 @@ int tt_keyring_generate(const char *path, uint32_t *new_id, struct tt_err *err);
 /* Envelope: version(1) | key id (4, big endian) | nonce (12) | ciphertext | tag (16).
  * The associated data binds the blob to its row: see tt_envelope_aad_cert. */
 #define TT_ENVELOPE_OVERHEAD (1 + 4 + 12 + 16)
-int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen, const void *plain,
-		     size_t plainlen, uint8_t **out, size_t *outlen, struct tt_err *err);
+int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen, const void *plain, size_t plainlen,
+		     uint8_t **out, size_t *outlen, struct tt_err *err);
 /* On success *out is sodium_malloc'd (locked, guarded); release with tt_secret_free. */
-int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob,
-		     size_t bloblen, uint8_t **out, size_t *outlen, struct tt_err *err);
+int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob, size_t bloblen,
+		     uint8_t **out, size_t *outlen, struct tt_err *err);
 /* The key id a blob was sealed under, or -1 if it is not an envelope. */
 int64_t tt_envelope_key_id(const uint8_t *blob, size_t bloblen);
 void tt_secret_free(void *p, size_t len);
@@ -134,7 +134,7 @@ struct tt_ticket_key {
 struct tt_ticket_policy {
 	int64_t rotate_s;   /* how long one key encrypts new tickets */
 	int64_t lifetime_s; /* how long a ticket stays valid after it is issued */
-	int64_t lead_s;     /* how long before its start a key is created */
+	int64_t lead_s;	    /* how long before its start a key is created */
 };
 /* Creates the next key when the newest one ends within lead_s, deletes keys past decrypt_until. */
 int tt_ticket_keys_rotate(PGconn *conn, const struct tt_keyring *kr, const struct tt_ticket_policy *policy,

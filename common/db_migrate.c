@@ -40,11 +40,11 @@ int tt_db_check_schema(PGconn *conn, int *version, struct tt_err *err)
 		return -1;
 	int latest = tt_schema_version_latest();
 	if (*version > latest)
-		return tt_fail(err, "database schema is version %d, newer than this binary's %d: upgrade tracktls", *version,
-			       latest);
+		return tt_fail(err, "database schema is version %d, newer than this binary's %d: upgrade tracktls",
+			       *version, latest);
 	if (*version < latest)
-		return tt_fail(err, "database schema is version %d, this binary needs %d: run 'issuer db migrate'", *version,
-			       latest);
+		return tt_fail(err, "database schema is version %d, this binary needs %d: run 'issuer db migrate'",
+			       *version, latest);
 	return 0;
 }
 
@@ -80,15 +80,16 @@ int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err)
 	    tt_db_run(conn, err, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL) != 0)
 		return -1;
 	int rc = -1, version = 0;
-	if (tt_db_run(conn, err,
-		      "CREATE TABLE IF NOT EXISTS tracktls_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-		      "applied_at timestamptz NOT NULL DEFAULT now())",
-		      0, NULL) != 0 ||
+	if (tt_db_run(
+		conn, err,
+		"CREATE TABLE IF NOT EXISTS tracktls_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+		"applied_at timestamptz NOT NULL DEFAULT now())",
+		0, NULL) != 0 ||
 	    current_version(conn, &version, err) != 0)
 		goto out;
 	if (version > tt_schema_version_latest()) {
-		tt_fail(err, "database schema is version %d, newer than this binary's %d: refusing to touch it", version,
-			tt_schema_version_latest());
+		tt_fail(err, "database schema is version %d, newer than this binary's %d: refusing to touch it",
+			version, tt_schema_version_latest());
 		goto out;
 	}
 	for (int i = 0; i < tt_migrations_count; i++) {
@@ -96,7 +97,8 @@ int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err)
 			continue;
 		if (apply_one(conn, &tt_migrations[i], err) != 0)
 			goto out;
-		tt_log(TT_INFO, "migration_applied", "version=%d name=%s", tt_migrations[i].version, tt_migrations[i].name);
+		tt_log(TT_INFO, "migration_applied", "version=%d name=%s", tt_migrations[i].version,
+		       tt_migrations[i].name);
 		(*applied)++;
 	}
 	rc = 0;

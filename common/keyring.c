@@ -67,8 +67,9 @@ static int check_mode(int fd, const char *path, struct tt_err *err)
 	if (!S_ISREG(st.st_mode))
 		return tt_fail(err, "master key file %s is not a regular file", path);
 	if (st.st_mode & 077)
-		return tt_fail(err, "master key file %s is readable or writable by group or others (mode %03o): chmod 600 it",
-			       path, (unsigned)(st.st_mode & 0777));
+		return tt_fail(
+		    err, "master key file %s is readable or writable by group or others (mode %03o): chmod 600 it",
+		    path, (unsigned)(st.st_mode & 0777));
 	return 0;
 }
 
@@ -281,9 +282,9 @@ int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen
 	memcpy(ad, blob, 5 + NONCE_BYTES);
 	memcpy(ad + 5 + NONCE_BYTES, aad, aadlen);
 	unsigned long long mlen = 0;
-	int rc = crypto_aead_aes256gcm_decrypt_afternm(plain, &mlen, NULL, blob + 5 + NONCE_BYTES,
-						       bloblen - 5 - NONCE_BYTES, ad, 5 + NONCE_BYTES + aadlen,
-						       blob + 5, &kr->states[idx]);
+	int rc =
+	    crypto_aead_aes256gcm_decrypt_afternm(plain, &mlen, NULL, blob + 5 + NONCE_BYTES, bloblen - 5 - NONCE_BYTES,
+						  ad, 5 + NONCE_BYTES + aadlen, blob + 5, &kr->states[idx]);
 	free(ad);
 	if (rc != 0) {
 		sodium_free(plain);

@@ -9,8 +9,8 @@
 
 #define ROTATE_LOCK_KEY "7283530184420192"
 
-static int seal_and_insert(PGconn *conn, const struct tt_keyring *kr, const char *start_expr, const struct tt_ticket_policy *p,
-			   struct tt_err *err)
+static int seal_and_insert(PGconn *conn, const struct tt_keyring *kr, const char *start_expr,
+			   const struct tt_ticket_policy *p, struct tt_err *err)
 {
 	PGresult *r;
 	if (tt_db_exec(conn, &r, err, "SELECT nextval('ticket_keys_id_seq')", 0, NULL) != 0)
@@ -25,7 +25,8 @@ static int seal_and_insert(PGconn *conn, const struct tt_keyring *kr, const char
 	size_t al = tt_envelope_aad_ticket(aad, sizeof(aad), id);
 	uint8_t *blob = NULL;
 	size_t bloblen = 0;
-	int rc = tt_envelope_seal(kr, aad, al, material, TT_TICKET_NAME_BYTES + TT_TICKET_SECRET_BYTES, &blob, &bloblen, err);
+	int rc = tt_envelope_seal(kr, aad, al, material, TT_TICKET_NAME_BYTES + TT_TICKET_SECRET_BYTES, &blob, &bloblen,
+				  err);
 	sodium_free(material);
 	if (rc != 0)
 		return -1;
@@ -60,8 +61,10 @@ int tt_ticket_keys_rotate(PGconn *conn, const struct tt_keyring *kr, const struc
 	/* Several issuer hosts run at once: one of them rotates, the others see its result. */
 	PGresult *r = NULL;
 	if (tt_db_run(conn, err, "SELECT pg_advisory_xact_lock(" ROTATE_LOCK_KEY ")", 0, NULL) != 0 ||
-	    tt_db_exec(conn, &r, err, "WITH d AS (DELETE FROM ticket_keys WHERE decrypt_until < now() RETURNING 1) SELECT count(*) FROM d",
-		       0, NULL) != 0)
+	    tt_db_exec(
+		conn, &r, err,
+		"WITH d AS (DELETE FROM ticket_keys WHERE decrypt_until < now() RETURNING 1) SELECT count(*) FROM d", 0,
+		NULL) != 0)
 		goto fail;
 	*retired = atoi(PQgetvalue(r, 0, 0));
 	PQclear(r);
@@ -104,8 +107,10 @@ int tt_ticket_keys_load(PGconn *conn, const struct tt_keyring *kr, struct tt_tic
 	PGresult *r;
 	/* Whole seconds rounded down: a key created during this second must encrypt now, not in a moment. */
 	if (tt_db_exec(conn, &r, err,
-		       "SELECT id, sealed_key, floor(extract(epoch FROM created_at))::bigint, floor(extract(epoch FROM encrypt_until))::bigint, "
-		       "floor(extract(epoch FROM decrypt_until))::bigint FROM ticket_keys WHERE decrypt_until > now() ORDER BY created_at, id",
+		       "SELECT id, sealed_key, floor(extract(epoch FROM created_at))::bigint, floor(extract(epoch FROM "
+		       "encrypt_until))::bigint, "
+		       "floor(extract(epoch FROM decrypt_until))::bigint FROM ticket_keys WHERE decrypt_until > now() "
+		       "ORDER BY created_at, id",
 		       0, NULL) != 0)
 		return -1;
 	int n = PQntuples(r);

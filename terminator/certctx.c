@@ -40,7 +40,8 @@ static int chain_to_der(const char *pem, size_t len, uint8_t **out, size_t *outl
 		n = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der + used, (int)(len - used), CERT_TYPE);
 		if (n <= 0) {
 			free(der);
-			return tt_fail(err, "certificate %s in the chain does not decode", used ? "after the first" : "1");
+			return tt_fail(err, "certificate %s in the chain does not decode",
+				       used ? "after the first" : "1");
 		}
 		used += (size_t)n;
 		p = e;

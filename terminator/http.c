@@ -7,19 +7,17 @@
 
 /* tchar (RFC 9110 5.6.2): what header names, methods and transfer codings are made of. */
 static const bool tchar[256] = {
-	['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true,
-	['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
-	['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
-	['`'] = true, ['|'] = true, ['~'] = true,
+    ['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true, ['!'] = true, ['#'] = true, ['$'] = true,
+    ['%'] = true,	  ['&'] = true,		['\''] = true,	      ['*'] = true, ['+'] = true, ['-'] = true,
+    ['.'] = true,	  ['^'] = true,		['_'] = true,	      ['`'] = true, ['|'] = true, ['~'] = true,
 };
 
 /* uri-host [ ":" port ] (RFC 3986): reg-name, IP literals and percent-encoding, nothing else. */
 static const bool hostchar[256] = {
-	['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true,
-	['-'] = true, ['.'] = true, ['_'] = true, ['~'] = true, ['%'] = true, ['!'] = true,
-	['$'] = true, ['&'] = true, ['\''] = true, ['('] = true, [')'] = true, ['*'] = true,
-	['+'] = true, [','] = true, [';'] = true, ['='] = true, [':'] = true, ['['] = true,
-	[']'] = true,
+    ['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true, ['-'] = true, ['.'] = true, ['_'] = true,
+    ['~'] = true,	  ['%'] = true,		['!'] = true,	      ['$'] = true, ['&'] = true, ['\''] = true,
+    ['('] = true,	  [')'] = true,		['*'] = true,	      ['+'] = true, [','] = true, [';'] = true,
+    ['='] = true,	  [':'] = true,		['['] = true,	      [']'] = true,
 };
 
 /* Field values may hold SP, HTAB, visible ASCII and obs-text; every other control byte (CR, LF,
@@ -421,8 +419,8 @@ static bool dropped_name(const char *name, size_t n)
 		size_t n;
 	} drop[] = {
 #define D(lit) {lit, sizeof(lit) - 1}
-		D("connection"), D("keep-alive"), D("proxy-connection"), D("te"), D("upgrade"), D("trailer"),
-		D("x-real-ip"), D("forwarded"),
+	    D("connection"), D("keep-alive"), D("proxy-connection"), D("te"),
+	    D("upgrade"),    D("trailer"),    D("x-real-ip"),	     D("forwarded"),
 #undef D
 	};
 	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
@@ -484,8 +482,7 @@ static bool nominated_by_connection(const struct http_request *req, size_t from,
 	return m.found;
 }
 
-ssize_t http_rewrite_request(const struct http_request *req, const struct http_forward *fwd, char *out,
-			     size_t outsize)
+ssize_t http_rewrite_request(const struct http_request *req, const struct http_forward *fwd, char *out, size_t outsize)
 {
 	if (!fwd->client_ip || !fwd->proto || !safe_value(fwd->client_ip) || !safe_value(fwd->proto) ||
 	    (fwd->host && !safe_value(fwd->host)))
@@ -525,14 +522,14 @@ enum chunk_state {
 	CH_SIZE_FIRST, /* first hex digit of a chunk size */
 	CH_SIZE,       /* more hex digits, an extension, or CR */
 	CH_SIZE_WS,    /* whitespace after the size (BWS): more of it, an extension, or CR */
-	CH_EXT,        /* chunk extension up to CR */
+	CH_EXT,	       /* chunk extension up to CR */
 	CH_SIZE_LF,
 	CH_DATA,
 	CH_DATA_CR,
 	CH_DATA_LF,
 	CH_TRAILER_FIRST, /* start of a trailer line, or CR of the final empty line */
 	CH_TRAILER_NAME,  /* a trailer field's name, up to its colon */
-	CH_TRAILER,       /* a trailer field's value */
+	CH_TRAILER,	  /* a trailer field's value */
 	CH_TRAILER_LF,
 	CH_FINAL_LF,
 };
@@ -676,22 +673,38 @@ ssize_t http_body_consume(struct http_body *body, const char *buf, size_t len, b
 static const char *reason_phrase(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 204: return "No Content";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 421: return "Misdirected Request";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return NULL;
+	case 200:
+		return "OK";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 421:
+		return "Misdirected Request";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return NULL;
 	}
 }
 

@@ -165,8 +165,13 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
  * name_filter_free at shutdown) for the kernel's TCP timeouts. */
 static PGconn *connect_bounded(const char *conninfo, struct tt_err *err)
 {
-	const char *keys[] = {"dbname", "connect_timeout", "tcp_user_timeout", "keepalives_idle", "keepalives_interval",
-			      "keepalives_count", NULL};
+	const char *keys[] = {"dbname",
+			      "connect_timeout",
+			      "tcp_user_timeout",
+			      "keepalives_idle",
+			      "keepalives_interval",
+			      "keepalives_count",
+			      NULL};
 	const char *values[] = {conninfo, "10", "30000", "10", "5", "3", NULL};
 	PGconn *conn = PQconnectdbParams(keys, values, 1);
 	if (!conn || PQstatus(conn) != CONNECTION_OK) {

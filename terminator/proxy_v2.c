@@ -119,8 +119,8 @@ ssize_t proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, 
 		put_tlv(&o, PP2_TYPE_AUTHORITY, tls->sni);
 		put_tlv(&o, PP2_TYPE_ALPN, tls->alpn);
 		/* verify 0: no client certificate is asked for, so there is nothing that failed. */
-		uint8_t head[3 + PP2_SSL_FIXED_LEN] = {PP2_TYPE_SSL, (uint8_t)(ssl >> 8), (uint8_t)ssl, PP2_CLIENT_SSL,
-						       0, 0, 0, 0};
+		uint8_t head[3 + PP2_SSL_FIXED_LEN] = {
+		    PP2_TYPE_SSL, (uint8_t)(ssl >> 8), (uint8_t)ssl, PP2_CLIENT_SSL, 0, 0, 0, 0};
 		put(&o, head, sizeof(head));
 		put_tlv(&o, PP2_SUBTYPE_SSL_VERSION, tls->version);
 		put_tlv(&o, PP2_SUBTYPE_SSL_CIPHER, tls->cipher);
