@@ -18,8 +18,10 @@ pg_start() {
 		pg__as "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
 			{ echo "pg_start: initdb failed, see $dir/initdb.log" >&2; return 1; }
 	fi
+	# fsync=off is safe here (a stopped server loses no OS buffers); synchronous_commit stays on,
+	# or tests that stop PostgreSQL with -m immediate would lose their last commits.
 	pg__as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
-		-o "-k $dir -p $port -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+		-o "-k $dir -p $port -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=300" \
 		start >/dev/null || { echo "pg_start: postgres did not start, see $dir/postgres.log" >&2; return 1; }
 	export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 }
