@@ -115,6 +115,11 @@ int tt_db_migrate(PGconn *conn, int *applied, struct tt_err *err);
 int tt_db_check_schema(PGconn *conn, int *version, struct tt_err *err);
 int tt_schema_version_latest(void);
 
+/* ---- pem.c ---- */
+/* The next "BEGIN CERTIFICATE" .. "END CERTIFICATE" block at or after *pos (before stop): its
+ * bounds in *block and *len, and *pos moved past it. False when there is none. */
+bool tt_pem_next_cert(const char **pos, const char *stop, const char **block, size_t *len);
+
 /* ---- process.c ---- */
 /* No core dumps and not dumpable: called first thing by both binaries, which hold clear keys. */
 void tt_process_protect_secrets(void);

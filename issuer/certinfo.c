@@ -44,21 +44,15 @@ static void ari_id(WOLFSSL_X509 *x, const unsigned char *serial, int slen, char 
 
 int certinfo_certs_only(const char *pem, size_t len, char **out, size_t *outlen, struct tt_err *err)
 {
-	static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
 	char *buf = malloc(len + 2);
-	size_t used = 0;
-	const char *p = pem, *stop = pem + len;
+	size_t used = 0, n;
+	const char *p = pem, *block;
 	if (!buf)
 		return tt_fail(err, "out of memory");
-	while ((p = memmem(p, (size_t)(stop - p), begin, sizeof(begin) - 1)) != NULL) {
-		const char *e = memmem(p, (size_t)(stop - p), end, sizeof(end) - 1);
-		if (!e)
-			break;
-		e += sizeof(end) - 1;
-		memcpy(buf + used, p, (size_t)(e - p));
-		used += (size_t)(e - p);
+	while (tt_pem_next_cert(&p, pem + len, &block, &n)) {
+		memcpy(buf + used, block, n);
+		used += n;
 		buf[used++] = '\n';
-		p = e;
 	}
 	if (used == 0) {
 		free(buf);

@@ -24,27 +24,21 @@ static bool is_pem(const uint8_t *buf, size_t len)
  * exactly, while from PEM it keeps base64-sized buffers (about 170 bytes more per certificate). */
 static int chain_to_der(const char *pem, size_t len, uint8_t **out, size_t *outlen, struct tt_err *err)
 {
-	static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
 	uint8_t *der = malloc(len);
-	size_t used = 0;
-	const char *p = pem, *stop = pem + len;
+	size_t used = 0, blen;
+	const char *p = pem, *block;
 
 	if (!der)
 		return tt_fail(err, "out of memory");
-	while ((p = memmem(p, (size_t)(stop - p), begin, sizeof(begin) - 1)) != NULL) {
-		const char *e = memmem(p, (size_t)(stop - p), end, sizeof(end) - 1);
-		int n;
-		if (!e)
-			break;
-		e += sizeof(end) - 1;
-		n = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der + used, (int)(len - used), CERT_TYPE);
+	while (tt_pem_next_cert(&p, pem + len, &block, &blen)) {
+		int n =
+		    wc_CertPemToDer((const unsigned char *)block, (int)blen, der + used, (int)(len - used), CERT_TYPE);
 		if (n <= 0) {
 			free(der);
 			return tt_fail(err, "certificate %s in the chain does not decode",
 				       used ? "after the first" : "1");
 		}
 		used += (size_t)n;
-		p = e;
 	}
 	if (used == 0) {
 		free(der);
