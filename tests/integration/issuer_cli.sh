@@ -51,7 +51,7 @@ out=$($I cert import WWW.imp.example --cert "$T/imp.pem" --key "$T/imp.key" 2>&1
 check "cert import stores a matching certificate and creates the domain" grep -q "imported www.imp.example cert_id=" <<<"$out"
 row=$(psql -qAt -d "$TRACKTLS_DB" -c "select d.state, d.current_cert_id = c.id, c.source, c.key_type, c.master_key_id,
 	c.serial = lower('$(openssl x509 -in "$T/imp.pem" -noout -serial | cut -d= -f2)'), d.next_attempt_at > now() + interval '18 days',
-	d.next_attempt_at < c.not_after - interval '7 days'
+	d.next_attempt_at <= c.not_after - interval '6 days 15 hours'
 	from domains d join certificates c on c.domain_id = d.id where d.name = 'www.imp.example'")
 check "imported domain is active with current_cert_id, source, key type, serial, renewal in the last third" \
 	test "$row" = "active|t|import|ecdsa-p256|1|t|t|t"
