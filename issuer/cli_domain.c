@@ -15,16 +15,23 @@ static int open_db(struct issuer_ctx *ctx, PGconn **db)
 	return 0;
 }
 
+/* The command's NAME argument, normalized, and the database: what add, show and remove start with. */
+static int open_named(struct issuer_ctx *ctx, char name[TT_NAME_MAX], PGconn **db)
+{
+	struct tt_err err = {{0}};
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
+		fprintf(stderr, "issuer: %s\n", err.msg);
+		return -1;
+	}
+	return open_db(ctx, db);
+}
+
 int cli_domain_add(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	char name[TT_NAME_MAX];
-	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
-		fprintf(stderr, "issuer: %s\n", err.msg);
-		return 2;
-	}
 	PGconn *db;
-	if (open_db(ctx, &db) < 0)
+	if (open_named(ctx, name, &db) < 0)
 		return 2;
 	int64_t id;
 	enum domain_added added;
@@ -83,12 +90,8 @@ int cli_domain_show(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	char name[TT_NAME_MAX];
-	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
-		fprintf(stderr, "issuer: %s\n", err.msg);
-		return 2;
-	}
 	PGconn *db;
-	if (open_db(ctx, &db) < 0)
+	if (open_named(ctx, name, &db) < 0)
 		return 2;
 	json_t *all;
 	int rc = store_domain_json(db, name, &all, &err);
@@ -163,12 +166,8 @@ int cli_domain_remove(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	char name[TT_NAME_MAX];
-	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
-		fprintf(stderr, "issuer: %s\n", err.msg);
-		return 2;
-	}
 	PGconn *db;
-	if (open_db(ctx, &db) < 0)
+	if (open_named(ctx, name, &db) < 0)
 		return 2;
 	struct domain_row d;
 	int found = store_domain_find(db, name, &d, &err);
