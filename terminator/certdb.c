@@ -471,7 +471,12 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 		if (it->kind == ITEM_SETUP || it->kind == ITEM_LISTEN)
 			db->broken = true;
 		if (is_request(it) && !it->answered) {
-			db->stats.query_errors++;
+			/* The server's statement_timeout equals ours and can fire first. */
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			if (state && strcmp(state, "57014") == 0)
+				db->stats.query_timeouts++;
+			else
+				db->stats.query_errors++;
 			answer(it, -1, NULL, NULL);
 		}
 		return;
