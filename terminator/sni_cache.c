@@ -85,8 +85,6 @@ void sni_cache_set_limits(struct sni_cache *c, const struct sni_cache_limits *li
 int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out, struct tt_err *err)
 {
 	size_t max_entries = limits->max_entries ? limits->max_entries : DEFAULT_MAX_ENTRIES;
-	size_t max_bytes = limits->max_bytes ? limits->max_bytes : DEFAULT_MAX_BYTES;
-	size_t max_negative = limits->max_negative ? limits->max_negative : max_entries;
 	size_t nshards = 1;
 	struct sni_cache *c;
 
@@ -102,10 +100,7 @@ int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out,
 		free(c);
 		return tt_fail(err, "getrandom failed");
 	}
-	c->shard_max_entries = (max_entries + nshards - 1) / nshards;
-	c->shard_max_bytes = (max_bytes + nshards - 1) / nshards;
-	c->shard_max_negative = (max_negative + nshards - 1) / nshards;
-	c->negative_ttl_ms = limits->negative_ttl_ms > 0 ? limits->negative_ttl_ms : DEFAULT_NEGATIVE_TTL_MS;
+	sni_cache_set_limits(c, limits);
 	c->nbuckets = pow2_at_least(c->shard_max_entries + c->shard_max_negative);
 	c->shards = aligned_alloc(64, nshards * sizeof(struct shard));
 	if (!c->shards) {
@@ -422,39 +417,36 @@ bool sni_cache_invalidate(struct sni_cache *cache, const char *name)
 	return positive;
 }
 
-static void drain_shard(struct sni_cache *c, struct shard *s, struct cert_entry **dead)
+static void drain_shard(struct sni_cache *c, struct shard *s, bool certificates, struct cert_entry **dead)
 {
-	while (s->lru.tail)
+	while (certificates && s->lru.tail)
 		unlink_entry(c, s, s->lru.tail, dead);
 	while (s->negatives.tail)
 		unlink_entry(c, s, s->negatives.tail, dead);
 }
 
-void sni_cache_invalidate_all(struct sni_cache *cache)
+/* Every load in flight becomes stale; negative entries go, and the certificates too if asked. */
+static void invalidate_shards(struct sni_cache *cache, bool certificates)
 {
 	for (size_t i = 0; i < nshards_of(cache); i++) {
 		struct shard *s = &cache->shards[i];
 		struct cert_entry *dead = NULL;
 		pthread_mutex_lock(&s->lock);
 		s->epoch++;
-		drain_shard(cache, s, &dead);
+		drain_shard(cache, s, certificates, &dead);
 		pthread_mutex_unlock(&s->lock);
 		release_dead(dead);
 	}
 }
 
+void sni_cache_invalidate_all(struct sni_cache *cache)
+{
+	invalidate_shards(cache, true);
+}
+
 size_t sni_cache_begin_revalidation(struct sni_cache *cache)
 {
-	for (size_t i = 0; i < nshards_of(cache); i++) {
-		struct shard *s = &cache->shards[i];
-		struct cert_entry *dead = NULL;
-		pthread_mutex_lock(&s->lock);
-		s->epoch++;
-		while (s->negatives.tail)
-			unlink_entry(cache, s, s->negatives.tail, &dead);
-		pthread_mutex_unlock(&s->lock);
-		release_dead(dead);
-	}
+	invalidate_shards(cache, false);
 	/* LISTEN is in place again: a scan that starts now misses nothing. */
 	if (cache->filter)
 		name_filter_request_rebuild(cache->filter);
@@ -544,7 +536,7 @@ void sni_cache_free(struct sni_cache *cache)
 	for (size_t i = 0; i < nshards_of(cache); i++) {
 		struct shard *s = &cache->shards[i];
 		struct cert_entry *dead = NULL;
-		drain_shard(cache, s, &dead);
+		drain_shard(cache, s, true, &dead);
 		release_dead(dead);
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
