@@ -190,13 +190,21 @@ static int perform(struct acme_client *c, const char *url, const char *post, str
 	return 0;
 }
 
-/* A request that waited out its whole timeout is tried once more, not three times: a CA that
- * stopped answering should cost minutes, not tens of minutes. A cancelled run tries nothing. */
-static int retries_left(const struct acme_client *c, int left)
+/* After a failed or 5xx exchange: sleeps and returns true when another try is worth it; *left
+ * counts the tries that remain (TRANSIENT_RETRIES at first). A request that waited out its whole
+ * timeout is tried once more, not three times: a CA that stopped answering should cost minutes,
+ * not tens of minutes. A cancelled run tries nothing. */
+static bool retry_transient(const struct acme_client *c, int *left)
 {
 	if (c->cancelled)
-		return 0;
-	return c->timed_out && left > 1 ? 1 : left;
+		*left = 0;
+	else if (c->timed_out && *left > 1)
+		*left = 1;
+	if (*left <= 0)
+		return false;
+	(*left)--;
+	msleep(200LL << (TRANSIENT_RETRIES - *left - 1));
+	return true;
 }
 
 static bool transient(long status)
@@ -206,17 +214,12 @@ static bool transient(long status)
 
 int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err)
 {
-	for (int attempt = 0;; attempt++) {
-		int rc = perform(c, url, NULL, NULL, false, err);
-		if ((rc < 0 || transient(c->status)) &&
-		    attempt < retries_left(c, TRANSIENT_RETRIES - attempt) + attempt) {
-			msleep(200LL << attempt);
-			continue;
-		}
-		if (rc < 0)
-			return ACME_FAIL;
-		break;
-	}
+	int rc, left = TRANSIENT_RETRIES;
+	do
+		rc = perform(c, url, NULL, NULL, false, err);
+	while ((rc < 0 || transient(c->status)) && retry_transient(c, &left));
+	if (rc < 0)
+		return ACME_FAIL;
 	if (c->status >= 400) {
 		problem_set(prob, c->status, "http", c->body, NULL);
 		return tt_fail(err, "GET %s: HTTP %ld", url, c->status);
@@ -266,20 +269,19 @@ void acme_directory_free(struct acme_directory *dir)
 
 static int fresh_nonce(struct acme_client *c, struct tt_err *err)
 {
-	for (int attempt = 0;; attempt++) {
-		int rc = perform(c, c->dir->new_nonce, NULL, NULL, true, err);
-		if (rc == 0 && c->resp_nonce[0])
-			return 0;
-		if (attempt >= TRANSIENT_RETRIES)
-			return rc < 0 ? -1 : tt_fail(err, "newNonce: HTTP %ld without a nonce", c->status);
-		msleep(200LL << attempt);
-	}
+	int rc, left = TRANSIENT_RETRIES;
+	do
+		rc = perform(c, c->dir->new_nonce, NULL, NULL, true, err);
+	while (!(rc == 0 && c->resp_nonce[0]) && retry_transient(c, &left));
+	if (rc < 0)
+		return -1;
+	return c->resp_nonce[0] ? 0 : tt_fail(err, "newNonce: HTTP %ld without a nonce", c->status);
 }
 
 /* Signs and POSTs; payload NULL means POST-as-GET. With jwk set the request carries the key
- * instead of the account URL (newAccount, revocation by certificate key). */
-int acme_post_with(struct acme_client *c, const char *url, const char *payload, struct jws_key *key, bool jwk,
-		   json_t *extra_protected, json_t **out, struct acme_problem *prob, struct tt_err *err)
+ * instead of the account URL (newAccount). */
+static int post_signed(struct acme_client *c, const char *url, const char *payload, bool jwk, json_t **out,
+		       struct acme_problem *prob, struct tt_err *err)
 {
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/jose+json");
 	int transient_left = TRANSIENT_RETRIES, nonce_left = NONCE_RETRIES, rc = ACME_FAIL;
@@ -290,15 +292,15 @@ int acme_post_with(struct acme_client *c, const char *url, const char *payload, 
 			problem_set(prob, c->status, "transport", err->msg, NULL);
 			break;
 		}
-		json_t *prot = extra_protected ? json_deep_copy(extra_protected) : json_object();
+		json_t *prot = json_object();
 		json_object_set_new(prot, "nonce", json_string(c->nonce));
 		json_object_set_new(prot, "url", json_string(url));
 		if (jwk)
-			json_object_set_new(prot, "jwk", jws_key_jwk(key));
+			json_object_set_new(prot, "jwk", jws_key_jwk(c->key));
 		else
 			json_object_set_new(prot, "kid", json_string(c->kid));
 		c->nonce[0] = 0; /* a nonce is good for one request */
-		json_t *jws = jws_sign(key, prot, payload ? payload : "", err);
+		json_t *jws = jws_sign(c->key, prot, payload ? payload : "", err);
 		json_decref(prot);
 		if (!jws)
 			break;
@@ -317,11 +319,8 @@ int acme_post_with(struct acme_client *c, const char *url, const char *payload, 
 				tt_fail(err, "%s: HTTP 503 with Retry-After %s", url, c->retry_after);
 				break;
 			}
-			transient_left = retries_left(c, transient_left);
-			if (transient_left-- > 0) {
-				msleep(200LL << (TRANSIENT_RETRIES - transient_left - 1));
+			if (retry_transient(c, &transient_left))
 				continue;
-			}
 			if (prc == 0)
 				tt_fail(err, "%s: HTTP %ld", url, c->status);
 			problem_set(prob, c->status, "transport", err->msg, NULL);
@@ -357,7 +356,7 @@ int acme_post_with(struct acme_client *c, const char *url, const char *payload, 
 int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
 	      struct tt_err *err)
 {
-	return acme_post_with(c, url, payload, c->key, false, NULL, out, prob, err);
+	return post_signed(c, url, payload, false, out, prob, err);
 }
 
 int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
@@ -382,7 +381,7 @@ int acme_account_register(struct acme_client *c, const char *contact, const char
 	char *p = json_dumps(payload, JSON_COMPACT);
 	json_decref(payload);
 	json_t *acct = NULL;
-	int rc = acme_post_with(c, c->dir->new_account, p, c->key, true, NULL, &acct, prob, err);
+	int rc = post_signed(c, c->dir->new_account, p, true, &acct, prob, err);
 	free(p);
 	const char *status = json_string_value(json_object_get(acct, "status"));
 	if (rc == ACME_OK && (!c->location[0] || (status && strcmp(status, "valid") != 0)))

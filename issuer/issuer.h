@@ -243,8 +243,6 @@ int64_t acme_retry_after(const struct acme_client *c);
 int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err);
 int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
 	      struct tt_err *err);
-int acme_post_with(struct acme_client *c, const char *url, const char *payload, struct jws_key *key, bool jwk,
-		   json_t *extra_protected, json_t **out, struct acme_problem *prob, struct tt_err *err);
 int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
 			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err);
 /* newOrder -> http-01 -> finalize -> download; *chain_pem is malloc'd. */
