@@ -335,13 +335,6 @@ struct ctx {
 	int64_t drain_timeout_ms;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool str_differs(const char *a, const char *b)
 {
 	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
@@ -524,7 +517,7 @@ static int run(struct ctx *x, struct tt_err *err)
 					break;
 				}
 				atomic_store(&draining, true);
-				drain_start = mono_ms();
+				drain_start = term_now_ms();
 				deadline = drain_start + x->drain_timeout_ms;
 				tt_log(TT_INFO, "draining", "signal=%s timeout_ms=%lld open=%llu", name,
 				       (long long)x->drain_timeout_ms,
@@ -542,7 +535,7 @@ static int run(struct ctx *x, struct tt_err *err)
 				bool all = true;
 				for (int i = 0; i < started; i++)
 					all = all && atomic_load(&workers[i].loop->done);
-				if (all || mono_ms() >= deadline)
+				if (all || term_now_ms() >= deadline)
 					break;
 			}
 		}
@@ -555,7 +548,7 @@ static int run(struct ctx *x, struct tt_err *err)
 			size_t left = 0;
 			for (int i = 0; i < started; i++)
 				left += workers[i].loop->nconns;
-			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(mono_ms() - drain_start),
+			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(term_now_ms() - drain_start),
 			       left);
 		}
 	} else {

@@ -33,14 +33,8 @@ struct name_filter {
 
 static void hashes(const struct name_filter *f, const char *name, uint64_t *h1, uint64_t *h2)
 {
-	uint64_t h = tt_name_hash(name, strlen(name)) ^ f->seed;
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	*h1 = h ^ (h >> 31);
-	h = *h1 + 0x9e3779b97f4a7c15ULL;
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	*h2 = (h ^ (h >> 31)) | 1;
+	*h1 = term_mix64(tt_name_hash(name, strlen(name)) ^ f->seed);
+	*h2 = term_mix64(*h1 + 0x9e3779b97f4a7c15ULL) | 1;
 }
 
 int name_filter_new(size_t expected_names, struct name_filter **out, struct tt_err *err)

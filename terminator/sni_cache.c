@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "terminator.h"
 
@@ -54,13 +53,6 @@ struct sni_cache {
 	struct name_filter *filter; /* NULL: every miss may exist */
 	struct shard *shards;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t pow2_at_least(size_t n)
 {
@@ -157,13 +149,10 @@ int64_t cert_entry_cert_id(const struct cert_entry *entry)
 	return entry->cert_id;
 }
 
-/* tt_name_hash, keyed and finished (splitmix64) so every bit of it picks shard and bucket. */
+/* Keyed, so that clients choosing names cannot aim them at one bucket. */
 static uint64_t name_hash(const struct sni_cache *c, const char *name)
 {
-	uint64_t h = tt_name_hash(name, strlen(name)) ^ c->seed;
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
+	return term_mix64(tt_name_hash(name, strlen(name)) ^ c->seed);
 }
 
 static size_t nshards_of(const struct sni_cache *c)
@@ -249,7 +238,7 @@ enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, stru
 	pthread_mutex_lock(&s->lock);
 	e = find(cache, s, hash, name);
 	if (e && e->negative) {
-		if (now_ms() < e->expires_ms) {
+		if (term_now_ms() < e->expires_ms) {
 			r = SNI_NEGATIVE;
 			s->negative_hits++;
 		} else {
@@ -362,7 +351,7 @@ void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, co
 	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e = entry_new(name, hash), *dead = NULL;
-	int64_t now = now_ms();
+	int64_t now = term_now_ms();
 
 	if (!e)
 		return; /* the next miss queries again: slower, not wrong */
