@@ -156,6 +156,15 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	return rc;
 }
 
+int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
+			struct acme_client **c, struct jws_key **k, struct tt_err *err)
+{
+	int rc = session_open(ctx, db, kr, false, s, err);
+	if (rc == 1)
+		return tt_fail(err, "no ACME account for %s yet (the first `issuer run` creates it)", s->cfg.directory);
+	return rc < 0 ? -1 : session_client(s, c, k, err);
+}
+
 void session_close(struct acme_session *s)
 {
 	if (s->key_pem)

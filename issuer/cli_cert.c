@@ -157,22 +157,14 @@ int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain
 		PQclear(res);
 		return tt_fail(err, "%s has no current certificate", d->name);
 	}
-	char *chain = strdup(PQgetvalue(res, 0, 0));
-	PQclear(res);
 	struct tt_keyring *kr = NULL;
 	struct acme_session s = {0};
 	struct acme_client *c = NULL;
 	struct jws_key *k = NULL;
 	struct acme_problem prob = {0};
 	int rc = -1;
-	if (!chain || issuer_keyring_open(ctx, &kr, err) < 0)
-		goto out;
-	int o = session_open(ctx, db, kr, false, &s, err);
-	if (o == 1)
-		tt_fail(err, "no ACME account for %s in the database", s.cfg.directory);
-	if (o != 0 || session_client(&s, &c, &k, err) < 0)
-		goto out;
-	if (acme_revoke(c, chain, reason, &prob, err) != ACME_OK)
+	if (issuer_keyring_open(ctx, &kr, err) < 0 || session_open_client(ctx, db, kr, &s, &c, &k, err) < 0 ||
+	    acme_revoke(c, PQgetvalue(res, 0, 0), reason, &prob, err) != ACME_OK)
 		goto out;
 	rc = tt_db_run(db, err, "UPDATE certificates SET revoked_at = now(), revoke_reason = $2 WHERE id = $1", 2, p);
 	if (rc == 0)
@@ -183,7 +175,7 @@ out:
 	jws_key_free(k);
 	session_close(&s);
 	tt_keyring_free(kr);
-	free(chain);
+	PQclear(res);
 	return rc;
 }
 

@@ -279,6 +279,10 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 void session_close(struct acme_session *s);
 /* A client and key of the thread's own, logged in as the session's account. */
 int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+/* session_open without registering, then session_client: for the commands that act as the
+ * existing account (account show/rollover, revoke). Fails when there is no account yet. */
+int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
+			struct acme_client **c, struct jws_key **k, struct tt_err *err);
 
 /* ---- metrics.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters and the store's state. */
