@@ -67,9 +67,9 @@ int certinfo_certs_only(const char *pem, size_t len, char **out, size_t *outlen,
 int certinfo_parse(const char *chain_pem, size_t len, struct certinfo *out, struct tt_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	for (const char *p = chain_pem; (p = strstr(p, "-----BEGIN CERTIFICATE-----")); p++)
-		out->chain_len++;
-	if (out->chain_len == 0)
+	const char *pos = chain_pem, *block;
+	size_t block_len;
+	if (!tt_pem_next_cert(&pos, chain_pem + len, &block, &block_len))
 		return tt_fail(err, "no PEM certificate found");
 	WOLFSSL_X509 *x =
 	    wolfSSL_X509_load_certificate_buffer((const unsigned char *)chain_pem, (int)len, WOLFSSL_FILETYPE_PEM);

@@ -100,7 +100,6 @@ struct certinfo {
 	time_t not_before, not_after;
 	char **sans; /* DNS names, lowercase */
 	size_t nsans;
-	int chain_len; /* certificates in the PEM */
 };
 /* Copies only the CERTIFICATE blocks of a PEM file (a combined cert+key file must never put its
  * key into certificates.chain_pem); *out is malloc'd. Fails when there is none. */
@@ -145,10 +144,7 @@ struct domain_row {
 	int64_t id;
 	char name[TT_NAME_MAX];
 	char state[16];
-	char owner[256];
-	char profile[64];
 	int64_t current_cert_id; /* 0 when none */
-	int failures;
 };
 /* Inserts a pending domain; a removed or paused one comes back (due now, failures reset). */
 enum domain_added { DOMAIN_ADDED, DOMAIN_EXISTS, DOMAIN_RESUMED };

@@ -60,9 +60,7 @@ int store_domain_find(PGconn *db, const char *name, struct domain_row *out, stru
 	const char *p[] = {name};
 	PGresult *res;
 	if (tt_db_exec(db, &res, err,
-		       "SELECT id, name, state, COALESCE(owner, ''), COALESCE(profile, ''),"
-		       " COALESCE(current_cert_id, 0), failures FROM domains WHERE name = $1",
-		       1, p) < 0)
+		       "SELECT id, name, state, COALESCE(current_cert_id, 0) FROM domains WHERE name = $1", 1, p) < 0)
 		return -1;
 	int found = PQntuples(res) > 0;
 	if (found) {
@@ -70,10 +68,7 @@ int store_domain_find(PGconn *db, const char *name, struct domain_row *out, stru
 		out->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(res, 0, 1));
 		snprintf(out->state, sizeof(out->state), "%s", PQgetvalue(res, 0, 2));
-		snprintf(out->owner, sizeof(out->owner), "%s", PQgetvalue(res, 0, 3));
-		snprintf(out->profile, sizeof(out->profile), "%s", PQgetvalue(res, 0, 4));
-		out->current_cert_id = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-		out->failures = atoi(PQgetvalue(res, 0, 6));
+		out->current_cert_id = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	}
 	PQclear(res);
 	return found;
