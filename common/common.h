@@ -120,6 +120,12 @@ int tt_schema_version_latest(void);
  * bounds in *block and *len, and *pos moved past it. False when there is none. */
 bool tt_pem_next_cert(const char **pos, const char *stop, const char **block, size_t *len);
 
+/* ---- clock.c ---- */
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t tt_now_ms(void);
+/* Sleeps the whole time, resuming after signals. */
+void tt_sleep_ms(int64_t ms);
+
 /* ---- process.c ---- */
 /* No core dumps and not dumpable: called first thing by both binaries, which hold clear keys. */
 void tt_process_protect_secrets(void);

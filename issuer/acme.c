@@ -1,8 +1,6 @@
 /* acme: RFC 8555 over libcurl, one client per worker thread (its own easy handle, so connections
  * to the CA are reused). Handles nonces, badNonce retries, 5xx/timeout retries, Retry-After, and
  * drives one order from newOrder to the downloaded chain. */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +33,6 @@ struct acme_client {
 	char content_type[128];
 	bool timed_out, cancelled;
 };
-
-static void msleep(int64_t ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 {
@@ -203,7 +194,7 @@ static bool retry_transient(const struct acme_client *c, int *left)
 	if (*left <= 0)
 		return false;
 	(*left)--;
-	msleep(200LL << (TRANSIENT_RETRIES - *left - 1));
+	tt_sleep_ms(200LL << (TRANSIENT_RETRIES - *left - 1));
 	return true;
 }
 
@@ -416,7 +407,7 @@ static int poll_status(struct acme_client *c, const char *url, json_t **out, str
 		int64_t sleep_ms = ra >= 0 ? (ra * 1000 > 10000 ? 10000 : ra * 1000) : wait_ms;
 		if (sleep_ms < 20)
 			sleep_ms = 20;
-		msleep(sleep_ms);
+		tt_sleep_ms(sleep_ms);
 		waited += sleep_ms;
 		wait_ms = wait_ms * 3 / 2 > 2000 ? 2000 : wait_ms * 3 / 2;
 	}

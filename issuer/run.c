@@ -61,19 +61,6 @@ struct worker {
 	char ari_id[200];
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void msleep(int64_t ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
-}
-
 static void run_fatal(struct run *r, const char *msg)
 {
 	pthread_mutex_lock(&r->mu);
@@ -89,7 +76,7 @@ static int take_slot(struct run *r)
 {
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
-		int64_t now = now_ms();
+		int64_t now = tt_now_ms();
 		if (r->stop || (r->deadline_ms && now >= r->deadline_ms) ||
 		    (r->max_orders && r->orders >= r->max_orders)) {
 			pthread_mutex_unlock(&r->mu);
@@ -106,7 +93,7 @@ static int take_slot(struct run *r)
 			return 0;
 		}
 		pthread_mutex_unlock(&r->mu);
-		msleep(pause > 1000 ? 1000 : pause);
+		tt_sleep_ms(pause > 1000 ? 1000 : pause);
 	}
 }
 
@@ -259,7 +246,7 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 			body[--bl] = 0;
 		if (cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0)
 			break;
-		msleep(gap);
+		tt_sleep_ms(gap);
 	}
 	curl_slist_free_all(ct);
 	if (cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0)
@@ -565,8 +552,8 @@ static int process(struct worker *w)
 		tt_log(TT_WARN, "rate_limited", "name=%s retry_after_s=%" PRId64 " type=%s", w->name, pause / 1000,
 		       prob.type);
 		pthread_mutex_lock(&r->mu);
-		if (r->pause_until_ms < now_ms() + pause)
-			r->pause_until_ms = now_ms() + pause;
+		if (r->pause_until_ms < tt_now_ms() + pause)
+			r->pause_until_ms = tt_now_ms() + pause;
 		pthread_mutex_unlock(&r->mu);
 		store_rollback(w->lock);
 		abandon_attempt(w);
@@ -715,7 +702,7 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 		return tt_fail(err, "--concurrency must be 1..128");
 	if (r->max_failures < 1)
 		return tt_fail(err, "--max-failures must be at least 1");
-	r->deadline_ms = deadline ? now_ms() + deadline * 1000 : 0;
+	r->deadline_ms = deadline ? tt_now_ms() + deadline * 1000 : 0;
 	r->profile = issuer_opt(ctx, "profile");
 	r->self_check = !issuer_flag(ctx, "no-self-check");
 	const char *via = issuer_opt(ctx, "self-check-via");
@@ -735,7 +722,7 @@ int run_main(struct issuer_ctx *ctx)
 		fprintf(stderr, "issuer run: %s\n", err.msg);
 		return 2;
 	}
-	int64_t started = now_ms();
+	int64_t started = tt_now_ms();
 	PGconn *db = NULL;
 	struct tt_keyring *kr = NULL;
 	struct acme_session session = {0};
@@ -823,7 +810,7 @@ int run_main(struct issuer_ctx *ctx)
 	tt_log(rc ? TT_WARN : TT_INFO, "run_done",
 	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld elapsed_ms=%" PRId64
 	       " failed_domains=%s",
-	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, now_ms() - started,
+	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, tt_now_ms() - started,
 	       r.failed_names ? r.failed_names : "");
 	free(r.failed_names);
 out:
