@@ -27,7 +27,7 @@ $I domain remove long.test --no-revoke >/dev/null
 
 # 30-second certificates from a fresh Pebble: the window is open as soon as the domain is due.
 pebble_stop "$T/pebble"
-export PEBBLE_PORT=$(free_port) PEBBLE_MGMT_PORT=$(free_port) PEBBLE_DNS_PORT=$(free_port) PEBBLE_CHALL_MGMT_PORT=$(free_port)
+pebble_ports
 TT_CLEANUPS+=("pebble_stop '$T/pebble2'")
 PEBBLE_VALIDITY=30 pebble_start "$T/pebble2" "$HTTP" || { fail "second pebble"; exit 1; }
 export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA

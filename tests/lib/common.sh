@@ -4,6 +4,7 @@
 set -uo pipefail
 . "$TT_ROOT/tests/lib/pg.sh"
 . "$TT_ROOT/tests/lib/pebble.sh"
+. "$TT_ROOT/tests/lib/ports.sh"
 
 T=$(mktemp -d "$TT_WORK/${TT_TEST_NAME//\//_}.XXXXXX")
 chmod 755 "$T"
@@ -39,8 +40,6 @@ wait_until() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# A free TCP port on loopback, chosen by the kernel.
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 # A master key ring for this scenario.
 make_keyring() {

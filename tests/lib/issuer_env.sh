@@ -9,7 +9,7 @@ issuer_env_start() {
 	make_keyring || { fail "make_keyring"; exit 1; }
 	"$I" db migrate >/dev/null || { fail "db migrate"; exit 1; }
 	HTTP=$(free_port)
-	export PEBBLE_PORT=$(free_port) PEBBLE_MGMT_PORT=$(free_port) PEBBLE_DNS_PORT=$(free_port) PEBBLE_CHALL_MGMT_PORT=$(free_port)
+	pebble_ports
 	TT_CLEANUPS+=("pebble_stop '$T/pebble'")
 	pebble_start "$T/pebble" "$HTTP" || { fail "pebble_start"; cat "$T/pebble/pebble.log" 2>/dev/null | tail -5; exit 1; }
 	HTTPS=$(free_port)
