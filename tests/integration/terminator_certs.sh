@@ -5,8 +5,9 @@
 # recover by themselves when it is back.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
-. "$TT_ROOT/tests/lib/pg.sh"
 
+# A private PostgreSQL, so stopping it touches no other test.
+private_pg "$T/pg" certs
 tt_setup_db
 start_backend
 for n in a b c d; do make_cert "$n.certs.example" || fail "import $n"; done
@@ -32,14 +33,14 @@ gone() { test -z "$(served c.certs.example subject)"; }
 check "a removed domain stops being served" wait_until 5 gone
 
 # PostgreSQL goes away: a, b are cached, d was never asked for.
-pg_stop "$TT_WORK/pg"
+pg_stop "$T/pg"
 check "database down: a cached name keeps working" test "$(served b.certs.example subject)" = "subject=CN = b.certs.example"
 start=$(date +%s%N)
 out=$(served d.certs.example subject)
 ms=$((($(date +%s%N) - start) / 1000000))
 check "database down: a miss fails" test -z "$out"
 check "database down: ... fast (${ms} ms)" test "$ms" -lt 3000
-pg_start "$TT_WORK/pg" "$PGPORT" >/dev/null
+pg_start "$T/pg" "$PGPORT" >/dev/null
 back() { test "$(served d.certs.example subject)" = "subject=CN = d.certs.example"; }
 check "database back: misses recover by themselves" wait_until 20 back
 check "database back: cached names still served" test "$(served a.certs.example serial)" = "$new"

@@ -4,10 +4,7 @@
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
-# A private PostgreSQL, so stopping it touches no other test.
-pg_start "$T/pg" 5432 || { fail "private PostgreSQL starts"; exit 1; }
-TT_CLEANUPS+=("pg_stop '$T/pg'")
-export TRACKTLS_DB=$(pg_newdb outage)
+private_pg "$T/pg" outage
 tt_setup_db
 start_backend
 for n in hot1 hot2 hot3 cold1 cold2; do make_cert "$n.test" || fail "make_cert $n.test"; done

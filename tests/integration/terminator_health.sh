@@ -4,10 +4,7 @@
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
-# A private PostgreSQL, so stopping it touches no other test.
-pg_start "$T/pg" 5432 || { fail "private PostgreSQL starts"; exit 1; }
-TT_CLEANUPS+=("pg_stop '$T/pg'")
-export TRACKTLS_DB=$(pg_newdb health)
+private_pg "$T/pg" health
 tt_setup_db
 start_backend
 make_cert a.test || fail "make_cert a.test"

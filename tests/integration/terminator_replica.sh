@@ -6,17 +6,15 @@
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
-pg_start "$T/primary" 5432 || { fail "primary PostgreSQL starts"; exit 1; }
-TT_CLEANUPS+=("pg_stop '$T/primary'")
+private_pg "$T/primary" repl
 PRIMARY_HOST=$PGHOST
-export TRACKTLS_DB=$(pg_newdb repl)
 tt_setup_db
 start_backend
 make_cert a.test || fail "make_cert a.test"
 
 mkdir -p "$T/standby" && chown postgres: "$T/standby" && chmod 755 "$T/standby"
 check "a standby is cloned from the primary" pg__as pg_basebackup -h "$PRIMARY_HOST" -p 5432 -U postgres \
-	-D "$T/standby/data" -R -X stream
+	-D "$T/standby/data" -R -X stream --checkpoint=fast
 pg_start "$T/standby" 5433 || { fail "standby starts"; exit 1; }
 TT_CLEANUPS+=("pg_stop '$T/standby'")
 STANDBY="host=$T/standby port=5433 user=postgres dbname=repl"

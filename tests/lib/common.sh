@@ -38,8 +38,17 @@ wait_until() {
 	return 1
 }
 
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# private_pg DIR DBNAME: a PostgreSQL of the scenario's own in DIR, so stopping or
+# reconfiguring it touches no other test; stopped at exit. PGHOST/PGPORT point at it and
+# TRACKTLS_DB is a new database DBNAME there. A PostgreSQL that does not start ends the scenario.
+private_pg() {
+	pg_start "$1" 5432 || { fail "private PostgreSQL in $1 starts"; exit 1; }
+	TT_CLEANUPS+=("pg_stop '$1'")
+	TRACKTLS_DB=$(pg_newdb "$2") || { fail "database $2 in $1"; exit 1; }
+	export TRACKTLS_DB
+}
 
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # A master key ring for this scenario.
 make_keyring() {
