@@ -148,15 +148,6 @@ static void conn_finish(struct conn *c)
 	conn_flush_client(c);
 }
 
-static void conn_send_raw(struct conn *c, const uint8_t *p, size_t n)
-{
-	if (buf_append(&c->cout, p, n) < 0) {
-		conn_close(c);
-		return;
-	}
-	conn_flush_client(c);
-}
-
 /* Plaintext for the client: encrypted into cout on TLS connections. */
 static int conn_write(struct conn *c, const void *p, size_t n)
 {
@@ -194,6 +185,25 @@ static void conn_respond_error(struct conn *c, int status)
 	conn_finish(c);
 }
 
+/* A send goes out from the flight buffer while the other one queues; after a short send, the
+ * rest of the flight goes again. */
+static void conn_send_client_flight(struct conn *c)
+{
+	c->csend_busy = true;
+	c->inflight++;
+	ring_send(c->loop->ring, c->fd, buf_head(&c->cout_flight), buf_size(&c->cout_flight),
+		  loop_token(c, OP_CLIENT_SEND));
+}
+
+static void conn_send_backend_flight(struct conn *c)
+{
+	c->bsend_busy = true;
+	c->inflight++;
+	c->bops++;
+	ring_send(c->loop->ring, c->bfd, buf_head(&c->bout_flight), buf_size(&c->bout_flight),
+		  loop_token(c, OP_BACKEND_SEND));
+}
+
 static void conn_flush_client(struct conn *c)
 {
 	if (c->closed || c->csend_busy)
@@ -206,10 +216,7 @@ static void conn_flush_client(struct conn *c)
 	struct buf t = c->cout;
 	c->cout = c->cout_flight;
 	c->cout_flight = t;
-	c->csend_busy = true;
-	c->inflight++;
-	ring_send(c->loop->ring, c->fd, buf_head(&c->cout_flight), buf_size(&c->cout_flight),
-		  loop_token(c, OP_CLIENT_SEND));
+	conn_send_client_flight(c);
 }
 
 static void conn_flush_backend(struct conn *c)
@@ -219,11 +226,7 @@ static void conn_flush_backend(struct conn *c)
 	struct buf t = c->bout;
 	c->bout = c->bout_flight;
 	c->bout_flight = t;
-	c->bsend_busy = true;
-	c->inflight++;
-	c->bops++;
-	ring_send(c->loop->ring, c->bfd, buf_head(&c->bout_flight), buf_size(&c->bout_flight),
-		  loop_token(c, OP_BACKEND_SEND));
+	conn_send_backend_flight(c);
 }
 
 static void conn_arm_client_recv(struct conn *c)
@@ -956,9 +959,11 @@ static void conn_start_session(struct conn *c)
 
 static void conn_refuse_name(struct conn *c, const uint8_t alert[7])
 {
-	c->state = C_CLOSING;
-	c->close_after_flush = true;
-	conn_send_raw(c, alert, 7);
+	if (buf_append(&c->cout, alert, 7) < 0) {
+		conn_close(c);
+		return;
+	}
+	conn_finish(c);
 }
 
 static void conn_cert_loaded(void *arg, int status, struct cert_entry *entry)
@@ -1052,11 +1057,7 @@ static void conn_client_data(struct conn *c, const uint8_t *p, size_t len)
 static void conn_client_eof(struct conn *c)
 {
 	c->peer_eof = true;
-	if (c->state == C_TUNNEL) {
-		conn_progress(c);
-		return;
-	}
-	if (c->state == C_PROXY) {
+	if (c->state == C_PROXY || c->state == C_TUNNEL) {
 		conn_progress(c);
 		return;
 	}
@@ -1100,10 +1101,7 @@ static void conn_client_sent(struct conn *c, const struct ring_event *ev)
 	METRIC_ADD(c->loop->m, bytes_out, (uint64_t)ev->res);
 	buf_consume(&c->cout_flight, (size_t)ev->res);
 	if (buf_size(&c->cout_flight)) {
-		c->csend_busy = true;
-		c->inflight++;
-		ring_send(c->loop->ring, c->fd, buf_head(&c->cout_flight), buf_size(&c->cout_flight),
-			  loop_token(c, OP_CLIENT_SEND));
+		conn_send_client_flight(c);
 		return;
 	}
 	if (c->state == C_PROXY) {
@@ -1161,11 +1159,7 @@ static void conn_backend_event(struct conn *c, enum loop_op op, const struct rin
 		}
 		buf_consume(&c->bout_flight, (size_t)ev->res);
 		if (buf_size(&c->bout_flight)) {
-			c->bsend_busy = true;
-			c->inflight++;
-			c->bops++;
-			ring_send(c->loop->ring, c->bfd, buf_head(&c->bout_flight), buf_size(&c->bout_flight),
-				  loop_token(c, OP_BACKEND_SEND));
+			conn_send_backend_flight(c);
 			break;
 		}
 		conn_progress(c);
