@@ -24,19 +24,12 @@ if [ -f "$pointer" ] && [ -z "$(find "$pointer" -mmin +1440 2>/dev/null)" ]; the
 fi
 
 aptdir="$CACHE_ROOT/apt"
-mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial" "$aptdir/src"
-cat > "$aptdir/sources.list" <<SRC
+. "$(dirname "$0")/private-apt.sh"
+private_apt "$aptdir" <<SRC
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-updates main
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main
 SRC
-cat > "$aptdir/apt.conf" <<CONF
-Dir::Etc::SourceList "$aptdir/sources.list";
-Dir::Etc::SourceParts "/nonexistent";
-Dir::State::Lists "$aptdir/lists";
-Dir::Cache "$aptdir/cache";
-CONF
-export APT_CONFIG="$aptdir/apt.conf"
 
 fallback() {
   log "WARNING: $1"

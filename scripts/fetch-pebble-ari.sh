@@ -4,22 +4,16 @@
 set -euo pipefail
 CACHE_ROOT=${TRACKTLS_CACHE:-/var/cache/tracktls}
 dir="$CACHE_ROOT/pebble-trixie"
-if [ -x "$dir/usr/bin/pebble" ]; then echo "$dir/usr/bin/pebble"; exit 0; fi
-mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial"
-cat > "$dir/apt/sources.list" <<SRC
+# A cached binary counts only if it runs (a half-extracted or foreign one is fetched again).
+runs() { "$dir/usr/bin/pebble" -version >/dev/null 2>&1; }
+if [ -x "$dir/usr/bin/pebble" ] && runs; then echo "$dir/usr/bin/pebble"; exit 0; fi
+. "$(dirname "$0")/private-apt.sh"
+private_apt "$dir/apt" 'APT::Architecture "amd64";' <<SRC
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 SRC
-cat > "$dir/apt/apt.conf" <<CONF
-Dir::Etc::SourceList "$dir/apt/sources.list";
-Dir::Etc::SourceParts "/nonexistent";
-Dir::State::Lists "$dir/apt/lists";
-Dir::Cache "$dir/apt/cache";
-APT::Architecture "amd64";
-CONF
-export APT_CONFIG="$dir/apt/apt.conf"
 apt-get -q update >"$dir/update.log" 2>&1 || { echo "fetch-pebble-ari: cannot read trixie's package index (see $dir/update.log)" >&2; exit 1; }
 ( cd "$dir" && apt-get -q download pebble ) >"$dir/download.log" 2>&1 || { echo "fetch-pebble-ari: download failed (see $dir/download.log)" >&2; exit 1; }
 deb=$(ls "$dir"/pebble_*.deb | head -n1)
 dpkg-deb -x "$deb" "$dir"
-"$dir/usr/bin/pebble" -version >/dev/null 2>&1 || true
+runs || { echo "fetch-pebble-ari: $dir/usr/bin/pebble from $deb does not run" >&2; rm -f "$dir/usr/bin/pebble"; exit 1; }
 echo "$dir/usr/bin/pebble"
