@@ -24,7 +24,7 @@ command -v uacme >/dev/null && clients+=(uacme)
 T=$(mktemp -d /tmp/tracktls-acme-peers.XXXXXX)
 chmod 755 "$T"
 . "$root/tests/lib/pebble.sh"
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$root/tests/lib/ports.sh"
 WEB_PID=
 cleanup() {
 	[ -n "$WEB_PID" ] && kill "$WEB_PID" 2>/dev/null
@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 HTTP=$(free_port)
-export PEBBLE_PORT=$(free_port) PEBBLE_MGMT_PORT=$(free_port) PEBBLE_DNS_PORT=$(free_port) PEBBLE_CHALL_MGMT_PORT=$(free_port)
+pebble_ports
 pebble_start "$T/pebble" "$HTTP" >/dev/null || exit 1
 WEB=$T/webroot
 mkdir -p "$WEB/.well-known/acme-challenge"

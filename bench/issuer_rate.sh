@@ -21,7 +21,7 @@ T=$(mktemp -d /tmp/tracktls-issuer-rate.XXXXXX)
 chmod 755 "$T"
 . "$root/tests/lib/pg.sh"
 . "$root/tests/lib/pebble.sh"
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$root/tests/lib/ports.sh"
 CS_PID=
 cleanup() {
 	[ -n "$CS_PID" ] && kill "$CS_PID" 2>/dev/null
@@ -36,7 +36,7 @@ pg_start "$T/pg" "$(free_port)" >/dev/null || exit 1
 export TRACKTLS_DB=$(pg_newdb issuer_rate) TRACKTLS_MASTER_KEY_FILE=$T/keys
 "$I" keys generate >/dev/null && "$I" db migrate >/dev/null || exit 1
 HTTP=$(free_port)
-export PEBBLE_PORT=$(free_port) PEBBLE_MGMT_PORT=$(free_port) PEBBLE_DNS_PORT=$(free_port) PEBBLE_CHALL_MGMT_PORT=$(free_port)
+pebble_ports
 pebble_start "$T/pebble" "$HTTP" || exit 1
 if [ -x "$root/bin/terminator" ] && [ "${ISSUER_RESPONDER:-terminator}" = terminator ]; then
 	responder=terminator

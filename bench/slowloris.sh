@@ -29,7 +29,8 @@ pg_start "$W/pg" 5432 >/dev/null || exit 2
 export TRACKTLS_DB=$(pg_newdb slow) TRACKTLS_MASTER_KEY_FILE=$W/keys
 "$W/bin/issuer" keys generate >/dev/null && "$W/bin/issuer" db migrate >/dev/null 2>&1 || exit 2
 ISSUER=$W/bin/issuer bench/corpus --out "$B/corpus-1000" --count 1000 --import >/dev/null 2>&1 || { echo "slowloris: import failed" >&2; exit 2; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. tests/lib/ports.sh
+export TT_PORTS_FILE=$W/.ports
 BACKEND_PORT=$(free_port) HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
 "$B/backend" --listen "127.0.0.1:$BACKEND_PORT" 2>"$W/backend.log" & BPID=$!
 ROOTFLAG=()

@@ -53,7 +53,8 @@ for i in $(seq 1 "$NAMES"); do
 		-addext "subjectAltName=DNS:$n" -keyout "$W/certs/$n.key" -out "$W/certs/$n.pem" 2>/dev/null &&
 		$I cert import "$n" --cert "$W/certs/$n.pem" --key "$W/certs/$n.key" >/dev/null || { echo "soak: import $n failed" >&2; exit 2; }
 done
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. tests/lib/ports.sh
+export TT_PORTS_FILE=$W/.ports
 ROOTFLAG=()
 [ "$(id -u)" = 0 ] && "$W/bin/terminator" --help 2>&1 | grep -q -- --allow-root && ROOTFLAG=(--allow-root)
 BACKEND_PORT=$(free_port) HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
