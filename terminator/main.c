@@ -165,13 +165,22 @@ static int parse_flags(int argc, char **argv, struct tt_config_entry *cfg, bool 
 	return 0;
 }
 
+/* Prefixes err's message with the flag it is about. tt_fail formats into err->msg, so the message
+ * it wraps must be copied out first (formatting a buffer into itself garbled these messages). */
+static int flag_fail(struct tt_err *err, const char *flag)
+{
+	char why[sizeof err->msg];
+	memcpy(why, err->msg, sizeof why);
+	return tt_fail(err, "--%s: %s", flag, why);
+}
+
 static int resolve(const char *what, const char *spec, bool passive, struct sockaddr_storage *ss, socklen_t *len,
 		   struct tt_err *err)
 {
 	char host[256];
 	uint16_t port;
 	if (tt_parse_hostport(spec, host, sizeof host, &port, err) < 0)
-		return tt_fail(err, "--%s: %s", what, err->msg);
+		return flag_fail(err, what);
 	struct addrinfo hints = {
 	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE | AI_NUMERICHOST : 0};
 	struct addrinfo *ai;
@@ -212,18 +221,19 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	static const char *const timer_flags[TIMER_LINGER] = {"handshake-timeout", "header-timeout", "idle-timeout",
 							      "backend-connect-timeout", "backend-timeout"};
 	for (int k = 0; k < TIMER_LINGER; k++) {
-		if (tt_parse_duration_ms(opt_value(cfg, timer_flags[k]), &tc->timeout_ms[k], err) < 0 ||
-		    tc->timeout_ms[k] <= 0)
-			return tt_fail(err, "--%s: %s", timer_flags[k], err->msg);
+		if (tt_parse_duration_ms(opt_value(cfg, timer_flags[k]), &tc->timeout_ms[k], err) < 0)
+			return flag_fail(err, timer_flags[k]);
+		if (tc->timeout_ms[k] <= 0)
+			return tt_fail(err, "--%s: must be positive", timer_flags[k]);
 	}
 	/* An idle connection keeps its buffers for a second (the next request usually comes sooner),
 	 * then returns them for the rest of the idle timeout. */
 	tc->timeout_ms[TIMER_LINGER] = tc->timeout_ms[TIMER_IDLE] < 2000 ? tc->timeout_ms[TIMER_IDLE] / 2 : 1000;
 	tc->timeout_ms[TIMER_IDLE] -= tc->timeout_ms[TIMER_LINGER];
 	if (tt_parse_duration_ms(opt_value(cfg, "db-timeout"), &tc->db_timeout_ms, err) < 0)
-		return tt_fail(err, "--db-timeout: %s", err->msg);
+		return flag_fail(err, "db-timeout");
 	if (tt_parse_duration_ms(opt_value(cfg, "negative-ttl"), &limits->negative_ttl_ms, err) < 0)
-		return tt_fail(err, "--negative-ttl: %s", err->msg);
+		return flag_fail(err, "negative-ttl");
 	size_t misses;
 	if (parse_size("cache-size", opt_value(cfg, "cache-size"), &limits->max_entries, err) < 0 ||
 	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0 ||
@@ -361,8 +371,10 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 		rc = tt_fail(&err, "--log-level: '%s' is not debug, info, warn or error", opt_value(ncfg, "log-level"));
 	if (rc == 0)
 		rc = build_config(ncfg, tc, &limits, &threads, &err);
-	if (rc == 0 && (tt_parse_duration_ms(opt_value(ncfg, "drain-timeout"), &drain_ms, &err) < 0 || drain_ms <= 0))
-		rc = tt_fail(&err, "--drain-timeout: %s", err.msg[0] ? err.msg : "must be positive");
+	if (rc == 0 && tt_parse_duration_ms(opt_value(ncfg, "drain-timeout"), &drain_ms, &err) < 0)
+		rc = flag_fail(&err, "drain-timeout");
+	else if (rc == 0 && drain_ms <= 0)
+		rc = tt_fail(&err, "--drain-timeout: must be positive");
 	if (rc < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));

@@ -229,8 +229,11 @@ int metrics_listen(const char *hostport, int *out, struct tt_err *err)
 {
 	char host[256];
 	uint16_t port;
-	if (tt_parse_hostport(hostport, host, sizeof host, &port, err) < 0)
-		return tt_fail(err, "--metrics: %s", err->msg);
+	if (tt_parse_hostport(hostport, host, sizeof host, &port, err) < 0) {
+		char why[sizeof err->msg];
+		memcpy(why, err->msg, sizeof why);
+		return tt_fail(err, "--metrics: %s", why);
+	}
 	struct addrinfo hints = {
 	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
 	struct addrinfo *ai;
