@@ -215,9 +215,12 @@ static int parse_size(const char *what, const char *s, size_t *out, struct tt_er
 	return 0;
 }
 
+/* Everything start-up and SIGHUP both read: a reload checks the whole of it before using a part. */
 static int build_config(struct tt_config_entry *cfg, struct term_config *tc, struct sni_cache_limits *limits,
-			int *threads, struct tt_err *err)
+			int *threads, enum tt_level *level, int64_t *drain_ms, struct tt_err *err)
 {
+	if (tt_log_parse_level(opt_value(cfg, "log-level"), level) < 0)
+		return tt_fail(err, "--log-level: '%s' is not debug, info, warn or error", opt_value(cfg, "log-level"));
 	static const char *const timer_flags[TIMER_LINGER] = {"handshake-timeout", "header-timeout", "idle-timeout",
 							      "backend-connect-timeout", "backend-timeout"};
 	for (int k = 0; k < TIMER_LINGER; k++) {
@@ -258,6 +261,10 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	*threads = (int)n;
 	tc->db_conninfo = opt_value(cfg, "db");
 	tc->db_listen_conninfo = opt_value(cfg, "db-listen") ? opt_value(cfg, "db-listen") : tc->db_conninfo;
+	if (tt_parse_duration_ms(opt_value(cfg, "drain-timeout"), drain_ms, err) < 0)
+		return flag_fail(err, "drain-timeout");
+	if (*drain_ms <= 0)
+		return tt_fail(err, "--drain-timeout: must be positive");
 	return 0;
 }
 
@@ -367,14 +374,8 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	else
 		for (size_t i = 0; i < NOPTS; i++)
 			ncfg[i] = (struct tt_config_entry){.key = opts[i].key};
-	if (rc == 0 && tt_log_parse_level(opt_value(ncfg, "log-level"), &level) < 0)
-		rc = tt_fail(&err, "--log-level: '%s' is not debug, info, warn or error", opt_value(ncfg, "log-level"));
 	if (rc == 0)
-		rc = build_config(ncfg, tc, &limits, &threads, &err);
-	if (rc == 0 && tt_parse_duration_ms(opt_value(ncfg, "drain-timeout"), &drain_ms, &err) < 0)
-		rc = flag_fail(&err, "drain-timeout");
-	else if (rc == 0 && drain_ms <= 0)
-		rc = tt_fail(&err, "--drain-timeout: must be positive");
+		rc = build_config(ncfg, tc, &limits, &threads, &level, &drain_ms, &err);
 	if (rc < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
@@ -629,25 +630,19 @@ int main(int argc, char **argv)
 	size_t filter_names = 0;
 	int64_t ticket_refresh_ms = 0, drain_ms = 0;
 	struct ctx x = {.argc = argc, .argv = argv, .cfg = cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
-	if (tt_log_parse_level(opt_value(cfg, "log-level"), &level) < 0) {
-		fprintf(stderr, "terminator: --log-level: '%s' is not debug, info, warn or error\n",
-			opt_value(cfg, "log-level"));
-		rc = 2;
-		goto out;
-	}
-	tt_log_set_level(level);
-	if (build_config(cfg, &tc, &limits, &threads, &err) < 0) {
+	if (build_config(cfg, &tc, &limits, &threads, &level, &drain_ms, &err) < 0 ||
+	    parse_size("name-filter-names", opt_value(cfg, "name-filter-names"), &filter_names, &err) < 0) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		rc = 2;
 		goto out;
 	}
-	if (parse_size("name-filter-names", opt_value(cfg, "name-filter-names"), &filter_names, &err) < 0 ||
-	    tt_parse_duration_ms(opt_value(cfg, "ticket-refresh"), &ticket_refresh_ms, &err) < 0 ||
-	    tt_parse_duration_ms(opt_value(cfg, "drain-timeout"), &drain_ms, &err) < 0 || drain_ms <= 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg[0] ? err.msg : "--drain-timeout: must be positive");
+	if (tt_parse_duration_ms(opt_value(cfg, "ticket-refresh"), &ticket_refresh_ms, &err) < 0) {
+		flag_fail(&err, "ticket-refresh");
+		fprintf(stderr, "terminator: %s\n", err.msg);
 		rc = 2;
 		goto out;
 	}
+	tt_log_set_level(level);
 	x.nthreads = threads;
 	x.drain_timeout_ms = drain_ms;
 	x.fds = calloc((size_t)threads, sizeof *x.fds);
