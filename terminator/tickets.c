@@ -146,8 +146,7 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ
 									   (unsigned long long)len, mac, aad,
 									   sizeof(aad), iv, &s->state) == 0) {
 				*out_len = len;
-				/* A ticket under an older key resumes, and the client gets one under the current key.
-				 */
+				/* A ticket under an older key resumes; the client gets one under the current key. */
 				rc = s == current_slot(t, now) ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;
 			}
 		}
@@ -263,14 +262,19 @@ int tickets_start_refresher(struct tickets *t, const char *conninfo, const struc
 	return 0;
 }
 
-void tickets_reload_soon(struct tickets *t)
+/* Wakes the refresher: to reload now, or (reload false) to end. */
+static void wake_refresher(struct tickets *t, bool reload)
 {
-	if (!t->running)
-		return;
-	atomic_store(&t->reload_asked, true);
+	atomic_store(&t->reload_asked, reload);
 	uint64_t one = 1;
 	ssize_t w = write(t->wake_fd, &one, sizeof(one));
 	(void)w;
+}
+
+void tickets_reload_soon(struct tickets *t)
+{
+	if (t->running)
+		wake_refresher(t, true);
 }
 
 void tickets_free(struct tickets *t)
@@ -278,10 +282,7 @@ void tickets_free(struct tickets *t)
 	if (!t)
 		return;
 	if (t->running) {
-		atomic_store(&t->reload_asked, false);
-		uint64_t one = 1;
-		ssize_t w = write(t->wake_fd, &one, sizeof(one));
-		(void)w;
+		wake_refresher(t, false);
 		pthread_join(t->thread, NULL);
 	}
 	if (t->wake_fd >= 0)
