@@ -282,8 +282,8 @@ struct proxy_v2_tls {
 	const char *version; /* "TLSv1.3" */
 	const char *cipher;
 };
-/* Writes a PROXY v2 header (PROXY command, TCP over IPv4/IPv6) with TLVs for the authority, ALPN
- * and, when tls is set, the SSL TLV; returns its length or -1 if out is too small. */
+/* Writes a PROXY v2 header (PROXY command, TCP over IPv4/IPv6), and when tls is set TLVs for the
+ * authority (SNI), ALPN and the SSL TLV; returns its length or -1 if out is too small. */
 ssize_t proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, const struct proxy_v2_tls *tls,
 			uint8_t *out, size_t outsize);
 
