@@ -430,6 +430,14 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	tt_config_free(ncfg, NOPTS);
 }
 
+static void free_retired_now(struct ctx *x)
+{
+	for (size_t i = 0; i < x->nretired; i++)
+		if (x->retired[i] != x->initial)
+			free((void *)x->retired[i]);
+	x->nretired = 0;
+}
+
 /* Replaced snapshots go once every loop has picked up the current one. */
 static void free_retired(struct ctx *x, struct worker *workers, int started)
 {
@@ -437,10 +445,16 @@ static void free_retired(struct ctx *x, struct worker *workers, int started)
 		if (workers[i].status == 0 && !atomic_load(&workers[i].loop->done) &&
 		    atomic_load_explicit(&workers[i].loop->cfg_seen, memory_order_acquire) != x->current)
 			return;
-	for (size_t i = 0; i < x->nretired; i++)
-		if (x->retired[i] != x->initial)
-			free((void *)x->retired[i]);
-	x->nretired = 0;
+	free_retired_now(x);
+}
+
+/* The signals main takes with sigtimedwait: drain (TERM, INT) and reload (HUP). */
+static void control_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
 }
 
 static uint64_t open_connections(struct metrics *const *ms, int n)
@@ -511,10 +525,7 @@ static int run(struct ctx *x, struct tt_err *err)
 	if (ok) {
 		tt_log(TT_INFO, "listening", "threads=%d metrics=%s", nthreads, msrv ? "on" : "off");
 		sigset_t set;
-		sigemptyset(&set);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGHUP);
+		control_signals(&set);
 		int64_t deadline = 0, drain_start = 0;
 		bool failed = false;
 		for (;;) {
@@ -677,10 +688,7 @@ int main(int argc, char **argv)
 	/* Signals are taken by sigtimedwait in this thread only (every thread inherits the mask);
 	 * SIGPIPE never kills (sends use MSG_NOSIGNAL). */
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
+	control_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (tickets_start_refresher(tickets, tc.db_listen_conninfo, kr, ticket_refresh_ms, &err) < 0) {
@@ -722,9 +730,7 @@ out:
 	free(x.fds);
 	if (x.metrics_fd >= 0)
 		close(x.metrics_fd);
-	for (size_t i = 0; i < x.nretired; i++)
-		if (x.retired[i] != x.initial)
-			free((void *)x.retired[i]);
+	free_retired_now(&x);
 	free(x.retired);
 	if (x.current != x.initial)
 		free((void *)x.current);
