@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A TLS client whose timing tests control: sends HTTP/1.1 requests on one kept-alive connection
-and reports, one line each, what happened and when (seconds since start), for drain scenarios.
+and reports, one line each, what happened and when (seconds since start, and the wall clock), for
+drain scenarios.
   tls_client.py PORT NAME CAFILE PATH [PATH...]   then waits for the server to close
 Prints: "response STATUS connection=VALUE t=SECONDS" per response, "eof t=SECONDS" when the server
-closes, "error KIND t=SECONDS" on a reset or a timeout (60 s)."""
+closes, "error KIND t=SECONDS" on a reset or a timeout (60 s); each line ends with wall=EPOCH_SECONDS."""
 import socket
 import ssl
 import sys
@@ -14,7 +15,7 @@ t0 = time.monotonic()
 
 
 def say(msg):
-    print(f"{msg} t={time.monotonic() - t0:.3f}", flush=True)
+    print(f"{msg} t={time.monotonic() - t0:.3f} wall={time.time():.3f}", flush=True)
 
 
 ctx = ssl.create_default_context(cafile=cafile)
