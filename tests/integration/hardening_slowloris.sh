@@ -38,7 +38,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 for k, v in d.items():
     assert v["closed"] == v["opened"] > 0, (k, v)
-    assert 7.5 <= v["min"] and v["max"] <= 11, (k, v)
+    assert 7.5 <= v["min_from_start"] and v["max"] <= 11, (k, v)
 ' "$T/slow.json"
 check "handshake timeouts counted" test "$(metric 'tracktls_timeouts_total{phase="handshake"}')" -ge 1400
 check "header timeouts counted" test "$(metric 'tracktls_timeouts_total{phase="header"}')" -ge 600
