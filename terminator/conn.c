@@ -582,19 +582,17 @@ static void conn_challenge_done(void *arg, int status, const char *key_auth)
 	conn_progress(c);
 }
 
-static void conn_challenge(struct conn *c, const char *token, size_t n)
+/* token: NULL when the request named no valid one (answered 404 without a query). */
+static void conn_challenge(struct conn *c, const char *token)
 {
 	METRIC_ADD(c->loop->m, challenges, 1);
-	if (!conn_token_valid(token, n)) {
+	if (!token) {
 		conn_challenge_done(c, 1, NULL);
 		return;
 	}
-	char tok[TOKEN_MAX + 1];
-	memcpy(tok, token, n);
-	tok[n] = 0;
 	c->state = C_CHALLENGE;
 	c->db_pending = true;
-	if (certdb_get_challenge(c->loop->db, tok, conn_challenge_done, c) < 0) {
+	if (certdb_get_challenge(c->loop->db, token, conn_challenge_done, c) < 0) {
 		if (c->db_pending)
 			conn_challenge_done(c, -1, NULL);
 		return;
@@ -697,13 +695,16 @@ static void conn_request(struct conn *c)
 			conn_respond_error(c, 400);
 			return;
 		}
+		/* Copied out: the head is consumed before the answer, which may come at once. */
 		char token[TOKEN_MAX + 1];
 		size_t n = r.target_len - plen;
-		bool ok = n <= TOKEN_MAX;
-		if (ok)
+		bool valid = conn_token_valid(r.target + plen, n);
+		if (valid) {
 			memcpy(token, r.target + plen, n);
+			token[n] = 0;
+		}
 		buf_consume(&c->req, r.head_len);
-		conn_challenge(c, token, ok ? n : TOKEN_MAX + 1);
+		conn_challenge(c, valid ? token : NULL);
 		return;
 	}
 	if (c->loop->cfg->backend_mode == BACKEND_PROXY_V2) {
@@ -1011,7 +1012,6 @@ static void conn_hello(struct conn *c)
 	case SNI_MISS:
 		break;
 	}
-	c->entry = NULL;
 	c->state = C_CERT;
 	c->db_pending = true;
 	if (certdb_load_cert(c->loop->db, c->sni, conn_cert_loaded, c) < 0) {
