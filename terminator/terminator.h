@@ -293,7 +293,8 @@ ssize_t proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, 
 struct tickets;
 int tickets_new(struct tickets **out, struct tt_err *err);
 void tickets_free(struct tickets *t);
-void tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n);
+/* Replaces the keys; -1 (the old ones stay) when locked memory runs out. */
+int tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n);
 int tickets_attach(struct tickets *t, WOLFSSL_CTX *ctx);
 int tickets_reload(struct tickets *t, PGconn *conn, const struct tt_keyring *kr, struct tt_err *err);
 int tickets_start_refresher(struct tickets *t, const char *conninfo, const struct tt_keyring *kr, int64_t interval_ms,

@@ -69,13 +69,11 @@ int tickets_new(struct tickets **out, struct tt_err *err)
 	return 0;
 }
 
-void tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n)
+int tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n)
 {
 	struct ticket_slot *slots = n ? sodium_malloc(n * sizeof(*slots)) : NULL;
-	if (n && !slots) {
-		tt_log(TT_ERROR, "ticket_keys_not_replaced", "reason=\"out of locked memory\"");
-		return;
-	}
+	if (n && !slots)
+		return -1;
 	for (size_t i = 0; i < n; i++)
 		slot_init(&slots[i], &keys[i]);
 	pthread_rwlock_wrlock(&t->lock);
@@ -84,6 +82,7 @@ void tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n)
 	t->count = n;
 	pthread_rwlock_unlock(&t->lock);
 	sodium_free(old);
+	return 0;
 }
 
 /* Callers hold the read lock. The encrypting key is the latest one whose time has come. */
@@ -171,14 +170,12 @@ int tickets_reload(struct tickets *t, PGconn *conn, const struct tt_keyring *kr,
 {
 	struct tt_ticket_key *keys = NULL;
 	size_t n = 0;
-	if (tt_ticket_keys_load(conn, kr, &keys, &n, err) != 0) {
-		atomic_fetch_add_explicit(&t->reload_errors, 1, memory_order_relaxed);
-		return -1;
-	}
-	tickets_set(t, keys, n);
+	int rc = tt_ticket_keys_load(conn, kr, &keys, &n, err) != 0 ? -1 : 0;
+	if (rc == 0 && tickets_set(t, keys, n) < 0)
+		rc = tt_fail(err, "out of locked memory for %zu ticket keys: the old ones stay", n);
 	tt_ticket_keys_free(keys, n);
-	atomic_fetch_add_explicit(&t->reloads, 1, memory_order_relaxed);
-	return 0;
+	atomic_fetch_add_explicit(rc == 0 ? &t->reloads : &t->reload_errors, 1, memory_order_relaxed);
+	return rc;
 }
 
 /* The refresher: blocking PostgreSQL is fine here, this thread serves no connection. */
