@@ -14,6 +14,7 @@
 
 #define ENVELOPE_VERSION 1
 #define NONCE_BYTES crypto_aead_aes256gcm_NPUBBYTES
+#define HEADER_BYTES (1 + 4 + NONCE_BYTES) /* version, key id, nonce */
 #define MAX_KEYS 256
 
 struct tt_keyring {
@@ -222,6 +223,18 @@ int tt_keyring_generate(const char *path, uint32_t *new_id, struct tt_err *err)
 	return 0;
 }
 
+/* The AEAD's associated data: the blob's header (so neither key id nor nonce can be swapped),
+ * then the caller's row binding. malloc'd. */
+static uint8_t *envelope_ad(const uint8_t *header, const void *aad, size_t aadlen)
+{
+	uint8_t *ad = malloc(HEADER_BYTES + aadlen);
+	if (ad) {
+		memcpy(ad, header, HEADER_BYTES);
+		memcpy(ad + HEADER_BYTES, aad, aadlen);
+	}
+	return ad;
+}
+
 int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen, const void *plain, size_t plainlen,
 		     uint8_t **out, size_t *outlen, struct tt_err *err)
 {
@@ -239,19 +252,16 @@ int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen
 	uint8_t *nonce = blob + 5;
 	randombytes_buf(nonce, NONCE_BYTES);
 	unsigned long long clen = 0;
-	/* The header (version, key id, nonce) is authenticated along with the caller's row binding. */
-	uint8_t *ad = malloc(5 + NONCE_BYTES + aadlen);
+	uint8_t *ad = envelope_ad(blob, aad, aadlen);
 	if (!ad) {
 		free(blob);
 		return tt_fail(err, "out of memory");
 	}
-	memcpy(ad, blob, 5 + NONCE_BYTES);
-	memcpy(ad + 5 + NONCE_BYTES, aad, aadlen);
-	crypto_aead_aes256gcm_encrypt_afternm(blob + 5 + NONCE_BYTES, &clen, plain, plainlen, ad,
-					      5 + NONCE_BYTES + aadlen, NULL, nonce, &kr->states[idx]);
+	crypto_aead_aes256gcm_encrypt_afternm(blob + HEADER_BYTES, &clen, plain, plainlen, ad, HEADER_BYTES + aadlen,
+					      NULL, nonce, &kr->states[idx]);
 	free(ad);
 	*out = blob;
-	*outlen = 5 + NONCE_BYTES + (size_t)clen;
+	*outlen = HEADER_BYTES + (size_t)clen;
 	return 0;
 }
 
@@ -273,18 +283,15 @@ int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen
 		return tt_fail(err, "sealed under master key id %lld, which the key ring does not hold", (long long)id);
 	size_t plen = bloblen - TT_ENVELOPE_OVERHEAD;
 	uint8_t *plain = sodium_malloc(plen ? plen : 1);
-	uint8_t *ad = malloc(5 + NONCE_BYTES + aadlen);
+	uint8_t *ad = envelope_ad(blob, aad, aadlen);
 	if (!plain || !ad) {
 		sodium_free(plain);
 		free(ad);
 		return tt_fail(err, "out of memory");
 	}
-	memcpy(ad, blob, 5 + NONCE_BYTES);
-	memcpy(ad + 5 + NONCE_BYTES, aad, aadlen);
 	unsigned long long mlen = 0;
-	int rc =
-	    crypto_aead_aes256gcm_decrypt_afternm(plain, &mlen, NULL, blob + 5 + NONCE_BYTES, bloblen - 5 - NONCE_BYTES,
-						  ad, 5 + NONCE_BYTES + aadlen, blob + 5, &kr->states[idx]);
+	int rc = crypto_aead_aes256gcm_decrypt_afternm(plain, &mlen, NULL, blob + HEADER_BYTES, bloblen - HEADER_BYTES,
+						       ad, HEADER_BYTES + aadlen, blob + 5, &kr->states[idx]);
 	free(ad);
 	if (rc != 0) {
 		sodium_free(plain);
@@ -301,20 +308,23 @@ void tt_secret_free(void *p, size_t len)
 	sodium_free(p);
 }
 
+/* The length snprintf wrote into buf (size > 0), even when it truncated. */
+static size_t written(int n, size_t size)
+{
+	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 size_t tt_envelope_aad_cert(char *buf, size_t size, const char *domain, int64_t cert_id)
 {
-	int n = snprintf(buf, size, "tracktls/cert/%s/%lld", domain, (long long)cert_id);
-	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+	return written(snprintf(buf, size, "tracktls/cert/%s/%lld", domain, (long long)cert_id), size);
 }
 
 size_t tt_envelope_aad_account(char *buf, size_t size, const char *directory_url)
 {
-	int n = snprintf(buf, size, "tracktls/account/%s", directory_url);
-	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+	return written(snprintf(buf, size, "tracktls/account/%s", directory_url), size);
 }
 
 size_t tt_envelope_aad_ticket(char *buf, size_t size, int64_t ticket_key_id)
 {
-	int n = snprintf(buf, size, "tracktls/ticket/%lld", (long long)ticket_key_id);
-	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+	return written(snprintf(buf, size, "tracktls/ticket/%lld", (long long)ticket_key_id), size);
 }
