@@ -90,6 +90,10 @@ int tt_db_exec(PGconn *conn, PGresult **res, struct tt_err *err, const char *sql
 	       const char *const *params);
 /* Same, for statements whose result is not needed. */
 int tt_db_run(PGconn *conn, struct tt_err *err, const char *sql, int nparams, const char *const *params);
+int tt_db_begin(PGconn *conn, struct tt_err *err);
+int tt_db_commit(PGconn *conn, struct tt_err *err);
+/* Ends the transaction on a path that has already failed: its own error is of no interest. */
+void tt_db_rollback(PGconn *conn);
 /* Decodes a bytea column returned in text format (\x...) into a malloc'd buffer. */
 int tt_db_bytea(const PGresult *res, int row, int col, uint8_t **out, size_t *outlen, struct tt_err *err);
 /* Encodes bytes as a bytea text literal "\x..." (malloc'd) for a text parameter. */

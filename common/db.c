@@ -55,6 +55,21 @@ int tt_db_run(PGconn *conn, struct tt_err *err, const char *sql, int nparams, co
 	return tt_db_exec(conn, NULL, err, sql, nparams, params);
 }
 
+int tt_db_begin(PGconn *conn, struct tt_err *err)
+{
+	return tt_db_run(conn, err, "BEGIN", 0, NULL);
+}
+
+int tt_db_commit(PGconn *conn, struct tt_err *err)
+{
+	return tt_db_run(conn, err, "COMMIT", 0, NULL);
+}
+
+void tt_db_rollback(PGconn *conn)
+{
+	tt_db_run(conn, NULL, "ROLLBACK", 0, NULL);
+}
+
 int tt_db_bytea(const PGresult *res, int row, int col, uint8_t **out, size_t *outlen, struct tt_err *err)
 {
 	if (PQgetisnull(res, row, col))

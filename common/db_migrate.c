@@ -53,20 +53,20 @@ static int apply_one(PGconn *conn, const struct migration *m, struct tt_err *err
 	char ver[16];
 	snprintf(ver, sizeof(ver), "%d", m->version);
 	const char *params[] = {ver, m->name};
-	if (tt_db_run(conn, err, "BEGIN", 0, NULL) != 0)
+	if (tt_db_begin(conn, err) != 0)
 		return -1;
 	/* A multi-statement script must go through the simple query protocol. */
 	PGresult *r = PQexec(conn, m->sql);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
 		tt_fail(err, "migration %03d_%s failed: %s", m->version, m->name, PQresultErrorMessage(r));
 		PQclear(r);
-		tt_db_run(conn, NULL, "ROLLBACK", 0, NULL);
+		tt_db_rollback(conn);
 		return -1;
 	}
 	PQclear(r);
 	if (tt_db_run(conn, err, "INSERT INTO tracktls_migrations (version, name) VALUES ($1, $2)", 2, params) != 0 ||
-	    tt_db_run(conn, err, "COMMIT", 0, NULL) != 0) {
-		tt_db_run(conn, NULL, "ROLLBACK", 0, NULL);
+	    tt_db_commit(conn, err) != 0) {
+		tt_db_rollback(conn);
 		return -1;
 	}
 	return 0;

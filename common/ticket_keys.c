@@ -56,7 +56,7 @@ int tt_ticket_keys_rotate(PGconn *conn, const struct tt_keyring *kr, const struc
 			  int *created, int *retired, struct tt_err *err)
 {
 	*created = *retired = 0;
-	if (tt_db_run(conn, err, "BEGIN", 0, NULL) != 0)
+	if (tt_db_begin(conn, err) != 0)
 		return -1;
 	/* Several issuer hosts run at once: one of them rotates, the others see its result. */
 	PGresult *r = NULL;
@@ -87,11 +87,11 @@ int tt_ticket_keys_rotate(PGconn *conn, const struct tt_keyring *kr, const struc
 			goto fail;
 		*created = 1;
 	}
-	if (tt_db_run(conn, err, "COMMIT", 0, NULL) != 0)
+	if (tt_db_commit(conn, err) != 0)
 		goto fail;
 	return 0;
 fail:
-	tt_db_run(conn, NULL, "ROLLBACK", 0, NULL);
+	tt_db_rollback(conn);
 	return -1;
 }
 

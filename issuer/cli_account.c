@@ -79,17 +79,17 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 		tt_fail(&err, "out of memory");
 		goto out;
 	}
-	if (store_begin(a.db, &err) < 0)
+	if (tt_db_begin(a.db, &err) < 0)
 		goto out;
 	if (tt_db_run(a.db, &err, "SELECT id FROM acme_accounts WHERE id = $1 FOR UPDATE", 1, p) < 0 ||
 	    tt_db_run(a.db, &err,
 		      "UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3, rolled_at = now() WHERE id = $1",
 		      3, p) < 0 ||
 	    acme_key_change(a.c, nk, &a.prob, &err) != ACME_OK) {
-		store_rollback(a.db);
+		tt_db_rollback(a.db);
 		goto out;
 	}
-	if (store_commit(a.db, &err) < 0) {
+	if (tt_db_commit(a.db, &err) < 0) {
 		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=\"%s\"", a.s.kid, err.msg);
 		goto out;
 	}

@@ -121,10 +121,10 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	    .source = "import",
 	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
-	if (store_begin(db, &err) < 0)
+	if (tt_db_begin(db, &err) < 0)
 		goto out;
-	if (store_cert_insert(db, &c, &err) < 0 || store_commit(db, &err) < 0) {
-		store_rollback(db);
+	if (store_cert_insert(db, &c, &err) < 0 || tt_db_commit(db, &err) < 0) {
+		tt_db_rollback(db);
 		goto out;
 	}
 	printf("imported %s cert_id=%" PRId64 " serial=%s%s\n", name, cert_id, ci.serial,

@@ -47,10 +47,10 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 	snprintf(lim, sizeof(lim), "%ld", batch);
 	const char *p[] = {newest, lim};
 	PGresult *res;
-	if (store_begin(db, err) < 0)
+	if (tt_db_begin(db, err) < 0)
 		return -1;
 	if (tt_db_exec(db, &res, err, select_sql[t], 2, p) < 0) {
-		store_rollback(db);
+		tt_db_rollback(db);
 		return -1;
 	}
 	long n = PQntuples(res), done = 0;
@@ -74,13 +74,13 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 		free(b);
 		if (rc < 0) {
 			PQclear(res);
-			store_rollback(db);
+			tt_db_rollback(db);
 			return err_wrap(err, "%s %" PRId64, kind, id);
 		}
 		done++;
 	}
 	PQclear(res);
-	return store_commit(db, err) < 0 ? -1 : done;
+	return tt_db_commit(db, err) < 0 ? -1 : done;
 }
 
 int cli_keys_rotate(struct issuer_ctx *ctx)

@@ -173,9 +173,6 @@ struct cert_new {
 /* Inside the caller's transaction: the certificate row (replacing the current one),
  * domains.current_cert_id/state/next_attempt_at, the attempt marked valid, the challenge rows gone. */
 int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err);
-int store_begin(PGconn *db, struct tt_err *err);
-int store_commit(PGconn *db, struct tt_err *err);
-void store_rollback(PGconn *db);
 
 /* ---- jws.c ---- */
 struct jws_key;

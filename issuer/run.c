@@ -123,7 +123,7 @@ static void count_result(struct run *r, long *counter, const char *failed_name)
 /* Claims the next due domain. 1 claimed (transaction open on w->lock), 0 none due, -1 error. */
 static int claim(struct worker *w, struct tt_err *err)
 {
-	if (store_begin(w->lock, err) < 0)
+	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
 	/* Due as of the run's start: a domain this run rescheduled (backoff) is not taken twice. */
 	const char *p[] = {w->run->started_at};
@@ -135,12 +135,12 @@ static int claim(struct worker *w, struct tt_err *err)
 		" WHERE d.state IN ('pending', 'active', 'failing') AND d.next_attempt_at <= $1::timestamptz"
 		" ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
 		1, p) < 0) {
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 		return -1;
 	}
 	if (PQntuples(res) == 0) {
 		PQclear(res);
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 		return 0;
 	}
 	w->domain_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -165,7 +165,7 @@ static int start_attempt(struct worker *w, const char *kind, bool counts, struct
 		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now()"
 		      " WHERE domain_id = $1 AND state = 'started'",
 		      1, p) < 0 ||
-	    store_begin(w->aux, err) < 0)
+	    tt_db_begin(w->aux, err) < 0)
 		return -1;
 	PGresult *res;
 	/* Serialized across all runs so that parallel runs share one budget. */
@@ -176,14 +176,14 @@ static int start_attempt(struct worker *w, const char *kind, bool counts, struct
 		       "  WHERE counts_against_limit AND started_at > now() - interval '3 hours') < $4::bigint"
 		       " RETURNING id",
 		       4, p) < 0) {
-		store_rollback(w->aux);
+		tt_db_rollback(w->aux);
 		return -1;
 	}
 	int ok = PQntuples(res) > 0;
 	if (ok)
 		w->attempt_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	if (store_commit(w->aux, err) < 0)
+	if (tt_db_commit(w->aux, err) < 0)
 		return -1;
 	return ok;
 }
@@ -419,14 +419,14 @@ static int claim_again(struct worker *w, struct tt_err *err)
 	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
 	const char *p[] = {did};
 	PGresult *res;
-	if (store_begin(w->lock, err) < 0 ||
+	if (tt_db_begin(w->lock, err) < 0 ||
 	    tt_db_exec(w->lock, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) <
 		0)
 		return -1;
 	int n = PQntuples(res);
 	PQclear(res);
 	if (n == 0)
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 	return n;
 }
 
@@ -458,9 +458,9 @@ static int ari_check(struct worker *w)
 	snprintf(ts, sizeof(ts), "%lld", (long long)at);
 	const char *p[] = {did, ts};
 	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = to_timestamp($2) WHERE id = $1", 2, p) < 0 ||
-	    store_commit(w->lock, &err) < 0) {
+	    tt_db_commit(w->lock, &err) < 0) {
 		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=\"%s\"", w->name, err.msg);
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 		return 0;
 	}
 	tt_log(TT_INFO, "ari_scheduled", "name=%s window_start=%lld window_end=%lld next=%lld", w->name,
@@ -490,7 +490,7 @@ static int process(struct worker *w)
 	}
 	int s = start_attempt(w, kind, !replaces, &err);
 	if (s <= 0) {
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 		give_back_slot(r);
 		if (s == 0) {
 			tt_log(TT_WARN, "order_budget_spent", "budget=%ld window=3h", r->budget);
@@ -535,7 +535,7 @@ static int process(struct worker *w)
 	if (ca_trouble) {
 		/* Not the domain's fault: no failure on its record; several in a row end the run. */
 		tt_log(TT_WARN, "ca_unavailable", "name=%s error=\"%s\"", w->name, err.msg);
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 		abandon_attempt(w);
 		pthread_mutex_lock(&r->mu);
 		r->deferred++;
@@ -555,11 +555,11 @@ static int process(struct worker *w)
 		if (r->pause_until_ms < tt_now_ms() + pause)
 			r->pause_until_ms = tt_now_ms() + pause;
 		pthread_mutex_unlock(&r->mu);
-		store_rollback(w->lock);
+		tt_db_rollback(w->lock);
 		abandon_attempt(w);
 		count_result(r, &r->deferred, NULL);
 	} else if (rc == 0) {
-		if (store_commit(w->lock, &err) < 0) {
+		if (tt_db_commit(w->lock, &err) < 0) {
 			tt_log(TT_ERROR, "store_failed", "name=%s error=\"%s\"", w->name, err.msg);
 			ret = -1;
 		} else {
@@ -579,15 +579,15 @@ static int process(struct worker *w)
 			PGTransactionStatusType ts = PQtransactionStatus(w->lock);
 			struct tt_err e2 = {{0}};
 			if (ts == PQTRANS_INERROR) {
-				store_rollback(w->lock);
+				tt_db_rollback(w->lock);
 				if (claim_again(w, &e2) <= 0) {
 					ret = -1;
 					goto done;
 				}
 			}
-			if (record_failure(w, &prob, msg, &e2) < 0 || store_commit(w->lock, &e2) < 0) {
+			if (record_failure(w, &prob, msg, &e2) < 0 || tt_db_commit(w->lock, &e2) < 0) {
 				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, e2.msg);
-				store_rollback(w->lock);
+				tt_db_rollback(w->lock);
 				ret = -1;
 			}
 		}

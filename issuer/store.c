@@ -8,22 +8,6 @@
 
 #define UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
-int store_begin(PGconn *db, struct tt_err *err)
-{
-	return tt_db_run(db, err, "BEGIN", 0, NULL);
-}
-
-int store_commit(PGconn *db, struct tt_err *err)
-{
-	return tt_db_run(db, err, "COMMIT", 0, NULL);
-}
-
-void store_rollback(PGconn *db)
-{
-	struct tt_err ignored;
-	tt_db_run(db, &ignored, "ROLLBACK", 0, NULL);
-}
-
 int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
 		     enum domain_added *outcome, struct tt_err *err)
 {
@@ -79,15 +63,15 @@ int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err)
 	char id[24];
 	snprintf(id, sizeof(id), "%" PRId64, domain_id);
 	const char *p[] = {id};
-	if (store_begin(db, err) < 0)
+	if (tt_db_begin(db, err) < 0)
 		return -1;
 	if (tt_db_run(db, err, "UPDATE certificates SET sealed_key = NULL WHERE domain_id = $1", 1, p) < 0 ||
 	    tt_db_run(db, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p) < 0 ||
 	    tt_db_run(db, err,
 		      "UPDATE domains SET state = 'removed', removed_at = now(), current_cert_id = NULL WHERE id = $1",
 		      1, p) < 0 ||
-	    store_commit(db, err) < 0) {
-		store_rollback(db);
+	    tt_db_commit(db, err) < 0) {
+		tt_db_rollback(db);
 		return -1;
 	}
 	return 0;
