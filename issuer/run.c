@@ -539,13 +539,13 @@ static int process(struct worker *w)
 		abandon_attempt(w);
 		pthread_mutex_lock(&r->mu);
 		r->deferred++;
-		if (++r->ca_failures_in_row >= CA_FAILURES_TO_STOP) {
-			if (!r->fatal)
-				snprintf(r->fatal_msg, sizeof(r->fatal_msg), "the CA is not answering: %s", err.msg);
-			r->fatal = r->stop = true;
-			atomic_store(&r->cancel, 1);
-		}
+		bool give_up = ++r->ca_failures_in_row >= CA_FAILURES_TO_STOP;
 		pthread_mutex_unlock(&r->mu);
+		if (give_up) {
+			char msg[sizeof(r->fatal_msg)];
+			snprintf(msg, sizeof(msg), "the CA is not answering: %s", err.msg);
+			run_fatal(r, msg);
+		}
 	} else if (rc == ACME_RATE_LIMITED) {
 		int64_t ra = acme_retry_after(w->acme);
 		int64_t pause = (ra > 0 ? ra : 60) * 1000;
