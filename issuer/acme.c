@@ -134,7 +134,7 @@ void acme_problem_clear(struct acme_problem *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static void problem_set(struct acme_problem *p, long status, const char *type, const char *detail, json_t *doc)
+void acme_problem_set(struct acme_problem *p, long status, const char *type, const char *detail, json_t *doc)
 {
 	json_decref(p->doc);
 	p->status = status;
@@ -212,7 +212,7 @@ int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_p
 	if (rc < 0)
 		return ACME_FAIL;
 	if (c->status >= 400) {
-		problem_set(prob, c->status, "http", c->body, NULL);
+		acme_problem_set(prob, c->status, "http", c->body, NULL);
 		return tt_fail(err, "GET %s: HTTP %ld", url, c->status);
 	}
 	json_error_t jerr;
@@ -280,7 +280,7 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 		*out = NULL;
 	for (;;) {
 		if (!c->nonce[0] && fresh_nonce(c, err) < 0) {
-			problem_set(prob, c->status, "transport", err->msg, NULL);
+			acme_problem_set(prob, c->status, "transport", err->msg, NULL);
 			break;
 		}
 		json_t *prot = json_object();
@@ -305,7 +305,8 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 		free(body);
 		if (prc < 0 || transient(c->status)) {
 			if (prc == 0 && c->status == 503 && acme_retry_after(c) >= 0) {
-				problem_set(prob, c->status, "rateLimited", "service unavailable, Retry-After", NULL);
+				acme_problem_set(prob, c->status, "rateLimited", "service unavailable, Retry-After",
+						 NULL);
 				rc = ACME_RATE_LIMITED;
 				tt_fail(err, "%s: HTTP 503 with Retry-After %s", url, c->retry_after);
 				break;
@@ -314,7 +315,7 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 				continue;
 			if (prc == 0)
 				tt_fail(err, "%s: HTTP %ld", url, c->status);
-			problem_set(prob, c->status, "transport", err->msg, NULL);
+			acme_problem_set(prob, c->status, "transport", err->msg, NULL);
 			break;
 		}
 		json_error_t jerr;
@@ -327,7 +328,7 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 				json_decref(doc);
 				continue; /* perform() kept the fresh nonce that came with the error */
 			}
-			problem_set(prob, c->status, type ? type : "http", detail ? detail : c->body, doc);
+			acme_problem_set(prob, c->status, type ? type : "http", detail ? detail : c->body, doc);
 			if (c->status == 429 || (type && strstr(type, ":rateLimited")))
 				rc = ACME_RATE_LIMITED;
 			tt_fail(err, "%s: HTTP %ld %s %s", url, c->status, type ? type : "", detail ? detail : "");
@@ -400,7 +401,7 @@ static int poll_status(struct acme_client *c, const char *url, json_t **out, str
 		}
 		json_decref(o);
 		if (waited >= limit) {
-			problem_set(prob, 0, "timeout", "the CA did not finish in time", NULL);
+			acme_problem_set(prob, 0, "timeout", "the CA did not finish in time", NULL);
 			return tt_fail(err, "%s still %s after %lld ms", url, st, (long long)waited);
 		}
 		int64_t ra = acme_retry_after(c);
@@ -417,7 +418,8 @@ static void problem_from(struct acme_problem *prob, json_t *doc, const char *fal
 {
 	const char *type = json_string_value(json_object_get(doc, "type"));
 	const char *detail = json_string_value(json_object_get(doc, "detail"));
-	problem_set(prob, 0, type ? type : fallback_type, detail ? detail : fallback, doc ? json_incref(doc) : NULL);
+	acme_problem_set(prob, 0, type ? type : fallback_type, detail ? detail : fallback,
+			 doc ? json_incref(doc) : NULL);
 }
 
 /* Answers one authorization with HTTP-01 unless it is already valid. */

@@ -228,6 +228,8 @@ void acme_client_free(struct acme_client *c);
 void acme_client_set_account(struct acme_client *c, const struct acme_directory *dir, struct jws_key *key,
 			     const char *kid);
 void acme_problem_clear(struct acme_problem *p);
+/* Replaces the problem (doc, when given, is taken over). */
+void acme_problem_set(struct acme_problem *p, long status, const char *type, const char *detail, json_t *doc);
 int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, struct tt_err *err);
 void acme_directory_free(struct acme_directory *dir);
 /* Seconds of the last response's Retry-After, or -1. */

@@ -199,11 +199,14 @@ static void order_created(void *arg, const char *url)
 		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=\"%s\"", w->name, err.msg);
 }
 
+/* Enough for a key authorization (token "." thumbprint); more is cut off and fails the check. */
+#define SELF_CHECK_BODY_MAX 512
+
 static size_t collect(char *ptr, size_t size, size_t n, void *arg)
 {
 	char *buf = arg;
 	size_t have = strlen(buf), add = size * n;
-	size_t room = 511 - have;
+	size_t room = SELF_CHECK_BODY_MAX - 1 - have;
 	memcpy(buf + have, ptr, add < room ? add : room);
 	buf[have + (add < room ? add : room)] = 0;
 	return add;
@@ -214,7 +217,7 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 		      struct tt_err *err)
 {
 	struct run *r = w->run;
-	char url[512], connect_to[600], body[512];
+	char url[512], connect_to[600], body[SELF_CHECK_BODY_MAX];
 	snprintf(url, sizeof(url), "http://%s/.well-known/acme-challenge/%s", w->name, token);
 	struct curl_slist *ct = NULL;
 	if (r->via_host[0]) {
@@ -257,9 +260,7 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	else
 		snprintf(detail, sizeof(detail), "self-check GET %s: HTTP %ld, %s", url, status,
 			 status == 200 ? "wrong key authorization" : "not served");
-	prob->status = 0;
-	snprintf(prob->type, sizeof(prob->type), "urn:tracktls:selfCheckFailed");
-	snprintf(prob->detail, sizeof(prob->detail), "%s", detail);
+	acme_problem_set(prob, 0, "urn:tracktls:selfCheckFailed", detail, NULL);
 	return tt_fail(err, "%s", detail);
 }
 
@@ -275,8 +276,7 @@ static int publish(void *arg, const char *token, const char *key_auth, struct ac
 		      " SET key_authorization = EXCLUDED.key_authorization, domain_id = EXCLUDED.domain_id,"
 		      " expires_at = EXCLUDED.expires_at",
 		      3, p) < 0) {
-		snprintf(prob->type, sizeof(prob->type), "urn:tracktls:database");
-		snprintf(prob->detail, sizeof(prob->detail), "%s", err->msg);
+		acme_problem_set(prob, 0, "urn:tracktls:database", err->msg, NULL);
 		return -1;
 	}
 	return w->run->self_check ? self_check(w, token, key_auth, prob, err) : 0;
