@@ -11,10 +11,6 @@ int cli_keys_generate(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	const char *path = issuer_opt(ctx, "master-key-file");
-	if (!path) {
-		fprintf(stderr, "issuer: keys generate needs --master-key-file or TRACKTLS_MASTER_KEY_FILE\n");
-		return 2;
-	}
 	uint32_t id;
 	if (tt_keyring_generate(path, &id, &err) < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);

@@ -62,8 +62,5 @@ int issuer_db_open(const struct issuer_ctx *ctx, PGconn **out, struct tt_err *er
 
 int issuer_keyring_open(const struct issuer_ctx *ctx, struct tt_keyring **out, struct tt_err *err)
 {
-	const char *path = issuer_opt(ctx, "master-key-file");
-	if (!path)
-		return tt_fail(err, "no master key: give --master-key-file or TRACKTLS_MASTER_KEY_FILE");
-	return tt_keyring_load(path, out, err);
+	return tt_keyring_load(issuer_opt(ctx, "master-key-file"), out, err);
 }
