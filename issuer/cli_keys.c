@@ -20,24 +20,29 @@ int cli_keys_generate(struct issuer_ctx *ctx)
 	return 0;
 }
 
-/* One table's worth of re-sealing. kind: "cert", "account" or "ticket". Returns rows done or -1. */
-static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *kind, long batch, struct tt_err *err)
+static const char *const kind_names[] = {
+    [KEYSTORE_CERT] = "cert", [KEYSTORE_ACCOUNT] = "account", [KEYSTORE_TICKET] = "ticket"};
+
+/* One batch of one table's re-sealing. Returns rows done or -1. */
+static long reseal_batch(PGconn *db, const struct tt_keyring *kr, enum keystore_kind kind, long batch,
+			 struct tt_err *err)
 {
 	static const char *const select_sql[] = {
-	    "SELECT c.id, d.name, c.sealed_key FROM certificates c JOIN domains d ON d.id = c.domain_id"
-	    " WHERE c.sealed_key IS NOT NULL AND c.master_key_id <> $1::int ORDER BY c.id LIMIT $2"
-	    " FOR UPDATE OF c SKIP LOCKED",
-	    "SELECT id, directory_url, sealed_key FROM acme_accounts WHERE master_key_id <> $1::int"
-	    " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-	    "SELECT id, '', sealed_key FROM ticket_keys WHERE master_key_id <> $1::int"
-	    " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+	    [KEYSTORE_CERT] =
+		"SELECT c.id, d.name, c.sealed_key FROM certificates c JOIN domains d ON d.id = c.domain_id"
+		" WHERE c.sealed_key IS NOT NULL AND c.master_key_id <> $1::int ORDER BY c.id LIMIT $2"
+		" FOR UPDATE OF c SKIP LOCKED",
+	    [KEYSTORE_ACCOUNT] =
+		"SELECT id, directory_url, sealed_key FROM acme_accounts WHERE master_key_id <> $1::int"
+		" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+	    [KEYSTORE_TICKET] = "SELECT id, '', sealed_key FROM ticket_keys WHERE master_key_id <> $1::int"
+				" ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
 	};
 	static const char *const update_sql[] = {
-	    "UPDATE certificates SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
-	    "UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
-	    "UPDATE ticket_keys SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	    [KEYSTORE_CERT] = "UPDATE certificates SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	    [KEYSTORE_ACCOUNT] = "UPDATE acme_accounts SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
+	    [KEYSTORE_TICKET] = "UPDATE ticket_keys SET sealed_key = $2, master_key_id = $3 WHERE id = $1",
 	};
-	int t = kind[0] == 'c' ? 0 : kind[0] == 'a' ? 1 : 2;
 	char newest[16], lim[24];
 	snprintf(newest, sizeof(newest), "%u", keystore_newest_id(kr));
 	snprintf(lim, sizeof(lim), "%ld", batch);
@@ -45,7 +50,7 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 	PGresult *res;
 	if (tt_db_begin(db, err) < 0)
 		return -1;
-	if (tt_db_exec(db, &res, err, select_sql[t], 2, p) < 0) {
+	if (tt_db_exec(db, &res, err, select_sql[kind], 2, p) < 0) {
 		tt_db_rollback(db);
 		return -1;
 	}
@@ -57,8 +62,7 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 		size_t blob_len, sealed_len;
 		int rc = tt_db_bytea(res, (int)i, 2, &blob, &blob_len, err);
 		if (rc == 0)
-			rc = keystore_reseal(kr, (enum keystore_kind)t, label, id, blob, blob_len, &sealed, &sealed_len,
-					     err);
+			rc = keystore_reseal(kr, kind, label, id, blob, blob_len, &sealed, &sealed_len, err);
 		free(blob);
 		char *b = rc == 0 ? tt_db_bytea_param(sealed, sealed_len) : NULL;
 		free(sealed);
@@ -66,12 +70,12 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, const char *ki
 		snprintf(ids, sizeof(ids), "%" PRId64, id);
 		const char *u[] = {ids, b, newest};
 		if (rc == 0)
-			rc = b ? tt_db_run(db, err, update_sql[t], 3, u) : tt_fail(err, "out of memory");
+			rc = b ? tt_db_run(db, err, update_sql[kind], 3, u) : tt_fail(err, "out of memory");
 		free(b);
 		if (rc < 0) {
 			PQclear(res);
 			tt_db_rollback(db);
-			return err_wrap(err, "%s %" PRId64, kind, id);
+			return err_wrap(err, "%s %" PRId64, kind_names[kind], id);
 		}
 		done++;
 	}
@@ -94,12 +98,11 @@ int cli_keys_rotate(struct issuer_ctx *ctx)
 		tt_keyring_free(kr);
 		return 2;
 	}
-	static const char *const kinds[] = {"cert", "account", "ticket"};
 	long total[3] = {0};
 	int rc = 0;
-	for (int k = 0; k < 3 && rc == 0; k++) {
+	for (enum keystore_kind k = KEYSTORE_CERT; k <= KEYSTORE_TICKET && rc == 0; k++) {
 		for (;;) {
-			long n = reseal_batch(db, kr, kinds[k], batch, &err);
+			long n = reseal_batch(db, kr, k, batch, &err);
 			if (n < 0) {
 				fprintf(stderr, "issuer keys rotate: %s (rerun to resume)\n", err.msg);
 				rc = 2;
@@ -108,12 +111,12 @@ int cli_keys_rotate(struct issuer_ctx *ctx)
 			if (n == 0)
 				break;
 			total[k] += n;
-			tt_log(TT_INFO, "keys_resealed", "kind=%s rows=%ld total=%ld", kinds[k], n, total[k]);
+			tt_log(TT_INFO, "keys_resealed", "kind=%s rows=%ld total=%ld", kind_names[k], n, total[k]);
 		}
 	}
 	if (rc == 0)
 		printf("re-sealed under master key %u: %ld certificate keys, %ld account keys, %ld ticket keys\n",
-		       tt_keyring_newest_id(kr), total[0], total[1], total[2]);
+		       keystore_newest_id(kr), total[KEYSTORE_CERT], total[KEYSTORE_ACCOUNT], total[KEYSTORE_TICKET]);
 	tt_keyring_free(kr);
 	PQfinish(db);
 	return rc;
