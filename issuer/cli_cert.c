@@ -102,13 +102,17 @@ int cli_cert_import(struct issuer_ctx *ctx)
 		goto out;
 	if (issuer_keyring_open(ctx, &kr, &err) < 0 || issuer_db_open(ctx, &db, &err) < 0)
 		goto out;
+	/* One transaction, so a failed import does not leave behind a new domain that the next run
+	 * would order a certificate for. */
+	if (tt_db_begin(db, &err) < 0)
+		goto out;
 	int64_t domain_id;
 	enum domain_added added;
 	if (store_domain_add(db, name, NULL, NULL, &domain_id, &added, &err) < 0)
-		goto out;
+		goto rollback;
 	int64_t cert_id = store_cert_next_id(db, &err);
 	if (cert_id < 0 || keystore_seal_cert(kr, name, cert_id, key, key_len, &sealed, &sealed_len, &err) < 0)
-		goto out;
+		goto rollback;
 	struct cert_new c = {
 	    .id = cert_id,
 	    .domain_id = domain_id,
@@ -121,15 +125,14 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	    .source = "import",
 	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
-	if (tt_db_begin(db, &err) < 0)
-		goto out;
-	if (store_cert_insert(db, &c, &err) < 0 || tt_db_commit(db, &err) < 0) {
-		tt_db_rollback(db);
-		goto out;
-	}
+	if (store_cert_insert(db, &c, &err) < 0 || tt_db_commit(db, &err) < 0)
+		goto rollback;
 	printf("imported %s cert_id=%" PRId64 " serial=%s%s\n", name, cert_id, ci.serial,
 	       added == DOMAIN_ADDED ? " (domain added)" : "");
 	rc = 0;
+	goto out;
+rollback:
+	tt_db_rollback(db);
 out:
 	if (rc)
 		fprintf(stderr, "issuer: cert import %s: %s\n", name, err.msg);
