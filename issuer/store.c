@@ -1,4 +1,5 @@
-/* store: every database statement the issuer runs, so the schema contract is in one place. */
+/* store: the domain and certificate rows that several commands and the run share: add, find,
+ * remove, list, and storing a certificate with its sealed key. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
