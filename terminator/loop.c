@@ -18,7 +18,7 @@
 #define LOOP_MAX_WAIT_MS 250
 #define LOOP_ACCEPT_PAUSE_MS 100
 
-static int listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err)
+int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err)
 {
 	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -44,9 +44,9 @@ static int listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out,
 int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err)
 {
 	fds[0] = fds[1] = -1;
-	if (listen_on(&cfg->https_addr, cfg->https_len, &fds[0], err) < 0)
+	if (loop_listen_on(&cfg->https_addr, cfg->https_len, &fds[0], err) < 0)
 		return -1;
-	if (listen_on(&cfg->http_addr, cfg->http_len, &fds[1], err) < 0) {
+	if (loop_listen_on(&cfg->http_addr, cfg->http_len, &fds[1], err) < 0) {
 		close(fds[0]);
 		fds[0] = -1;
 		return -1;

@@ -677,9 +677,18 @@ int main(int argc, char **argv)
 		}
 	}
 	const char *metrics_addr = opt_value(cfg, "metrics");
-	if (metrics_addr && *metrics_addr && metrics_listen(metrics_addr, &x.metrics_fd, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
-		goto out;
+	if (metrics_addr && *metrics_addr) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (resolve("metrics", metrics_addr, true, &ss, &len, &err) < 0) {
+			fprintf(stderr, "terminator: %s\n", err.msg);
+			goto out;
+		}
+		if (loop_listen_on(&ss, len, &x.metrics_fd, &err) < 0) {
+			flag_fail(&err, "metrics");
+			fprintf(stderr, "terminator: %s\n", err.msg);
+			goto out;
+		}
 	}
 	if (drop_privileges(opt_value(cfg, "user"), opt_yes(cfg, "allow-root"), &err) < 0) {
 		fprintf(stderr, "terminator: %s\n", err.msg);

@@ -1,7 +1,6 @@
 /* metrics: the per-loop counters summed into Prometheus text, served with /healthz by a small
  * thread of its own using blocking I/O, so scrapes never touch a loop. */
 #include <errno.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -223,39 +222,6 @@ static void *metrics_thread(void *arg)
 		close(fd);
 	}
 	return NULL;
-}
-
-int metrics_listen(const char *hostport, int *out, struct tt_err *err)
-{
-	char host[256];
-	uint16_t port;
-	if (tt_parse_hostport(hostport, host, sizeof host, &port, err) < 0) {
-		char why[sizeof err->msg];
-		memcpy(why, err->msg, sizeof why);
-		return tt_fail(err, "--metrics: %s", why);
-	}
-	struct addrinfo hints = {
-	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
-	struct addrinfo *ai;
-	char portstr[8];
-	snprintf(portstr, sizeof portstr, "%u", port);
-	int rc = getaddrinfo(*host ? host : NULL, portstr, &hints, &ai);
-	if (rc != 0)
-		return tt_fail(err, "metrics address %s: %s", host, gai_strerror(rc));
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-		tt_fail(err, "metrics listener on %s:%u: %s", host, port, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(ai);
-		return -1;
-	}
-	freeaddrinfo(ai);
-	*out = fd;
-	return 0;
 }
 
 int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err)

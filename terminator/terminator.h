@@ -397,9 +397,8 @@ struct metrics_sources {
 	const _Atomic bool *draining;
 };
 struct metrics_server;
-/* Binds the metrics listener (SO_REUSEPORT, so a new process can start while this one drains);
- * metrics_server_start serves it (and closes it, also when it fails). */
-int metrics_listen(const char *hostport, int *fd, struct tt_err *err);
+/* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
+ * can start while this one drains), and closes it, also when it fails. */
 int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err);
 void metrics_server_stop(struct metrics_server *srv);
 /* The Prometheus text into out (truncated at outsize); returns its length. */
@@ -496,6 +495,8 @@ struct loop {
 /* Binds one loop's SO_REUSEPORT listeners (https, http): main does it for every loop before it
  * drops privileges. */
 int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err);
+/* One SO_REUSEPORT listener on sa (what loop_listen binds twice, and main the metrics port). */
+int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err);
 /* Takes the listeners from loop_listen (closed by loop_free, also when loop_new fails). */
 int loop_new(int id, const struct term_config *cfg, const int fds[2], struct metrics *m, struct loop **out,
 	     struct tt_err *err);
