@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # terminator configuration and start-up: --version and --help, flags from a config file, a key file
-# others can read is refused, bad flags exit 2, and start-up loads no certificates: serving within
-# a second with 200,000 domains in the database.
+# others can read is refused, bad flags exit 2, and start-up loads no certificates (200,000 domains
+# in the database; how fast it serves with 1,000,000 is measured in bench/million.sh, not here).
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 TB=$TT_BIN/terminator
@@ -40,8 +40,16 @@ kill "$BUSY_PID"
 check "a port held by another program: exit non-zero ($rc), no hang" test "$rc" != 0 -a "$rc" != 124
 check "  ... saying why" grep -q "Address already in use" <<<"$out"
 
-psql -qAt -d "$TRACKTLS_DB" -c "insert into domains (name) select 'd' || g || '.bulk.test' from generate_series(1, 200000) g" >/dev/null
 make_cert www.bulk.test
+# 200,000 more domains, each with a certificate row (a copy of www.bulk.test's: never served).
+psql -qAt -v ON_ERROR_STOP=1 -d "$TRACKTLS_DB" >/dev/null <<'SQL' || fail "bulk domains"
+SET session_replication_role = replica;
+INSERT INTO domains (name, state) SELECT 'd' || g || '.bulk.test', 'active' FROM generate_series(1, 200000) g;
+INSERT INTO certificates (domain_id, chain_pem, sealed_key, master_key_id, serial, not_before, not_after, source)
+	SELECT d.id, t.chain_pem, t.sealed_key, t.master_key_id, t.serial, t.not_before, t.not_after, 'import'
+	FROM domains d CROSS JOIN (SELECT * FROM certificates LIMIT 1) t WHERE d.name LIKE 'd%.bulk.test';
+UPDATE domains d SET current_cert_id = c.id FROM certificates c WHERE c.domain_id = d.id AND d.current_cert_id IS NULL;
+SQL
 HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
 cat >"$T/terminator.conf" <<CONF
 # flags as a file
@@ -52,12 +60,11 @@ metrics = 127.0.0.1:$METRICS_PORT
 threads = 2
 idle-timeout = 30s
 CONF
-start=$(date +%s%N)
 bg "$TB" --config "$T/terminator.conf" --allow-root >"$T/terminator.log" 2>&1
 TERM_PID=$!
-wait_until 10 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
-ms=$(( ($(date +%s%N) - start) / 1000000 ))
-check "with 200,000 domains in the database, serving within a second (${ms} ms) from a config file" test "$ms" -lt 1000
+check "with 200,000 domains in the database, ready from a config file" wait_until 10 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
+filter_full() { test "$(metric tracktls_name_filter_names)" = 200001; }
+check "  ... knowing every name (its name filter holds 200,001)" wait_until 10 filter_full
 check "  ... having loaded no certificate" test "$(metric tracktls_cert_cache_entries)" = 0
 check "the first handshake for a name loads its certificate" test "$(served www.bulk.test subject)" = "subject=CN = www.bulk.test"
 check "start is logged in logfmt" grep -q "level=info event=start version=" "$T/terminator.log"
