@@ -46,37 +46,32 @@ static int read_file(const char *path, bool secret, uint8_t **out, size_t *len, 
 	return 0;
 }
 
-int cli_cert_import(struct issuer_ctx *ctx)
+struct importer {
+	struct tt_keyring *kr;
+	PGconn *db;
+	long imported, failed;
+};
+
+/* Checks one certificate and key and stores them inside a savepoint, so a bad one leaves no trace
+ * (not even its domain row) and the rest of its transaction stands. */
+static int import_one(struct importer *im, const char *raw_name, const char *cert_path, const char *key_path,
+		      bool say, struct tt_err *err)
 {
-	struct tt_err err = {{0}};
 	char name[TT_NAME_MAX];
-	const char *cert_path = issuer_opt(ctx, "cert"), *key_path = issuer_opt(ctx, "key");
-	if (!cert_path || !key_path) {
-		fprintf(stderr, "usage: issuer cert import NAME --cert CHAIN.pem --key KEY.pem\n");
-		return 2;
-	}
-	if (name_to_ascii(ctx->argv[0], name, &err) < 0) {
-		fprintf(stderr, "issuer: %s\n", err.msg);
-		return 2;
-	}
-	if (sodium_init() < 0) {
-		fprintf(stderr, "issuer: libsodium init failed\n");
-		return 2;
-	}
 	uint8_t *chain = NULL, *key = NULL, *sealed = NULL;
 	size_t chain_len = 0, key_len = 0, sealed_len = 0;
 	struct certinfo ci = {0};
-	struct tt_keyring *kr = NULL;
-	PGconn *db = NULL;
 	char key_type[32];
-	int rc = 2;
-	if (read_file(cert_path, false, &chain, &chain_len, &err) < 0 ||
-	    read_file(key_path, true, &key, &key_len, &err) < 0)
-		goto out;
 	char *certs = NULL;
 	size_t certs_len = 0;
-	if (certinfo_certs_only((const char *)chain, chain_len, &certs, &certs_len, &err) < 0) {
-		err_wrap(&err, "%s", cert_path);
+	int rc = -1;
+	bool in_savepoint = false;
+
+	if (name_to_ascii(raw_name, name, err) < 0 || read_file(cert_path, false, &chain, &chain_len, err) < 0 ||
+	    read_file(key_path, true, &key, &key_len, err) < 0)
+		goto out;
+	if (certinfo_certs_only((const char *)chain, chain_len, &certs, &certs_len, err) < 0) {
+		err_wrap(err, "%s", cert_path);
 		goto out;
 	}
 	/* The file may be a combined cert+key PEM (HAProxy's format): keep its certificates only, and
@@ -85,66 +80,184 @@ int cli_cert_import(struct issuer_ctx *ctx)
 	free(chain);
 	chain = (uint8_t *)certs;
 	chain_len = certs_len;
-	if (certinfo_parse((const char *)chain, chain_len, &ci, &err) < 0) {
-		err_wrap(&err, "%s", cert_path);
+	if (certinfo_parse((const char *)chain, chain_len, &ci, err) < 0) {
+		err_wrap(err, "%s", cert_path);
 		goto out;
 	}
 	if (!certinfo_covers(&ci, name)) {
-		tt_fail(&err, "%s does not cover %s (no matching subjectAltName)", cert_path, name);
+		tt_fail(err, "%s does not cover %s (no matching subjectAltName)", cert_path, name);
 		goto out;
 	}
 	if (ci.not_after <= time(NULL)) {
-		tt_fail(&err, "%s has expired", cert_path);
+		tt_fail(err, "%s has expired", cert_path);
 		goto out;
 	}
-	if (certinfo_key_matches((const char *)chain, chain_len, key, key_len, &err) < 0 ||
-	    certinfo_key_type(key, key_len, key_type, sizeof(key_type), &err) < 0)
+	if (certinfo_key_matches((const char *)chain, chain_len, key, key_len, err) < 0 ||
+	    certinfo_key_type(key, key_len, key_type, sizeof(key_type), err) < 0)
 		goto out;
-	if (issuer_keyring_open(ctx, &kr, &err) < 0 || issuer_db_open(ctx, &db, &err) < 0)
+	if (tt_db_run(im->db, err, "SAVEPOINT import_one", 0, NULL) < 0)
 		goto out;
-	/* One transaction, so a failed import does not leave behind a new domain that the next run
-	 * would order a certificate for. */
-	if (tt_db_begin(db, &err) < 0)
-		goto out;
+	in_savepoint = true;
 	int64_t domain_id;
 	enum domain_added added;
-	if (store_domain_add(db, name, NULL, NULL, &domain_id, &added, &err) < 0)
-		goto rollback;
-	int64_t cert_id = store_cert_next_id(db, &err);
-	if (cert_id < 0 || keystore_seal_cert(kr, name, cert_id, key, key_len, &sealed, &sealed_len, &err) < 0)
-		goto rollback;
+	if (store_domain_add(im->db, name, NULL, NULL, &domain_id, &added, err) < 0)
+		goto out;
+	int64_t cert_id = store_cert_next_id(im->db, err);
+	if (cert_id < 0 ||
+	    keystore_seal_cert(im->kr, name, cert_id, key, key_len, &sealed, &sealed_len, err) < 0)
+		goto out;
 	struct cert_new c = {
 	    .id = cert_id,
 	    .domain_id = domain_id,
 	    .chain_pem = (const char *)chain,
 	    .sealed_key = sealed,
 	    .sealed_len = sealed_len,
-	    .master_key_id = keystore_newest_id(kr),
+	    .master_key_id = keystore_newest_id(im->kr),
 	    .key_type = key_type,
 	    .info = &ci,
 	    .source = "import",
 	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
-	if (store_cert_insert(db, &c, &err) < 0 || tt_db_commit(db, &err) < 0)
-		goto rollback;
-	printf("imported %s cert_id=%" PRId64 " serial=%s%s\n", name, cert_id, ci.serial,
-	       added == DOMAIN_ADDED ? " (domain added)" : "");
+	if (store_cert_insert(im->db, &c, err) < 0 || tt_db_run(im->db, err, "RELEASE SAVEPOINT import_one", 0, NULL) < 0)
+		goto out;
+	in_savepoint = false;
+	if (say)
+		printf("imported %s cert_id=%" PRId64 " serial=%s%s\n", name, cert_id, ci.serial,
+		       added == DOMAIN_ADDED ? " (domain added)" : "");
 	rc = 0;
-	goto out;
-rollback:
-	tt_db_rollback(db);
 out:
-	if (rc)
-		fprintf(stderr, "issuer: cert import %s: %s\n", name, err.msg);
+	if (in_savepoint) {
+		struct tt_err ignored;
+		tt_db_run(im->db, &ignored, "ROLLBACK TO SAVEPOINT import_one", 0, NULL);
+	}
+	if (rc == 0)
+		im->imported++;
+	else
+		im->failed++;
 	free(sealed);
 	free(chain);
 	if (key)
 		tt_secret_free(key, key_len + 1);
 	certinfo_free(&ci);
-	tt_keyring_free(kr);
-	if (db)
-		PQfinish(db);
 	return rc;
+}
+
+static int importer_open(struct issuer_ctx *ctx, struct importer *im, struct tt_err *err)
+{
+	if (sodium_init() < 0)
+		return tt_fail(err, "libsodium init failed");
+	if (issuer_keyring_open(ctx, &im->kr, err) < 0 || issuer_db_open(ctx, &im->db, err) < 0)
+		return -1;
+	return tt_db_begin(im->db, err);
+}
+
+static void importer_close(struct importer *im)
+{
+	tt_keyring_free(im->kr);
+	if (im->db)
+		PQfinish(im->db);
+}
+
+int cli_cert_import(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	const char *cert_path = issuer_opt(ctx, "cert"), *key_path = issuer_opt(ctx, "key");
+	if (!cert_path || !key_path) {
+		fprintf(stderr, "usage: issuer cert import NAME --cert CHAIN.pem --key KEY.pem\n");
+		return 2;
+	}
+	struct importer im = {0};
+	int rc = 2;
+	if (importer_open(ctx, &im, &err) == 0 && import_one(&im, ctx->argv[0], cert_path, key_path, true, &err) == 0 &&
+	    tt_db_commit(im.db, &err) == 0)
+		rc = 0;
+	if (rc)
+		fprintf(stderr, "issuer: cert import %s: %s\n", ctx->argv[0], err.msg);
+	importer_close(&im);
+	return rc;
+}
+
+/* One `NAME CHAIN.pem KEY.pem` per line; blank lines and # comments are skipped. */
+static int split_line(char *line, char *field[3])
+{
+	int n = 0;
+	for (char *save = NULL, *tok = strtok_r(line, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+		if (n == 0 && tok[0] == '#')
+			return 0;
+		if (n == 3)
+			return -1;
+		field[n++] = tok;
+	}
+	return n == 0 ? 0 : n == 3 ? 3 : -1;
+}
+
+int cli_cert_import_batch(struct issuer_ctx *ctx)
+{
+	struct tt_err err = {{0}};
+	const char *list = ctx->argv[0];
+	long batch;
+	if (issuer_opt_int(ctx, "batch", 100, &batch, &err) < 0 || batch < 1) {
+		fprintf(stderr, "issuer cert import-batch: %s\n", batch < 1 ? "--batch must be at least 1" : err.msg);
+		return 2;
+	}
+	FILE *in = strcmp(list, "-") == 0 ? stdin : fopen(list, "r");
+	if (!in) {
+		fprintf(stderr, "issuer cert import-batch: cannot open %s: %s\n", list, strerror(errno));
+		return 2;
+	}
+	struct importer im = {0};
+	if (importer_open(ctx, &im, &err) < 0) {
+		fprintf(stderr, "issuer cert import-batch: %s\n", err.msg);
+		goto fatal;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	long lineno = 0, pending = 0, committed = 0;
+	bool db_ok = true;
+	while (db_ok && getline(&line, &cap, in) >= 0) {
+		lineno++;
+		char *f[3];
+		int n = split_line(line, f);
+		if (n == 0)
+			continue;
+		if (n < 0) {
+			im.failed++;
+			fprintf(stderr, "issuer cert import-batch: %s:%ld: want NAME CHAIN.pem KEY.pem\n", list, lineno);
+			continue;
+		}
+		if (import_one(&im, f[0], f[1], f[2], false, &err) < 0) {
+			fprintf(stderr, "issuer cert import-batch: %s:%ld: %s: %s\n", list, lineno, f[0], err.msg);
+			db_ok = PQstatus(im.db) == CONNECTION_OK; /* a lost connection fails every later line */
+			continue;
+		}
+		if (++pending == batch) {
+			db_ok = tt_db_commit(im.db, &err) == 0 && tt_db_begin(im.db, &err) == 0;
+			if (db_ok) {
+				committed += pending;
+				pending = 0;
+				tt_log(TT_INFO, "import_progress", "imported=%ld failed=%ld", committed, im.failed);
+			}
+		}
+	}
+	free(line);
+	if (!db_ok || tt_db_commit(im.db, &err) < 0) {
+		fprintf(stderr,
+			"issuer cert import-batch: the database failed at %s:%ld: %s; %ld imported, the %ld since the "
+			"last commit are not\n",
+			list, lineno, err.msg, committed, pending);
+		goto fatal;
+	}
+	committed += pending;
+	printf("imported %ld, failed %ld\n", committed, im.failed);
+	importer_close(&im);
+	if (in != stdin)
+		fclose(in);
+	return im.failed ? 1 : 0;
+fatal:
+	importer_close(&im);
+	if (in != stdin)
+		fclose(in);
+	return 2;
 }
 
 int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason, struct tt_err *err)

@@ -6,7 +6,7 @@
  *   cli_db.c      `db migrate`
  *   cli_keys.c    `keys generate`, `keys rotate` (re-seal under the newest master key)
  *   cli_domain.c  `domain add|remove|list|show`
- *   cli_cert.c    `cert import`, `revoke`
+ *   cli_cert.c    `cert import`, `cert import-batch`, `revoke`
  *   cli_account.c `account show|rollover`
  *   names.c       user input -> normalized A-label name (libidn2, then tt_name_normalize)
  *   certinfo.c    reads certificates with wolfSSL: serial, validity, SANs, key match
@@ -72,6 +72,7 @@ int cli_domain_remove(struct issuer_ctx *ctx);
 int cli_domain_list(struct issuer_ctx *ctx);
 int cli_domain_show(struct issuer_ctx *ctx);
 int cli_cert_import(struct issuer_ctx *ctx);
+int cli_cert_import_batch(struct issuer_ctx *ctx);
 int cli_revoke(struct issuer_ctx *ctx);
 int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
