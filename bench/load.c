@@ -44,6 +44,7 @@ struct opts {
 	double timeout_s;
 	uint64_t requests;
 	double zipf_s;
+	double rate; /* connections opened per second, all threads together; 0: as fast as they close */
 	bool sequential;
 	const char *label;
 	const char *watch_pids; /* comma-separated: the server's processes, for its CPU time over the window */
@@ -87,6 +88,7 @@ struct worker {
 	struct conn *conns;
 	int nconns;
 	uint64_t rng;
+	uint64_t next_open, open_every; /* --rate: when the next connection is due, and the spacing */
 	uint32_t *lat_us;
 	size_t nlat, caplat;
 	uint64_t done, full, resumed, errors[E_COUNT];
@@ -207,14 +209,15 @@ static bool stopping(const struct run *r, uint64_t t)
 	return t >= r->t_end;
 }
 
-/* Opens a TCP connection and a fresh TLS session for one name (resumed when we hold a ticket). */
-static void conn_open(struct worker *w, struct conn *c)
+/* Opens a TCP connection and a fresh TLS session for one name (resumed when we hold a ticket).
+ * Latency counts from t_start: with --rate the time it was due, so a late start is not hidden. */
+static void conn_open(struct worker *w, struct conn *c, uint64_t t_start)
 {
 	struct run *r = w->run;
 	if (!budget_take(r))
 		return;
 	c->name = pick_name(w);
-	c->t_start = now_ns();
+	c->t_start = t_start;
 	c->deadline = c->t_start + (uint64_t)(r->o->timeout_s * 1e9);
 	c->len = 0;
 	c->counted_handshake = false;
@@ -418,21 +421,33 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct run *r = w->run;
 	struct epoll_event evs[256];
+	bool paced = r->o->rate > 0;
 	for (;;) {
 		uint64_t t = now_ns();
-		bool active = false;
+		bool active = paced;
 		for (int i = 0; i < w->nconns; i++) {
 			struct conn *c = &w->conns[i];
 			if (c->st != ST_IDLE && t > c->deadline)
 				conn_fail(w, c, E_TIMEOUT);
-			if (c->st == ST_IDLE && !stopping(r, t) && t >= c->retry_at)
-				conn_open(w, c);
+			if (c->st == ST_IDLE && !stopping(r, t) && t >= c->retry_at &&
+			    (!paced || t >= w->next_open)) {
+				conn_open(w, c, paced ? w->next_open : t);
+				w->next_open += w->open_every;
+			}
 			if (c->st != ST_IDLE || t < c->retry_at)
 				active = true;
 		}
 		if (!active || stopping(r, t))
 			break;
-		int n = epoll_wait(w->ep, evs, 256, 10);
+		/* Paced: wake for the next due connection (all connections busy: it waits, and its latency
+		 * says so). */
+		uint64_t wait_ns = 10000000;
+		if (paced)
+			wait_ns = w->next_open > t ? w->next_open - t : 0;
+		if (wait_ns > 10000000)
+			wait_ns = 10000000;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait_ns};
+		int n = epoll_pwait2(w->ep, evs, 256, &ts, NULL);
 		if (n < 0 && errno != EINTR) {
 			w->failed = true;
 			snprintf(w->failmsg, sizeof(w->failmsg), "epoll_wait: %s", strerror(errno));
@@ -568,6 +583,7 @@ static void usage(void)
 	    "usage: load --connect HOST:PORT --names FILE [--mode handshake|resume|keepalive]\n"
 	    "            [--concurrency N] [--threads N] [--duration SEC | --requests N] [--warmup SEC]\n"
 	    "            [--path /o/x.gif] [--zipf S | --sequential] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
+	    "            [--rate N]   (open N connections per second, each due at its time, at most --concurrency)\n"
 	    "            [--watch-pids PID,PID...]   (their CPU time over the measured window, as server_cpu_s)\n"
 	    "Prints a summary on stderr and one JSON line on stdout.\n");
 }
@@ -589,6 +605,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"label", 1, 0, 'l'},
 					   {"sequential", 0, 0, 's'},
 					   {"watch-pids", 1, 0, 'W'},
+					   {"rate", 1, 0, 'R'},
 					   {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
 	*o =
@@ -646,13 +663,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'W':
 			o->watch_pids = optarg;
 			break;
+		case 'R':
+			o->rate = atof(optarg);
+			break;
 		default:
 			usage();
 			return -1;
 		}
 	}
 	if (!o->connect || !o->names_file || o->concurrency < 1 || o->threads < 1 || o->duration_s < 0 ||
-	    o->timeout_s <= 0 || o->zipf_s < 0) {
+	    o->timeout_s <= 0 || o->zipf_s < 0 || o->rate < 0 || (o->rate > 0 && o->mode == MODE_KEEPALIVE)) {
 		usage();
 		return -1;
 	}
@@ -783,6 +803,10 @@ int main(int argc, char **argv)
 		w->index = i;
 		w->rng = seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
 		w->nconns = o.concurrency / o.threads + (i < o.concurrency % o.threads);
+		if (o.rate > 0) {
+			w->open_every = (uint64_t)(1e9 * o.threads / o.rate);
+			w->next_open = r.t_begin + w->open_every * (uint64_t)i / (uint64_t)o.threads;
+		}
 		w->conns = calloc((size_t)w->nconns, sizeof(*w->conns));
 		w->ep = epoll_create1(EPOLL_CLOEXEC);
 		if (o.mode == MODE_RESUME)
