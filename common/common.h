@@ -77,6 +77,9 @@ int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen
 /* The key id a blob was sealed under, or -1 if it is not an envelope. */
 int64_t tt_envelope_key_id(const uint8_t *blob, size_t bloblen);
 void tt_secret_free(void *p, size_t len);
+/* Reads a whole small file (at most max bytes, not empty) NUL-terminated; secrets go to locked
+ * memory (release with tt_secret_free), the rest to malloc. */
+int tt_read_fd(int fd, const char *path, size_t max, bool secret, char **out, size_t *len, struct tt_err *err);
 /* AAD strings, so both binaries agree on what a blob is bound to. */
 size_t tt_envelope_aad_cert(char *buf, size_t size, const char *domain, int64_t cert_id);
 size_t tt_envelope_aad_account(char *buf, size_t size, const char *directory_url);

@@ -75,24 +75,24 @@ static int check_mode(int fd, const char *path, struct tt_err *err)
 }
 
 /* Reads the whole file into locked memory so no stdio buffer keeps a copy of the keys. */
-static int read_locked(int fd, const char *path, char **out, size_t *outlen, struct tt_err *err)
+int tt_read_fd(int fd, const char *path, size_t max, bool secret, char **out, size_t *outlen, struct tt_err *err)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		return tt_fail(err, "cannot stat %s: %s", path, strerror(errno));
-	if (st.st_size > 64 * 1024)
-		return tt_fail(err, "master key file %s is too large", path);
+	if (st.st_size <= 0 || (size_t)st.st_size > max)
+		return tt_fail(err, "%s is empty or larger than %zu bytes", path, max);
 	size_t cap = (size_t)st.st_size + 1;
-	char *buf = sodium_malloc(cap);
+	char *buf = secret ? sodium_malloc(cap) : malloc(cap);
 	if (!buf)
-		return tt_fail(err, "out of locked memory");
+		return tt_fail(err, secret ? "out of locked memory" : "out of memory");
 	size_t len = 0;
 	while (len < cap - 1) {
 		ssize_t r = read(fd, buf + len, cap - 1 - len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			sodium_free(buf);
+			secret ? sodium_free(buf) : free(buf);
 			return tt_fail(err, "cannot read %s: %s", path, strerror(errno));
 		}
 		if (r == 0)
@@ -152,7 +152,7 @@ int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *er
 		return tt_fail(err, "cannot open master key file %s: %s", path, strerror(errno));
 	char *text = NULL;
 	size_t len = 0;
-	if (check_mode(fd, path, err) != 0 || read_locked(fd, path, &text, &len, err) != 0) {
+	if (check_mode(fd, path, err) != 0 || tt_read_fd(fd, path, 64 * 1024, true, &text, &len, err) != 0) {
 		close(fd);
 		return -1;
 	}

@@ -6,44 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "issuer.h"
 
-/* Reads a whole file; secret files go to locked memory (free with tt_secret_free), others to malloc. */
+/* A whole file; a key file into locked memory (free with tt_secret_free). */
 static int read_file(const char *path, bool secret, uint8_t **out, size_t *len, struct tt_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return tt_fail(err, "cannot open %s: %s", path, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20)) {
-		close(fd);
-		return tt_fail(err, "%s: empty or too large", path);
-	}
-	size_t size = (size_t)st.st_size;
-	uint8_t *buf = secret ? sodium_malloc(size + 1) : malloc(size + 1);
-	if (!buf) {
-		close(fd);
-		return tt_fail(err, "out of memory");
-	}
-	size_t got = 0;
-	while (got < size) {
-		ssize_t n = read(fd, buf + got, size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	int rc = tt_read_fd(fd, path, 1 << 20, secret, (char **)out, len, err);
 	close(fd);
-	buf[got] = 0;
-	if (got != size) {
-		secret ? tt_secret_free(buf, size + 1) : free(buf);
-		return tt_fail(err, "short read on %s", path);
-	}
-	*out = buf;
-	*len = size;
-	return 0;
+	return rc;
 }
 
 struct importer {
@@ -54,8 +29,8 @@ struct importer {
 
 /* Checks one certificate and key and stores them inside a savepoint, so a bad one leaves no trace
  * (not even its domain row) and the rest of its transaction stands. */
-static int import_one(struct importer *im, const char *raw_name, const char *cert_path, const char *key_path,
-		      bool say, struct tt_err *err)
+static int import_one(struct importer *im, const char *raw_name, const char *cert_path, const char *key_path, bool say,
+		      struct tt_err *err)
 {
 	char name[TT_NAME_MAX];
 	uint8_t *chain = NULL, *key = NULL, *sealed = NULL;
@@ -103,8 +78,7 @@ static int import_one(struct importer *im, const char *raw_name, const char *cer
 	if (store_domain_add(im->db, name, NULL, NULL, &domain_id, &added, err) < 0)
 		goto out;
 	int64_t cert_id = store_cert_next_id(im->db, err);
-	if (cert_id < 0 ||
-	    keystore_seal_cert(im->kr, name, cert_id, key, key_len, &sealed, &sealed_len, err) < 0)
+	if (cert_id < 0 || keystore_seal_cert(im->kr, name, cert_id, key, key_len, &sealed, &sealed_len, err) < 0)
 		goto out;
 	struct cert_new c = {
 	    .id = cert_id,
@@ -118,7 +92,8 @@ static int import_one(struct importer *im, const char *raw_name, const char *cer
 	    .source = "import",
 	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
 	};
-	if (store_cert_insert(im->db, &c, err) < 0 || tt_db_run(im->db, err, "RELEASE SAVEPOINT import_one", 0, NULL) < 0)
+	if (store_cert_insert(im->db, &c, err) < 0 ||
+	    tt_db_run(im->db, err, "RELEASE SAVEPOINT import_one", 0, NULL) < 0)
 		goto out;
 	in_savepoint = false;
 	if (say)
@@ -222,7 +197,8 @@ int cli_cert_import_batch(struct issuer_ctx *ctx)
 			continue;
 		if (n < 0) {
 			im.failed++;
-			fprintf(stderr, "issuer cert import-batch: %s:%ld: want NAME CHAIN.pem KEY.pem\n", list, lineno);
+			fprintf(stderr, "issuer cert import-batch: %s:%ld: want NAME CHAIN.pem KEY.pem\n", list,
+				lineno);
 			continue;
 		}
 		if (import_one(&im, f[0], f[1], f[2], false, &err) < 0) {
