@@ -4,11 +4,16 @@
 
 #include "common.h"
 
-int64_t tt_now_ms(void)
+int64_t tt_now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t tt_now_ms(void)
+{
+	return tt_now_us() / 1000;
 }
 
 void tt_sleep_ms(int64_t ms)

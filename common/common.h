@@ -128,7 +128,8 @@ int tt_schema_version_latest(void);
 bool tt_pem_next_cert(const char **pos, const char *stop, const char **block, size_t *len);
 
 /* ---- clock.c ---- */
-/* CLOCK_MONOTONIC in milliseconds. */
+/* CLOCK_MONOTONIC, which every deadline is measured on. */
+int64_t tt_now_us(void);
 int64_t tt_now_ms(void);
 /* Sleeps the whole time, resuming after signals. */
 void tt_sleep_ms(int64_t ms);

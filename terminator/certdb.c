@@ -250,7 +250,7 @@ static int send_item(struct certdb *db, struct item *it)
 		return -1;
 	}
 	it->sent = true;
-	it->started_us = term_now_us();
+	it->started_us = tt_now_us();
 	if (is_request(it))
 		db->stats.queries++;
 	return 0;
@@ -436,7 +436,7 @@ static void listening(struct certdb *db, struct item *listen)
 		}
 		if (!n)
 			continue;
-		it = item_new(ITEM_REVALIDATE, names, term_now_ms() + db->query_timeout_ms);
+		it = item_new(ITEM_REVALIDATE, names, tt_now_ms() + db->query_timeout_ms);
 		free(names);
 		if (!it || submit(db, it) < 0) {
 			sni_cache_invalidate_all(db->cache);
@@ -510,7 +510,7 @@ static void drain(struct certdb *db)
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
 			db->detached = pop(db);
-			db->stats.query_us_total += (uint64_t)(term_now_us() - it->started_us);
+			db->stats.query_us_total += (uint64_t)(tt_now_us() - it->started_us);
 			if (is_request(it) && !it->answered) {
 				db->stats.query_errors++;
 				answer(it, -1, NULL, NULL);
@@ -635,10 +635,10 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->misses_per_sec =
 	    config->max_misses_per_sec > 0 ? (double)config->max_misses_per_sec : DEFAULT_MISSES_PER_SEC;
 	db->miss_tokens = db->misses_per_sec;
-	db->miss_refill_us = term_now_us();
+	db->miss_refill_us = tt_now_us();
 	db->backoff_ms = BACKOFF_MIN_MS;
 	db->state = DB_DOWN;
-	certdb_process(db, term_now_ms());
+	certdb_process(db, tt_now_ms());
 	*out = db;
 	return 0;
 }
@@ -675,7 +675,7 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 			return 0;
 		}
 	}
-	int64_t now_us = term_now_us();
+	int64_t now_us = tt_now_us();
 	db->miss_tokens += (double)(now_us - db->miss_refill_us) * db->misses_per_sec / 1e6;
 	if (db->miss_tokens > db->misses_per_sec)
 		db->miss_tokens = db->misses_per_sec; /* bursts up to one second's worth */
@@ -699,7 +699,7 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 
 int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg)
 {
-	struct item *it = item_new(ITEM_CHALLENGE, token, term_now_ms() + db->query_timeout_ms);
+	struct item *it = item_new(ITEM_CHALLENGE, token, tt_now_ms() + db->query_timeout_ms);
 	if (!it) {
 		db->stats.query_errors++;
 		return -1;

@@ -68,7 +68,7 @@ int loop_new(int id, const struct term_config *cfg, const int fds[2], struct met
 	l->https_fd = fds[0];
 	l->http_fd = fds[1];
 	l->db_fd = -1;
-	l->now_ms = term_now_ms();
+	l->now_ms = tt_now_ms();
 	for (int k = 0; k <= TIMER_KINDS; k++) {
 		l->lists[k].prev = l->lists[k].next = &l->lists[k];
 		l->lists[k].kind = -1;
@@ -343,12 +343,12 @@ int loop_run(struct loop *l, struct tt_err *err)
 			loop_begin_drain(l);
 		if (l->draining && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
 			break;
-		l->now_ms = term_now_ms();
+		l->now_ms = tt_now_ms();
 		int64_t wait = loop_next_deadline(l) - l->now_ms;
 		unsigned n;
 		if (ring_wait(l->ring, wait < 0 ? 0 : wait, events, LOOP_EVENTS, &n, err) < 0)
 			return -1;
-		l->now_ms = term_now_ms();
+		l->now_ms = tt_now_ms();
 		for (unsigned i = 0; i < n; i++)
 			loop_dispatch(l, &events[i]);
 		loop_expire(l);

@@ -541,7 +541,7 @@ static int run(struct ctx *x, struct tt_err *err)
 					break;
 				}
 				atomic_store(&draining, true);
-				drain_start = term_now_ms();
+				drain_start = tt_now_ms();
 				deadline = drain_start + x->drain_timeout_ms;
 				tt_log(TT_INFO, "draining", "signal=%s timeout_ms=%lld open=%llu", name,
 				       (long long)x->drain_timeout_ms,
@@ -559,7 +559,7 @@ static int run(struct ctx *x, struct tt_err *err)
 				bool all = true;
 				for (int i = 0; i < started; i++)
 					all = all && atomic_load(&workers[i].loop->done);
-				if (all || term_now_ms() >= deadline)
+				if (all || tt_now_ms() >= deadline)
 					break;
 			}
 		}
@@ -572,7 +572,7 @@ static int run(struct ctx *x, struct tt_err *err)
 			size_t left = 0;
 			for (int i = 0; i < started; i++)
 				left += workers[i].loop->nconns;
-			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(term_now_ms() - drain_start),
+			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(tt_now_ms() - drain_start),
 			       left);
 		}
 	} else {

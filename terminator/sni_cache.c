@@ -238,7 +238,7 @@ enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, stru
 	pthread_mutex_lock(&s->lock);
 	e = find(cache, s, hash, name);
 	if (e && e->negative) {
-		if (term_now_ms() < e->expires_ms) {
+		if (tt_now_ms() < e->expires_ms) {
 			r = SNI_NEGATIVE;
 			s->negative_hits++;
 		} else {
@@ -351,7 +351,7 @@ void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, co
 	uint64_t hash = name_hash(cache, name);
 	struct shard *s = shard_of(cache, hash);
 	struct cert_entry *e = entry_new(name, hash), *dead = NULL;
-	int64_t now = term_now_ms();
+	int64_t now = tt_now_ms();
 
 	if (!e)
 		return; /* the next miss queries again: slower, not wrong */

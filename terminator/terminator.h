@@ -34,17 +34,6 @@
 #include "common.h"
 
 /* ---- shared by the modules ---- */
-static inline int64_t term_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-/* CLOCK_MONOTONIC, which every deadline in the terminator is measured on. */
-static inline int64_t term_now_ms(void)
-{
-	return term_now_us() / 1000;
-}
 /* The splitmix64 finalizer: spreads a keyed tt_name_hash over all 64 bits, so any bits of it can
  * pick a shard, a bucket or a filter bit. */
 static inline uint64_t term_mix64(uint64_t h)
