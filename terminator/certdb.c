@@ -69,6 +69,9 @@ struct certdb {
 	 * of random names must not become a flood of queries. */
 	double miss_tokens, misses_per_sec;
 	int64_t miss_refill_us;
+	/* Refusals are logged at most once a second, with how many there were since. */
+	uint64_t throttled_unlogged;
+	int64_t throttle_logged_us;
 
 	enum db_state state;
 	PGconn *conn;
@@ -682,8 +685,14 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 	db->miss_refill_us = now_us;
 	if (db->miss_tokens < 1) {
 		free(w);
-		db->stats.throttled++;
-		return -1;
+		db->throttled_unlogged++;
+		if (now_us - db->throttle_logged_us >= 1000000) {
+			tt_log(TT_WARN, "cert_queries_throttled", "refused=%llu limit_per_sec=%.0f",
+			       (unsigned long long)db->throttled_unlogged, db->misses_per_sec);
+			db->throttled_unlogged = 0;
+			db->throttle_logged_us = now_us;
+		}
+		return CERTDB_THROTTLED;
 	}
 	db->miss_tokens -= 1;
 	it = item_new(ITEM_CERT, name, now_us / 1000 + db->query_timeout_ms);

@@ -1014,12 +1014,14 @@ static void conn_hello(struct conn *c)
 	}
 	c->state = C_CERT;
 	c->db_pending = true;
-	if (certdb_load_cert(c->loop->db, c->sni, conn_cert_loaded, c) < 0) {
-		if (c->db_pending) {
-			c->db_pending = false;
+	rc = certdb_load_cert(c->loop->db, c->sni, conn_cert_loaded, c);
+	if (rc < 0) {
+		c->db_pending = false;
+		if (rc == CERTDB_THROTTLED)
+			METRIC_ADD(c->loop->m, throttled, 1);
+		else
 			METRIC_ADD(c->loop->m, cert_errors, 1);
-			conn_refuse_name(c, tls_alert_internal_error);
-		}
+		conn_refuse_name(c, tls_alert_internal_error);
 		return;
 	}
 	loop_db_watch(c->loop, false);

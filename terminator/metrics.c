@@ -77,6 +77,7 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	    (unsigned long long)SUM(unknown_sni));
 	put(op, "tracktls_client_hello_refused_total{reason=\"certificate_error\"} %llu\n",
 	    (unsigned long long)SUM(cert_errors));
+	put(op, "tracktls_client_hello_refused_total{reason=\"throttled\"} %llu\n", (unsigned long long)SUM(throttled));
 	uint64_t accepted = SUM(accepted), closed = SUM(closed);
 	counter(op, "tracktls_connections_accepted_total", "Client connections accepted.", accepted);
 	gauge(op, "tracktls_connections_open", "Client connections open now.", accepted - closed);

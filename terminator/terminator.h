@@ -174,9 +174,10 @@ void certdb_free(struct certdb *db);
 /* status: 0 found (entry holds a reference), 1 unknown name (negative-cached), -1 error (a broken
  * row is negative-cached too). The request functions return 0 when the callback will run later,
  * from certdb_process, never from inside the request call; -1 (no callback) when the request fails
- * at once: database down and backing off, too many requests in flight, or more certificate
- * queries per second than max_misses_per_sec (joining a query in flight is free). certdb_free drops
- * pending callbacks without running them. */
+ * at once: database down and backing off, or too many requests in flight; CERTDB_THROTTLED (no
+ * callback) for more certificate queries per second than max_misses_per_sec (joining a query in
+ * flight is free). certdb_free drops pending callbacks without running them. */
+#define CERTDB_THROTTLED (-2)
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
 /* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error. */
@@ -196,7 +197,6 @@ struct certdb_stats {
 	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
 	uint64_t query_us_total;
 	uint64_t bad_certs; /* rows whose key does not open or whose chain/key does not load */
-	uint64_t throttled; /* certificate loads refused by max_misses_per_sec */
 };
 void certdb_stats(const struct certdb *db, struct certdb_stats *out);
 /* Connected, set up and able to answer queries now. */
@@ -361,7 +361,7 @@ enum hs_version { HS_TLS12, HS_TLS13, HS_VERSIONS };
 struct metrics {
 	_Atomic uint64_t handshakes_ok[HS_VERSIONS];
 	_Atomic uint64_t handshakes_failed, handshakes_timeout;
-	_Atomic uint64_t bad_hello, no_sni, unknown_sni, cert_errors;
+	_Atomic uint64_t bad_hello, no_sni, unknown_sni, cert_errors, throttled;
 	_Atomic uint64_t accepted, closed;
 	_Atomic uint64_t bytes_in, bytes_out;
 	_Atomic uint64_t requests, bad_requests, challenges;

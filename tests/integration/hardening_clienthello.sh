@@ -101,6 +101,10 @@ echo "filter off: $q queries for 500 names in ${secs}s"
 check "500 random names refused ($alerts)" test "$alerts" = 500
 check "  ... costing $q queries in ${secs}s, within the miss budget ($limit)" test "$q" -le "$limit"
 check "the cached name is served all through the flood ($during requests)" test "$during" -ge 1
+throttled=$(metric 'tracktls_client_hello_refused_total{reason="throttled"}')
+check "  ... names beyond the budget counted as throttled ($throttled), with the rest queried" test "$throttled" -ge 1 -a "$((throttled + q))" -ge 500
+check "  ... and logged, at most once a second per thread" grep -q "level=warn event=cert_queries_throttled refused=[0-9]* limit_per_sec=20" "$T/terminator.log"
+check "  ... ($(grep -c cert_queries_throttled "$T/terminator.log") lines in ${secs}s)" test "$(grep -c cert_queries_throttled "$T/terminator.log")" -le "$((2 * (secs + 1)))"
 cold_ok() { test "$(served cold.test subject)" = "subject=CN = cold.test"; }
 check "a name not yet cached is served once the flood is over (the budget refills)" wait_until 5 cold_ok
 stop_terminator; rc=$?
