@@ -50,8 +50,10 @@ check "  ... each imported one is the domain's new current certificate (renewal 
 	test "$(count "select count(*) from domains d join certificates c on c.id = d.current_cert_id where d.name in ('b1.batch.test','b2.batch.test','b4.batch.test','b5.batch.test') and c.id > 5")" = 4
 
 out=$($I cert import-batch "$T/nope.list" 2>&1); rc=$?
-check "a list that is not there: exit 2, saying so" test "$rc" = 2 && grep -q "cannot open $T/nope.list" <<<"$out"
+check "a list that is not there: exit 2 ($rc)" test "$rc" = 2
+check "  ... saying so" grep -q "cannot open $T/nope.list" <<<"$out"
 out=$($I cert import-batch "$T/good" --db "host=/nonexistent dbname=x" 2>&1); rc=$?
-check "no database: exit 2, saying so, nothing imported" test "$rc" = 2 && grep -q "nonexistent" <<<"$out"
+check "no database: exit 2 ($rc)" test "$rc" = 2
+check "  ... saying so" grep -q "nonexistent" <<<"$out"
 out=$($I cert import-batch "$T/good" --batch 0 2>&1); rc=$?
 check "--batch 0 refused" test "$rc" = 2

@@ -40,6 +40,18 @@ kill "$BUSY_PID"
 check "a port held by another program: exit non-zero ($rc), no hang" test "$rc" != 0 -a "$rc" != 124
 check "  ... saying why" grep -q "Address already in use" <<<"$out"
 
+# Without --threads: one thread per CPU it may run on, not per CPU online.
+P1=$(free_port) P2=$(free_port) P3=$(free_port)
+taskset -c 0 "$TB" --https "127.0.0.1:$P1" --http "127.0.0.1:$P2" --backend "127.0.0.1:$BACKEND_PORT" \
+	--metrics "127.0.0.1:$P3" --allow-root >"$T/one-cpu.log" 2>&1 &
+ONE=$!
+check "started on one CPU (taskset -c 0) it serves" wait_until 10 curl -sf "http://127.0.0.1:$P3/healthz"
+check "  ... with one thread" grep -q "event=start .* threads=1 " "$T/one-cpu.log"
+kill "$ONE"; wait "$ONE"
+out=$("$TB" --threads 2x 2>&1); rc=$?
+check "--threads 2x is refused (exit $rc)" test "$rc" = 2
+check "  ... saying why" grep -q "not a thread count" <<<"$out"
+
 make_cert www.bulk.test
 # 200,000 more domains, each with a certificate row (a copy of www.bulk.test's: never served).
 psql -qAt -v ON_ERROR_STOP=1 -d "$TRACKTLS_DB" >/dev/null <<'SQL' || fail "bulk domains"
