@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # bench/million.sh: the terminator with 1,000,000 domains in the database (terminator only: HAProxy
 # and hitch load every certificate at start, about 500 s per 50,000 names).
-#   bench/million.sh [--names N] [--real N] [--rate N] [--duration SEC] [--reps N]
+#   bench/million.sh [--names N] [--real N] [--rate N] [--duration SEC] [--reps N] [--threads N]
 # The database holds --names domains, each with a current certificate: --real of them (a bench/corpus
 # imported with `issuer cert import-batch`) are servable; the rest are filler rows copied from a real
 # one (same size, but their sealed keys are bound to another row, so they are never requested).
 # Measures: start-up to the first served handshake and RSS (--reps restarts); cold-cache handshakes
 # opened at --rate per second (open loop; latency counts from the time each was due), every one a
-# miss loaded from PostgreSQL; then the same names again, warm, at the same rate.
+# miss loaded from PostgreSQL; then the same names again, warm, at the same rate; then, as the
+# reference for those latencies on this machine, HAProxy with 1,000 certificates in memory.
 # Writes bench/results/<date>-million.{json,md}.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
 
-names=1000000 real=100000 rate=1000 duration=20 reps=3
+names=1000000 real=100000 rate=1000 duration=20 reps=3 threads=2
 while [ $# -gt 0 ]; do
 	case $1 in
 	--names) names=$2; shift 2 ;;
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
 	--rate) rate=$2; shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--reps) reps=$2; shift 2 ;;
+	--threads) threads=$2; shift 2 ;;
 	*) sed -n '2,10p' "$0" >&2; exit 2 ;;
 	esac
 done
@@ -45,9 +47,10 @@ record() { jq -c --arg sc "$1" '. + {scenario:$sc}' <<<"$2" >>"$RESULTS"; }
 ncpu=$(nproc)
 srv_cpus="0-$((ncpu / 2 - 1))" load_cpus="$((ncpu / 2))-$((ncpu - 1))" load_threads=$((ncpu - ncpu / 2))
 
-PG_DIR=$B/pg TERM_PID= BACKEND_PID=
+PG_DIR=$B/pg TERM_PID= BACKEND_PID= HP_PID=
 cleanup() {
 	[ -n "$TERM_PID" ] && kill "$TERM_PID" 2>/dev/null && wait "$TERM_PID" 2>/dev/null
+	[ -n "$HP_PID" ] && kill "$HP_PID" 2>/dev/null && wait "$HP_PID" 2>/dev/null
 	[ -n "$BACKEND_PID" ] && kill "$BACKEND_PID" 2>/dev/null && wait "$BACKEND_PID" 2>/dev/null
 	pg_stop "$PG_DIR"
 }
@@ -96,13 +99,13 @@ shuf --random-source=<(yes) "$B/corpus-$real/names.txt" >"$T/names.txt"
 head -n1 "$T/names.txt" >"$T/probe.txt"
 start_terminator() {
 	taskset -c "$srv_cpus" "$T/bin/terminator" --db "$TRACKTLS_DB" --https "127.0.0.1:$HTTPS_PORT" \
-		--http "127.0.0.1:$(free_port)" --backend "127.0.0.1:$BACKEND_PORT" --threads 2 \
+		--http "127.0.0.1:$(free_port)" --backend "127.0.0.1:$BACKEND_PORT" --threads "$threads" \
 		--metrics "127.0.0.1:$METRICS_PORT" --log-level warn --allow-root >>"$T/terminator.log" 2>&1 &
 	TERM_PID=$!
 }
 stop_terminator() { kill "$TERM_PID" 2>/dev/null; wait "$TERM_PID" 2>/dev/null; TERM_PID=; }
-served_once() {
-	[ "$("$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$1" --requests 1 --concurrency 1 --timeout 2 2>/dev/null |
+served_once_at() { # PORT NAMES
+	[ "$("$B/load" --connect "127.0.0.1:$1" --names "$2" --requests 1 --concurrency 1 --timeout 2 2>/dev/null |
 		jq -r .requests 2>/dev/null)" = 1 ]
 }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$TERM_PID/status"; }
@@ -113,7 +116,7 @@ for ((rep = 1; rep <= reps; rep++)); do
 	sed -n "${rep}p" "$T/names.txt" >"$T/probe.txt"
 	t0=$(now)
 	start_terminator
-	until served_once "$T/probe.txt"; do
+	until served_once_at "$HTTPS_PORT" "$T/probe.txt"; do
 		kill -0 "$TERM_PID" 2>/dev/null || { say "terminator exited: $(tail -n2 "$T/terminator.log")"; exit 1; }
 		awk -v a="$t0" -v b="$(now)" 'BEGIN{exit !(b-a > 60)}' && { say "not serving after 60 s"; exit 1; }
 		sleep 0.01
@@ -127,29 +130,65 @@ done
 
 # ---- cold, then warm: the names after the probes, each requested once per pass ----
 tail -n +$((reps + 1)) "$T/names.txt" | head -n $((rate * (duration + 2))) >"$T/pass.txt"
-run_pass() {
-	local sc=$1 q0 out
-	q0=$(metric tracktls_db_queries_total)
-	out=$(taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/pass.txt" --sequential \
+# pass SCENARIO PORT PID NAMES: handshakes opened at --rate, each name once, in order.
+pass() {
+	local sc=$1 port=$2 pid=$3 names=$4
+	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$port" --names "$names" --sequential \
 		--mode handshake --rate "$rate" --concurrency 256 --threads "$load_threads" --duration "$duration" \
-		--warmup 1 --label "$sc" --watch-pids "$TERM_PID" 2>>"$T/load.log") || { say "load failed: $(tail -n3 "$T/load.log")"; exit 1; }
+		--warmup 1 --label "$sc" --watch-pids "$pid" 2>>"$T/load.log"
+}
+say_pass() {
+	say "$(jq -r '"\(.label): \(.rps|floor)/s p50=\(.latency_us.p50) p99=\(.latency_us.p99) max=\(.latency_us.max) us errors=\(.errors_total) db_queries=\(.db_queries // "-")"' <<<"$(tail -n1 "$RESULTS")")"
+}
+for sc in cold warm; do
+	q0=$(metric tracktls_db_queries_total)
+	out=$(pass "$sc" "$HTTPS_PORT" "$TERM_PID" "$T/pass.txt") || { say "load failed: $(tail -n3 "$T/load.log")"; exit 1; }
 	record "$sc" "$(jq -c --argjson q "$(($(metric tracktls_db_queries_total) - q0))" \
 		--argjson rss "$(rss_kb)" '. + {db_queries:$q, rss_kb:$rss}' <<<"$out")"
-	say "$(jq -r '"\(.label): \(.rps|floor)/s p50=\(.latency_us.p50) p99=\(.latency_us.p99) max=\(.latency_us.max) us errors=\(.errors_total) db_queries=\(.db_queries)"' <<<"$(tail -n1 "$RESULTS")")"
-}
-run_pass cold
-run_pass warm
+	say_pass
+done
 record metrics "$(jq -nc --argjson m "$(metric tracktls_cert_cache_misses_total)" --argjson e "$(metric tracktls_cert_cache_entries)" \
 	--argjson r "$(metric 'tracktls_client_hello_refused_total{reason="certificate_error"}')" '{cache_misses:$m, cache_entries:$e, certificate_errors:$r}')"
+stop_terminator
+
+# ---- the reference: HAProxy with 1,000 certificates all in memory, same rate, same cores ----
+if command -v haproxy >/dev/null; then
+	"$root/bench/corpus" --out "$B/corpus-1000" --count 1000 || exit 1
+	HP_PORT=$(free_port)
+	cat >"$T/haproxy.cfg" <<EOF
+global
+    nbthread $threads
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:$HP_PORT ssl crt $B/corpus-1000/pem/ strict-sni
+    default_backend be
+backend be
+    server origin 127.0.0.1:$BACKEND_PORT
+EOF
+	taskset -c "$srv_cpus" haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
+	HP_PID=$!
+	head -n1 "$B/corpus-1000/names.txt" >"$T/hp-probe.txt"
+	for ((i = 0; i < 300; i++)); do served_once_at "$HP_PORT" "$T/hp-probe.txt" && break; sleep 0.1; done
+	out=$(pass haproxy "$HP_PORT" "$HP_PID" "$B/corpus-1000/names.txt") || { say "load failed: $(tail -n3 "$T/load.log")"; exit 1; }
+	record haproxy "$out"
+	say_pass
+	kill "$HP_PID"; wait "$HP_PID" 2>/dev/null
+	HP_PID=
+fi
 stop_terminator
 
 mkdir -p "$root/bench/results"
 out=$root/bench/results/$(date -u +%Y-%m-%d)-million
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
 	--argjson cores "$ncpu" --arg terminator "$(git -C "$root" log -1 --format='%h %cs')" \
-	--argjson names "$names" --argjson real "$real" --argjson rate "$rate" --argjson duration "$duration" \
+	--argjson names "$names" --argjson real "$real" --argjson threads "$threads" --argjson rate "$rate" --argjson duration "$duration" \
 	'{date:$date, machine:{cores:$cores, cpu:$cpu}, terminator:$terminator,
-	  setup:{names:$names, real:$real, rate:$rate, duration_s:$duration, server_cores:"first half", threads:2}, runs:.}' \
+	  setup:{names:$names, real:$real, rate:$rate, duration_s:$duration, server_cores:"first half", threads:$threads}, runs:.}' \
 	"$RESULTS" >"$out.json"
 python3 - "$out.json" >"$out.md" <<'PY'
 import json, sys
@@ -163,15 +202,30 @@ print(f"{db['certificates']:,} certificates, {d['setup']['real']:,} of them serv
 print("| figure | value |\n|---|---:|")
 print(f"| start-up to first served handshake, s (median of {len(st)}; min-max) | {st[len(st) // 2]:.3f} ({st[0]:.3f}-{st[-1]:.3f}) |")
 print(f"| resident memory when serving, MiB | {by('startup')[-1]['rss_kb'] / 1024:.1f} |")
-for sc in ("cold", "warm"):
+if by("metrics"):
+    print(f"| resident memory after caching {by('metrics')[0]['cache_entries']:,} names, MiB | {by('warm')[0]['rss_kb'] / 1024:.1f} |")
+hp = by("haproxy")
+ref = hp[0] if hp else None
+def ratio(v, key):
+    if not ref:
+        return ""
+    rv = key(ref)
+    return f" ({v / rv:.2f}x)" if rv else ""
+for sc in ("cold", "warm", "haproxy"):
+    if not by(sc):
+        continue
     r = by(sc)[0]
     l = r["latency_us"]
     cpu = r.get("server_cpu_s", -1)
     per = f"{cpu / r['requests'] * 1e6:.0f}" if cpu > 0 and r["requests"] else "n/a"
-    print(f"| {sc}: handshakes/s opened at {d['setup']['rate']}/s | {r['rps']:.0f} |")
-    print(f"| {sc}: latency p50 / p99 / max, ms | {l['p50'] / 1000:.2f} / {l['p99'] / 1000:.2f} / {l['max'] / 1000:.2f} |")
-    print(f"| {sc}: errors / requests, database queries | {r['errors_total']} / {r['requests']}, {r['db_queries']} |")
-    print(f"| {sc}: server CPU per handshake + request + close, µs | {per} |")
+    label = {"cold": "terminator, cold (each handshake a miss loaded from PostgreSQL)",
+             "warm": "terminator, warm (the same names again)",
+             "haproxy": "HAProxy, 1,000 certificates in memory"}[sc]
+    cpu_ratio = ratio(cpu / r["requests"], lambda x: x["server_cpu_s"] / x["requests"]) if cpu > 0 and r["requests"] else ""
+    print(f"| {label}: handshakes/s opened at {d['setup']['rate']}/s | {r['rps']:.0f} |")
+    print(f"| {label}: latency p50 / p99 / max, ms | {l['p50'] / 1000:.2f} / {l['p99'] / 1000:.2f}{ratio(l['p99'], lambda x: x['latency_us']['p99'])} / {l['max'] / 1000:.2f} |")
+    print(f"| {label}: errors / requests, database queries | {r['errors_total']} / {r['requests']}, {r.get('db_queries', '-')} |")
+    print(f"| {label}: server CPU per handshake + request + close, µs | {per}{cpu_ratio} |")
 imp = by("import")
 if imp:
     print(f"\nImport (this database's build): {imp[0]['count']:,} certificates in {imp[0]['import_s']:.0f} s ({imp[0]['certs_per_s']:.0f}/s).")
