@@ -129,7 +129,7 @@ def main():
     lines.append("")
     for r in issuer:
         if r["scenario"] == "import":
-            lines.append(f"- issuer `cert import`, one process per certificate: {r['names'] if 'names' in r else r['size']:,} "
+            lines.append(f"- issuer `cert import-batch`, one process per core: {r['names'] if 'names' in r else r['size']:,} "
                          f"certificates in {r['import_s']:.1f} s ({r['certs_per_s']:.0f}/s).")
         elif r["scenario"] == "issuer_rate":
             lines.append(f"- issuer against Pebble (NOSLEEP): {r.get('certs_per_min', 0):,.0f} certificates/min "
