@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/million.sh: the terminator with 1,000,000 domains in the database (terminator only: HAProxy
 # and hitch load every certificate at start, about 500 s per 50,000 names).
-#   bench/million.sh [--names N] [--real N] [--rate N] [--duration SEC] [--reps N] [--threads N]
+#   bench/million.sh [--names N] [--real N] [--rate N] [--duration SEC] [--reps N] [--threads N (default: one per server core)]
 # The database holds --names domains, each with a current certificate: --real of them (a bench/corpus
 # imported with `issuer cert import-batch`) are servable; the rest are filler rows copied from a real
 # one (same size, but their sealed keys are bound to another row, so they are never requested).
@@ -14,7 +14,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
 
-names=1000000 real=100000 rate=1000 duration=20 reps=3 threads=2
+names=1000000 real=100000 rate=1000 duration=20 reps=3 threads=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--names) names=$2; shift 2 ;;
@@ -46,6 +46,7 @@ now() { date +%s.%N; }
 record() { jq -c --arg sc "$1" '. + {scenario:$sc}' <<<"$2" >>"$RESULTS"; }
 ncpu=$(nproc)
 srv_cpus="0-$((ncpu / 2 - 1))" load_cpus="$((ncpu / 2))-$((ncpu - 1))" load_threads=$((ncpu - ncpu / 2))
+: "${threads:=$((ncpu / 2 > 0 ? ncpu / 2 : 1))}" # one per server core, as in bench/run
 
 PG_DIR=$B/pg TERM_PID= BACKEND_PID= HP_PID=
 cleanup() {
