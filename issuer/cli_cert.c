@@ -24,7 +24,7 @@ static int read_file(const char *path, bool secret, uint8_t **out, size_t *len, 
 struct importer {
 	struct tt_keyring *kr;
 	PGconn *db;
-	long imported, failed;
+	long failed;
 };
 
 /* Checks one certificate and key and stores them inside a savepoint, so a bad one leaves no trace
@@ -105,9 +105,7 @@ out:
 		struct tt_err ignored;
 		tt_db_run(im->db, &ignored, "ROLLBACK TO SAVEPOINT import_one", 0, NULL);
 	}
-	if (rc == 0)
-		im->imported++;
-	else
+	if (rc < 0)
 		im->failed++;
 	free(sealed);
 	free(chain);
