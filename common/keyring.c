@@ -74,7 +74,7 @@ static int check_mode(int fd, const char *path, struct tt_err *err)
 	return 0;
 }
 
-/* Reads the whole file into locked memory so no stdio buffer keeps a copy of the keys. */
+/* read(2), not stdio: no stdio buffer may keep a copy of a secret file. */
 int tt_read_fd(int fd, const char *path, size_t max, bool secret, char **out, size_t *outlen, struct tt_err *err)
 {
 	struct stat st;

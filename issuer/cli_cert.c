@@ -117,8 +117,7 @@ out:
 
 static int importer_open(struct issuer_ctx *ctx, struct importer *im, struct tt_err *err)
 {
-	if (sodium_init() < 0)
-		return tt_fail(err, "libsodium init failed");
+	/* The key ring first: opening it initialises libsodium, which read_file's locked memory needs. */
 	if (issuer_keyring_open(ctx, &im->kr, err) < 0 || issuer_db_open(ctx, &im->db, err) < 0)
 		return -1;
 	return tt_db_begin(im->db, err);

@@ -216,7 +216,6 @@ static int parse_size(const char *what, const char *s, size_t *out, struct tt_er
 	return 0;
 }
 
-/* Everything start-up and SIGHUP both read: a reload checks the whole of it before using a part. */
 /* The CPUs this process may run on (taskset, a cpuset, systemd's CPUAffinity=), not every online
  * one: a thread beyond them only adds context switches (measured: 10% more CPU per keep-alive
  * request with 2 threads on 1 CPU). */
@@ -228,6 +227,7 @@ static long usable_cpus(void)
 	return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+/* Everything start-up and SIGHUP both read: a reload checks the whole of it before using a part. */
 static int build_config(struct tt_config_entry *cfg, struct term_config *tc, struct sni_cache_limits *limits,
 			int *threads, enum tt_level *level, int64_t *drain_ms, struct tt_err *err)
 {
