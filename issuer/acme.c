@@ -32,6 +32,7 @@ struct acme_client {
 	char retry_after[64];
 	char content_type[128];
 	bool timed_out, cancelled;
+	long bad_nonce_retries; /* badNonce answers retried with the fresh nonce that came along */
 };
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
@@ -326,6 +327,8 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 			const char *detail = json_string_value(json_object_get(doc, "detail"));
 			if (type && strcmp(type, "urn:ietf:params:acme:error:badNonce") == 0 && nonce_left-- > 0) {
 				json_decref(doc);
+				c->bad_nonce_retries++;
+				tt_log(TT_INFO, "acme_bad_nonce_retry", "url=%s retries_left=%d", url, nonce_left);
 				continue; /* perform() kept the fresh nonce that came with the error */
 			}
 			acme_problem_set(prob, c->status, type ? type : "http", detail ? detail : c->body, doc);
@@ -343,6 +346,11 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 	}
 	curl_slist_free_all(hdrs);
 	return rc;
+}
+
+long acme_bad_nonce_retries(const struct acme_client *c)
+{
+	return c->bad_nonce_retries;
 }
 
 int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,

@@ -48,11 +48,13 @@ int acme_parse_rfc3339(const char *s, time_t *out)
 {
 	struct tm tm;
 	int used = 0;
+	char sep = 0;
 	memset(&tm, 0, sizeof(tm));
+	/* RFC 3339 section 5.6: the T and Z may be lower case */
 	if (!s ||
-	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-		   &tm.tm_sec, &used) != 6 ||
-	    used == 0)
+	    sscanf(s, "%4d-%2d-%2d%c%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &sep, &tm.tm_hour, &tm.tm_min,
+		   &tm.tm_sec, &used) != 7 ||
+	    used == 0 || (sep != 'T' && sep != 't'))
 		return -1;
 	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
 	    tm.tm_sec > 60 || tm.tm_year < 1970)

@@ -235,6 +235,8 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 void acme_directory_free(struct acme_directory *dir);
 /* Seconds of the last response's Retry-After, or -1. */
 int64_t acme_retry_after(const struct acme_client *c);
+/* How many badNonce answers this client retried (each is logged as acme_bad_nonce_retry). */
+long acme_bad_nonce_retries(const struct acme_client *c);
 /* The calls below return ACME_OK, ACME_FAIL or ACME_RATE_LIMITED (429, or 503 with Retry-After). */
 int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err);
 int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,

@@ -797,8 +797,12 @@ int run_main(struct issuer_ctx *ctx)
 		pthread_kill(sig_thread, SIGTERM);
 		pthread_join(sig_thread, NULL);
 	}
-	for (long i = 0; i < concurrency; i++)
+	long bad_nonces = 0;
+	for (long i = 0; i < concurrency; i++) {
+		if (ws[i].acme)
+			bad_nonces += acme_bad_nonce_retries(ws[i].acme);
 		worker_free(&ws[i]);
+	}
 	free(ws);
 	free(ts);
 	pthread_mutex_destroy(&r.mu);
@@ -808,9 +812,9 @@ int run_main(struct issuer_ctx *ctx)
 	rc = r.fatal ? 2 : r.failed ? 1 : 0;
 	metrics_write(ctx, db, r.issued, r.renewed, r.failed, &err);
 	tt_log(rc ? TT_WARN : TT_INFO, "run_done",
-	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld elapsed_ms=%" PRId64
-	       " failed_domains=%s",
-	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, tt_now_ms() - started,
+	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld bad_nonce_retries=%ld"
+	       " elapsed_ms=%" PRId64 " failed_domains=%s",
+	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, bad_nonces, tt_now_ms() - started,
 	       r.failed_names ? r.failed_names : "");
 	free(r.failed_names);
 out:

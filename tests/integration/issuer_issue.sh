@@ -10,6 +10,7 @@ $I domain add one.test >/dev/null && $I domain add two.test >/dev/null && $I dom
 $I run --self-check-via "127.0.0.1:$HTTP" --metrics-file "$T/issuer.prom" 2>"$T/run1.log"; rc=$?
 check "first run exits 0" test "$rc" = 0
 check "one summary line with issued=3" grep -q "event=run_done.*issued=3 renewed=0 failed=0" "$T/run1.log"
+check "  ... retrying no badNonce: Pebble here rejects none" grep -q "event=run_done.* bad_nonce_retries=0 " "$T/run1.log"
 check "all three domains active" test "$(q "select count(*) from domains where state='active' and current_cert_id is not null")" = 3
 check "one account, key sealed" test "$(q "select count(*) from acme_accounts where account_url like 'https://127.0.0.1:%' and sealed_key is not null")" = 1
 check "challenge rows deleted" test "$(q "select count(*) from challenges")" = 0

@@ -1,0 +1,59 @@
+/* acme_parse.c: the values its hand-written parsers return for what a CA sends outside JSON. */
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "issuer.h"
+
+/* 2026-11-30T12:34:56Z */
+#define T_2026_11_30_123456 ((time_t)1796042096)
+
+static time_t parsed(const char *s)
+{
+	time_t t = 0;
+	return acme_parse_rfc3339(s, &t) == 0 ? t : (time_t)-1;
+}
+
+int main(void)
+{
+	char out[64];
+	const char line[] = "Retry-After:   120  \r\n";
+	CHECK(acme_header_value(line, strlen(line), "retry-after:", out, sizeof(out)) && strcmp(out, "120") == 0,
+	      "header value: name matched without case, value trimmed");
+	CHECK(!acme_header_value(line, strlen(line), "replay-nonce:", out, sizeof(out)), "another header: no value");
+	CHECK(acme_header_value(line, strlen(line), "retry-after:", out, 3) && strcmp(out, "12") == 0,
+	      "a value longer than the buffer is cut and terminated");
+	CHECK(!acme_header_value("Retry-After:", 12, "retry-after:", out, sizeof(out)),
+	      "a header with nothing after the name has no value");
+
+	CHECK(acme_parse_retry_after("120") == 120, "Retry-After seconds");
+	CHECK(acme_parse_retry_after("0") == 0, "Retry-After 0");
+	CHECK(acme_parse_retry_after("86401") == 86400, "Retry-After over a day is a day");
+	CHECK(acme_parse_retry_after("99999999999999999999") == 86400, "Retry-After with many digits is a day");
+	CHECK(acme_parse_retry_after("12a") == -1, "Retry-After with trailing junk is refused");
+	CHECK(acme_parse_retry_after("-5") == -1, "a negative Retry-After is refused");
+	CHECK(acme_parse_retry_after("") == -1 && acme_parse_retry_after(NULL) == -1, "an empty Retry-After is refused");
+	CHECK(acme_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0, "an HTTP date in the past means now");
+	char future[64];
+	time_t in_an_hour = time(NULL) + 3600;
+	struct tm tm;
+	gmtime_r(&in_an_hour, &tm);
+	strftime(future, sizeof(future), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	int64_t d = acme_parse_retry_after(future);
+	CHECK(d >= 3590 && d <= 3600, "an HTTP date an hour ahead is about 3600 s");
+	CHECK(acme_parse_retry_after("Wed, 21 Oct 2015 07:28:00 CET") == -1, "an HTTP date not in GMT is refused");
+
+	CHECK(parsed("2026-11-30T12:34:56Z") == T_2026_11_30_123456, "RFC 3339 in UTC");
+	CHECK(parsed("2026-11-30t12:34:56z") == T_2026_11_30_123456, "RFC 3339 lower-case t and z");
+	CHECK(parsed("2026-11-30T12:34:56.123456789Z") == T_2026_11_30_123456, "fractional seconds are dropped");
+	CHECK(parsed("2026-11-30T14:34:56+02:00") == T_2026_11_30_123456, "a positive offset is subtracted");
+	CHECK(parsed("2026-11-30T10:04:56-02:30") == T_2026_11_30_123456, "a negative offset is added");
+	CHECK(parsed("1970-01-01T00:00:00Z") == 0, "the epoch");
+	CHECK(parsed("2026-11-30T12:34:56") == -1, "no zone is refused");
+	CHECK(parsed("2026-13-01T00:00:00Z") == -1, "month 13 is refused");
+	CHECK(parsed("2026-11-30T24:00:00Z") == -1, "hour 24 is refused");
+	CHECK(parsed("1969-12-31T23:59:59Z") == -1, "before the epoch is refused");
+	CHECK(parsed("2026-11-30T12:34:56+25:00") == -1, "an offset of 25 hours is refused");
+	CHECK(parsed("not a date") == -1 && parsed("") == -1, "junk is refused");
+	CHECK_DONE();
+}
