@@ -13,5 +13,6 @@ check "  ... one certificate each" test "$(q "select count(*) from certificates"
 retried=$(sed -n 's/.*event=run_done .*bad_nonce_retries=\([0-9]*\).*/\1/p' "$T/run.log")
 logged=$(grep -c 'event=acme_bad_nonce_retry ' "$T/run.log")
 check "the run retried badNonce answers (run_done bad_nonce_retries=$retried)" test "${retried:-0}" -gt 0
-check "  ... and logged each retry ($logged acme_bad_nonce_retry lines)" test "$logged" = "${retried:-x}"
+# run_done counts the orders' retries; registering the account retries too, and logs it.
+check "  ... and logged each retry ($logged acme_bad_nonce_retry lines)" test "$logged" -ge "${retried:-0}"
 
