@@ -107,6 +107,7 @@ test:
 -include bench/bench.mk
 -include tests/fuzz/fuzz.mk
 -include demo/demo.mk
+include deploy/install.mk
 
 lint:
 	clang-format --dry-run --Werror common/*.[ch] terminator/*.[ch] issuer/*.[ch]
