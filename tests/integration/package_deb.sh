@@ -20,6 +20,8 @@ fi
 # ---- build from a clean checkout ----
 src=$T/src
 mkdir -p "$src"
+# The copy goes at exit: its own tests/ would match run.sh's scan of this folder for sanitizer reports.
+TT_CLEANUPS+=("rm -rf '$src'")
 git -C "$TT_ROOT" archive HEAD | tar -x -C "$src" || { fail "git archive HEAD"; exit 1; }
 [ -z "$(git -C "$TT_ROOT" status --porcelain --untracked-files=no)" ] ||
 	echo "note: the work tree has uncommitted changes; this builds HEAD ($(git -C "$TT_ROOT" rev-parse --short HEAD))"
