@@ -49,6 +49,20 @@ done
 check "  ... and no plain terminator or issuer (Debian's terminal emulator owns /usr/bin/terminator)" \
 	bash -c "! grep -qE '/(terminator|issuer)\$' '$T/contents'"
 
+# ---- make install / uninstall with PREFIX and DESTDIR, in the tree the package was built in ----
+built=$src/build/deb/src
+stage=$T/stage
+make -C "$built" install PREFIX=/usr/local DESTDIR="$stage" >"$T/install-make.log" 2>&1
+check "make install PREFIX=/usr/local DESTDIR=... installs the installed names" \
+	test -x "$stage/usr/local/bin/tracktls-terminator" -a -x "$stage/usr/local/bin/tracktls-issuer" \
+	-a -f "$stage/usr/local/share/man/man1/tracktls-issuer.1" -a -f "$stage/etc/cron.d/tracktls-issuer"
+check "  ... its units and cron file start PREFIX/bin/tracktls-*" \
+	bash -c "grep -q 'ExecStart=/usr/local/bin/tracktls-terminator ' '$stage/usr/local/lib/systemd/system/tracktls-terminator.service' &&
+		grep -q ' /usr/local/bin/tracktls-issuer run ' '$stage/etc/cron.d/tracktls-issuer' &&
+		! grep -rq '/usr/bin/tracktls' '$stage/usr/local/lib/systemd/system' '$stage/etc/cron.d'"
+make -C "$built" uninstall PREFIX=/usr/local DESTDIR="$stage" >>"$T/install-make.log" 2>&1
+check "make uninstall removes every file it installed" test -z "$(find "$stage" -type f)"
+
 # ---- install on this machine ----
 exec 9>/run/lock/tracktls-package-test.lock
 flock 9
