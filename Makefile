@@ -91,7 +91,8 @@ $(BUILD)/tests/issuer/%: tests/unit/issuer/%.c $(ISSUER_LIB) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -Iissuer -Itests/unit $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# build/deb holds a copy of the tree (make deb) with its own build/ and directories such as cron.d.
+-include $(shell find build -path build/deb -prune -o -type f -name '*.d' -print 2>/dev/null)
 
 deps:
 	scripts/deps.sh
@@ -107,6 +108,7 @@ test:
 -include bench/bench.mk
 -include tests/fuzz/fuzz.mk
 -include demo/demo.mk
+include deploy/install.mk
 
 lint:
 	clang-format --dry-run --Werror common/*.[ch] terminator/*.[ch] issuer/*.[ch]

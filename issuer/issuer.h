@@ -283,7 +283,8 @@ int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct t
 			struct acme_client **c, struct jws_key **k, struct tt_err *err);
 
 /* ---- metrics.c ---- */
-/* Writes --metrics-file (if set) atomically: the run's counters and the store's state. */
-int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, struct tt_err *err);
+/* Writes --metrics-file (if set) atomically: the run's counters, its exit status and the store's state. */
+int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, int status,
+		  struct tt_err *err);
 
 #endif

@@ -9,7 +9,8 @@
 
 #include "issuer.h"
 
-int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, struct tt_err *err)
+int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, int status,
+		  struct tt_err *err)
 {
 	const char *path = issuer_opt(ctx, "metrics-file");
 	if (!path)
@@ -47,9 +48,12 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# HELP tracktls_issuer_soonest_expiry_seconds Unix time of the soonest current certificate expiry.\n"
 		"# TYPE tracktls_issuer_soonest_expiry_seconds gauge\ntracktls_issuer_soonest_expiry_seconds %s\n"
 		"# HELP tracktls_issuer_last_run_seconds Unix time the last run ended.\n"
-		"# TYPE tracktls_issuer_last_run_seconds gauge\ntracktls_issuer_last_run_seconds %lld\n",
+		"# TYPE tracktls_issuer_last_run_seconds gauge\ntracktls_issuer_last_run_seconds %lld\n"
+		"# HELP tracktls_issuer_exit_status Exit status of the last run (0 all done, 1 some domains failed, 2 "
+		"the run could not do its job).\n"
+		"# TYPE tracktls_issuer_exit_status gauge\ntracktls_issuer_exit_status %d\n",
 		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1),
-		(long long)time(NULL));
+		(long long)time(NULL), status);
 	PQclear(res);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);

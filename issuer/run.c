@@ -810,7 +810,6 @@ int run_main(struct issuer_ctx *ctx)
 	if (r.fatal)
 		fprintf(stderr, "issuer run: %s\n", r.fatal_msg);
 	rc = r.fatal ? 2 : r.failed ? 1 : 0;
-	metrics_write(ctx, db, r.issued, r.renewed, r.failed, &err);
 	tt_log(rc ? TT_WARN : TT_INFO, "run_done",
 	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld bad_nonce_retries=%ld"
 	       " elapsed_ms=%" PRId64 " failed_domains=%s",
@@ -818,6 +817,10 @@ int run_main(struct issuer_ctx *ctx)
 	       r.failed_names ? r.failed_names : "");
 	free(r.failed_names);
 out:
+	/* Also after a key-ring or CA failure (status 2), for the alert; a run without the database
+	 * writes nothing, and the file's age tells. */
+	if (db && !issuer_flag(ctx, "dry-run"))
+		metrics_write(ctx, db, r.issued, r.renewed, r.failed, rc, &err);
 	session_close(&session);
 	tt_keyring_free(kr);
 	if (db)

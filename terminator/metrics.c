@@ -55,6 +55,20 @@ static void gauge(struct out *o, const char *name, const char *help, uint64_t v)
 	put(o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
+/* Why a load balancer should send no new connections here, or NULL. A warm cache serves most
+ * clients through a database outage, so only a cold cache without a database is unhealthy. */
+static const char *metrics_unhealthy(const struct metrics_sources *src)
+{
+	if (src->draining && atomic_load(src->draining))
+		return "draining";
+	for (int i = 0; i < src->nloops; i++)
+		if (atomic_load_explicit(&src->loops[i]->db_ready, memory_order_relaxed))
+			return NULL;
+	struct sni_cache_stats st;
+	sni_cache_stats(src->cache, &st);
+	return st.entries > 0 ? NULL : "database unreachable and certificate cache empty";
+}
+
 size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 {
 	struct out o = {buf, size, 0};
@@ -134,6 +148,9 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		counter(op, "tracktls_ticket_key_reload_errors_total", "Ticket key reloads that failed.",
 			ts.reload_errors);
 		gauge(op, "tracktls_ticket_keys", "Ticket keys held.", ts.keys);
+		gauge(op, "tracktls_ticket_key_newest_start_seconds",
+		      "Unix time the newest fleet ticket key held starts encrypting (0: none).",
+		      (uint64_t)ts.newest_start);
 	}
 	counter(op, "tracktls_db_queries_total", "Database lookups (certificates and challenges).", SUM(db_queries));
 	counter(op, "tracktls_db_query_errors_total", "Database lookups that failed.", SUM(db_query_errors));
@@ -143,25 +160,13 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	counter(op, "tracktls_db_reconnects_total", "Database reconnections.", SUM(db_reconnects));
 	counter(op, "tracktls_db_bad_certificates_total", "Certificate rows that did not open or load.",
 		SUM(db_bad_certs));
+	/* /healthz as a series, so an alert sees what the load balancer sees. */
+	gauge(op, "tracktls_healthy", "1 while /healthz answers 200.", metrics_unhealthy(src) == NULL);
 	put(op,
 	    "# HELP tracktls_db_query_seconds_total Time spent waiting for database lookups.\n"
 	    "# TYPE tracktls_db_query_seconds_total counter\ntracktls_db_query_seconds_total %.6f\n",
 	    (double)SUM(db_query_us_total) / 1e6);
 	return o.len;
-}
-
-/* Why a load balancer should send no new connections here, or NULL. A warm cache serves most
- * clients through a database outage, so only a cold cache without a database is unhealthy. */
-static const char *metrics_unhealthy(const struct metrics_sources *src)
-{
-	if (src->draining && atomic_load(src->draining))
-		return "draining";
-	for (int i = 0; i < src->nloops; i++)
-		if (atomic_load_explicit(&src->loops[i]->db_ready, memory_order_relaxed))
-			return NULL;
-	struct sni_cache_stats st;
-	sni_cache_stats(src->cache, &st);
-	return st.entries > 0 ? NULL : "database unreachable and certificate cache empty";
 }
 
 static void metrics_answer(struct metrics_server *srv, int fd)

@@ -291,6 +291,7 @@ int tickets_start_refresher(struct tickets *t, const char *conninfo, const struc
 struct tickets_stats {
 	uint64_t issued, resumed, renewed, rejected, reloads, reload_errors;
 	size_t keys;
+	int64_t newest_start; /* unix seconds; 0 with no fleet key */
 };
 void tickets_stats(struct tickets *t, struct tickets_stats *out);
 /* Asks the refresher to reload the keys now (SIGHUP); returns at once. */

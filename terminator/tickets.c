@@ -300,5 +300,9 @@ void tickets_stats(struct tickets *t, struct tickets_stats *out)
 	out->reload_errors = atomic_load_explicit(&t->reload_errors, memory_order_relaxed);
 	pthread_rwlock_rdlock(&t->lock);
 	out->keys = t->count;
+	out->newest_start = 0;
+	for (size_t i = 0; i < t->count; i++)
+		if (t->slots[i].key.start > out->newest_start)
+			out->newest_start = t->slots[i].key.start;
 	pthread_rwlock_unlock(&t->lock);
 }

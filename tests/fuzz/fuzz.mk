@@ -21,7 +21,7 @@ fuzz_field = $(shell sed -n 's|^// $(2):[[:space:]]*||p' tests/fuzz/$(1).c)
 define FUZZ_RULE
 $(FUZZ_DIR)/bin/$(1): tests/fuzz/$(1).c $(call fuzz_field,$(1),fuzz-sources) $(FUZZ_HEADERS) tests/fuzz/fuzz.mk
 	@mkdir -p $$(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $$@ tests/fuzz/$(1).c $(call fuzz_field,$(1),fuzz-sources) $(call fuzz_field,$(1),fuzz-libs)
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ tests/fuzz/$(1).c $(call fuzz_field,$(1),fuzz-sources) $(call fuzz_field,$(1),fuzz-libs)
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_RULE,$(t))))
 

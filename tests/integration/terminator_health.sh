@@ -13,6 +13,7 @@ health_is() { test "$(health "$1")" = "$2"; }
 
 check "terminator starts; /healthz 200 with the database reachable and the cache empty" start_terminator
 check "  ... (cache empty)" test "$(metric tracktls_cert_cache_entries)" = 0
+check "  ... and /metrics says tracktls_healthy 1" test "$(metric tracktls_healthy)" = 1
 WARM_M=$METRICS_PORT WARM_PID=$TERM_PID WARM_HTTPS=$HTTPS_PORT
 check "a handshake warms the cache" test "$(served a.test subject)" = "subject=CN = a.test"
 
@@ -24,6 +25,7 @@ pg_stop "$T/pg"
 check "PostgreSQL is down" test ! -S "$T/pg/.s.PGSQL.5432"
 check "database unreachable and cache empty: 503" wait_until 15 health_is "$COLD_M" 503
 check "  ... saying why" grep -q "database unreachable" "$T/health.body"
+check "  ... and /metrics says tracktls_healthy 0 (what alerts read)" test "$(METRICS_PORT=$COLD_M metric tracktls_healthy)" = 0
 check "database unreachable but cache warm: still 200" health_is "$WARM_M" 200
 check "  ... and the warm one serves its cached name" test "$(HTTPS_PORT=$WARM_HTTPS served a.test subject)" = "subject=CN = a.test"
 

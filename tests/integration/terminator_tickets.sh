@@ -29,6 +29,9 @@ B_PORT=$HTTPS_PORT B_M=$METRICS_PORT
 metric_of() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 held() { test "$(metric_of "$1" tracktls_ticket_keys)" = "$2"; }
 check "both hold the database's key" wait_until 10 bash -c "$(declare -f metric_of held); held $A_M 1 && held $B_M 1"
+key_start=$(psql -qAt -d "$TRACKTLS_DB" -c "select floor(extract(epoch from max(created_at)))::bigint from ticket_keys")
+check "tracktls_ticket_key_newest_start_seconds is the key's start ($key_start), for the rotation alert" \
+	test "$(metric_of "$A_M" tracktls_ticket_key_newest_start_seconds)" = "$key_start"
 
 # ticket PORT FILE [openssl flags]: a request answered before the client goes, so the ticket
 # (sent after the handshake) is read.
