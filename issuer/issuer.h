@@ -14,7 +14,7 @@
  *   keystore.c    the only module that sees the master key: seals and opens private keys
  *   store.c       domain and certificate rows: add, find, remove, list, store a certificate
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
- *   acme_parse.c  hand-written parsers of the CA's header values and dates (fuzzed)
+ *   acme_parse.c  hand-written parsers of the CA's header values, dates and tokens (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
  *   account.c     our ACME account per directory: load the sealed key, check the CA still has
@@ -192,6 +192,10 @@ json_t *jws_eab(const char *kid, const char *hmac_b64, const char *url, const st
 
 /* ---- acme.c ---- */
 enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
+/* Problem types of ours for what the CA sent and we refused (recorded on the domain). */
+#define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
+#define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
+#define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
 struct acme_config {
 	const char *directory;
 	const char *ca_file;
@@ -257,6 +261,13 @@ bool acme_header_value(const char *line, size_t len, const char *name, char *out
 /* Seconds of a Retry-After value (delta-seconds or HTTP date), capped at a day; -1 if malformed. */
 int64_t acme_parse_retry_after(const char *v);
 int acme_parse_rfc3339(const char *s, time_t *out);
+/* An HTTP-01 token is base64url (RFC 8555 8.1); more than this is not a token any CA sends. */
+#define ACME_TOKEN_MAX 128
+/* Whether token is [A-Za-z0-9_-]{1,ACME_TOKEN_MAX}: all that may reach a URL path and the database. */
+bool acme_token_valid(const char *token);
+/* 0 when url is https on the directory's origin (scheme, host and port; default port explicit or
+ * not); otherwise -1 and why, in words for the log and the domain's error. */
+int acme_url_check(const char *directory, const char *url, char *why, size_t why_size);
 
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */

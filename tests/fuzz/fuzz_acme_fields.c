@@ -1,5 +1,6 @@
-/* Fuzzes the issuer's hand-written parsers of CA responses: header lines, Retry-After, RFC 3339. */
+/* Fuzzes the issuer's parsers of CA responses: header lines, Retry-After, RFC 3339, tokens, URLs. */
 // fuzz-sources: issuer/acme_parse.c
+// fuzz-libs: -lcurl
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	acme_parse_retry_after(s);
 	time_t t;
 	acme_parse_rfc3339(s, &t);
+	acme_token_valid(s);
+	char why[128];
+	acme_url_check("https://ca.example:14000/dir", s, why, sizeof(why));
+	acme_url_check(s, "https://ca.example:14000/x", why, sizeof(why));
 	free(s);
 	return 0;
 }
