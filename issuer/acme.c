@@ -613,6 +613,14 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 		problem_from(prob, NULL, "badCertificate", "download is not a PEM chain");
 		return tt_fail(err, "certificate download for %s is not PEM", req->name);
 	}
+	/* Nothing the CA sent is stored, nor served, before it verifies as what we ordered. */
+	if (chain_verify(c->cfg->chain_ca_file, c->body, c->len, req->name, req->csr, req->csr_len, time(NULL), err) <
+	    0) {
+		char q[600];
+		tt_log(TT_WARN, "chain_refused", "name=%s reason=%s", req->name, tt_log_quote(q, sizeof(q), err->msg));
+		problem_from(prob, NULL, ACME_PROBLEM_BAD_CHAIN, err->msg);
+		return err_wrap(err, "refused the chain downloaded for %s", req->name);
+	}
 	*chain_pem = strdup(c->body);
 	return *chain_pem ? ACME_OK : tt_fail(err, "out of memory");
 }
