@@ -211,6 +211,8 @@ enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
 #define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
 #define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
 #define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
+/* The self-check's target is loopback, private or reserved (peer_addr.c) and --self-check-via is unset. */
+#define ACME_PROBLEM_SELF_CHECK_REFUSED "urn:tracktls:selfCheckRefused"
 struct acme_config {
 	const char *directory;
 	const char *ca_file;

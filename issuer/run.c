@@ -221,7 +221,7 @@ static int self_check_refused(const struct worker *w, const struct peer_guard *g
 		 "--self-check-via to check through the edge)",
 		 w->name, g->addr);
 	tt_log(TT_WARN, "self_check_refused", "name=%s addr=%s", w->name, g->addr);
-	acme_problem_set(prob, 0, "urn:tracktls:selfCheckRefused", detail, NULL);
+	acme_problem_set(prob, 0, ACME_PROBLEM_SELF_CHECK_REFUSED, detail, NULL);
 	return tt_fail(err, "%s", detail);
 }
 

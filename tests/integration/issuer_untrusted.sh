@@ -28,11 +28,13 @@ check "with Pebble's issuing root the same chain verifies and is stored (exit $r
 # (libcurl resolves *.localhost to loopback itself, RFC 6761, so no resolver needs changing)
 $I domain add ssrf.localhost >/dev/null
 before=$(grep -c 'ssrf.localhost' "$T/pebble/pebble.log")
-$I run 2>"$T/ssrf.log"; rc=$?
+$I run --metrics-file "$T/issuer.prom" 2>"$T/ssrf.log"; rc=$?
 check "a domain resolving to loopback fails the self-check (exit $rc)" test "$rc" = 1
 check "  ... refused, not attempted: logged with the address" grep -q "event=self_check_refused name=ssrf.localhost addr=127.0.0.1" "$T/ssrf.log"
 check "  ... recorded as selfCheckRefused, telling the operator about --self-check-via" \
 	test "$(q "select last_error_type, last_error_detail like '%127.0.0.1%--self-check-via%' from domains where name='ssrf.localhost'")" = "urn:tracktls:selfCheckRefused|t"
+check "  ... counted in the metrics file, beside the two refused chains" \
+	bash -c "grep -qx 'tracktls_issuer_refused{what=\"self_check_target\"} 1' '$T/issuer.prom' && grep -qx 'tracktls_issuer_refused{what=\"chain\"} 2' '$T/issuer.prom'"
 check "  ... and the CA was never asked to validate it" bash -c "! grep 'ssrf.localhost' '$T/pebble/pebble.log' | tail -n +$((before + 1)) | grep -qi 'challenge'"
 
 # --- the CA's URLs: a directory pointing off https or off its origin is refused before any use
