@@ -269,8 +269,8 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 		return tt_fail(err, "%s is not an ACME directory", c->cfg->directory);
 	const struct {
 		const char *name, *url;
-	} entries[] = {{"newNonce", dir->new_nonce},	{"newAccount", dir->new_account},
-		       {"newOrder", dir->new_order},	{"revokeCert", dir->revoke_cert},
+	} entries[] = {{"newNonce", dir->new_nonce},   {"newAccount", dir->new_account},
+		       {"newOrder", dir->new_order},   {"revokeCert", dir->revoke_cert},
 		       {"keyChange", dir->key_change}, {"renewalInfo", dir->renewal_info}};
 	for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++)
 		if (entries[i].url[0] && url_allowed(c, entries[i].name, entries[i].url, err) < 0) {
@@ -308,7 +308,8 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 		*out = NULL;
 	for (;;) {
 		if (!c->nonce[0] && fresh_nonce(c, err) < 0) {
-			acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg, NULL);
+			acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg,
+					 NULL);
 			break;
 		}
 		json_t *prot = json_object();

@@ -256,9 +256,9 @@ int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain
 	    acme_revoke(c, PQgetvalue(res, 0, 0), reason, &prob, err) != ACME_OK)
 		goto out;
 	/* A revoked certificate is replaced at once, not inside a renewal window: no ARI id to ask about. */
-	rc = tt_db_run(db, err,
-		       "UPDATE certificates SET revoked_at = now(), revoke_reason = $2, ari_cert_id = NULL WHERE id = $1", 2,
-		       p);
+	rc = tt_db_run(
+	    db, err, "UPDATE certificates SET revoked_at = now(), revoke_reason = $2, ari_cert_id = NULL WHERE id = $1",
+	    2, p);
 	if (rc == 0)
 		tt_log(TT_INFO, "cert_revoked", "name=%s cert_id=%s reason=%d", d->name, cid, reason);
 out:
@@ -286,8 +286,8 @@ static int replace_revoked(PGconn *db, const struct domain_row *d, int reason, s
 	const char *p[] = {did, cid};
 	int rc;
 	if (reason != REASON_KEY_COMPROMISE)
-		return tt_db_run(db, err, "UPDATE domains SET next_attempt_at = now() WHERE id = $1 AND current_cert_id = $2",
-				 2, p);
+		return tt_db_run(
+		    db, err, "UPDATE domains SET next_attempt_at = now() WHERE id = $1 AND current_cert_id = $2", 2, p);
 	if (tt_db_begin(db, err) < 0)
 		return -1;
 	rc = tt_db_run(db, err, "UPDATE certificates SET sealed_key = NULL WHERE id = $2 AND domain_id = $1", 2, p);

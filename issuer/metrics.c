@@ -25,9 +25,10 @@ static void write_refusals(FILE *f, PGconn *db)
 		const char *p[] = {kinds[i].type};
 		PGresult *res;
 		struct tt_err err;
-		if (tt_db_exec(db, &res, &err,
-			       "SELECT count(*) FROM domains WHERE state IN ('failing', 'paused') AND last_error_type = $1",
-			       1, p) < 0) {
+		if (tt_db_exec(
+			db, &res, &err,
+			"SELECT count(*) FROM domains WHERE state IN ('failing', 'paused') AND last_error_type = $1", 1,
+			p) < 0) {
 			tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err.msg);
 			continue;
 		}
