@@ -18,7 +18,7 @@ check "  ... nothing stored: no certificate row, no current certificate" test "$
 $I domain add store.test >/dev/null
 env -u TRACKTLS_CHAIN_CA_FILE "$I" run --self-check-via "127.0.0.1:$HTTP" 2>"$T/chain2.log"; rc=$?
 check "without --chain-ca-file the system store is the trust, and Pebble's root is not in it (exit $rc)" \
-	bash -c "test $rc = 1 && grep -q 'event=chain_refused name=store.test .*ca-certificates.crt' '$T/chain2.log' && test \$(psql -qAtX -d '$TRACKTLS_DB' -c \"select count(*) from certificates\") = 0"
+	bash -c "test $rc = 1 && grep -q 'event=chain_refused name=store.test reason=.*does not verify up to a root in /etc/ssl/certs/ca-certificates.crt' '$T/chain2.log' && test \$(psql -qAtX -d '$TRACKTLS_DB' -c \"select count(*) from certificates\") = 0"
 $I domain add good.test >/dev/null
 $I run --self-check-via "127.0.0.1:$HTTP" --chain-ca-file "$PEBBLE_ROOT" 2>"$T/chain3.log"; rc=$?
 check "with Pebble's issuing root the same chain verifies and is stored (exit $rc)" \
