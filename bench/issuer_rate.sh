@@ -47,7 +47,7 @@ else
 	python3 "$root/tests/lib/challenge_server.py" "$HTTP" & CS_PID=$!
 fi
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$HTTP) 2>/dev/null && break; sleep 0.05; done
-export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
+export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
 
 # the account is created by a warm-up run on one name, outside the measurement
 psql -qAtX -d "$TRACKTLS_DB" -c "INSERT INTO domains (name) VALUES ('warmup.bench.test')"

@@ -62,6 +62,8 @@ start() {
 
 	step "Pebble ACME test CA + pebble-challtestsrv (DNS answers every name with 127.0.0.1)"
 	pebble_start "$STATE/pebble" 80 || die "Pebble failed, log: $STATE/pebble/pebble.log"
+	# Downloaded chains verify up to Pebble's issuing root, not the system store.
+	export TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
 	echo "directory: $PEBBLE_DIRECTORY  (certificates live ${PEBBLE_VALIDITY}s in this demo)"
 
 	step "Tracking backend on 127.0.0.1:$BACKEND_PORT (open pixel /o/..., click redirect /c/...)"
@@ -127,7 +129,7 @@ start() {
     export TRACKTLS_DB='$TRACKTLS_DB' TRACKTLS_MASTER_KEY_FILE=$TRACKTLS_MASTER_KEY_FILE
     $BIN/issuer domain list
     $BIN/issuer domain show $d
-    $BIN/issuer domain add click.another.example && $BIN/issuer run --directory $PEBBLE_DIRECTORY --ca-file $PEBBLE_CA --self-check-via 127.0.0.1:80
+    $BIN/issuer domain add click.another.example && $BIN/issuer run --directory $PEBBLE_DIRECTORY --ca-file $PEBBLE_CA --chain-ca-file $root --self-check-via 127.0.0.1:80
     curl -v --resolve $d:443:127.0.0.1 --cacert $root https://$d/c/hello
     openssl s_client -connect 127.0.0.1:443 -servername $d </dev/null
     curl -s http://$METRICS/metrics | grep -v '^#'

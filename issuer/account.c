@@ -120,6 +120,7 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	memset(s, 0, sizeof(*s));
 	s->cfg.directory = issuer_opt(ctx, "directory") ? issuer_opt(ctx, "directory") : ISSUER_DEFAULT_DIRECTORY;
 	s->cfg.ca_file = issuer_opt(ctx, "ca-file");
+	s->cfg.chain_ca_file = issuer_opt(ctx, "chain-ca-file");
 	int64_t ms = 30000;
 	const char *t = issuer_opt(ctx, "timeout");
 	if (t && (tt_parse_duration_ms(t, &ms, err) < 0 || ms <= 0))

@@ -33,6 +33,7 @@ struct acme_client {
 	char content_type[128];
 	bool timed_out, cancelled;
 	long bad_nonce_retries; /* badNonce answers retried with the fresh nonce that came along */
+	bool refused; /* the last request's URL was not the CA's to give: no retry */
 };
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
@@ -149,10 +150,25 @@ int64_t acme_retry_after(const struct acme_client *c)
 	return acme_parse_retry_after(c->retry_after);
 }
 
+/* Whether url is https on the directory's origin; a refusal is logged and makes err say why. */
+static int url_allowed(struct acme_client *c, const char *what, const char *url, struct tt_err *err)
+{
+	char why[700], q1[1100], q2[800];
+	c->refused = acme_url_check(c->cfg->directory, url, why, sizeof(why)) < 0;
+	if (!c->refused)
+		return 0;
+	tt_log(TT_WARN, "ca_url_refused", "what=%s url=%s reason=%s", what, tt_log_quote(q1, sizeof(q1), url),
+	       tt_log_quote(q2, sizeof(q2), why));
+	return tt_fail(err, "refused the CA's %s URL %s: %s", what, url, why);
+}
+
+/* Every request goes through here: none leaves the directory's origin, whatever the CA answered. */
 static int perform(struct acme_client *c, const char *url, const char *post, struct curl_slist *hdrs, bool head,
 		   struct tt_err *err)
 {
 	CURL *h = c->curl;
+	if (url_allowed(c, "request", url, err) < 0)
+		return -1;
 	c->len = 0;
 	if (c->body)
 		c->body[0] = 0;
@@ -188,7 +204,7 @@ static int perform(struct acme_client *c, const char *url, const char *post, str
  * not tens of minutes. A cancelled run tries nothing. */
 static bool retry_transient(const struct acme_client *c, int *left)
 {
-	if (c->cancelled)
+	if (c->cancelled || c->refused)
 		*left = 0;
 	else if (c->timed_out && *left > 1)
 		*left = 1;
@@ -210,8 +226,10 @@ int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_p
 	do
 		rc = perform(c, url, NULL, NULL, false, err);
 	while ((rc < 0 || transient(c->status)) && retry_transient(c, &left));
-	if (rc < 0)
+	if (rc < 0) {
+		acme_problem_set(prob, 0, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg, NULL);
 		return ACME_FAIL;
+	}
 	if (c->status >= 400) {
 		acme_problem_set(prob, c->status, "http", c->body, NULL);
 		return tt_fail(err, "GET %s: HTTP %ld", url, c->status);
@@ -250,6 +268,16 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 	json_decref(d);
 	if (!dir->new_nonce[0] || !dir->new_account[0] || !dir->new_order[0])
 		return tt_fail(err, "%s is not an ACME directory", c->cfg->directory);
+	const struct {
+		const char *name, *url;
+	} entries[] = {{"newNonce", dir->new_nonce},   {"newAccount", dir->new_account},
+		       {"newOrder", dir->new_order},   {"revokeCert", dir->revoke_cert},
+		       {"keyChange", dir->key_change}, {"renewalInfo", dir->renewal_info}};
+	for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++)
+		if (entries[i].url[0] && url_allowed(c, entries[i].name, entries[i].url, err) < 0) {
+			acme_directory_free(dir);
+			return err_wrap(err, "the ACME directory %s is unusable", c->cfg->directory);
+		}
 	return 0;
 }
 
@@ -281,7 +309,8 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 		*out = NULL;
 	for (;;) {
 		if (!c->nonce[0] && fresh_nonce(c, err) < 0) {
-			acme_problem_set(prob, c->status, "transport", err->msg, NULL);
+			acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg,
+					 NULL);
 			break;
 		}
 		json_t *prot = json_object();
@@ -316,7 +345,8 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 				continue;
 			if (prc == 0)
 				tt_fail(err, "%s: HTTP %ld", url, c->status);
-			acme_problem_set(prob, c->status, "transport", err->msg, NULL);
+			acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg,
+					 NULL);
 			break;
 		}
 		json_error_t jerr;
@@ -386,6 +416,10 @@ int acme_account_register(struct acme_client *c, const char *contact, const char
 	const char *status = json_string_value(json_object_get(acct, "status"));
 	if (rc == ACME_OK && (!c->location[0] || (status && strcmp(status, "valid") != 0)))
 		rc = tt_fail(err, "newAccount: no account URL or status %s", status ? status : "?");
+	if (rc == ACME_OK && url_allowed(c, "account", c->location, err) < 0) {
+		acme_problem_set(prob, 0, ACME_PROBLEM_BAD_URL, err->msg, NULL);
+		rc = ACME_FAIL;
+	}
 	if (rc == ACME_OK)
 		snprintf(kid, kid_size, "%s", c->location);
 	json_decref(acct);
@@ -458,10 +492,20 @@ static int authorize(struct acme_client *c, const char *authz_url, const struct 
 	}
 	const char *token = json_string_value(json_object_get(http01, "token"));
 	const char *ch_url = json_string_value(json_object_get(http01, "url"));
-	if (!token || !ch_url || strlen(token) > 200) {
+	if (!token || !ch_url) {
 		problem_from(prob, NULL, "unsupportedChallenge", "the CA offers no usable http-01 challenge");
 		json_decref(authz);
 		return tt_fail(err, "no http-01 challenge for %s", req->name);
+	}
+	/* The token becomes a URL path on every terminator and a database key: only base64url passes. */
+	if (!acme_token_valid(token)) {
+		char q[300];
+		tt_log(TT_WARN, "ca_token_refused", "name=%s length=%zu token=%s", req->name, strlen(token),
+		       tt_log_quote(q, sizeof(q), token));
+		problem_from(prob, NULL, ACME_PROBLEM_BAD_TOKEN, "the CA sent an http-01 token that is not base64url");
+		json_decref(authz);
+		return tt_fail(err, "refused the http-01 token for %s: not [A-Za-z0-9_-]{1,%d}", req->name,
+			       ACME_TOKEN_MAX);
 	}
 	char keyauth[300];
 	snprintf(keyauth, sizeof(keyauth), "%s.%s", token, jws_key_thumbprint(c->key));
@@ -519,6 +563,11 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 		problem_from(prob, NULL, "malformedOrder", "order without URL or finalize");
 		return tt_fail(err, "newOrder for %s: no order URL or finalize URL", req->name);
 	}
+	if (url_allowed(c, "order", order_url, err) < 0) {
+		json_decref(order);
+		problem_from(prob, NULL, ACME_PROBLEM_BAD_URL, err->msg);
+		return ACME_FAIL;
+	}
 	if (req->order_created)
 		req->order_created(req->arg, order_url);
 	json_t *authzs = json_incref(json_object_get(order, "authorizations"));
@@ -572,6 +621,14 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	if (!c->body || !strstr(c->body, "-----BEGIN CERTIFICATE-----")) {
 		problem_from(prob, NULL, "badCertificate", "download is not a PEM chain");
 		return tt_fail(err, "certificate download for %s is not PEM", req->name);
+	}
+	/* Nothing the CA sent is stored, nor served, before it verifies as what we ordered. */
+	if (chain_verify(c->cfg->chain_ca_file, c->body, c->len, req->name, req->csr, req->csr_len, time(NULL), err) <
+	    0) {
+		char q[600];
+		tt_log(TT_WARN, "chain_refused", "name=%s reason=%s", req->name, tt_log_quote(q, sizeof(q), err->msg));
+		problem_from(prob, NULL, ACME_PROBLEM_BAD_CHAIN, err->msg);
+		return err_wrap(err, "refused the chain downloaded for %s", req->name);
 	}
 	*chain_pem = strdup(c->body);
 	return *chain_pem ? ACME_OK : tt_fail(err, "out of memory");

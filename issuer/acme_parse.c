@@ -1,10 +1,13 @@
-/* acme_parse: the hand-written parsers of what the CA sends outside JSON: response header lines,
- * Retry-After and RFC 3339 times (fuzzed by tests/fuzz/fuzz_acme_fields.c). */
+/* acme_parse: the parsers of what the CA sends outside JSON: response header lines, Retry-After,
+ * RFC 3339 times, challenge tokens, and the origin of the URLs it hands out (libcurl's URL parser)
+ * (fuzzed by tests/fuzz/fuzz_acme_fields.c). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <curl/curl.h>
 
 #include "issuer.h"
 
@@ -76,4 +79,59 @@ int acme_parse_rfc3339(const char *s, time_t *out)
 		return 0;
 	}
 	return -1;
+}
+
+bool acme_token_valid(const char *token)
+{
+	size_t n = token ? strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") : 0;
+	return n >= 1 && n <= ACME_TOKEN_MAX && token[n] == 0;
+}
+
+/* "https://host:port" of an absolute https URL without credentials, the port made explicit. */
+static int https_origin(const char *url, char *out, size_t size, const char **why)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL;
+	int rc = -1;
+	*why = "not an absolute URL";
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+		if (strcasecmp(scheme, "https") != 0)
+			*why = "not https";
+		else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+			*why = "carries credentials";
+		else {
+			for (char *c = host; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			rc = snprintf(out, size, "https://%s:%s", host, port) < (int)size ? 0 : -1;
+			*why = rc == 0 ? NULL : "host name too long";
+		}
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(user);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+int acme_url_check(const char *directory, const char *url, char *why, size_t why_size)
+{
+	char dir_origin[300], url_origin[300];
+	const char *reason;
+	if (https_origin(directory, dir_origin, sizeof(dir_origin), &reason) < 0) {
+		snprintf(why, why_size, "the directory URL is %s", reason);
+		return -1;
+	}
+	if (https_origin(url, url_origin, sizeof(url_origin), &reason) < 0) {
+		snprintf(why, why_size, "%s", reason);
+		return -1;
+	}
+	if (strcmp(dir_origin, url_origin) != 0) {
+		snprintf(why, why_size, "on %s, not on the directory's origin %s", url_origin, dir_origin);
+		return -1;
+	}
+	return 0;
 }

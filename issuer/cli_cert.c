@@ -255,7 +255,10 @@ int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain
 	if (issuer_keyring_open(ctx, &kr, err) < 0 || session_open_client(ctx, db, kr, &s, &c, &k, err) < 0 ||
 	    acme_revoke(c, PQgetvalue(res, 0, 0), reason, &prob, err) != ACME_OK)
 		goto out;
-	rc = tt_db_run(db, err, "UPDATE certificates SET revoked_at = now(), revoke_reason = $2 WHERE id = $1", 2, p);
+	/* A revoked certificate is replaced at once, not inside a renewal window: no ARI id to ask about. */
+	rc = tt_db_run(
+	    db, err, "UPDATE certificates SET revoked_at = now(), revoke_reason = $2, ari_cert_id = NULL WHERE id = $1",
+	    2, p);
 	if (rc == 0)
 		tt_log(TT_INFO, "cert_revoked", "name=%s cert_id=%s reason=%d", d->name, cid, reason);
 out:
@@ -265,6 +268,41 @@ out:
 	session_close(&s);
 	tt_keyring_free(kr);
 	PQclear(res);
+	return rc;
+}
+
+/* RFC 5280 CRLReason keyCompromise. */
+#define REASON_KEY_COMPROMISE 1
+
+/* After `issuer revoke`: the domain is due at once, so the next run replaces the certificate. With
+ * keyCompromise the certificate is withdrawn now: its sealed key destroyed and the domain left
+ * without a current certificate, which raises the tracktls_cert notification on which every
+ * terminator drops it from its cache (and its load query needs a sealed key). */
+static int replace_revoked(PGconn *db, const struct domain_row *d, int reason, struct tt_err *err)
+{
+	char did[24], cid[24];
+	snprintf(did, sizeof(did), "%" PRId64, d->id);
+	snprintf(cid, sizeof(cid), "%" PRId64, d->current_cert_id);
+	const char *p[] = {did, cid};
+	int rc;
+	if (reason != REASON_KEY_COMPROMISE)
+		return tt_db_run(
+		    db, err, "UPDATE domains SET next_attempt_at = now() WHERE id = $1 AND current_cert_id = $2", 2, p);
+	if (tt_db_begin(db, err) < 0)
+		return -1;
+	rc = tt_db_run(db, err, "UPDATE certificates SET sealed_key = NULL WHERE id = $2 AND domain_id = $1", 2, p);
+	if (rc == 0)
+		rc = tt_db_run(db, err,
+			       "UPDATE domains SET current_cert_id = NULL, next_attempt_at = now(),"
+			       " state = CASE WHEN state = 'active' THEN 'pending' ELSE state END"
+			       " WHERE id = $1 AND current_cert_id = $2",
+			       2, p);
+	if (rc == 0)
+		rc = tt_db_commit(db, err);
+	if (rc < 0)
+		tt_db_rollback(db);
+	else
+		tt_log(TT_WARN, "cert_withdrawn", "name=%s cert_id=%s reason=keyCompromise", d->name, cid);
 	return rc;
 }
 
@@ -294,8 +332,12 @@ int cli_revoke(struct issuer_ctx *ctx)
 		fprintf(stderr, "issuer revoke: %s has no current certificate\n", name);
 	else if (revoke_current(ctx, db, &d, (int)reason, &err) < 0)
 		fprintf(stderr, "issuer revoke: %s: %s\n", name, err.msg);
+	else if (replace_revoked(db, &d, (int)reason, &err) < 0)
+		fprintf(stderr, "issuer revoke: %s: revoked at the CA, but not marked for replacement: %s\n", name,
+			err.msg);
 	else {
-		printf("revoked %s cert_id=%" PRId64 "\n", name, d.current_cert_id);
+		printf("revoked %s cert_id=%" PRId64 "%s; the next run replaces it\n", name, d.current_cert_id,
+		       reason == REASON_KEY_COMPROMISE ? ", withdrawn from the terminators" : "");
 		rc = 0;
 	}
 	PQfinish(db);

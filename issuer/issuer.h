@@ -10,15 +10,19 @@
  *   cli_account.c `account show|rollover`
  *   names.c       user input -> normalized A-label name (libidn2, then tt_name_normalize)
  *   certinfo.c    reads certificates with wolfSSL: serial, validity, SANs, key match
+ *   chain.c       verifies a downloaded chain (signatures to a trusted root, dates, CSR key and
+ *                 name) before acme.c hands it on to be stored
  *   keygen.c      fresh domain keys (P-256 or RSA-2048) and their CSRs, with wolfSSL
  *   keystore.c    the only module that sees the master key: seals and opens private keys
  *   store.c       domain and certificate rows: add, find, remove, list, store a certificate
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
- *   acme_parse.c  hand-written parsers of the CA's header values and dates (fuzzed)
+ *   acme_parse.c  hand-written parsers of the CA's header values, dates and tokens (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
  *   account.c     our ACME account per directory: load the sealed key, check the CA still has
  *                 it, or register (once, under an advisory lock)
+ *   peer_addr.c   which addresses a customer's DNS may send the issuer to (the self-check's
+ *                 guard against private and loopback targets)
  *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
  *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
  *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
@@ -38,8 +42,10 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <sys/socket.h>
 
 #include "common.h"
 
@@ -117,6 +123,15 @@ int certinfo_key_type(const uint8_t *key_pem, size_t key_len, char *out, size_t 
 /* When to renew: a random point early in the last third of the lifetime (half under 10 days). */
 time_t certinfo_renew_at(time_t not_before, time_t not_after);
 
+/* ---- chain.c ---- */
+/* Debian's ca-certificates bundle: the roots a production chain must verify to. */
+#define CHAIN_SYSTEM_STORE "/etc/ssl/certs/ca-certificates.crt"
+/* 0 when the PEM chain (leaf first) verifies up to a root in trust_file (NULL: the system store),
+ * every certificate on the path is valid at now, and the leaf carries the CSR's public key and
+ * names exactly name; otherwise -1 and err says which check failed. */
+int chain_verify(const char *trust_file, const char *chain_pem, size_t len, const char *name, const uint8_t *csr,
+		 size_t csr_len, time_t now, struct tt_err *err);
+
 /* ---- keygen.c ---- */
 enum key_type { KEY_ECDSA_P256, KEY_RSA_2048 };
 int key_type_parse(const char *s, enum key_type *out, struct tt_err *err);
@@ -192,9 +207,16 @@ json_t *jws_eab(const char *kid, const char *hmac_b64, const char *url, const st
 
 /* ---- acme.c ---- */
 enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
+/* Problem types of ours for what the CA sent and we refused (recorded on the domain). */
+#define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
+#define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
+#define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
+/* The self-check's target is loopback, private or reserved (peer_addr.c) and --self-check-via is unset. */
+#define ACME_PROBLEM_SELF_CHECK_REFUSED "urn:tracktls:selfCheckRefused"
 struct acme_config {
 	const char *directory;
 	const char *ca_file;
+	const char *chain_ca_file; /* roots for downloaded chains (--chain-ca-file); NULL: the system store */
 	long timeout_ms;	   /* every request */
 	int64_t poll_limit_ms;	   /* how long one authorization or order may stay pending */
 	const _Atomic int *cancel; /* when set non-zero, requests in flight are abandoned (may be NULL) */
@@ -243,7 +265,7 @@ int acme_post(struct acme_client *c, const char *url, const char *payload, json_
 	      struct tt_err *err);
 int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
 			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err);
-/* newOrder -> http-01 -> finalize -> download; *chain_pem is malloc'd. */
+/* newOrder -> http-01 -> finalize -> download -> chain_verify; *chain_pem is malloc'd. */
 int acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem, struct acme_problem *prob,
 	       struct tt_err *err);
 int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
@@ -259,6 +281,13 @@ bool acme_header_value(const char *line, size_t len, const char *name, char *out
 /* Seconds of a Retry-After value (delta-seconds or HTTP date), capped at a day; -1 if malformed. */
 int64_t acme_parse_retry_after(const char *v);
 int acme_parse_rfc3339(const char *s, time_t *out);
+/* An HTTP-01 token is base64url (RFC 8555 8.1); more than this is not a token any CA sends. */
+#define ACME_TOKEN_MAX 128
+/* Whether token is [A-Za-z0-9_-]{1,ACME_TOKEN_MAX}: all that may reach a URL path and the database. */
+bool acme_token_valid(const char *token);
+/* 0 when url is https on the directory's origin (scheme, host and port; default port explicit or
+ * not); otherwise -1 and why, in words for the log and the domain's error. */
+int acme_url_check(const char *directory, const char *url, char *why, size_t why_size);
 
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */
@@ -281,6 +310,17 @@ int session_client(const struct acme_session *s, struct acme_client **c, struct 
  * existing account (account show/rollover, revoke). Fails when there is no account yet. */
 int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
 			struct acme_client **c, struct jws_key **k, struct tt_err *err);
+
+/* ---- peer_addr.c ---- */
+/* Whether a connection to sa reaches the public internet: not loopback, private, carrier-grade
+ * NAT, link-local, multicast, documentation or reserved, nor such an IPv4 address inside IPv6. */
+bool peer_addr_public(const struct sockaddr *sa);
+/* Makes every connection of h refuse a non-public address; the first refused one is kept. */
+struct peer_guard {
+	bool refused;
+	char addr[64]; /* INET6_ADDRSTRLEN and then some */
+};
+void peer_guard_arm(CURL *h, struct peer_guard *g);
 
 /* ---- metrics.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters, its exit status and the store's state. */

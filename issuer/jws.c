@@ -51,6 +51,13 @@ static void b64url_to(char *out, size_t size, const uint8_t *data, size_t len)
 	sodium_bin2base64(out, size, data, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+/* wc_FreeDer wipes only PRIVATEKEY_TYPE buffers, not the ECC_PRIVATEKEY_TYPE DER of the account key. */
+static void free_secret_der(DerBuffer **der)
+{
+	sodium_memzero((*der)->buffer, (*der)->length);
+	wc_FreeDer(der);
+}
+
 int jws_key_load(const uint8_t *pem, size_t pem_len, struct jws_key **out, struct tt_err *err)
 {
 	if (sodium_init() < 0)
@@ -60,13 +67,13 @@ int jws_key_load(const uint8_t *pem, size_t pem_len, struct jws_key **out, struc
 		return tt_fail(err, "account key is not a PEM EC private key");
 	struct jws_key *k = calloc(1, sizeof(*k));
 	if (!k) {
-		wc_FreeDer(&der);
+		free_secret_der(&der);
 		return tt_fail(err, "out of memory");
 	}
 	word32 idx = 0;
 	int rc = -1;
 	if (wc_ecc_init(&k->ecc) != 0 || wc_InitRng(&k->rng) != 0) {
-		wc_FreeDer(&der);
+		free_secret_der(&der);
 		free(k);
 		return tt_fail(err, "cannot initialise the account key");
 	}
@@ -81,7 +88,7 @@ int jws_key_load(const uint8_t *pem, size_t pem_len, struct jws_key **out, struc
 		tt_fail(err, "cannot export the account public key");
 	else
 		rc = 0;
-	wc_FreeDer(&der);
+	free_secret_der(&der);
 	if (rc < 0) {
 		jws_key_free(k);
 		return -1;

@@ -27,6 +27,8 @@ static const struct opt_doc opt_docs[] = {
     {"directory", "TRACKTLS_ACME_DIRECTORY", "URL", "ACME directory (default Let's Encrypt production)"},
     {"contact", "TRACKTLS_ACME_CONTACT", "EMAIL", "account contact address"},
     {"ca-file", "TRACKTLS_ACME_CA_FILE", "PATH", "trust for the CA's HTTPS (a test CA such as Pebble)"},
+    {"chain-ca-file", "TRACKTLS_CHAIN_CA_FILE", "PATH",
+     "roots a downloaded chain must verify to (default the system store; a test CA's root)"},
     {"eab-kid", "TRACKTLS_EAB_KID", "KID", "external account binding key id"},
     {"eab-hmac-key", "TRACKTLS_EAB_HMAC_KEY", "B64URL", "external account binding HMAC key"},
     {"profile", "TRACKTLS_ACME_PROFILE", "NAME", "ACME profile for new orders (when the CA lists it)"},
@@ -87,7 +89,7 @@ static const struct command commands[] = {
      cli_account_rollover},
     {"run", "", 0,
      COMMON_OPTS " " ACME_OPTS " profile key-type max-orders concurrency deadline dry-run order-budget "
-		 "max-failures self-check-via no-self-check metrics-file " TICKET_OPTS,
+		 "max-failures self-check-via no-self-check metrics-file chain-ca-file " TICKET_OPTS,
      "rotate the session-ticket keys, issue and renew the due certificates, then exit (0 all done, 1 some "
      "failed, 2 cannot run)",
      run_main},

@@ -9,6 +9,34 @@
 
 #include "issuer.h"
 
+/* What the issuer refused to act on, by kind: domains whose last attempt ended there (failing or
+ * paused), so an alert sees a hostile or broken CA, or names pointed inside our network. */
+static void write_refusals(FILE *f, PGconn *db)
+{
+	static const struct {
+		const char *label, *type;
+	} kinds[] = {{"ca_token", ACME_PROBLEM_BAD_TOKEN},
+		     {"ca_url", ACME_PROBLEM_BAD_URL},
+		     {"chain", ACME_PROBLEM_BAD_CHAIN},
+		     {"self_check_target", ACME_PROBLEM_SELF_CHECK_REFUSED}};
+	fprintf(f, "# HELP tracktls_issuer_refused Domains whose last order was refused by the issuer's own checks.\n"
+		   "# TYPE tracktls_issuer_refused gauge\n");
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const char *p[] = {kinds[i].type};
+		PGresult *res;
+		struct tt_err err;
+		if (tt_db_exec(
+			db, &res, &err,
+			"SELECT count(*) FROM domains WHERE state IN ('failing', 'paused') AND last_error_type = $1", 1,
+			p) < 0) {
+			tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err.msg);
+			continue;
+		}
+		fprintf(f, "tracktls_issuer_refused{what=\"%s\"} %s\n", kinds[i].label, PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+}
+
 int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, int status,
 		  struct tt_err *err)
 {
@@ -55,6 +83,7 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1),
 		(long long)time(NULL), status);
 	PQclear(res);
+	write_refusals(f, db);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);
 		tt_log(TT_WARN, "metrics_failed", "path=%s error=\"%s\"", path, strerror(errno));

@@ -212,6 +212,19 @@ static size_t collect(char *ptr, size_t size, size_t n, void *arg)
 	return add;
 }
 
+static int self_check_refused(const struct worker *w, const struct peer_guard *g, struct acme_problem *prob,
+			      struct tt_err *err)
+{
+	char detail[700];
+	snprintf(detail, sizeof(detail),
+		 "self-check refused: %s resolves to %s, a loopback, private or reserved address (give "
+		 "--self-check-via to check through the edge)",
+		 w->name, g->addr);
+	tt_log(TT_WARN, "self_check_refused", "name=%s addr=%s", w->name, g->addr);
+	acme_problem_set(prob, 0, ACME_PROBLEM_SELF_CHECK_REFUSED, detail, NULL);
+	return tt_fail(err, "%s", detail);
+}
+
 /* GETs our own port-80 answer for the token before the CA is asked to look. */
 static int self_check(struct worker *w, const char *token, const char *key_auth, struct acme_problem *prob,
 		      struct tt_err *err)
@@ -235,6 +248,10 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
 	curl_easy_setopt(h, CURLOPT_CONNECT_TO, ct);
+	/* Without --self-check-via the customer's DNS picks the target: never one inside our network. */
+	struct peer_guard guard = {0};
+	if (!r->via_host[0])
+		peer_guard_arm(h, &guard);
 	long status = 0;
 	CURLcode cc = CURLE_OK;
 	int64_t gap = 50;
@@ -247,7 +264,7 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 		size_t bl = strlen(body);
 		while (bl && (body[bl - 1] == '\n' || body[bl - 1] == '\r' || body[bl - 1] == ' '))
 			body[--bl] = 0;
-		if (cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0)
+		if ((cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0) || guard.refused)
 			break;
 		tt_sleep_ms(gap);
 	}
@@ -255,6 +272,8 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	if (cc == CURLE_OK && status == 200 && strcmp(body, key_auth) == 0)
 		return 0;
 	char detail[700];
+	if (cc != CURLE_OK && guard.refused)
+		return self_check_refused(w, &guard, prob, err);
 	if (cc != CURLE_OK)
 		snprintf(detail, sizeof(detail), "self-check GET %s: %s", url, curl_easy_strerror(cc));
 	else

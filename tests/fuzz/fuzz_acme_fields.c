@@ -1,6 +1,7 @@
-/* Fuzzes the issuer's hand-written parsers of CA responses: header lines, Retry-After, RFC 3339,
+/* Fuzzes the issuer's parsers of CA responses: header lines, Retry-After, RFC 3339, tokens, URLs,
  * and checks the promises their callers rely on. */
 // fuzz-sources: issuer/acme_parse.c
+// fuzz-libs: -lcurl
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	time_t t = 0;
 	if (acme_parse_rfc3339(s, &t) == 0 && (t < -ONE_DAY_S || t >= YEAR_10000_UTC + ONE_DAY_S))
 		abort();
+	acme_token_valid(s);
+	char why[128];
+	acme_url_check("https://ca.example:14000/dir", s, why, sizeof(why));
+	acme_url_check(s, "https://ca.example:14000/x", why, sizeof(why));
 	free(s);
 	return 0;
 }

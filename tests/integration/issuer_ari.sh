@@ -30,7 +30,7 @@ pebble_stop "$T/pebble"
 pebble_ports
 TT_CLEANUPS+=("pebble_stop '$T/pebble2'")
 PEBBLE_VALIDITY=30 pebble_start "$T/pebble2" "$HTTP" || { fail "second pebble"; exit 1; }
-export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
+export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
 $I domain add ari.test >/dev/null
 $I run --self-check-via "127.0.0.1:$HTTP" 2>"$T/run3.log"
 check "issued a 30-second certificate" grep -q "issued=1" "$T/run3.log"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# revoke shows in Pebble's management API; domain remove revokes and destroys the key;
+# revoke shows in Pebble's management API and makes the domain due; domain remove revokes and destroys the key;
 # account show / rollover (keyChange) and issuing with the rolled key; keys rotate re-seals.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/issuer_env.sh"
@@ -15,6 +15,8 @@ out=$($I revoke r1.test --reason 4 2>&1)
 check "revoke succeeds" grep -q "revoked r1.test" <<<"$out"
 check "Pebble's management API shows it revoked" bash -c "curl -sf --cacert '$PEBBLE_CA' '$PEBBLE_MGMT/cert-status-by-serial/$s1' | grep -q '\"Status\": *\"Revoked\"'"
 check "revocation recorded with its reason" test "$(q "select revoke_reason from certificates where serial='$s1' and revoked_at is not null")" = 4
+check "  ... the domain is due at once, so the next run replaces it" test "$(q "select next_attempt_at <= now() and current_cert_id is not null from domains where name='r1.test'")" = t
+check "  ... and (not keyCompromise) its certificate is kept until then" test "$(q "select sealed_key is not null from certificates where serial='$s1'")" = t
 $I revoke r1.test --reason 7 >/dev/null 2>&1; rc=$?
 check "reason 7 is refused" test "$rc" = 2
 
@@ -34,12 +36,13 @@ check "  ... the stored key changed and the CA accepts it" test -n "$tp2" -a "$t
 check "  ... rolled_at recorded" test "$(q "select rolled_at is not null from acme_accounts")" = t
 $I domain add r3.test >/dev/null
 $I run --self-check-via "127.0.0.1:$HTTP" 2>"$T/run2.log"
-check "issuing works with the rolled key" grep -q "issued=1 renewed=0 failed=0" "$T/run2.log"
+check "issuing works with the rolled key, and the revoked r1.test is replaced" grep -q "issued=1 renewed=1 failed=0" "$T/run2.log"
+check "  ... by a certificate that is not revoked" test "$(q "select c.revoked_at is null and c.serial <> '$s1' from domains d join certificates c on c.id=d.current_cert_id where d.name='r1.test'")" = t
 
 # keys rotate: a new master key, every sealed key re-sealed under it, and still opening
 $I keys generate >/dev/null
 out=$($I keys rotate --batch 1 2>&1)
-check "keys rotate re-seals certificate and account keys" grep -q "re-sealed under master key 2: 2 certificate keys, 1 account keys" <<<"$out"
+check "keys rotate re-seals certificate and account keys" grep -q "re-sealed under master key 2: 3 certificate keys, 1 account keys" <<<"$out"
 check "  ... nothing left under key 1" test "$(q "select count(*) from certificates where sealed_key is not null and master_key_id <> 2") $(q "select count(*) from acme_accounts where master_key_id <> 2")" = "0 0"
 check "  ... the re-sealed key opens and matches" \
 	test "$(open_key r3.test | openssl pkey -pubout 2>/dev/null)" = "$(q "select c.chain_pem from domains d join certificates c on c.id=d.current_cert_id where d.name='r3.test'" | openssl x509 -noout -pubkey)"

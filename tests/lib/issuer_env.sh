@@ -1,6 +1,7 @@
 # Issuer scenarios: Pebble + challenge responder + migrated database. Source after common.sh:
 #   issuer_env_start  -> I (issuer binary), HTTP (port-80 path), HTTPS (terminator TLS), PEBBLE_*
-#                        exports, TRACKTLS_ACME_DIRECTORY / TRACKTLS_ACME_CA_FILE for the issuer
+#                        exports, TRACKTLS_ACME_DIRECTORY / TRACKTLS_ACME_CA_FILE for the issuer,
+#                        TRACKTLS_CHAIN_CA_FILE (Pebble's issuing root, which chains must verify to)
 # HTTP-01 is answered by the real terminator from the challenges table; ISSUER_RESPONDER=python
 # uses tests/lib/challenge_server.py instead (the stand-in from before the terminator existed).
 I=$TT_BIN/issuer
@@ -20,7 +21,7 @@ issuer_env_start() {
 		bg python3 "$TT_ROOT/tests/lib/challenge_server.py" "$HTTP"
 	fi
 	wait_until 10 port_open 127.0.0.1 "$HTTP" || { fail "challenge responder did not start"; tail -5 "$T/terminator.log"; exit 1; }
-	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
+	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
 }
 
 q() { psql -qAtX -d "$TRACKTLS_DB" -c "$1"; }
