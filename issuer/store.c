@@ -17,7 +17,7 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 	if (tt_db_begin(db, err) < 0)
 		return -1;
 	/* Adding a removed or paused domain again is how its owner brings it back: it starts over
-	 * (due now, no failures), its history kept. */
+	 * (due now, no failures, no reason), its history kept. */
 	if (tt_db_exec(db, &res, err,
 		       "WITH old AS (SELECT state FROM domains WHERE name = $1) "
 		       "INSERT INTO domains (name, owner, profile) VALUES ($1, $2, $3) "
@@ -29,6 +29,10 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 		       " failures = CASE WHEN domains.state IN ('removed', 'paused') THEN 0 ELSE domains.failures END,"
 		       " next_attempt_at = CASE WHEN domains.state IN ('removed', 'paused') THEN now()"
 		       "  ELSE domains.next_attempt_at END,"
+		       " last_error_type = CASE WHEN domains.state IN ('removed', 'paused') THEN NULL"
+		       "  ELSE domains.last_error_type END,"
+		       " last_error_detail = CASE WHEN domains.state IN ('removed', 'paused') THEN NULL"
+		       "  ELSE domains.last_error_detail END,"
 		       " removed_at = NULL "
 		       "RETURNING id, (xmax = 0), COALESCE((SELECT state FROM old), '')",
 		       3, p) < 0) {
