@@ -807,6 +807,7 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 	struct tt_err err = {{0}};
 	bool listening = tt_db_run(db, &err, "LISTEN tracktls_domain_event", 0, NULL) == 0;
 	int64_t next_sweep = 0;
+	tt_log(TT_INFO, "lingering", "for_ms=%" PRId64 " listening=%d", r->linger_ms - tt_now_ms(), listening);
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
 		bool stop = r->stop;
