@@ -14,7 +14,9 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 {
 	const char *p[] = {name, owner, profile};
 	PGresult *res;
-	if (tt_db_begin(db, err) < 0)
+	/* Inside a caller's transaction (cert import) the event rides on it; alone, it gets its own. */
+	bool own = PQtransactionStatus(db) == PQTRANS_IDLE;
+	if (own && tt_db_begin(db, err) < 0)
 		return -1;
 	/* Adding a removed or paused domain again is how its owner brings it back: it starts over
 	 * (due now, no failures, no reason), its history kept. */
@@ -36,7 +38,8 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 		       " removed_at = NULL "
 		       "RETURNING id, (xmax = 0), COALESCE((SELECT state FROM old), '')",
 		       3, p) < 0) {
-		tt_db_rollback(db);
+		if (own)
+			tt_db_rollback(db);
 		return -1;
 	}
 	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -45,13 +48,11 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 		   : strcmp(old, "removed") == 0 || strcmp(old, "paused") == 0 ? DOMAIN_RESUMED
 									       : DOMAIN_EXISTS;
 	PQclear(res);
-	if (*outcome != DOMAIN_EXISTS &&
-	    store_event(db, *id, *outcome == DOMAIN_ADDED ? "added" : "resumed", NULL, err) < 0) {
-		tt_db_rollback(db);
-		return -1;
-	}
-	if (tt_db_commit(db, err) < 0) {
-		tt_db_rollback(db);
+	if ((*outcome != DOMAIN_EXISTS &&
+	     store_event(db, *id, *outcome == DOMAIN_ADDED ? "added" : "resumed", NULL, err) < 0) ||
+	    (own && tt_db_commit(db, err) < 0)) {
+		if (own)
+			tt_db_rollback(db);
 		return -1;
 	}
 	return 0;
