@@ -53,10 +53,10 @@ static const char *str(json_t *o, const char *k)
 
 static void print_text(json_t *d)
 {
-	printf("%-40s %-8s expires=%s renew=%s", str(d, "name"), str(d, "state"), str(d, "not_after"),
-	       str(d, "next_attempt_at"));
-	if (json_is_string(json_object_get(d, "last_error_type")))
-		printf(" error=%s", str(d, "last_error_type"));
+	printf("%-40s %-10s https_ready=%s expires=%s renew=%s", str(d, "name"), str(d, "state"),
+	       json_is_true(json_object_get(d, "https_ready")) ? "yes" : "no", str(d, "not_after"), str(d, "renew_at"));
+	if (json_is_string(json_object_get(d, "reason")))
+		printf(" reason=%s", str(d, "reason"));
 	printf("\n");
 }
 
@@ -110,34 +110,14 @@ int cli_domain_show(struct issuer_ctx *ctx)
 		json_dumpf(d, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else {
-		static const char *keys[] = {"name",
-					     "state",
-					     "owner",
-					     "profile",
-					     "cert_id",
-					     "serial",
-					     "source",
-					     "key_type",
-					     "not_before",
-					     "not_after",
-					     "next_attempt_at",
-					     "failures",
-					     "last_error_type",
-					     "last_error_detail",
-					     "last_error_at",
-					     "added_at"};
+		static const char *keys[] = {"name",   "owner",     "state", "https_ready", "reason",
+					     "detail", "serial",    "not_after", "renew_at", "since"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 			json_t *v = json_object_get(d, keys[i]);
 			if (json_is_string(v))
-				printf("%-18s %s\n", keys[i], json_string_value(v));
-			else if (json_is_integer(v))
-				printf("%-18s %lld\n", keys[i], (long long)json_integer_value(v));
-		}
-		json_t *prob = json_object_get(d, "last_problem");
-		if (json_is_object(prob)) {
-			char *s = json_dumps(prob, JSON_COMPACT);
-			printf("%-18s %s\n", "last_problem", s ? s : "");
-			free(s);
+				printf("%-12s %s\n", keys[i], json_string_value(v));
+			else if (json_is_boolean(v))
+				printf("%-12s %s\n", keys[i], json_is_true(v) ? "true" : "false");
 		}
 	}
 	json_decref(all);

@@ -26,6 +26,10 @@
  *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
  *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
  *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
+ *   served.c      https_ready: a TLS handshake with SNI through the edge, chain verified, serial
+ *                 compared with the stored certificate; sweeps the stored-but-not-served ones
+ *   events.c      `events [--since ID] [--follow]`: domain_events in id order, LISTEN across
+ *                 reconnects; pruning after --events-retention
  *   metrics.c     the Prometheus textfile written at the end of a run
  *
  * How they talk: main.c resolves the configuration into a struct issuer_ctx and calls one cli_*
@@ -170,8 +174,16 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 int store_domain_find(PGconn *db, const char *name, struct domain_row *out, struct tt_err *err);
 /* Soft-deletes the domain and destroys its sealed keys. */
 int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err);
-/* Domains (or one) as a JSON array of objects with state, certificate, expiry, renewal, error. */
+/* Domains (or one) as a JSON array of domain_status rows: exactly the view's columns. */
 int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err *err);
+/* Writes a domain_events row (tracktls_domain_event) in the caller's transaction, which must
+ * commit right after: ids are drawn under a lock held until commit so they appear in order. */
+int store_event(PGconn *db, int64_t domain_id, const char *kind, const char *detail, struct tt_err *err);
+/* Records why an order was put off (rate limit, CA down) without counting a failure. */
+int store_note_error(PGconn *db, int64_t domain_id, const char *type, const char *detail, struct tt_err *err);
+/* The edge was seen serving cert_id: https_ready (first) or renewed, in one transaction.
+ * 1 recorded, 0 nothing to record (already recorded, replaced, or the row is busy), -1 error. */
+int store_served(PGconn *db, int64_t domain_id, int64_t cert_id, struct tt_err *err);
 int64_t store_cert_next_id(PGconn *db, struct tt_err *err);
 struct cert_new {
 	int64_t id; /* from store_cert_next_id: the sealed key's AAD binds it */
@@ -321,6 +333,29 @@ struct peer_guard {
 	char addr[64]; /* INET6_ADDRSTRLEN and then some */
 };
 void peer_guard_arm(CURL *h, struct peer_guard *g);
+/* ---- served.c ---- */
+/* Where and how to check what the edge serves: --https-check-via, --https-check-ca-file. */
+struct served_config {
+	char via_host[256]; /* "" = the name itself, port 443 */
+	uint16_t via_port;
+	const char *ca_file; /* NULL = the system's trust */
+};
+int served_config_parse(const struct issuer_ctx *ctx, struct served_config *out, struct tt_err *err);
+/* A TLS handshake with SNI name through the edge: 0 when the chain verifies and the leaf's serial
+ * is serial, -1 (err says why) otherwise. */
+int served_check(CURL *h, const struct served_config *cfg, const char *name, const char *serial, struct tt_err *err);
+/* served_check, then store_served on success: 1 served and recorded, 0 not served (err says why), -1
+ * database error. */
+int served_check_and_record(PGconn *db, CURL *h, const struct served_config *cfg, int64_t domain_id,
+			    const char *name, int64_t cert_id, const char *serial, struct tt_err *err);
+/* Checks up to limit domains whose current certificate is not yet seen served, least recently
+ * checked first. Returns how many are still not served, or -1. */
+int served_sweep(PGconn *db, CURL *h, const struct served_config *cfg, long limit, struct tt_err *err);
+
+/* ---- events.c ---- */
+int cli_events(struct issuer_ctx *ctx);
+/* Deletes events older than --events-retention (default 30 days). */
+int events_prune(const struct issuer_ctx *ctx, PGconn *db, struct tt_err *err);
 
 /* ---- metrics.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters, its exit status and the store's state. */

@@ -49,7 +49,10 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		       "   AND next_attempt_at <= now()),"
 		       " (SELECT COALESCE(extract(epoch FROM min(c.not_after))::bigint, 0) FROM domains d"
 		       "   JOIN certificates c ON c.id = d.current_cert_id WHERE d.state <> 'removed'),"
-		       " (SELECT count(*) FROM domains WHERE state = 'paused')",
+		       " (SELECT count(*) FROM domains WHERE state = 'paused'),"
+		       " (SELECT count(*) FROM domains d JOIN certificates c ON c.id = d.current_cert_id"
+		       "   WHERE d.state <> 'removed' AND c.not_after > now()"
+		       "   AND d.served_cert_id IS DISTINCT FROM d.current_cert_id)",
 		       0, NULL) < 0) {
 		tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err->msg);
 		return -1;
@@ -73,6 +76,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# TYPE tracktls_issuer_pending gauge\ntracktls_issuer_pending %s\n"
 		"# HELP tracktls_issuer_paused Domains paused after repeated failures.\n"
 		"# TYPE tracktls_issuer_paused gauge\ntracktls_issuer_paused %s\n"
+		"# HELP tracktls_issuer_domains_not_served Domains whose stored certificate the edge does not serve yet.\n"
+		"# TYPE tracktls_issuer_domains_not_served gauge\ntracktls_issuer_domains_not_served %s\n"
 		"# HELP tracktls_issuer_soonest_expiry_seconds Unix time of the soonest current certificate expiry.\n"
 		"# TYPE tracktls_issuer_soonest_expiry_seconds gauge\ntracktls_issuer_soonest_expiry_seconds %s\n"
 		"# HELP tracktls_issuer_last_run_seconds Unix time the last run ended.\n"
@@ -80,8 +85,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# HELP tracktls_issuer_exit_status Exit status of the last run (0 all done, 1 some domains failed, 2 "
 		"the run could not do its job).\n"
 		"# TYPE tracktls_issuer_exit_status gauge\ntracktls_issuer_exit_status %d\n",
-		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1),
-		(long long)time(NULL), status);
+		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+		PQgetvalue(res, 0, 1), (long long)time(NULL), status);
 	PQclear(res);
 	write_refusals(f, db);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {

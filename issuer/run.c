@@ -2,6 +2,7 @@
  * claim due domains with FOR NO KEY UPDATE SKIP LOCKED, keep the row locked for the whole order
  * so no other run orders it, and record the certificate or the failure before releasing it. */
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,9 +27,13 @@ struct run {
 	uint16_t via_port;
 	long max_orders, budget, max_failures;
 	int64_t deadline_ms; /* monotonic; 0 = none */
-	char started_at[64]; /* the database's now() when the run began */
+	int64_t linger_ms;   /* monotonic end of lingering; 0 = exit when nothing is due */
+	struct served_config served;
 
 	pthread_mutex_t mu;
+	pthread_cond_t wake; /* a lingering run found new work due */
+	unsigned wake_gen;
+	char started_at[64]; /* the database's now(): domains due by then are this pass's work */
 	long orders;		/* orders started by this run */
 	int64_t pause_until_ms; /* monotonic: a 429/503 Retry-After pauses new work */
 	bool stop;		/* budget spent or a worker cannot run */
@@ -59,6 +64,9 @@ struct worker {
 	char name[TT_NAME_MAX];
 	char profile[64];
 	char ari_id[200];
+	/* the certificate just stored, for the served check after commit */
+	int64_t new_cert_id;
+	char new_serial[130];
 };
 
 static void run_fatal(struct run *r, const char *msg)
@@ -125,8 +133,12 @@ static int claim(struct worker *w, struct tt_err *err)
 {
 	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
-	/* Due as of the run's start: a domain this run rescheduled (backoff) is not taken twice. */
-	const char *p[] = {w->run->started_at};
+	/* Due as of the pass's start: a domain this run put off (CA trouble) is not taken twice. */
+	char due_by[sizeof(w->run->started_at)];
+	pthread_mutex_lock(&w->run->mu);
+	memcpy(due_by, w->run->started_at, sizeof(due_by));
+	pthread_mutex_unlock(&w->run->mu);
+	const char *p[] = {due_by};
 	PGresult *res;
 	if (tt_db_exec(
 		w->lock, &res, err,
@@ -183,8 +195,11 @@ static int start_attempt(struct worker *w, const char *kind, bool counts, struct
 	if (ok)
 		w->attempt_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	if (tt_db_commit(w->aux, err) < 0)
+	if ((ok && store_event(w->aux, w->domain_id, w->current_cert_id ? "renewing" : "validating", NULL, err) < 0) ||
+	    tt_db_commit(w->aux, err) < 0) {
+		tt_db_rollback(w->aux);
 		return -1;
+	}
 	return ok;
 }
 
@@ -307,6 +322,30 @@ static int64_t backoff_s(int failures)
 	return failures >= 1 && failures <= 3 ? steps[failures - 1] : 86400;
 }
 
+/* Last in the claim transaction: failed, then paused or (once per certificate, when the renewal
+ * keeps failing under 7 days before expiry) expiring. */
+static int failure_events(struct worker *w, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	const char *p[] = {did};
+	PGresult *res;
+	if (tt_db_exec(w->lock, &res, err,
+		       "SELECT s.state, s.state = 'expiring' AND NOT EXISTS (SELECT 1 FROM domain_events e"
+		       "  WHERE e.name = d.name AND e.kind = 'expiring' AND e.at >= c.created_at)"
+		       " FROM domains d JOIN domain_status s ON s.name = d.name"
+		       " LEFT JOIN certificates c ON c.id = d.current_cert_id WHERE d.id = $1",
+		       1, p) < 0)
+		return -1;
+	bool paused = strcmp(PQgetvalue(res, 0, 0), "paused") == 0, expiring = PQgetvalue(res, 0, 1)[0] == 't';
+	PQclear(res);
+	if (store_event(w->lock, w->domain_id, "failed", NULL, err) < 0 ||
+	    (paused && store_event(w->lock, w->domain_id, "paused", NULL, err) < 0) ||
+	    (expiring && store_event(w->lock, w->domain_id, "expiring", NULL, err) < 0))
+		return -1;
+	return 0;
+}
+
 /* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. */
 static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, struct tt_err *err)
 {
@@ -353,6 +392,8 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 	}
 	if (rc == 0)
 		rc = tt_db_run(w->lock, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p);
+	if (rc == 0)
+		rc = failure_events(w, err);
 	free(doc_s);
 	return rc;
 }
@@ -394,6 +435,8 @@ static int store_issued(struct worker *w, const char *chain, const uint8_t *key,
 	if (w->run->session->dir.renewal_info[0] && ci.ari_id[0] && ari_check_at < c.renew_at)
 		c.renew_at = ari_check_at;
 	rc = store_cert_insert(w->lock, &c, err);
+	w->new_cert_id = id;
+	snprintf(w->new_serial, sizeof(w->new_serial), "%s", ci.serial);
 	if (rc == 0)
 		tt_log(TT_INFO, "cert_issued", "name=%s kind=%s cert_id=%" PRId64 " serial=%s not_after=%lld", w->name,
 		       kind, id, ci.serial, (long long)ci.not_after);
@@ -416,8 +459,9 @@ static const char *pick_profile(struct worker *w)
 	return p;
 }
 
-/* An order given up without judging the domain (rate limit, CA trouble): attempt and challenges go. */
-static void abandon_attempt(struct worker *w)
+/* An order given up without judging the domain (rate limit, CA trouble): attempt and challenges go;
+ * the reason is shown (domain_status) but no failure is counted. */
+static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 {
 	char aid[24], did[24];
 	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
@@ -427,7 +471,8 @@ static void abandon_attempt(struct worker *w)
 	if (tt_db_run(w->aux, &err,
 		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1", 1,
 		      a) < 0 ||
-	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
+	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0 ||
+	    store_note_error(w->aux, w->domain_id, prob->type[0] ? prob->type : "transport", prob->detail, &err) < 0)
 		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
 }
 
@@ -485,6 +530,20 @@ static int ari_check(struct worker *w)
 	tt_log(TT_INFO, "ari_scheduled", "name=%s window_start=%lld window_end=%lld next=%lld", w->name,
 	       (long long)start, (long long)end, (long long)at);
 	return 0;
+}
+
+/* Once right after storing, so a lingering run reports https_ready within the second; the
+ * sweeps retry what the edge did not serve yet. */
+static void check_served(struct worker *w)
+{
+	struct tt_err err = {{0}};
+	int rc = served_check_and_record(w->aux, w->check, &w->run->served, w->domain_id, w->name, w->new_cert_id,
+					 w->new_serial, &err);
+	if (rc <= 0) {
+		char q[600];
+		tt_log(rc < 0 ? TT_WARN : TT_INFO, "https_not_served", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
+	}
 }
 
 /* One claimed domain from order to stored certificate (or recorded failure). Ends the claim
@@ -555,7 +614,7 @@ static int process(struct worker *w)
 		/* Not the domain's fault: no failure on its record; several in a row end the run. */
 		tt_log(TT_WARN, "ca_unavailable", "name=%s error=\"%s\"", w->name, err.msg);
 		tt_db_rollback(w->lock);
-		abandon_attempt(w);
+		abandon_attempt(w, &prob);
 		pthread_mutex_lock(&r->mu);
 		r->deferred++;
 		bool give_up = ++r->ca_failures_in_row >= CA_FAILURES_TO_STOP;
@@ -575,7 +634,7 @@ static int process(struct worker *w)
 			r->pause_until_ms = tt_now_ms() + pause;
 		pthread_mutex_unlock(&r->mu);
 		tt_db_rollback(w->lock);
-		abandon_attempt(w);
+		abandon_attempt(w, &prob);
 		count_result(r, &r->deferred, NULL);
 	} else if (rc == 0) {
 		if (tt_db_commit(w->lock, &err) < 0) {
@@ -583,6 +642,7 @@ static int process(struct worker *w)
 			ret = -1;
 		} else {
 			count_result(r, w->current_cert_id ? &r->renewed : &r->issued, NULL);
+			check_served(w);
 			pthread_mutex_lock(&r->mu);
 			r->ca_failures_in_row = 0;
 			pthread_mutex_unlock(&r->mu);
@@ -621,6 +681,22 @@ done:
 	return ret;
 }
 
+/* Lingering: waits until the main thread sees new work due (true) or the run ends (false). */
+static bool linger_wait(struct run *r, unsigned *seen)
+{
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop && r->wake_gen == *seen && r->linger_ms && tt_now_ms() < r->linger_ms) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1; /* re-checks stop and the end of lingering each second */
+		pthread_cond_timedwait(&r->wake, &r->mu, &ts);
+	}
+	bool more = r->wake_gen != *seen && !r->stop;
+	*seen = r->wake_gen;
+	pthread_mutex_unlock(&r->mu);
+	return more;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -637,12 +713,19 @@ static void *worker_main(void *arg)
 		run_fatal(r, "curl_easy_init failed");
 		return NULL;
 	}
+	pthread_mutex_lock(&r->mu);
+	unsigned seen = r->wake_gen;
+	pthread_mutex_unlock(&r->mu);
 	while (take_slot(r)) {
 		int c = claim(w, &err);
 		if (c <= 0) {
 			give_back_slot(r);
-			if (c < 0)
+			if (c < 0) {
 				run_fatal(r, err.msg);
+				break;
+			}
+			if (linger_wait(r, &seen))
+				continue;
 			break;
 		}
 		if (process(w) < 0) {
@@ -688,6 +771,96 @@ static void *signal_main(void *arg)
 	}
 }
 
+/* While lingering: the served check is retried this often, for this many domains at a time. */
+#define SERVED_RECHECK_MS 2000
+#define LINGER_SWEEP_LIMIT 20
+/* At the end of a run. */
+#define SWEEP_LIMIT 200
+
+/* Wakes the waiting workers when some domain is due now. */
+static void wake_if_due(struct run *r, PGconn *db)
+{
+	struct tt_err err = {{0}};
+	PGresult *res;
+	if (tt_db_exec(db, &res, &err,
+		       "SELECT now()::text, EXISTS (SELECT 1 FROM domains WHERE state IN ('pending', 'active', 'failing')"
+		       " AND next_attempt_at <= now())",
+		       0, NULL) < 0) {
+		tt_log(TT_WARN, "linger_query_failed", "error=\"%s\"", err.msg);
+		return;
+	}
+	if (PQgetvalue(res, 0, 1)[0] == 't') {
+		pthread_mutex_lock(&r->mu);
+		snprintf(r->started_at, sizeof(r->started_at), "%s", PQgetvalue(res, 0, 0));
+		r->wake_gen++;
+		pthread_cond_broadcast(&r->wake);
+		pthread_mutex_unlock(&r->mu);
+	}
+	PQclear(res);
+}
+
+/* Waits up to ms for notifications: 1 some came, 0 none, -1 the connection is gone. */
+static int wait_notified(PGconn *db, int64_t ms)
+{
+	struct pollfd pfd = {.fd = PQsocket(db), .events = POLLIN};
+	if (pfd.fd < 0)
+		return -1;
+	if (poll(&pfd, 1, (int)ms) <= 0)
+		return 0;
+	if (!PQconsumeInput(db) || PQstatus(db) != CONNECTION_OK)
+		return -1;
+	int n = 0;
+	PGnotify *note;
+	while ((note = PQnotifies(db))) {
+		PQfreemem(note);
+		n++;
+	}
+	return n > 0;
+}
+
+/* After the due work: LISTEN for domain events and wake the workers as soon as one makes a domain
+ * due (domain add or resume), until --linger ends; meanwhile retry the served check. The event
+ * is only a hint: what is due is read from domains, so a lost notification costs one interval. */
+static void linger(struct run *r, PGconn *db, CURL *tls)
+{
+	struct tt_err err = {{0}};
+	bool listening = tt_db_run(db, &err, "LISTEN tracktls_domain_event", 0, NULL) == 0;
+	int64_t next_sweep = 0;
+	tt_log(TT_INFO, "lingering", "for_ms=%" PRId64 " listening=%d", r->linger_ms - tt_now_ms(), listening);
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		bool stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		int64_t now = tt_now_ms();
+		if (stop || now >= r->linger_ms)
+			break;
+		int64_t wait = r->linger_ms - now;
+		if (wait > next_sweep - now)
+			wait = next_sweep - now > 0 ? next_sweep - now : 0;
+		int n = listening ? wait_notified(db, wait) : 0;
+		if (!listening || n < 0) {
+			if (listening)
+				tt_log(TT_WARN, "linger_db_lost", "error=\"%s\"", PQerrorMessage(db));
+			if (!listening)
+				tt_sleep_ms(wait < SERVED_RECHECK_MS ? wait : SERVED_RECHECK_MS);
+			PQreset(db);
+			listening = PQstatus(db) == CONNECTION_OK &&
+				    tt_db_run(db, &err, "LISTEN tracktls_domain_event", 0, NULL) == 0;
+			n = 1; /* anything may have happened meanwhile */
+		}
+		bool sweep = tt_now_ms() >= next_sweep;
+		if (n > 0 || sweep)
+			wake_if_due(r, db);
+		if (sweep) {
+			if (served_sweep(db, tls, &r->served, LINGER_SWEEP_LIMIT, &err) < 0)
+				tt_log(TT_WARN, "served_sweep_failed", "error=\"%s\"", err.msg);
+			next_sweep = tt_now_ms() + SERVED_RECHECK_MS;
+		}
+	}
+	if (listening)
+		tt_db_run(db, &err, "UNLISTEN *", 0, NULL);
+}
+
 static int dry_run(PGconn *db)
 {
 	struct tt_err err = {{0}};
@@ -709,19 +882,30 @@ static int dry_run(PGconn *db)
 
 static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurrency, struct tt_err *err)
 {
-	long deadline;
+	long deadline, linger;
+	int64_t retention;
+	const char *ret = issuer_opt(ctx, "events-retention");
 	if (issuer_opt_int(ctx, "max-orders", 0, &r->max_orders, err) < 0 ||
 	    issuer_opt_int(ctx, "concurrency", 8, concurrency, err) < 0 ||
 	    issuer_opt_int(ctx, "deadline", 0, &deadline, err) < 0 ||
 	    issuer_opt_int(ctx, "order-budget", 300, &r->budget, err) < 0 ||
 	    issuer_opt_int(ctx, "max-failures", 8, &r->max_failures, err) < 0 ||
+	    issuer_opt_int(ctx, "linger", 0, &linger, err) < 0 ||
+	    (ret && tt_parse_duration_ms(ret, &retention, err) < 0) || served_config_parse(ctx, &r->served, err) < 0 ||
 	    key_type_parse(issuer_opt(ctx, "key-type"), &r->key_type, err) < 0)
 		return -1;
 	if (*concurrency < 1 || *concurrency > 128)
 		return tt_fail(err, "--concurrency must be 1..128");
 	if (r->max_failures < 1)
 		return tt_fail(err, "--max-failures must be at least 1");
-	r->deadline_ms = deadline ? tt_now_ms() + deadline * 1000 : 0;
+	int64_t now = tt_now_ms();
+	r->deadline_ms = deadline ? now + deadline * 1000 : 0;
+	/* Lingering ends at --linger, or earlier at --deadline: no new work is taken after either. */
+	r->linger_ms = linger ? now + linger * 1000 : 0;
+	if (r->linger_ms && r->deadline_ms && r->deadline_ms < r->linger_ms)
+		r->linger_ms = r->deadline_ms;
+	if (r->linger_ms && !r->deadline_ms)
+		r->deadline_ms = r->linger_ms;
 	r->profile = issuer_opt(ctx, "profile");
 	r->self_check = !issuer_flag(ctx, "no-self-check");
 	const char *via = issuer_opt(ctx, "self-check-via");
@@ -785,13 +969,19 @@ int run_main(struct issuer_ctx *ctx)
 	r.kr = kr;
 	r.session = &session;
 	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.wake, NULL);
+	if (events_prune(ctx, db, &err) < 0)
+		tt_log(TT_WARN, "events_prune_failed", "error=\"%s\"", err.msg);
+	CURL *tls = curl_easy_init();
 	struct worker *ws = calloc((size_t)concurrency, sizeof(*ws));
 	pthread_t *ts = calloc((size_t)concurrency, sizeof(*ts));
 	long started_threads = 0;
-	if (!ws || !ts) {
+	if (!ws || !ts || !tls) {
 		fprintf(stderr, "issuer run: out of memory\n");
 		free(ws);
 		free(ts);
+		if (tls)
+			curl_easy_cleanup(tls);
 		goto out;
 	}
 	sigset_t sigs;
@@ -807,6 +997,11 @@ int run_main(struct issuer_ctx *ctx)
 			break;
 		started_threads++;
 	}
+	if (r.linger_ms)
+		linger(&r, db, tls);
+	pthread_mutex_lock(&r.mu);
+	pthread_cond_broadcast(&r.wake);
+	pthread_mutex_unlock(&r.mu);
 	for (long i = 0; i < started_threads; i++)
 		pthread_join(ts[i], NULL);
 	if (sig_started) {
@@ -824,7 +1019,12 @@ int run_main(struct issuer_ctx *ctx)
 	}
 	free(ws);
 	free(ts);
+	pthread_cond_destroy(&r.wake);
 	pthread_mutex_destroy(&r.mu);
+	/* The retry of the served check for a run that does not linger (cron is its timer). */
+	if (served_sweep(db, tls, &r.served, SWEEP_LIMIT, &err) < 0)
+		tt_log(TT_WARN, "served_sweep_failed", "error=\"%s\"", err.msg);
+	curl_easy_cleanup(tls);
 
 	if (r.fatal)
 		fprintf(stderr, "issuer run: %s\n", r.fatal_msg);

@@ -14,8 +14,12 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 {
 	const char *p[] = {name, owner, profile};
 	PGresult *res;
+	/* Inside a caller's transaction (cert import) the event rides on it; alone, it gets its own. */
+	bool own = PQtransactionStatus(db) == PQTRANS_IDLE;
+	if (own && tt_db_begin(db, err) < 0)
+		return -1;
 	/* Adding a removed or paused domain again is how its owner brings it back: it starts over
-	 * (due now, no failures), its history kept. */
+	 * (due now, no failures, no reason), its history kept. */
 	if (tt_db_exec(db, &res, err,
 		       "WITH old AS (SELECT state FROM domains WHERE name = $1) "
 		       "INSERT INTO domains (name, owner, profile) VALUES ($1, $2, $3) "
@@ -27,16 +31,30 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 		       " failures = CASE WHEN domains.state IN ('removed', 'paused') THEN 0 ELSE domains.failures END,"
 		       " next_attempt_at = CASE WHEN domains.state IN ('removed', 'paused') THEN now()"
 		       "  ELSE domains.next_attempt_at END,"
+		       " last_error_type = CASE WHEN domains.state IN ('removed', 'paused') THEN NULL"
+		       "  ELSE domains.last_error_type END,"
+		       " last_error_detail = CASE WHEN domains.state IN ('removed', 'paused') THEN NULL"
+		       "  ELSE domains.last_error_detail END,"
 		       " removed_at = NULL "
 		       "RETURNING id, (xmax = 0), COALESCE((SELECT state FROM old), '')",
-		       3, p) < 0)
+		       3, p) < 0) {
+		if (own)
+			tt_db_rollback(db);
 		return -1;
+	}
 	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	const char *old = PQgetvalue(res, 0, 2);
 	*outcome = PQgetvalue(res, 0, 1)[0] == 't'			       ? DOMAIN_ADDED
 		   : strcmp(old, "removed") == 0 || strcmp(old, "paused") == 0 ? DOMAIN_RESUMED
 									       : DOMAIN_EXISTS;
 	PQclear(res);
+	if ((*outcome != DOMAIN_EXISTS &&
+	     store_event(db, *id, *outcome == DOMAIN_ADDED ? "added" : "resumed", NULL, err) < 0) ||
+	    (own && tt_db_commit(db, err) < 0)) {
+		if (own)
+			tt_db_rollback(db);
+		return -1;
+	}
 	return 0;
 }
 
@@ -69,9 +87,10 @@ int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err)
 	if (tt_db_run(db, err, "UPDATE certificates SET sealed_key = NULL WHERE domain_id = $1", 1, p) < 0 ||
 	    tt_db_run(db, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p) < 0 ||
 	    tt_db_run(db, err,
-		      "UPDATE domains SET state = 'removed', removed_at = now(), current_cert_id = NULL WHERE id = $1",
+		      "UPDATE domains SET state = 'removed', removed_at = now(), current_cert_id = NULL, served_cert_id = NULL"
+		      " WHERE id = $1",
 		      1, p) < 0 ||
-	    tt_db_commit(db, err) < 0) {
+	    store_event(db, domain_id, "removed", NULL, err) < 0 || tt_db_commit(db, err) < 0) {
 		tt_db_rollback(db);
 		return -1;
 	}
@@ -82,43 +101,73 @@ int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err 
 {
 	const char *p[] = {name};
 	PGresult *res;
-	if (tt_db_exec(
-		db, &res, err,
-		"SELECT COALESCE(json_agg(json_build_object("
-		" 'name', d.name, 'owner', d.owner, 'state', d.state, 'profile', d.profile,"
-		" 'cert_id', d.current_cert_id, 'serial', c.serial, 'source', c.source, 'key_type', c.key_type,"
-		" 'not_before', " UTC("c.not_before") ", 'not_after', " UTC(
-		    "c.not_after") ","
-				   " 'next_attempt_at', " UTC(
-				       "d.next_attempt_at") ", 'failures', d.failures,"
-							    " 'last_error_type', d.last_error_type, "
-							    "'last_error_detail', d.last_error_detail,"
-							    " 'last_error_at', " UTC(
-								"d.last_error_at") ","
-										   " 'last_problem', (SELECT a.problem "
-										   "FROM issuance_attempts a"
-										   "   WHERE a.domain_id = d.id AND "
-										   "a.state = 'failed' ORDER BY a.id "
-										   "DESC LIMIT 1),"
-										   " 'added_at', " UTC(
-										       "d.added_at") ") ORDER BY "
-												     "d.name), '[]')"
-												     " FROM domains d "
-												     "LEFT JOIN "
-												     "certificates c "
-												     "ON c.id = "
-												     "d.current_cert_id"
-												     " WHERE CASE WHEN "
-												     "$1::text IS NULL "
-												     "THEN d.state <> "
-												     "'removed' ELSE "
-												     "d.name = $1 END",
-		1, p) < 0)
+	/* Exactly the view's columns: what the platform reads is what the operator sees. */
+	if (tt_db_exec(db, &res, err,
+		       "SELECT COALESCE(json_agg(json_build_object('name', s.name, 'owner', s.owner, 'state', s.state,"
+		       " 'https_ready', s.https_ready, 'reason', s.reason, 'detail', s.detail, 'serial', s.serial,"
+		       " 'not_after', " UTC("s.not_after") ", 'renew_at', " UTC("s.renew_at") ","
+		       " 'since', " UTC("s.since") ") ORDER BY s.name), '[]')"
+		       " FROM domain_status s"
+		       " WHERE CASE WHEN $1::text IS NULL THEN s.state <> 'removed' ELSE s.name = $1 END",
+		       1, p) < 0)
 		return -1;
 	json_error_t jerr;
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
 	PQclear(res);
 	return *out ? 0 : tt_fail(err, "bad JSON from the database: %s", jerr.text);
+}
+
+int store_event(PGconn *db, int64_t domain_id, const char *kind, const char *detail, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	const char *p[] = {did, kind, detail};
+	return tt_db_run(db, err, "SELECT tracktls_domain_event($1, $2, $3)", 3, p);
+}
+
+int store_note_error(PGconn *db, int64_t domain_id, const char *type, const char *detail, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	const char *p[] = {did, type, detail};
+	return tt_db_run(db, err,
+			 "UPDATE domains SET last_error_type = $2, last_error_detail = $3, last_error_at = now()"
+			 " WHERE id = $1 AND state <> 'removed'",
+			 3, p);
+}
+
+int store_served(PGconn *db, int64_t domain_id, int64_t cert_id, struct tt_err *err)
+{
+	char did[24], cid[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	snprintf(cid, sizeof(cid), "%" PRId64, cert_id);
+	const char *p[] = {did, cid};
+	PGresult *res;
+	if (tt_db_begin(db, err) < 0)
+		return -1;
+	/* SKIP LOCKED: a run holding the row is ordering for it; the next check will see the outcome. */
+	if (tt_db_exec(db, &res, err,
+		       "SELECT served_cert_id IS NOT NULL FROM domains WHERE id = $1 AND current_cert_id = $2"
+		       " AND served_cert_id IS DISTINCT FROM $2 AND state <> 'removed' FOR NO KEY UPDATE SKIP LOCKED",
+		       2, p) < 0) {
+		tt_db_rollback(db);
+		return -1;
+	}
+	int n = PQntuples(res);
+	bool renewed = n && PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (n == 0) {
+		tt_db_rollback(db);
+		return 0;
+	}
+	if (tt_db_run(db, err, "UPDATE domains SET served_cert_id = $2, served_checked_at = now() WHERE id = $1", 2,
+		      p) < 0 ||
+	    store_event(db, domain_id, renewed ? "renewed" : "https_ready", NULL, err) < 0 ||
+	    tt_db_commit(db, err) < 0) {
+		tt_db_rollback(db);
+		return -1;
+	}
+	return 1;
 }
 
 int64_t store_cert_next_id(PGconn *db, struct tt_err *err)
@@ -178,5 +227,13 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 			      a) < 0)
 			return -1;
 	}
-	return tt_db_run(db, err, "DELETE FROM challenges WHERE domain_id = $1", 1, q + 1);
+	if (tt_db_run(db, err, "DELETE FROM challenges WHERE domain_id = $1", 1, q + 1) < 0)
+		return -1;
+	/* A first certificate is news at once; a renewal only once the edge serves it (renewed). */
+	PGresult *res;
+	if (tt_db_exec(db, &res, err, "SELECT replaces_id IS NULL FROM certificates WHERE id = $1", 1, q) < 0)
+		return -1;
+	bool first = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return first ? store_event(db, c->domain_id, "issued", NULL, err) : 0;
 }

@@ -22,7 +22,7 @@ check "failed domain: state failing, 1 failure, the CA's problem type, retry in 
 check "the attempt keeps the problem document" \
 	test "$(q "select problem->>'type' from issuance_attempts a join domains d on d.id=a.domain_id where d.name='bad.test' and a.state='failed'")" = "urn:ietf:params:acme:error:connection"
 json=$($I domain show bad.test --json)
-check "domain show has the error" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["last_error_type"].endswith(":connection") and d["last_error_detail"] and d["last_problem"]["type"], d' "$json"
+check "domain show has the error as a reason and the CA's detail" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["state"] == "failed" and d["reason"] == "challenge_unreachable" and d["detail"], d' "$json"
 check "metrics count the failure" grep -q "^tracktls_issuer_failed 1$" "$T/m.prom"
 check "no challenge rows left" test "$(q "select count(*) from challenges")" = 0
 

@@ -2,6 +2,7 @@
 #   issuer_env_start  -> I (issuer binary), HTTP (port-80 path), HTTPS (terminator TLS), PEBBLE_*
 #                        exports, TRACKTLS_ACME_DIRECTORY / TRACKTLS_ACME_CA_FILE for the issuer,
 #                        TRACKTLS_CHAIN_CA_FILE (Pebble's issuing root, which chains must verify to)
+#                        TRACKTLS_HTTPS_CHECK_VIA / _CA_FILE: the served check through the terminator
 # HTTP-01 is answered by the real terminator from the challenges table; ISSUER_RESPONDER=python
 # uses tests/lib/challenge_server.py instead (the stand-in from before the terminator existed).
 I=$TT_BIN/issuer
@@ -22,6 +23,8 @@ issuer_env_start() {
 	fi
 	wait_until 10 port_open 127.0.0.1 "$HTTP" || { fail "challenge responder did not start"; tail -5 "$T/terminator.log"; exit 1; }
 	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
+	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
+	export TRACKTLS_HTTPS_CHECK_VIA=127.0.0.1:$HTTPS TRACKTLS_HTTPS_CHECK_CA_FILE=$PEBBLE_ROOT
 }
 
 q() { psql -qAtX -d "$TRACKTLS_DB" -c "$1"; }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 # An HTTPS proxy in front of Pebble that answers the first N newOrder requests with
 # 429 rateLimited + Retry-After (Pebble 2.4 has no rate limits), forwarding everything else.
-#   ratelimit_proxy.py LISTEN_PORT PEBBLE_BASE CERT KEY CAFILE N RETRY_AFTER
+# With STATUS 500 they get a serverInternal problem without Retry-After instead (a CA in trouble).
+#   ratelimit_proxy.py LISTEN_PORT PEBBLE_BASE CERT KEY CAFILE N RETRY_AFTER [STATUS]
 import http.server, ssl, sys, threading, urllib.request, urllib.error
 
 port, upstream, cert, key, cafile, n, retry = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7]
+status = int(sys.argv[8]) if len(sys.argv) > 8 else 429
 mine = 'https://127.0.0.1:%s' % port
 ctx = ssl.create_default_context(cafile=cafile)
 left = [n]
@@ -23,10 +25,14 @@ class H(http.server.BaseHTTPRequestHandler):
             if limited:
                 # the nonce in the request is spent; hand out a fresh one as a real CA does
                 nonce = urllib.request.urlopen(urllib.request.Request(upstream + '/nonce-plz', method='HEAD'), context=ctx).headers['Replay-Nonce']
-                out = b'{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders","status":429}'
-                self.send_response(429)
+                if status == 429:
+                    out = b'{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders","status":429}'
+                else:
+                    out = b'{"type":"urn:ietf:params:acme:error:serverInternal","detail":"the CA is having trouble","status":500}'
+                self.send_response(status)
                 self.send_header('Content-Type', 'application/problem+json')
-                self.send_header('Retry-After', retry)
+                if status == 429:
+                    self.send_header('Retry-After', retry)
                 self.send_header('Replay-Nonce', nonce)
                 self.send_header('Content-Length', str(len(out)))
                 self.end_headers()
