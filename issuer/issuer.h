@@ -23,6 +23,12 @@
  *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
  *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
  *   metrics.c     the Prometheus textfile written at the end of a run
+ *   dns.c         c-ares queries (A, AAAA with the CNAME chain, CAA), one resolver per thread
+ *   caa.c         RFC 8659 CAA record sets and RFC 8657 parameters: may this CA issue? (fuzzed)
+ *   preflight.c   before any order: does the name reach the edge, does CAA permit a CA of ours;
+ *                 a reason code (dns_not_pointed, dns_stray_aaaa, caa_forbids_ca, dns_servfail)
+ *                 and the record the customer must add or remove
+ *   cli_check.c   `domain check`: the preflight on demand
  *
  * How they talk: main.c resolves the configuration into a struct issuer_ctx and calls one cli_*
  * or run entry point. Protocol code (acme.c, run.c) never calls tt_envelope_*: it hands clear
@@ -78,6 +84,7 @@ int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
 int run_main(struct issuer_ctx *ctx);
 int cli_tickets_rotate(struct issuer_ctx *ctx);
+int cli_domain_check(struct issuer_ctx *ctx);
 
 /* ---- tickets.c ---- */
 /* Creates the next session-ticket key when the newest ends soon and deletes expired ones, by
@@ -283,5 +290,104 @@ int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct t
 /* ---- metrics.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters and the store's state. */
 int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, struct tt_err *err);
+
+/* ---- caa.c ---- */
+/* One CAA resource record; tag and value point into the DNS answer (not NUL-terminated). */
+struct caa_record {
+	bool critical;
+	const char *tag;
+	size_t tag_len;
+	const char *value;
+	size_t value_len;
+};
+/* Who asks to issue: the CA's CAA identity, our account URL there (NULL: none yet), the method. */
+struct caa_issuer {
+	const char *identity;
+	const char *account_uri;
+	const char *method; /* NULL: http-01 */
+};
+/* An issue/issuewild value: issuer-domain-name and the RFC 8657 parameters we honour. */
+struct caa_issue {
+	char domain[TT_NAME_MAX];
+	bool has_accounturi, has_methods;
+	char accounturi[1024];
+	char methods[256];
+};
+/* 0 parsed, -1 malformed (a malformed issue property permits no CA). */
+int caa_parse_issue(const char *v, size_t len, struct caa_issue *out);
+bool caa_issue_permits(const struct caa_issue *is, const struct caa_issuer *who);
+enum caa_verdict { CAA_PERMITS, CAA_FORBIDS };
+/* The verdict of a relevant record set (non-empty) for a name; why says what decided. */
+enum caa_verdict caa_evaluate(const struct caa_record *rs, size_t n, bool wildcard, const struct caa_issuer *who,
+			      char *why, size_t whysize);
+
+/* ---- dns.c ---- */
+#define DNS_MAX_CHAIN 8
+#define DNS_MAX_ADDRS 16
+/* DNS_NODATA: no such records (or no such name); DNS_FAIL: SERVFAIL, refused, timeout. */
+enum dns_status { DNS_OK, DNS_NODATA, DNS_FAIL };
+struct dns_answer {
+	char names[DNS_MAX_CHAIN][TT_NAME_MAX]; /* the CNAME chain: aliases, then the canonical name */
+	size_t nnames;
+	char addrs[DNS_MAX_ADDRS][46];
+	size_t naddrs;
+	char error[128];
+};
+struct dns_caa_set {
+	struct caa_record *recs;
+	size_t n;
+	struct ares_caa_reply *raw;
+	char error[128];
+};
+struct dns_resolver;
+/* Once per process, before any thread. */
+int dns_library_init(struct tt_err *err);
+/* server: "ADDR:PORT" (or several, comma-separated), NULL for the system's resolvers. */
+int dns_open(const char *server, int64_t timeout_ms, struct dns_resolver **out, struct tt_err *err);
+void dns_close(struct dns_resolver *r);
+/* family AF_INET (A) or AF_INET6 (AAAA). */
+enum dns_status dns_addrs(struct dns_resolver *r, const char *name, int family, struct dns_answer *out);
+enum dns_status dns_caa(struct dns_resolver *r, const char *name, struct dns_caa_set *out);
+void dns_caa_free(struct dns_caa_set *s);
+
+/* ---- preflight.c ---- */
+#define PREFLIGHT_MAX_EDGE 16
+#define PREFLIGHT_MAX_CAS 8
+/* One query's wait for an answer, all tries included. */
+#define PREFLIGHT_DNS_TIMEOUT_MS 5000
+struct edge_net {
+	int family;
+	uint8_t addr[16];
+	int prefix;
+};
+/* --edge-cname, --edge-addrs, --dns-server. The preflight runs only when an edge is given. */
+struct preflight_config {
+	bool enabled;
+	char cnames[PREFLIGHT_MAX_EDGE][TT_NAME_MAX];
+	size_t ncnames;
+	struct edge_net nets[PREFLIGHT_MAX_EDGE];
+	size_t nnets;
+	const char *dns_server;
+	int64_t timeout_ms;
+};
+enum preflight_reason {
+	PREFLIGHT_OK,
+	PREFLIGHT_DNS_NOT_POINTED,
+	PREFLIGHT_DNS_STRAY_AAAA,
+	PREFLIGHT_CAA_FORBIDS_CA,
+	PREFLIGHT_DNS_SERVFAIL,
+};
+struct preflight_verdict {
+	enum preflight_reason reason;
+	char detail[2048];	     /* the fix: the record to add or remove, and why */
+	char caa_owner[TT_NAME_MAX]; /* where the relevant CAA set is, "" when there is none */
+	bool permits[PREFLIGHT_MAX_CAS]; /* per CA given: does CAA let it issue */
+};
+int preflight_config_load(const struct issuer_ctx *ctx, struct preflight_config *out, struct tt_err *err);
+/* The stored reason code: "dns_not_pointed" ... ("ok" for PREFLIGHT_OK). */
+const char *preflight_reason_code(enum preflight_reason r);
+/* Pointing first, then CAA for each CA (cas in order of preference); v->reason is the verdict. */
+enum preflight_reason preflight_check(struct dns_resolver *r, const struct preflight_config *c, const char *name,
+				      const struct caa_issuer *cas, size_t ncas, struct preflight_verdict *v);
 
 #endif
