@@ -10,7 +10,7 @@
 
 /* The property tags a CA knows besides issue/issuewild (RFC 8659 iodef, CA/Browser Forum contact
  * tags, RFC 9495 issuemail, BIMI issuevmc): with the critical flag they forbid nothing. */
-static const char *const known_tags[] = {"issue",        "issuewild", "iodef",    "contactemail",
+static const char *const known_tags[] = {"issue",	 "issuewild", "iodef",	 "contactemail",
 					 "contactphone", "issuemail", "issuevmc"};
 
 static bool is_wsp(char c)
@@ -167,8 +167,8 @@ enum caa_verdict caa_evaluate(const struct caa_record *rs, size_t n, bool wildca
 {
 	for (size_t i = 0; i < n; i++)
 		if (rs[i].critical && !tag_known(&rs[i])) {
-			snprintf(why, whysize, "a critical CAA property '%.*s' that no CA may ignore", (int)rs[i].tag_len,
-				 rs[i].tag);
+			snprintf(why, whysize, "a critical CAA property '%.*s' that no CA may ignore",
+				 (int)rs[i].tag_len, rs[i].tag);
 			return CAA_FORBIDS;
 		}
 	/* issuewild governs wildcard names when present; otherwise (and for every other name) issue */

@@ -44,7 +44,8 @@ int dns_open(const char *server, int64_t timeout_ms, struct dns_resolver **out, 
 	struct dns_resolver *r = calloc(1, sizeof(*r));
 	if (!r)
 		return tt_fail(err, "out of memory");
-	struct ares_options o = {.timeout = (int)(timeout_ms / DNS_TRIES), .tries = DNS_TRIES,
+	struct ares_options o = {.timeout = (int)(timeout_ms / DNS_TRIES),
+				 .tries = DNS_TRIES,
 				 .flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES};
 	int rc = ares_init_options(&r->ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
 	if (rc != ARES_SUCCESS) {
@@ -90,12 +91,13 @@ static void ask(struct dns_resolver *r, const char *name, int type, struct query
 	ares_query(r->ch, name, DNS_CLASS_IN, type, on_answer, q);
 	while (!q->done) {
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-		int bits = ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
+		/* the bit tests by hand: c-ares' macros shift a signed 1 into the sign bit */
+		unsigned bits = (unsigned)ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
 		struct pollfd pfd[ARES_GETSOCK_MAXNUM];
 		nfds_t n = 0;
-		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-			short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-					   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+		for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+			short ev = (short)((bits & (1u << i) ? POLLIN : 0) |
+					   (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
 			if (ev)
 				pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
 		}
@@ -110,8 +112,9 @@ static void ask(struct dns_resolver *r, const char *name, int type, struct query
 		}
 		for (nfds_t i = 0; i < n; i++)
 			if (pfd[i].revents)
-				ares_process_fd(r->ch, pfd[i].revents & (POLLIN | POLLERR | POLLHUP) ? pfd[i].fd : ARES_SOCKET_BAD,
-						pfd[i].revents & POLLOUT ? pfd[i].fd : ARES_SOCKET_BAD);
+				ares_process_fd(
+				    r->ch, pfd[i].revents & (POLLIN | POLLERR | POLLHUP) ? pfd[i].fd : ARES_SOCKET_BAD,
+				    pfd[i].revents & POLLOUT ? pfd[i].fd : ARES_SOCKET_BAD);
 	}
 	if (!q->done) {
 		ares_cancel(r->ch); /* runs on_answer with ARES_ECANCELLED */
@@ -199,6 +202,10 @@ enum dns_status dns_caa(struct dns_resolver *r, const char *name, struct dns_caa
 	size_t n = 0;
 	for (struct ares_caa_reply *c = caa; c; c = c->next)
 		n++;
+	if (n == 0) {
+		ares_free_data(caa);
+		return DNS_NODATA;
+	}
 	out->recs = calloc(n, sizeof(*out->recs));
 	if (!out->recs) {
 		ares_free_data(caa);
@@ -214,7 +221,7 @@ enum dns_status dns_caa(struct dns_resolver *r, const char *name, struct dns_caa
 		    .value_len = c->length,
 		};
 	out->raw = caa;
-	return n ? DNS_OK : DNS_NODATA;
+	return DNS_OK;
 }
 
 void dns_caa_free(struct dns_caa_set *s)

@@ -19,6 +19,8 @@
  *                 finalize, download, revoke, keyChange, renewalInfo
  *   account.c     our ACME account per directory: load the sealed key, check the CA still has
  *                 it, or register (once, under an advisory lock)
+ *   cas.c         the run's CAs in order of preference (--directory repeated), down or paused
+ *                 ones skipped: which CA a domain is ordered from
  *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
  *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
  *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
@@ -46,10 +48,14 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 
 #include "common.h"
 
 #define ISSUER_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+#define ISSUER_DEFAULT_CAA_IDENTITY "letsencrypt.org"
+/* --directory given at most this often */
+#define ISSUER_MAX_CAS 8
 
 /* ---- main.c, options.c ---- */
 struct issuer_ctx {
@@ -63,6 +69,10 @@ int err_wrap(struct tt_err *err, const char *fmt, ...) __attribute__((format(pri
 /* The resolved value of a configuration key, or NULL. */
 const char *issuer_opt(const struct issuer_ctx *ctx, const char *key);
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key);
+/* Repeatable options (--directory and its per-directory companions): how many values were given,
+ * and the i-th copied into buf (one value given serves every i; NULL when none or "-"). */
+size_t issuer_opt_count(const struct issuer_ctx *ctx, const char *key);
+const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_t i, char *buf, size_t size);
 /* Parses a non-negative integer option (def when unset). */
 int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long def, long *out, struct tt_err *err);
 /* Connects to the database and refuses a schema this binary cannot work with. */
@@ -162,8 +172,9 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 int store_domain_find(PGconn *db, const char *name, struct domain_row *out, struct tt_err *err);
 /* Soft-deletes the domain and destroys its sealed keys. */
 int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err);
-/* Domains (or one) as a JSON array of objects with state, certificate, expiry, renewal, error. */
-int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err *err);
+/* Domains (or one; or those in a state) as a JSON array of objects with state, certificate and its
+ * issuing directory, expiry, renewal, error (reason and detail). */
+int store_domain_json(PGconn *db, const char *name, const char *state, json_t **out, struct tt_err *err);
 int64_t store_cert_next_id(PGconn *db, struct tt_err *err);
 struct cert_new {
 	int64_t id; /* from store_cert_next_id: the sealed key's AAD binds it */
@@ -177,6 +188,7 @@ struct cert_new {
 	const char *source; /* "acme" or "import" */
 	int64_t attempt_id; /* issuance_attempts row to mark valid, or 0 */
 	time_t renew_at;
+	const char *directory; /* the ACME directory that issued it, NULL when imported */
 };
 /* Inside the caller's transaction: the certificate row (replacing the current one),
  * domains.current_cert_id/state/next_attempt_at, the attempt marked valid, the challenge rows gone. */
@@ -268,6 +280,9 @@ int acme_parse_rfc3339(const char *s, time_t *out);
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */
 struct acme_session {
+	size_t index; /* which --directory, 0 the preferred */
+	char directory[1024], ca_file[1024], eab_kid[256], eab_hmac[256];
+	char caa_identity[TT_NAME_MAX]; /* --caa-identity for this directory */
 	struct acme_config cfg;
 	struct acme_directory dir;
 	int64_t account_id;
@@ -275,17 +290,49 @@ struct acme_session {
 	uint8_t *key_pem; /* locked memory */
 	size_t key_len;
 };
-/* Reads the directory and our account for it; with create, registers one (once, under an
- * advisory lock, with EAB when given or required) and stores its key sealed. 1 = no account. */
-int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create,
+/* The settings of the index-th --directory (its CA file, EAB, CAA identity), without contacting it. */
+void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_session *s);
+/* session_settings, then reads the directory and our account for it; with create, registers one
+ * (once, under an advisory lock, with EAB when given or required) and stores its key sealed.
+ * 1 = no account. */
+int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create, size_t index,
 		 struct acme_session *s, struct tt_err *err);
 void session_close(struct acme_session *s);
 /* A client and key of the thread's own, logged in as the session's account. */
 int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
 /* session_open without registering, then session_client: for the commands that act as the
- * existing account (account show/rollover, revoke). Fails when there is no account yet. */
-int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
-			struct acme_client **c, struct jws_key **k, struct tt_err *err);
+ * existing account (account show/rollover, revoke). directory: the configured --directory to use
+ * (revoke: the one that issued the certificate), NULL or not configured: the first. Fails when
+ * there is no account yet. */
+int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
+			struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+
+/* ---- cas.c ---- */
+struct ca_state {
+	int failures_in_row;
+	bool down;
+	int64_t paused_until_ms; /* monotonic: a rate limit that outlasts the run's deadline */
+};
+struct cas {
+	struct acme_session *s; /* one per --directory, preferred first */
+	size_t n;
+	pthread_mutex_t mu;
+	struct ca_state st[ISSUER_MAX_CAS];
+};
+/* Opens every directory (account created when missing); one that cannot be read is down for the
+ * run. Fails only when none can be used (err: the last reason). */
+int cas_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct cas *out,
+	     struct tt_err *err);
+void cas_close(struct cas *c);
+/* The index of a directory URL, or -1 (not configured any more, or unknown). */
+int cas_find(const struct cas *c, const char *directory);
+bool cas_usable(struct cas *c, size_t i, int64_t now_ms);
+/* The first usable CA from index `from` on whose CAA permits[i] is true, or -1. */
+int cas_pick(struct cas *c, const bool *permits, size_t from, int64_t now_ms);
+/* An order lost to the CA's trouble; true when every CA is now down. */
+bool cas_failed(struct cas *c, size_t i);
+void cas_answered(struct cas *c, size_t i);
+void cas_pause(struct cas *c, size_t i, int64_t until_ms);
 
 /* ---- metrics.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters and the store's state. */
@@ -352,7 +399,6 @@ void dns_caa_free(struct dns_caa_set *s);
 
 /* ---- preflight.c ---- */
 #define PREFLIGHT_MAX_EDGE 16
-#define PREFLIGHT_MAX_CAS 8
 /* One query's wait for an answer, all tries included. */
 #define PREFLIGHT_DNS_TIMEOUT_MS 5000
 struct edge_net {
@@ -379,9 +425,9 @@ enum preflight_reason {
 };
 struct preflight_verdict {
 	enum preflight_reason reason;
-	char detail[2048];	     /* the fix: the record to add or remove, and why */
-	char caa_owner[TT_NAME_MAX]; /* where the relevant CAA set is, "" when there is none */
-	bool permits[PREFLIGHT_MAX_CAS]; /* per CA given: does CAA let it issue */
+	char detail[2048];	      /* the fix: the record to add or remove, and why */
+	char caa_owner[TT_NAME_MAX];  /* where the relevant CAA set is, "" when there is none */
+	bool permits[ISSUER_MAX_CAS]; /* per CA given: does CAA let it issue */
 };
 int preflight_config_load(const struct issuer_ctx *ctx, struct preflight_config *out, struct tt_err *err);
 /* The stored reason code: "dns_not_pointed" ... ("ok" for PREFLIGHT_OK). */

@@ -149,8 +149,7 @@ static void edge_target(const struct preflight_config *c, char *type, char *addr
 	inet_ntop(n->family, n->addr, addr, INET6_ADDRSTRLEN);
 }
 
-static enum preflight_reason servfail(struct preflight_verdict *v, const char *name, const char *type,
-				      const char *why)
+static enum preflight_reason servfail(struct preflight_verdict *v, const char *name, const char *type, const char *why)
 {
 	snprintf(v->detail, sizeof(v->detail),
 		 "the DNS servers of %s fail to answer its %s records (%s): repair the zone's name servers or its "
@@ -159,8 +158,8 @@ static enum preflight_reason servfail(struct preflight_verdict *v, const char *n
 	return v->reason = PREFLIGHT_DNS_SERVFAIL;
 }
 
-static enum preflight_reason check_pointing(struct dns_resolver *r, const struct preflight_config *c,
-					    const char *name, struct preflight_verdict *v)
+static enum preflight_reason check_pointing(struct dns_resolver *r, const struct preflight_config *c, const char *name,
+					    struct preflight_verdict *v)
 {
 	struct dns_answer a4, a6;
 	enum dns_status s4 = dns_addrs(r, name, AF_INET, &a4);
@@ -192,8 +191,8 @@ static enum preflight_reason check_pointing(struct dns_resolver *r, const struct
 	else
 		snprintf(now, sizeof(now), "it has no A, AAAA or CNAME record");
 	if (c->ncnames) {
-		snprintf(v->detail, sizeof(v->detail), "add the record %s. CNAME %s. (replacing its A/AAAA records): %s",
-			 name, c->cnames[0], now);
+		snprintf(v->detail, sizeof(v->detail),
+			 "add the record %s. CNAME %s. (replacing its A/AAAA records): %s", name, c->cnames[0], now);
 	} else {
 		char type[8], addr[INET6_ADDRSTRLEN];
 		edge_target(c, type, addr);
@@ -223,8 +222,9 @@ static enum preflight_reason check_caa(struct dns_resolver *r, const char *name,
 		return servfail(v, at, "CAA", set.error);
 	bool any = false;
 	char why[600] = "";
-	for (size_t i = 0; i < ncas && i < PREFLIGHT_MAX_CAS; i++) {
-		v->permits[i] = st != DNS_OK || caa_evaluate(set.recs, set.n, false, &cas[i], why, sizeof(why)) == CAA_PERMITS;
+	for (size_t i = 0; i < ncas && i < ISSUER_MAX_CAS; i++) {
+		v->permits[i] =
+		    st != DNS_OK || caa_evaluate(set.recs, set.n, false, &cas[i], why, sizeof(why)) == CAA_PERMITS;
 		any |= v->permits[i];
 	}
 	if (st == DNS_OK)

@@ -78,43 +78,33 @@ int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err)
 	return 0;
 }
 
-int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err *err)
+int store_domain_json(PGconn *db, const char *name, const char *state, json_t **out, struct tt_err *err)
 {
-	const char *p[] = {name};
+	const char *p[] = {name, state};
 	PGresult *res;
-	if (tt_db_exec(
-		db, &res, err,
-		"SELECT COALESCE(json_agg(json_build_object("
-		" 'name', d.name, 'owner', d.owner, 'state', d.state, 'profile', d.profile,"
-		" 'cert_id', d.current_cert_id, 'serial', c.serial, 'source', c.source, 'key_type', c.key_type,"
-		" 'not_before', " UTC("c.not_before") ", 'not_after', " UTC(
-		    "c.not_after") ","
-				   " 'next_attempt_at', " UTC(
-				       "d.next_attempt_at") ", 'failures', d.failures,"
-							    " 'last_error_type', d.last_error_type, "
-							    "'last_error_detail', d.last_error_detail,"
-							    " 'last_error_at', " UTC(
-								"d.last_error_at") ","
-										   " 'last_problem', (SELECT a.problem "
-										   "FROM issuance_attempts a"
-										   "   WHERE a.domain_id = d.id AND "
-										   "a.state = 'failed' ORDER BY a.id "
-										   "DESC LIMIT 1),"
-										   " 'added_at', " UTC(
-										       "d.added_at") ") ORDER BY "
-												     "d.name), '[]')"
-												     " FROM domains d "
-												     "LEFT JOIN "
-												     "certificates c "
-												     "ON c.id = "
-												     "d.current_cert_id"
-												     " WHERE CASE WHEN "
-												     "$1::text IS NULL "
-												     "THEN d.state <> "
-												     "'removed' ELSE "
-												     "d.name = $1 END",
-		1, p) < 0)
+	/* reason/detail: the code of the last failure (a preflight code, or the CA's problem type) and
+	 * its fix, the names the platform shows. (clang-format cannot lay out the UTC() pieces.) */
+	// clang-format off
+	if (tt_db_exec(db, &res, err,
+		       "SELECT COALESCE(json_agg(json_build_object("
+		       " 'name', d.name, 'owner', d.owner, 'state', d.state, 'profile', d.profile,"
+		       " 'cert_id', d.current_cert_id, 'serial', c.serial, 'source', c.source, 'key_type', c.key_type,"
+		       " 'directory', c.directory_url,"
+		       " 'not_before', " UTC("c.not_before") ", 'not_after', " UTC("c.not_after") ","
+		       " 'next_attempt_at', " UTC("d.next_attempt_at") ", 'failures', d.failures,"
+		       " 'last_error_type', d.last_error_type, 'last_error_detail', d.last_error_detail,"
+		       " 'last_error_at', " UTC("d.last_error_at") ","
+		       " 'reason', d.last_error_type, 'detail', d.last_error_detail,"
+		       " 'preflight_failing_since', " UTC("d.preflight_failing_since") ","
+		       " 'last_problem', (SELECT a.problem FROM issuance_attempts a"
+		       "   WHERE a.domain_id = d.id AND a.state = 'failed' ORDER BY a.id DESC LIMIT 1),"
+		       " 'added_at', " UTC("d.added_at") ") ORDER BY d.name), '[]')"
+		       " FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
+		       " WHERE CASE WHEN $1::text IS NULL THEN d.state <> 'removed' ELSE d.name = $1 END"
+		       "  AND ($2::text IS NULL OR d.state = $2)",
+		       2, p) < 0)
 		return -1;
+	// clang-format on
 	json_error_t jerr;
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
 	PQclear(res);
@@ -154,13 +144,14 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 			   nb,
 			   na,
 			   c->info->ari_id[0] ? c->info->ari_id : NULL,
-			   c->source};
+			   c->source,
+			   c->directory};
 	int rc = tt_db_run(db, err,
 			   "INSERT INTO certificates (id, domain_id, chain_pem, sealed_key, master_key_id, key_type,"
-			   " serial, not_before, not_after, ari_cert_id, source, replaces_id)"
+			   " serial, not_before, not_after, ari_cert_id, source, replaces_id, directory_url)"
 			   " VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8), to_timestamp($9), $10, $11,"
-			   " (SELECT current_cert_id FROM domains WHERE id = $2))",
-			   11, p);
+			   " (SELECT current_cert_id FROM domains WHERE id = $2), $12)",
+			   12, p);
 	free(sealed);
 	if (rc < 0)
 		return -1;
@@ -168,6 +159,7 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 	if (tt_db_run(db, err,
 		      "UPDATE domains SET current_cert_id = $1, state = 'active', failures = 0,"
 		      " last_error_type = NULL, last_error_detail = NULL, last_error_at = NULL,"
+		      " preflight_failing_since = NULL,"
 		      " next_attempt_at = to_timestamp($3) WHERE id = $2",
 		      3, q) < 0)
 		return -1;
