@@ -44,9 +44,10 @@ int dns_open(const char *server, int64_t timeout_ms, struct dns_resolver **out, 
 	struct dns_resolver *r = calloc(1, sizeof(*r));
 	if (!r)
 		return tt_fail(err, "out of memory");
+	/* NOCHECKRESP: a SERVFAIL or REFUSED answer is the verdict we report, not a server to skip */
 	struct ares_options o = {.timeout = (int)(timeout_ms / DNS_TRIES),
 				 .tries = DNS_TRIES,
-				 .flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES};
+				 .flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP};
 	int rc = ares_init_options(&r->ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
 	if (rc != ARES_SUCCESS) {
 		free(r);

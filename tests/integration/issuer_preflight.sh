@@ -37,6 +37,7 @@ check "  ... the fix is the CAA record to add" grep -qF 'add the record caa.test
 check "CAA climbs: the parent's record forbids a name without its own" test "$(reason child.parent.test)" = caa_forbids_ca
 check "  ... and the fix says where the set is" grep -qF "the CAA records at parent.test" <<<"$(detail child.parent.test)"
 check "SERVFAIL: dns_servfail" test "$(reason servfail.test)" = dns_servfail
+check "  ... the detail names the failure" grep -qF "fail to answer its A records (SERVFAIL)" <<<"$(detail servfail.test)"
 failing="notpointed.test stray.test caa.test servfail.test child.parent.test"
 inlist=$(printf "'%s'," $failing); inlist=${inlist%,}
 check "failing domains: state failing, one failure, retry in about a minute (the existing backoff)" \
