@@ -22,8 +22,10 @@
  *   cas.c         the run's CAs in order of preference (--directory repeated), down or paused
  *                 ones skipped: which CA a domain is ordered from
  *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
- *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
- *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
+ *                 hold the row for the whole order; the preflight (failures make a domain dormant
+ *                 after --dormant-after), CAs tried in order of preference, attempts and the shared
+ *                 order budget, HTTP-01 publish + self-check, failures with backoff, ARI at the
+ *                 issuing CA, deadline, signals, summary
  *   metrics.c     the Prometheus textfile written at the end of a run
  *   dns.c         c-ares queries (A, AAAA with the CNAME chain, CAA), one resolver per thread
  *   caa.c         RFC 8659 CAA record sets and RFC 8657 parameters: may this CA issue? (fuzzed)

@@ -20,7 +20,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		       "   AND next_attempt_at <= now()),"
 		       " (SELECT COALESCE(extract(epoch FROM min(c.not_after))::bigint, 0) FROM domains d"
 		       "   JOIN certificates c ON c.id = d.current_cert_id WHERE d.state <> 'removed'),"
-		       " (SELECT count(*) FROM domains WHERE state = 'paused')",
+		       " (SELECT count(*) FROM domains WHERE state = 'paused'),"
+		       " (SELECT count(*) FROM domains WHERE state = 'dormant')",
 		       0, NULL) < 0) {
 		tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err->msg);
 		return -1;
@@ -44,12 +45,14 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# TYPE tracktls_issuer_pending gauge\ntracktls_issuer_pending %s\n"
 		"# HELP tracktls_issuer_paused Domains paused after repeated failures.\n"
 		"# TYPE tracktls_issuer_paused gauge\ntracktls_issuer_paused %s\n"
+		"# HELP tracktls_issuer_dormant Domains dormant: their DNS preflight kept failing.\n"
+		"# TYPE tracktls_issuer_dormant gauge\ntracktls_issuer_dormant %s\n"
 		"# HELP tracktls_issuer_soonest_expiry_seconds Unix time of the soonest current certificate expiry.\n"
 		"# TYPE tracktls_issuer_soonest_expiry_seconds gauge\ntracktls_issuer_soonest_expiry_seconds %s\n"
 		"# HELP tracktls_issuer_last_run_seconds Unix time the last run ended.\n"
 		"# TYPE tracktls_issuer_last_run_seconds gauge\ntracktls_issuer_last_run_seconds %lld\n",
-		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1),
-		(long long)time(NULL));
+		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+		PQgetvalue(res, 0, 1), (long long)time(NULL));
 	PQclear(res);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);

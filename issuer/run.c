@@ -811,11 +811,12 @@ static int dry_run(PGconn *db)
 {
 	struct tt_err err = {{0}};
 	PGresult *res;
-	if (tt_db_exec(db, &res, &err,
-		       "SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
-		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now() ORDER BY "
-		       "next_attempt_at",
-		       0, NULL) < 0) {
+	if (tt_db_exec(
+		db, &res, &err,
+		"SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
+		" WHERE state IN ('pending', 'active', 'failing', 'dormant') AND next_attempt_at <= now() ORDER BY "
+		"next_attempt_at",
+		0, NULL) < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);
 		return 2;
 	}

@@ -81,10 +81,11 @@ check "  ... the others, not yet due, were left alone" grep -q "issued=1 renewed
 
 # dormant: stray.test has failed its preflight for longer than --dormant-after
 q "update domains set preflight_failing_since = now() - interval '31 days', next_attempt_at = now() where name = 'stray.test'" >/dev/null
-$I run --self-check-via "127.0.0.1:$HTTP" "${PF[@]}" 2>"$T/run3.log"; rc=$?
+$I run --self-check-via "127.0.0.1:$HTTP" "${PF[@]}" --metrics-file "$T/m.prom" 2>"$T/run3.log"; rc=$?
 check "still failing after --dormant-after (30 days): dormant, checked again in a day" \
 	test "$(q "select state, next_attempt_at > now() + interval '23 hours' from domains where name='stray.test'")" = "dormant|t"
 check "  ... the daily check is not a failure of the run" bash -c "test $rc = 0 && grep -q 'failed=0 deferred=0 dormant=1' '$T/run3.log'"
+check "the metrics file counts dormant domains" grep -qx "tracktls_issuer_dormant 1" "$T/m.prom"
 check "domain list --state dormant shows it" test "$($I domain list --state dormant | awk '{print $1}')" = stray.test
 check "domain list --state dormant --json" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert [x["name"] for x in d]==["stray.test"] and d[0]["state"]=="dormant", d' "$($I domain list --state dormant --json)"
 q "update domains set next_attempt_at = now() where name = 'stray.test'" >/dev/null
