@@ -16,7 +16,7 @@ WOLFSSL_LIBS   = $(if $(filter system,$(WOLFSSL_PREFIX)),-lwolfssl,$(WOLFSSL_PRE
 
 PG_CFLAGS := -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -D_GNU_SOURCE -MMD -MP -Icommon $(PG_CFLAGS) $(WOLFSSL_CFLAGS) -include wolfssl/options.h $(EXTRA_CFLAGS)
-LIBS      = $(WOLFSSL_LIBS) -luring -lpq -lsodium -ljansson -lcurl -lidn2 -lpthread -lm
+LIBS      = $(WOLFSSL_LIBS) -luring -lpq -lsodium -ljansson -lcurl -lidn2 -lcares -lpthread -lm
 
 ifeq ($(MODE),asan)
   BUILD   := build/asan

@@ -46,8 +46,8 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 	if (session_client(s, &c, &k, err) < 0)
 		return -1;
 	struct acme_problem prob = {0};
-	int rc = acme_account_register(c, issuer_opt(ctx, "contact"), issuer_opt(ctx, "eab-kid"),
-				       issuer_opt(ctx, "eab-hmac-key"), s->kid, sizeof(s->kid), &prob, err);
+	int rc = acme_account_register(c, issuer_opt(ctx, "contact"), s->eab_kid[0] ? s->eab_kid : NULL,
+				       s->eab_hmac[0] ? s->eab_hmac : NULL, s->kid, sizeof(s->kid), &prob, err);
 	acme_problem_clear(&prob);
 	acme_client_free(c);
 	jws_key_free(k);
@@ -61,7 +61,8 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 	free(blob);
 	char mk[16];
 	snprintf(mk, sizeof(mk), "%u", keystore_newest_id(kr));
-	const char *p[] = {s->cfg.directory, s->kid, b, mk, issuer_opt(ctx, "contact"), issuer_opt(ctx, "eab-kid")};
+	const char *p[] = {
+	    s->cfg.directory, s->kid, b, mk, issuer_opt(ctx, "contact"), s->eab_kid[0] ? s->eab_kid : NULL};
 	PGresult *res;
 	rc = b ? tt_db_exec(db, &res, err,
 			    "INSERT INTO acme_accounts (directory_url, account_url, sealed_key, master_key_id, "
@@ -114,13 +115,25 @@ static int forget(PGconn *db, struct acme_session *s, struct tt_err *err)
 	return tt_db_run(db, err, "DELETE FROM acme_accounts WHERE id = $1 AND account_url = $2", 2, p) < 0 ? -1 : 1;
 }
 
-int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
-		 struct acme_session *s, struct tt_err *err)
+void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_session *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->cfg.directory = issuer_opt(ctx, "directory") ? issuer_opt(ctx, "directory") : ISSUER_DEFAULT_DIRECTORY;
-	s->cfg.ca_file = issuer_opt(ctx, "ca-file");
-	s->cfg.chain_ca_file = issuer_opt(ctx, "chain-ca-file");
+	s->index = index;
+	if (!issuer_opt_item(ctx, "directory", index, s->directory, sizeof(s->directory)))
+		snprintf(s->directory, sizeof(s->directory), "%s", ISSUER_DEFAULT_DIRECTORY);
+	s->cfg.directory = s->directory;
+	s->cfg.ca_file = issuer_opt_item(ctx, "ca-file", index, s->ca_file, sizeof(s->ca_file));
+	s->cfg.chain_ca_file = issuer_opt_item(ctx, "chain-ca-file", index, s->chain_ca_file, sizeof(s->chain_ca_file));
+	issuer_opt_item(ctx, "eab-kid", index, s->eab_kid, sizeof(s->eab_kid));
+	issuer_opt_item(ctx, "eab-hmac-key", index, s->eab_hmac, sizeof(s->eab_hmac));
+	if (!issuer_opt_item(ctx, "caa-identity", index, s->caa_identity, sizeof(s->caa_identity)))
+		snprintf(s->caa_identity, sizeof(s->caa_identity), "%s", ISSUER_DEFAULT_CAA_IDENTITY);
+}
+
+int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
+		 size_t index, struct acme_session *s, struct tt_err *err)
+{
+	session_settings(ctx, index, s);
 	int64_t ms = 30000;
 	const char *t = issuer_opt(ctx, "timeout");
 	if (t && (tt_parse_duration_ms(t, &ms, err) < 0 || ms <= 0))
@@ -157,10 +170,15 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	return rc;
 }
 
-int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
-			struct acme_client **c, struct jws_key **k, struct tt_err *err)
+int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
+			struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err)
 {
-	int rc = session_open(ctx, db, kr, false, s, err);
+	size_t index = 0;
+	char buf[sizeof(s->directory)];
+	for (size_t i = 0; directory && i < issuer_opt_count(ctx, "directory"); i++)
+		if (issuer_opt_item(ctx, "directory", i, buf, sizeof(buf)) && strcmp(buf, directory) == 0)
+			index = i;
+	int rc = session_open(ctx, db, kr, false, index, s, err);
 	if (rc == 1)
 		return tt_fail(err, "no ACME account for %s yet (the first `issuer run` creates it)", s->cfg.directory);
 	return rc < 0 ? -1 : session_client(s, c, k, err);

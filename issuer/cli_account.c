@@ -19,7 +19,7 @@ static int account_cmd_open(struct issuer_ctx *ctx, struct account_cmd *a, struc
 {
 	if (issuer_db_open(ctx, &a->db, err) < 0 || issuer_keyring_open(ctx, &a->kr, err) < 0)
 		return -1;
-	return session_open_client(ctx, a->db, a->kr, &a->s, &a->c, &a->k, err);
+	return session_open_client(ctx, a->db, a->kr, NULL, &a->s, &a->c, &a->k, err);
 }
 
 static void account_cmd_close(struct account_cmd *a)

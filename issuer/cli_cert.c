@@ -240,7 +240,7 @@ int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain
 	snprintf(rs, sizeof(rs), "%d", reason);
 	const char *p[] = {cid, rs};
 	PGresult *res;
-	if (tt_db_exec(db, &res, err, "SELECT chain_pem FROM certificates WHERE id = $1", 1, p) < 0)
+	if (tt_db_exec(db, &res, err, "SELECT chain_pem, directory_url FROM certificates WHERE id = $1", 1, p) < 0)
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -252,7 +252,8 @@ int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain
 	struct jws_key *k = NULL;
 	struct acme_problem prob = {0};
 	int rc = -1;
-	if (issuer_keyring_open(ctx, &kr, err) < 0 || session_open_client(ctx, db, kr, &s, &c, &k, err) < 0 ||
+	if (issuer_keyring_open(ctx, &kr, err) < 0 ||
+	    session_open_client(ctx, db, kr, PQgetvalue(res, 0, 1), &s, &c, &k, err) < 0 ||
 	    acme_revoke(c, PQgetvalue(res, 0, 0), reason, &prob, err) != ACME_OK)
 		goto out;
 	/* A revoked certificate is replaced at once, not inside a renewal window: no ARI id to ask about. */

@@ -60,14 +60,24 @@ static void print_text(json_t *d)
 	printf("\n");
 }
 
+static const char *const domain_states[] = {"pending", "active", "failing", "paused", "dormant"};
+
 int cli_domain_list(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	PGconn *db;
+	const char *state = issuer_opt(ctx, "state");
+	bool known = !state;
+	for (size_t i = 0; state && i < sizeof(domain_states) / sizeof(domain_states[0]); i++)
+		known |= strcmp(state, domain_states[i]) == 0;
+	if (!known) {
+		fprintf(stderr, "issuer domain list: unknown --state '%s'\n", state);
+		return 2;
+	}
 	if (open_db(ctx, &db) < 0)
 		return 2;
 	json_t *all;
-	int rc = store_domain_json(db, NULL, &all, &err);
+	int rc = store_domain_json(db, NULL, issuer_opt(ctx, "state"), &all, &err);
 	PQfinish(db);
 	if (rc < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);
@@ -94,7 +104,7 @@ int cli_domain_show(struct issuer_ctx *ctx)
 	if (open_named(ctx, name, &db) < 0)
 		return 2;
 	json_t *all;
-	int rc = store_domain_json(db, name, &all, &err);
+	int rc = store_domain_json(db, name, NULL, &all, &err);
 	PQfinish(db);
 	if (rc < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);

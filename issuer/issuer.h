@@ -21,16 +21,26 @@
  *                 finalize, download, revoke, keyChange, renewalInfo
  *   account.c     our ACME account per directory: load the sealed key, check the CA still has
  *                 it, or register (once, under an advisory lock)
+ *   cas.c         the run's CAs in order of preference (--directory repeated), down or paused
+ *                 ones skipped: which CA a domain is ordered from
  *   peer_addr.c   which addresses a customer's DNS may send the issuer to (the self-check's
  *                 guard against private and loopback targets)
  *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
- *                 hold the row for the whole order; attempts and the shared order budget, HTTP-01
- *                 publish + self-check, failures with backoff, ARI, deadline, signals, summary
+ *                 hold the row for the whole order; the preflight (failures make a domain dormant
+ *                 after --dormant-after), CAs tried in order of preference, attempts and the shared
+ *                 order budget, HTTP-01 publish + self-check, failures with backoff, ARI at the
+ *                 issuing CA, deadline, signals, summary
  *   served.c      https_ready: a TLS handshake with SNI through the edge, chain verified, serial
  *                 compared with the stored certificate; sweeps the stored-but-not-served ones
  *   events.c      `events [--since ID] [--follow]`: domain_events in id order, LISTEN across
  *                 reconnects; pruning after --events-retention
  *   metrics.c     the Prometheus textfile written at the end of a run
+ *   dns.c         c-ares queries (A, AAAA with the CNAME chain, CAA), one resolver per thread
+ *   caa.c         RFC 8659 CAA record sets and RFC 8657 parameters: may this CA issue? (fuzzed)
+ *   preflight.c   before any order: does the name reach the edge, does CAA permit a CA of ours;
+ *                 a reason code (dns_not_pointed, dns_stray_aaaa, caa_forbids_ca, dns_servfail)
+ *                 and the record the customer must add or remove
+ *   cli_check.c   `domain check`: the preflight on demand
  *
  * How they talk: main.c resolves the configuration into a struct issuer_ctx and calls one cli_*
  * or run entry point. Protocol code (acme.c, run.c) never calls tt_envelope_*: it hands clear
@@ -49,11 +59,15 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include "common.h"
 
 #define ISSUER_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+#define ISSUER_DEFAULT_CAA_IDENTITY "letsencrypt.org"
+/* --directory given at most this often */
+#define ISSUER_MAX_CAS 8
 
 /* ---- main.c, options.c ---- */
 struct issuer_ctx {
@@ -67,6 +81,10 @@ int err_wrap(struct tt_err *err, const char *fmt, ...) __attribute__((format(pri
 /* The resolved value of a configuration key, or NULL. */
 const char *issuer_opt(const struct issuer_ctx *ctx, const char *key);
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key);
+/* Repeatable options (--directory and its per-directory companions): how many values were given,
+ * and the i-th copied into buf (one value given serves every i; NULL when none or "-"). */
+size_t issuer_opt_count(const struct issuer_ctx *ctx, const char *key);
+const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_t i, char *buf, size_t size);
 /* Parses a non-negative integer option (def when unset). */
 int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long def, long *out, struct tt_err *err);
 /* Connects to the database and refuses a schema this binary cannot work with. */
@@ -88,6 +106,7 @@ int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
 int run_main(struct issuer_ctx *ctx);
 int cli_tickets_rotate(struct issuer_ctx *ctx);
+int cli_domain_check(struct issuer_ctx *ctx);
 
 /* ---- tickets.c ---- */
 /* Creates the next session-ticket key when the newest ends soon and deletes expired ones, by
@@ -174,8 +193,9 @@ int store_domain_add(PGconn *db, const char *name, const char *owner, const char
 int store_domain_find(PGconn *db, const char *name, struct domain_row *out, struct tt_err *err);
 /* Soft-deletes the domain and destroys its sealed keys. */
 int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err);
-/* Domains (or one) as a JSON array of domain_status rows: exactly the view's columns. */
-int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err *err);
+/* Domains (or one; or those in a state) as a JSON array of domain_status rows: exactly the view's
+ * columns. */
+int store_domain_json(PGconn *db, const char *name, const char *state, json_t **out, struct tt_err *err);
 /* Writes a domain_events row (tracktls_domain_event) in the caller's transaction, which must
  * commit right after: ids are drawn under a lock held until commit so they appear in order. */
 int store_event(PGconn *db, int64_t domain_id, const char *kind, const char *detail, struct tt_err *err);
@@ -197,6 +217,7 @@ struct cert_new {
 	const char *source; /* "acme" or "import" */
 	int64_t attempt_id; /* issuance_attempts row to mark valid, or 0 */
 	time_t renew_at;
+	const char *directory; /* the ACME directory that issued it, NULL when imported */
 };
 /* Inside the caller's transaction: the certificate row (replacing the current one),
  * domains.current_cert_id/state/next_attempt_at, the attempt marked valid, the challenge rows gone. */
@@ -304,6 +325,9 @@ int acme_url_check(const char *directory, const char *url, char *why, size_t why
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */
 struct acme_session {
+	size_t index; /* which --directory, 0 the preferred */
+	char directory[1024], ca_file[1024], chain_ca_file[1024], eab_kid[256], eab_hmac[256];
+	char caa_identity[TT_NAME_MAX]; /* --caa-identity for this directory */
 	struct acme_config cfg;
 	struct acme_directory dir;
 	int64_t account_id;
@@ -311,17 +335,49 @@ struct acme_session {
 	uint8_t *key_pem; /* locked memory */
 	size_t key_len;
 };
-/* Reads the directory and our account for it; with create, registers one (once, under an
- * advisory lock, with EAB when given or required) and stores its key sealed. 1 = no account. */
-int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create,
+/* The settings of the index-th --directory (its CA file, EAB, CAA identity), without contacting it. */
+void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_session *s);
+/* session_settings, then reads the directory and our account for it; with create, registers one
+ * (once, under an advisory lock, with EAB when given or required) and stores its key sealed.
+ * 1 = no account. */
+int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create, size_t index,
 		 struct acme_session *s, struct tt_err *err);
 void session_close(struct acme_session *s);
 /* A client and key of the thread's own, logged in as the session's account. */
 int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
 /* session_open without registering, then session_client: for the commands that act as the
- * existing account (account show/rollover, revoke). Fails when there is no account yet. */
-int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
-			struct acme_client **c, struct jws_key **k, struct tt_err *err);
+ * existing account (account show/rollover, revoke). directory: the configured --directory to use
+ * (revoke: the one that issued the certificate), NULL or not configured: the first. Fails when
+ * there is no account yet. */
+int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
+			struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+
+/* ---- cas.c ---- */
+struct ca_state {
+	int failures_in_row;
+	bool down;
+	int64_t paused_until_ms; /* monotonic: a rate limit that outlasts the run's deadline */
+};
+struct cas {
+	struct acme_session *s; /* one per --directory, preferred first */
+	size_t n;
+	pthread_mutex_t mu;
+	struct ca_state st[ISSUER_MAX_CAS];
+};
+/* Opens every directory (account created when missing); one that cannot be read is down for the
+ * run. Fails only when none can be used (err: the last reason). */
+int cas_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct cas *out,
+	     struct tt_err *err);
+void cas_close(struct cas *c);
+/* The index of a directory URL, or -1 (not configured any more, or unknown). */
+int cas_find(const struct cas *c, const char *directory);
+bool cas_usable(struct cas *c, size_t i, int64_t now_ms);
+/* The first usable CA from index `from` on whose CAA permits[i] is true, or -1. */
+int cas_pick(struct cas *c, const bool *permits, size_t from, int64_t now_ms);
+/* An order lost to the CA's trouble; true when every CA is now down. */
+bool cas_failed(struct cas *c, size_t i);
+void cas_answered(struct cas *c, size_t i);
+void cas_pause(struct cas *c, size_t i, int64_t until_ms);
 
 /* ---- peer_addr.c ---- */
 /* Whether a connection to sa reaches the public internet: not loopback, private, carrier-grade
@@ -361,5 +417,103 @@ int events_prune(const struct issuer_ctx *ctx, PGconn *db, struct tt_err *err);
 /* Writes --metrics-file (if set) atomically: the run's counters, its exit status and the store's state. */
 int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, int status,
 		  struct tt_err *err);
+
+/* ---- caa.c ---- */
+/* One CAA resource record; tag and value point into the DNS answer (not NUL-terminated). */
+struct caa_record {
+	bool critical;
+	const char *tag;
+	size_t tag_len;
+	const char *value;
+	size_t value_len;
+};
+/* Who asks to issue: the CA's CAA identity, our account URL there (NULL: none yet), the method. */
+struct caa_issuer {
+	const char *identity;
+	const char *account_uri;
+	const char *method; /* NULL: http-01 */
+};
+/* An issue/issuewild value: issuer-domain-name and the RFC 8657 parameters we honour. */
+struct caa_issue {
+	char domain[TT_NAME_MAX];
+	bool has_accounturi, has_methods;
+	char accounturi[1024];
+	char methods[256];
+};
+/* 0 parsed, -1 malformed (a malformed issue property permits no CA). */
+int caa_parse_issue(const char *v, size_t len, struct caa_issue *out);
+bool caa_issue_permits(const struct caa_issue *is, const struct caa_issuer *who);
+enum caa_verdict { CAA_PERMITS, CAA_FORBIDS };
+/* The verdict of a relevant record set (non-empty) for a name; why says what decided. */
+enum caa_verdict caa_evaluate(const struct caa_record *rs, size_t n, bool wildcard, const struct caa_issuer *who,
+			      char *why, size_t whysize);
+
+/* ---- dns.c ---- */
+#define DNS_MAX_CHAIN 8
+#define DNS_MAX_ADDRS 16
+/* DNS_NODATA: no such records (or no such name); DNS_FAIL: SERVFAIL, refused, timeout. */
+enum dns_status { DNS_OK, DNS_NODATA, DNS_FAIL };
+struct dns_answer {
+	char names[DNS_MAX_CHAIN][TT_NAME_MAX]; /* the CNAME chain: aliases, then the canonical name */
+	size_t nnames;
+	char addrs[DNS_MAX_ADDRS][46];
+	size_t naddrs;
+	char error[128];
+};
+struct dns_caa_set {
+	struct caa_record *recs;
+	size_t n;
+	struct ares_caa_reply *raw;
+	char error[128];
+};
+struct dns_resolver;
+/* Once per process, before any thread. */
+int dns_library_init(struct tt_err *err);
+/* server: "ADDR:PORT" (or several, comma-separated), NULL for the system's resolvers. */
+int dns_open(const char *server, int64_t timeout_ms, struct dns_resolver **out, struct tt_err *err);
+void dns_close(struct dns_resolver *r);
+/* family AF_INET (A) or AF_INET6 (AAAA). */
+enum dns_status dns_addrs(struct dns_resolver *r, const char *name, int family, struct dns_answer *out);
+enum dns_status dns_caa(struct dns_resolver *r, const char *name, struct dns_caa_set *out);
+void dns_caa_free(struct dns_caa_set *s);
+
+/* ---- preflight.c ---- */
+#define PREFLIGHT_MAX_EDGE 16
+/* One query's wait for an answer, all tries included. */
+#define PREFLIGHT_DNS_TIMEOUT_MS 5000
+struct edge_net {
+	int family;
+	uint8_t addr[16];
+	int prefix;
+};
+/* --edge-cname, --edge-addrs, --dns-server. The preflight runs only when an edge is given. */
+struct preflight_config {
+	bool enabled;
+	char cnames[PREFLIGHT_MAX_EDGE][TT_NAME_MAX];
+	size_t ncnames;
+	struct edge_net nets[PREFLIGHT_MAX_EDGE];
+	size_t nnets;
+	const char *dns_server;
+	int64_t timeout_ms;
+};
+enum preflight_reason {
+	PREFLIGHT_OK,
+	PREFLIGHT_DNS_NOT_POINTED,
+	PREFLIGHT_DNS_STRAY_AAAA,
+	PREFLIGHT_CAA_FORBIDS_CA,
+	PREFLIGHT_DNS_SERVFAIL,
+};
+struct preflight_verdict {
+	enum preflight_reason reason;
+	char detail[2048];	      /* the fix: the record to add or remove, and why */
+	char caa_owner[TT_NAME_MAX];  /* where the relevant CAA set is, "" when there is none */
+	bool permits[ISSUER_MAX_CAS]; /* per CA given: does CAA let it issue */
+};
+int preflight_config_load(const struct issuer_ctx *ctx, struct preflight_config *out, struct tt_err *err);
+/* The stored reason code: "dns_not_pointed" ... ("ok" for PREFLIGHT_OK). */
+const char *preflight_reason_code(enum preflight_reason r);
+/* Pointing first, then CAA for each CA (cas in order of preference); v->reason is the verdict. */
+enum preflight_reason preflight_check(struct dns_resolver *r, const struct preflight_config *c, const char *name,
+				      const struct caa_issuer *cas, size_t ncas, struct preflight_verdict *v);
 
 #endif

@@ -24,13 +24,23 @@ static const struct opt_doc opt_docs[] = {
     {"owner", NULL, "REF", "owner reference stored with the domain"},
     {"cert", NULL, "CHAIN.pem", "certificate chain, leaf first"},
     {"key", NULL, "KEY.pem", "private key of the leaf"},
-    {"directory", "TRACKTLS_ACME_DIRECTORY", "URL", "ACME directory (default Let's Encrypt production)"},
+    {"directory", "TRACKTLS_ACME_DIRECTORY", "URL",
+     "ACME directory (default Let's Encrypt production); repeat for fallback CAs, preferred first"},
     {"contact", "TRACKTLS_ACME_CONTACT", "EMAIL", "account contact address"},
-    {"ca-file", "TRACKTLS_ACME_CA_FILE", "PATH", "trust for the CA's HTTPS (a test CA such as Pebble)"},
+    {"ca-file", "TRACKTLS_ACME_CA_FILE", "PATH", "trust for the CA's HTTPS (a test CA such as Pebble); per directory"},
     {"chain-ca-file", "TRACKTLS_CHAIN_CA_FILE", "PATH",
-     "roots a downloaded chain must verify to (default the system store; a test CA's root)"},
-    {"eab-kid", "TRACKTLS_EAB_KID", "KID", "external account binding key id"},
-    {"eab-hmac-key", "TRACKTLS_EAB_HMAC_KEY", "B64URL", "external account binding HMAC key"},
+     "roots a downloaded chain must verify to (default the system store; a test CA's root); per directory"},
+    {"eab-kid", "TRACKTLS_EAB_KID", "KID", "external account binding key id; per directory ('-': none)"},
+    {"eab-hmac-key", "TRACKTLS_EAB_HMAC_KEY", "B64URL", "external account binding HMAC key; per directory"},
+    {"caa-identity", "TRACKTLS_CAA_IDENTITY", "DOMAIN",
+     "the CA's CAA issuer domain (default letsencrypt.org); per directory"},
+    {"edge-cname", "TRACKTLS_EDGE_CNAME", "NAMES",
+     "preflight: names point at the edge when their CNAME chain reaches one of these (comma-separated)"},
+    {"edge-addrs", "TRACKTLS_EDGE_ADDRS", "LIST",
+     "preflight: or when all their A/AAAA records are in this list (addresses or CIDR, comma-separated)"},
+    {"dns-server", "TRACKTLS_DNS_SERVER", "ADDR:PORT", "preflight resolver (default the system's)"},
+    {"dormant-after", NULL, "DURATION", "a domain whose preflight keeps failing this long turns dormant (default 30d)"},
+    {"state", NULL, "STATE", "only domains in this state (pending, active, failing, paused, dormant)"},
     {"profile", "TRACKTLS_ACME_PROFILE", "NAME", "ACME profile for new orders (when the CA lists it)"},
     {"key-type", NULL, "ecdsa|rsa", "domain key type (default ecdsa: P-256)"},
     {"max-orders", NULL, "N", "stop after starting N orders"},
@@ -64,6 +74,9 @@ static const struct opt_doc opt_docs[] = {
 #define COMMON_OPTS "db master-key-file config log-level"
 #define ACME_OPTS "directory contact ca-file eab-kid eab-hmac-key timeout"
 #define TICKET_OPTS "ticket-rotate ticket-lifetime"
+/* Flags that may be given several times: their values are kept in order, one per line. */
+#define REPEATABLE_OPTS "directory ca-file eab-kid eab-hmac-key caa-identity"
+#define PREFLIGHT_OPTS "edge-cname edge-addrs dns-server caa-identity"
 
 struct command {
 	const char *words; /* "domain add" */
@@ -84,10 +97,12 @@ static const struct command commands[] = {
      "add a tracking domain (issued by the next run); resumes a paused or removed one", cli_domain_add},
     {"domain remove", "NAME", 1, COMMON_OPTS " " ACME_OPTS " no-revoke",
      "revoke the current certificate, destroy the keys, remove the domain", cli_domain_remove},
-    {"domain list", "", 0, COMMON_OPTS " json", "list the domains' status (the domain_status view)",
+    {"domain list", "", 0, COMMON_OPTS " json state", "list the domains' status (the domain_status view)",
      cli_domain_list},
     {"domain show", "NAME", 1, COMMON_OPTS " json", "one domain's status: state, https_ready, reason, certificate",
      cli_domain_show},
+    {"domain check", "NAME", 1, COMMON_OPTS " " PREFLIGHT_OPTS " directory json",
+     "DNS and CAA preflight now: the verdict and the record to fix (0 ok, 1 fails, 2 cannot check)", cli_domain_check},
     {"cert import", "NAME", 1, COMMON_OPTS " cert key", "store a certificate and key you bring (checks match and name)",
      cli_cert_import},
     {"cert import-batch", "LIST", 1, COMMON_OPTS " batch",
@@ -99,9 +114,9 @@ static const struct command commands[] = {
     {"run", "", 0,
      COMMON_OPTS " " ACME_OPTS " profile key-type max-orders concurrency deadline dry-run order-budget "
 		 "max-failures self-check-via no-self-check chain-ca-file https-check-via https-check-ca-file linger "
-		 "events-retention metrics-file " TICKET_OPTS,
+		 "events-retention metrics-file " TICKET_OPTS " " PREFLIGHT_OPTS " dormant-after",
      "rotate the session-ticket keys, issue and renew the due certificates, then exit (0 all done, 1 some "
-     "failed, 2 cannot run)",
+     "failed, 2 cannot run); with --edge-cname or --edge-addrs, a DNS and CAA preflight before any order",
      run_main},
     {"events", "", 0, COMMON_OPTS " since follow json",
      "print domain events in id order (one JSON object per line with --json)", cli_events},
@@ -111,10 +126,10 @@ static const struct command commands[] = {
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-static bool opt_allowed(const struct command *c, const char *key)
+static bool in_list(const char *list, const char *key)
 {
 	size_t kl = strlen(key);
-	for (const char *p = c->opts; *p;) {
+	for (const char *p = list; *p;) {
 		const char *e = strchr(p, ' ');
 		size_t l = e ? (size_t)(e - p) : strlen(p);
 		if (l == kl && strncmp(p, key, l) == 0)
@@ -124,6 +139,11 @@ static bool opt_allowed(const struct command *c, const char *key)
 			p++;
 	}
 	return false;
+}
+
+static bool opt_allowed(const struct command *c, const char *key)
+{
+	return in_list(c->opts, key);
 }
 
 static const struct opt_doc *opt_doc_find(const char *key)
@@ -179,6 +199,22 @@ static const struct command *find_command(int argc, char **argv, int *used)
 	return best;
 }
 
+/* A repeated flag keeps every value, one per line (issuer_opt_item reads them). */
+static int set_value(struct tt_config_entry *e, const char *v, bool repeat)
+{
+	if (!repeat || !e->value) {
+		e->value = v;
+		return 0;
+	}
+	char *joined;
+	if (asprintf(&joined, "%s\n%s", e->value, v) < 0)
+		return -1;
+	free(e->owned);
+	e->owned = joined;
+	e->value = joined;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int used = 0;
@@ -213,12 +249,13 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			print_command_help(cmd);
-			return 0;
+			rc = 0;
+			goto out;
 		}
 		if (strncmp(a, "--", 2) != 0) {
 			if (npos >= cmd->nargs) {
 				fprintf(stderr, "issuer %s: unexpected argument '%s'\n", cmd->words, a);
-				return 2;
+				goto out;
 			}
 			pos[npos++] = argv[i];
 			continue;
@@ -234,23 +271,28 @@ int main(int argc, char **argv)
 		if (!d || !opt_allowed(cmd, key)) {
 			fprintf(stderr, "issuer %s: unknown flag --%s (see issuer %s --help)\n", cmd->words, key,
 				cmd->words);
-			return 2;
+			goto out;
 		}
 		struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
+		const char *v;
 		if (!d->arg)
-			e->value = eq ? eq + 1 : "1";
+			v = eq ? eq + 1 : "1";
 		else if (eq)
-			e->value = eq + 1;
+			v = eq + 1;
 		else if (i + 1 < argc)
-			e->value = argv[++i];
+			v = argv[++i];
 		else {
 			fprintf(stderr, "issuer %s: --%s needs a value (%s)\n", cmd->words, key, d->arg);
-			return 2;
+			goto out;
+		}
+		if (set_value(e, v, in_list(REPEATABLE_OPTS, key)) < 0) {
+			fprintf(stderr, "issuer: out of memory\n");
+			goto out;
 		}
 	}
 	if (npos < cmd->nargs) {
 		fprintf(stderr, "usage: issuer %s %s [FLAGS]\n", cmd->words, cmd->args);
-		return 2;
+		goto out;
 	}
 	tt_config_apply_env(cfg, NOPTS);
 	struct tt_err err = {{0}};

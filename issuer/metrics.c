@@ -52,7 +52,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		       " (SELECT count(*) FROM domains WHERE state = 'paused'),"
 		       " (SELECT count(*) FROM domains d JOIN certificates c ON c.id = d.current_cert_id"
 		       "   WHERE d.state <> 'removed' AND c.not_after > now()"
-		       "   AND d.served_cert_id IS DISTINCT FROM d.current_cert_id)",
+		       "   AND d.served_cert_id IS DISTINCT FROM d.current_cert_id),"
+		       " (SELECT count(*) FROM domains WHERE state = 'dormant')",
 		       0, NULL) < 0) {
 		tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err->msg);
 		return -1;
@@ -78,6 +79,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# TYPE tracktls_issuer_paused gauge\ntracktls_issuer_paused %s\n"
 		"# HELP tracktls_issuer_domains_not_served Domains whose stored certificate the edge does not serve yet.\n"
 		"# TYPE tracktls_issuer_domains_not_served gauge\ntracktls_issuer_domains_not_served %s\n"
+		"# HELP tracktls_issuer_dormant Domains dormant: their DNS preflight kept failing.\n"
+		"# TYPE tracktls_issuer_dormant gauge\ntracktls_issuer_dormant %s\n"
 		"# HELP tracktls_issuer_soonest_expiry_seconds Unix time of the soonest current certificate expiry.\n"
 		"# TYPE tracktls_issuer_soonest_expiry_seconds gauge\ntracktls_issuer_soonest_expiry_seconds %s\n"
 		"# HELP tracktls_issuer_last_run_seconds Unix time the last run ended.\n"
@@ -86,7 +89,7 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"the run could not do its job).\n"
 		"# TYPE tracktls_issuer_exit_status gauge\ntracktls_issuer_exit_status %d\n",
 		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
-		PQgetvalue(res, 0, 1), (long long)time(NULL), status);
+		PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 1), (long long)time(NULL), status);
 	PQclear(res);
 	write_refusals(f, db);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {

@@ -25,6 +25,35 @@ const char *issuer_opt(const struct issuer_ctx *ctx, const char *key)
 	return e && e->value && *e->value ? e->value : NULL;
 }
 
+size_t issuer_opt_count(const struct issuer_ctx *ctx, const char *key)
+{
+	const char *v = issuer_opt(ctx, key);
+	size_t n = v ? 1 : 0;
+	for (; v && (v = strchr(v, '\n')); v++)
+		n++;
+	return n;
+}
+
+const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_t i, char *buf, size_t size)
+{
+	const char *v = issuer_opt(ctx, key);
+	if (!v)
+		return NULL;
+	/* one value serves every directory; several pair up with the directories in order */
+	if (issuer_opt_count(ctx, key) > 1)
+		for (size_t k = 0; k < i && v; k++)
+			if ((v = strchr(v, '\n')))
+				v++;
+	if (!v)
+		return NULL;
+	size_t l = strcspn(v, "\n");
+	if (l >= size || (l == 1 && v[0] == '-') || l == 0)
+		return NULL;
+	memcpy(buf, v, l);
+	buf[l] = '\0';
+	return buf;
+}
+
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key)
 {
 	const char *v = issuer_opt(ctx, key);

@@ -19,7 +19,9 @@
 struct run {
 	const struct issuer_ctx *ctx;
 	const struct tt_keyring *kr;
-	const struct acme_session *session;
+	struct cas *cas;
+	struct preflight_config preflight;
+	int64_t dormant_after_s;
 	enum key_type key_type;
 	const char *profile;
 	bool self_check;
@@ -40,24 +42,25 @@ struct run {
 	bool fatal;
 	_Atomic int cancel; /* fatal: requests in flight give up at once */
 	char fatal_msg[600];
-	long issued, renewed, failed, deferred;
-	int ca_failures_in_row;
+	long issued, renewed, failed, deferred, dormant;
 	bool finished; /* workers joined: the signal thread may go */
 	char *failed_names;
 	size_t failed_len;
 };
 
-/* Consecutive orders lost to transport errors or timeouts before the run gives up on the CA. */
-#define CA_FAILURES_TO_STOP 3
 /* Without a Retry-After, a certificate's renewalInfo is asked again after 12 hours (twice a day). */
 #define ARI_RECHECK_S (12 * 3600)
+/* A dormant domain's preflight is repeated once a day. */
+#define DORMANT_CHECK_S 86400
+#define DEFAULT_DORMANT_AFTER "30d"
 
 struct worker {
 	struct run *run;
 	PGconn *lock; /* holds the claimed domain row in an open transaction */
 	PGconn *aux;  /* autocommit: attempts, challenges (visible to terminators at once) */
-	struct acme_client *acme;
-	struct jws_key *key;
+	struct acme_client *acme[ISSUER_MAX_CAS]; /* per CA; NULL for one down from the start */
+	struct jws_key *key[ISSUER_MAX_CAS];
+	struct dns_resolver *dns; /* the preflight's, when it runs */
 	CURL *check;
 	/* the domain in hand */
 	int64_t domain_id, attempt_id, current_cert_id;
@@ -67,6 +70,9 @@ struct worker {
 	/* the certificate just stored, for the served check after commit */
 	int64_t new_cert_id;
 	char new_serial[130];
+	int cert_ca; /* the CA that issued the current certificate, -1 unknown */
+	int ca;	     /* the CA of the order in hand */
+	bool dormant;
 };
 
 static void run_fatal(struct run *r, const char *msg)
@@ -143,8 +149,9 @@ static int claim(struct worker *w, struct tt_err *err)
 	if (tt_db_exec(
 		w->lock, &res, err,
 		"SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
-		" COALESCE(c.ari_cert_id, '') FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
-		" WHERE d.state IN ('pending', 'active', 'failing') AND d.next_attempt_at <= $1::timestamptz"
+		" COALESCE(c.ari_cert_id, ''), COALESCE(c.directory_url, ''), d.state = 'dormant'"
+		" FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
+		" WHERE d.state IN ('pending', 'active', 'failing', 'dormant') AND d.next_attempt_at <= $1::timestamptz"
 		" ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
 		1, p) < 0) {
 		tt_db_rollback(w->lock);
@@ -160,6 +167,8 @@ static int claim(struct worker *w, struct tt_err *err)
 	w->current_cert_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	snprintf(w->profile, sizeof(w->profile), "%s", PQgetvalue(res, 0, 3));
 	snprintf(w->ari_id, sizeof(w->ari_id), "%s", PQgetvalue(res, 0, 4));
+	w->cert_ca = cas_find(w->run->cas, PQgetvalue(res, 0, 5));
+	w->dormant = PQgetvalue(res, 0, 6)[0] == 't';
 	PQclear(res);
 	w->attempt_id = 0;
 	return 1;
@@ -346,13 +355,16 @@ static int failure_events(struct worker *w, struct tt_err *err)
 	return 0;
 }
 
-/* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. */
-static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, struct tt_err *err)
+/* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. A
+ * preflight failure never pauses: its streak makes the domain dormant after --dormant-after. */
+static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
+			  struct tt_err *err)
 {
-	char did[24], aid[24], max[24];
+	char did[24], aid[24], max[24], dormant_after[24];
 	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
 	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
 	snprintf(max, sizeof(max), "%ld", w->run->max_failures);
+	snprintf(dormant_after, sizeof(dormant_after), "%" PRId64, w->run->dormant_after_s);
 	const char *type = prob->type[0] ? prob->type : "urn:tracktls:error";
 	const char *detail = prob->detail[0] ? prob->detail : msg;
 	json_t *doc = prob->doc ? json_deep_copy(prob->doc) : json_object();
@@ -363,25 +375,31 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 	char *doc_s = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	PGresult *res;
-	const char *p[] = {did, type, detail, max};
-	int rc = tt_db_exec(w->lock, &res, err,
-			    "UPDATE domains SET failures = failures + 1, last_error_type = $2, last_error_detail = $3,"
-			    " last_error_at = now(),"
-			    " state = CASE WHEN failures + 1 >= $4::int THEN 'paused' ELSE 'failing' END"
-			    " WHERE id = $1 RETURNING failures, state",
-			    4, p);
+	const char *p[] = {did, type, detail, max, preflight ? "t" : "f", dormant_after};
+	int rc = tt_db_exec(
+	    w->lock, &res, err,
+	    "UPDATE domains SET failures = failures + 1, last_error_type = $2, last_error_detail = $3,"
+	    " last_error_at = now(),"
+	    " preflight_failing_since = CASE WHEN $5::boolean THEN COALESCE(preflight_failing_since, now()) END,"
+	    " state = CASE WHEN $5::boolean AND COALESCE(preflight_failing_since, now())"
+	    "   <= now() - make_interval(secs => $6::bigint) THEN 'dormant'"
+	    "  WHEN $5::boolean THEN 'failing' WHEN failures + 1 >= $4::int THEN 'paused' ELSE 'failing' END"
+	    " WHERE id = $1 RETURNING failures, state",
+	    6, p);
 	if (rc == 0) {
 		int failures = atoi(PQgetvalue(res, 0, 0));
 		bool paused = strcmp(PQgetvalue(res, 0, 1), "paused") == 0;
+		bool dormant = strcmp(PQgetvalue(res, 0, 1), "dormant") == 0;
+		w->dormant = dormant;
 		PQclear(res);
 		char secs[24];
-		snprintf(secs, sizeof(secs), "%" PRId64, backoff_s(failures));
+		snprintf(secs, sizeof(secs), "%" PRId64, dormant ? (int64_t)DORMANT_CHECK_S : backoff_s(failures));
 		const char *q[] = {did, secs};
 		rc = tt_db_run(
 		    w->lock, err,
 		    "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::int) WHERE id = $1", 2, q);
-		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d type=%s", w->name,
-		       failures, secs, paused, type);
+		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d dormant=%d type=%s",
+		       w->name, failures, secs, paused, dormant, type);
 	}
 	if (rc == 0 && w->attempt_id) {
 		const char *a[] = {aid, type, detail, doc_s};
@@ -429,17 +447,19 @@ static int store_issued(struct worker *w, const char *chain, const uint8_t *key,
 	    .source = "acme",
 	    .attempt_id = w->attempt_id,
 	    .renew_at = certinfo_renew_at(ci.not_before, ci.not_after),
+	    .directory = w->run->cas->s[w->ca].directory,
 	};
 	/* With ARI the CA may want it back early (revocation, incidents): ask within 12 hours. */
 	time_t ari_check_at = time(NULL) + ARI_RECHECK_S;
-	if (w->run->session->dir.renewal_info[0] && ci.ari_id[0] && ari_check_at < c.renew_at)
+	if (w->run->cas->s[w->ca].dir.renewal_info[0] && ci.ari_id[0] && ari_check_at < c.renew_at)
 		c.renew_at = ari_check_at;
 	rc = store_cert_insert(w->lock, &c, err);
 	w->new_cert_id = id;
 	snprintf(w->new_serial, sizeof(w->new_serial), "%s", ci.serial);
 	if (rc == 0)
-		tt_log(TT_INFO, "cert_issued", "name=%s kind=%s cert_id=%" PRId64 " serial=%s not_after=%lld", w->name,
-		       kind, id, ci.serial, (long long)ci.not_after);
+		tt_log(TT_INFO, "cert_issued",
+		       "name=%s kind=%s cert_id=%" PRId64 " serial=%s not_after=%lld directory=%s", w->name, kind, id,
+		       ci.serial, (long long)ci.not_after, c.directory);
 out:
 	free(sealed);
 	certinfo_free(&ci);
@@ -452,7 +472,7 @@ static const char *pick_profile(struct worker *w)
 	const char *p = w->profile[0] ? w->profile : w->run->profile;
 	if (!p)
 		return NULL;
-	if (!json_object_get(w->run->session->dir.profiles, p)) {
+	if (!json_object_get(w->run->cas->s[w->ca].dir.profiles, p)) {
 		tt_log(TT_DEBUG, "profile_not_offered", "name=%s profile=%s", w->name, p);
 		return NULL;
 	}
@@ -494,14 +514,16 @@ static int claim_again(struct worker *w, struct tt_err *err)
 	return n;
 }
 
-/* Asks the CA's renewalInfo whether to renew now. 1 yes (with replaces), 0 not yet (the domain is
- * rescheduled inside the suggested window and the claim committed), -1 no answer: renew as usual. */
+/* Asks renewalInfo of the CA that issued the current certificate whether to renew now. 1 yes (with
+ * replaces, to that CA only), 0 not yet (the domain is rescheduled inside the suggested window and
+ * the claim committed), -1 no answer: renew as usual. */
 static int ari_check(struct worker *w)
 {
 	time_t start, end;
 	struct acme_problem prob = {0};
 	struct tt_err err = {{0}};
-	int rc = acme_renewal_info(w->acme, w->ari_id, &start, &end, &prob, &err);
+	struct acme_client *ca = w->acme[w->cert_ca];
+	int rc = acme_renewal_info(ca, w->ari_id, &start, &end, &prob, &err);
 	acme_problem_clear(&prob);
 	if (rc < 0) {
 		tt_log(TT_WARN, "ari_failed", "name=%s error=\"%s\"", w->name, err.msg);
@@ -513,7 +535,7 @@ static int ari_check(struct worker *w)
 	int64_t span = (int64_t)end - (int64_t)start;
 	time_t at =
 	    start + (span > 0 ? (time_t)randombytes_uniform(span > UINT32_MAX ? UINT32_MAX : (uint32_t)span) : 0);
-	int64_t again = acme_retry_after(w->acme);
+	int64_t again = acme_retry_after(ca);
 	time_t recheck = now + (again > 0 ? again : ARI_RECHECK_S);
 	if (recheck < at)
 		at = recheck;
@@ -546,38 +568,89 @@ static void check_served(struct worker *w)
 	}
 }
 
-/* One claimed domain from order to stored certificate (or recorded failure). Ends the claim
- * transaction. Returns -1 only when the database is gone. */
-static int process(struct worker *w)
+/* Before any order: the DNS and CAA preflight. 1 passed (permits[i]: CAA lets CA i issue), 0 failed
+ * and recorded (claim ended, nothing asked of a CA), -1 the database is gone. */
+static int preflight(struct worker *w, bool *permits)
+{
+	struct run *r = w->run;
+	for (size_t i = 0; i < ISSUER_MAX_CAS; i++)
+		permits[i] = true;
+	if (!r->preflight.enabled)
+		return 1;
+	struct caa_issuer who[ISSUER_MAX_CAS];
+	for (size_t i = 0; i < r->cas->n; i++)
+		who[i] = (struct caa_issuer){.identity = r->cas->s[i].caa_identity,
+					     .account_uri = r->cas->s[i].kid[0] ? r->cas->s[i].kid : NULL};
+	struct preflight_verdict v;
+	struct tt_err err = {{0}};
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	const char *p[] = {did};
+	if (preflight_check(w->dns, &r->preflight, w->name, who, r->cas->n, &v) == PREFLIGHT_OK) {
+		memcpy(permits, v.permits, sizeof(v.permits));
+		/* the streak is over; a dormant domain is back to normal issuance */
+		if (tt_db_run(w->lock, &err,
+			      "UPDATE domains SET preflight_failing_since = NULL, state = CASE WHEN state <> 'dormant'"
+			      " THEN state WHEN current_cert_id IS NULL THEN 'pending' ELSE 'active' END"
+			      " WHERE id = $1 AND (preflight_failing_since IS NOT NULL OR state = 'dormant')",
+			      1, p) < 0) {
+			tt_db_rollback(w->lock);
+			return -1;
+		}
+		if (w->dormant)
+			tt_log(TT_INFO, "dormant_returned", "name=%s", w->name);
+		return 1;
+	}
+	const char *code = preflight_reason_code(v.reason);
+	char q[sizeof(v.detail) + 64];
+	tt_log(TT_INFO, "preflight_failed", "name=%s reason=%s fix=%s", w->name, code,
+	       tt_log_quote(q, sizeof(q), v.detail));
+	struct acme_problem prob = {0};
+	acme_problem_set(&prob, 0, code, v.detail, NULL);
+	w->attempt_id = 0;
+	int rc = record_failure(w, &prob, v.detail, true, &err);
+	acme_problem_clear(&prob);
+	if (rc < 0 || tt_db_commit(w->lock, &err) < 0) {
+		tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		tt_db_rollback(w->lock);
+		return -1;
+	}
+	/* a dormant domain (still or newly) failing is the expected daily check, not a failure of the run */
+	count_result(r, w->dormant ? &r->dormant : &r->failed, w->dormant ? NULL : w->name);
+	return 0;
+}
+
+/* What became of one order at one CA. */
+enum order_end {
+	ORDER_STORED,	/* the certificate is stored and the claim committed */
+	ORDER_NEXT_CA,	/* not the domain's fault: the next CA may take it (claim still held) */
+	ORDER_DEFERRED, /* not the domain's fault, no CA to go to: claim released, due again */
+	ORDER_FAILED,	/* the domain's fault: recorded with backoff, claim committed */
+	ORDER_DB_GONE,
+};
+
+/* The CA refused the name itself (its policy, or its own CAA check): another CA may not. */
+static bool refused_name(const struct acme_problem *prob)
+{
+	return strstr(prob->type, ":rejectedIdentifier") || strstr(prob->type, ":caa");
+}
+
+/* The domain's order at CA w->ca, from new attempt to stored certificate or recorded outcome. */
+static enum order_end order_at(struct worker *w, const char *kind, const char *replaces, bool another_ca)
 {
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
-	const char *kind = w->current_cert_id ? "renewal" : "new", *replaces = NULL;
-	if (w->current_cert_id && w->ari_id[0] && r->session->dir.renewal_info[0]) {
-		int a = ari_check(w);
-		if (a == 0) {
-			give_back_slot(r);
-			return 0;
-		}
-		if (a < 0 && PQtransactionStatus(w->lock) != PQTRANS_INTRANS)
-			return -1;
-		if (a == 1) {
-			kind = "ari_renewal";
-			replaces = w->ari_id;
-		}
-	}
+	const char *directory = r->cas->s[w->ca].directory;
 	int s = start_attempt(w, kind, !replaces, &err);
 	if (s <= 0) {
 		tt_db_rollback(w->lock);
-		give_back_slot(r);
-		if (s == 0) {
-			tt_log(TT_WARN, "order_budget_spent", "budget=%ld window=3h", r->budget);
-			pthread_mutex_lock(&r->mu);
-			r->stop = true;
-			pthread_mutex_unlock(&r->mu);
-			return 0;
-		}
-		return -1;
+		if (s < 0)
+			return ORDER_DB_GONE;
+		tt_log(TT_WARN, "order_budget_spent", "budget=%ld window=3h", r->budget);
+		pthread_mutex_lock(&r->mu);
+		r->stop = true;
+		pthread_mutex_unlock(&r->mu);
+		return ORDER_DEFERRED;
 	}
 	uint8_t *key = NULL, *csr = NULL;
 	size_t key_len = 0, csr_len = 0;
@@ -595,7 +668,7 @@ static int process(struct worker *w)
 		    .order_created = order_created,
 		    .arg = w,
 		};
-		rc = acme_order(w->acme, &req, &chain, &prob, &err);
+		rc = acme_order(w->acme[w->ca], &req, &chain, &prob, &err);
 		if (rc == ACME_OK && req.profile && !w->profile[0]) {
 			char did[24];
 			snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
@@ -605,54 +678,62 @@ static int process(struct worker *w)
 		if (rc == ACME_OK)
 			rc = store_issued(w, chain, key, key_len, kind, &err);
 	}
-	int ret = 0;
+	enum order_end end = ORDER_FAILED;
 	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
 	bool ca_trouble = rc < 0 && rc != ACME_RATE_LIMITED &&
 			  (strcmp(prob.type, "transport") == 0 || strcmp(prob.type, "timeout") == 0 ||
-			   strstr(prob.type, ":accountDoesNotExist"));
+			   strstr(prob.type, ":accountDoesNotExist") || prob.status >= 500);
+	int64_t now = tt_now_ms();
 	if (ca_trouble) {
-		/* Not the domain's fault: no failure on its record; several in a row end the run. */
-		tt_log(TT_WARN, "ca_unavailable", "name=%s error=\"%s\"", w->name, err.msg);
-		tt_db_rollback(w->lock);
+		/* Not the domain's fault: no failure on its record; several in a row and the CA is down. */
+		tt_log(TT_WARN, "ca_unavailable", "name=%s directory=%s error=\"%s\"", w->name, directory, err.msg);
 		abandon_attempt(w, &prob);
-		pthread_mutex_lock(&r->mu);
-		r->deferred++;
-		bool give_up = ++r->ca_failures_in_row >= CA_FAILURES_TO_STOP;
-		pthread_mutex_unlock(&r->mu);
-		if (give_up) {
+		if (cas_failed(r->cas, (size_t)w->ca)) {
 			char msg[sizeof(r->fatal_msg)];
 			snprintf(msg, sizeof(msg), "the CA is not answering: %s", err.msg);
 			run_fatal(r, msg);
+			another_ca = false;
 		}
+		end = another_ca ? ORDER_NEXT_CA : ORDER_DEFERRED;
 	} else if (rc == ACME_RATE_LIMITED) {
-		int64_t ra = acme_retry_after(w->acme);
+		int64_t ra = acme_retry_after(w->acme[w->ca]);
 		int64_t pause = (ra > 0 ? ra : 60) * 1000;
-		tt_log(TT_WARN, "rate_limited", "name=%s retry_after_s=%" PRId64 " type=%s", w->name, pause / 1000,
-		       prob.type);
-		pthread_mutex_lock(&r->mu);
-		if (r->pause_until_ms < tt_now_ms() + pause)
-			r->pause_until_ms = tt_now_ms() + pause;
-		pthread_mutex_unlock(&r->mu);
-		tt_db_rollback(w->lock);
+		tt_log(TT_WARN, "rate_limited", "name=%s directory=%s retry_after_s=%" PRId64 " type=%s", w->name,
+		       directory, pause / 1000, prob.type);
 		abandon_attempt(w, &prob);
-		count_result(r, &r->deferred, NULL);
+		if (another_ca && r->deadline_ms && now + pause >= r->deadline_ms) {
+			/* the limit outlasts this run: the other CAs carry it */
+			cas_pause(r->cas, (size_t)w->ca, now + pause);
+			end = ORDER_NEXT_CA;
+		} else {
+			pthread_mutex_lock(&r->mu);
+			if (r->pause_until_ms < now + pause)
+				r->pause_until_ms = now + pause;
+			pthread_mutex_unlock(&r->mu);
+			end = ORDER_DEFERRED;
+		}
 	} else if (rc == 0) {
+		cas_answered(r->cas, (size_t)w->ca);
 		if (tt_db_commit(w->lock, &err) < 0) {
 			tt_log(TT_ERROR, "store_failed", "name=%s error=\"%s\"", w->name, err.msg);
-			ret = -1;
+			end = ORDER_DB_GONE;
 		} else {
 			count_result(r, w->current_cert_id ? &r->renewed : &r->issued, NULL);
 			check_served(w);
-			pthread_mutex_lock(&r->mu);
-			r->ca_failures_in_row = 0;
-			pthread_mutex_unlock(&r->mu);
+			end = ORDER_STORED;
 		}
+	} else if (another_ca && refused_name(&prob) && PQtransactionStatus(w->lock) == PQTRANS_INTRANS) {
+		cas_answered(r->cas, (size_t)w->ca);
+		tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory, prob.type);
+		abandon_attempt(w, &prob);
+		end = ORDER_NEXT_CA;
 	} else {
+		cas_answered(r->cas, (size_t)w->ca);
 		char msg[sizeof(err.msg)];
 		snprintf(msg, sizeof(msg), "%s", err.msg);
 		tt_log(TT_INFO, "order_error", "name=%s type=%s error=\"%s\"", w->name, prob.type, msg);
 		if (PQstatus(w->lock) != CONNECTION_OK) {
-			ret = -1;
+			end = ORDER_DB_GONE;
 		} else {
 			/* a failed statement may have aborted the claim transaction: start a fresh one */
 			PGTransactionStatusType ts = PQtransactionStatus(w->lock);
@@ -660,14 +741,14 @@ static int process(struct worker *w)
 			if (ts == PQTRANS_INERROR) {
 				tt_db_rollback(w->lock);
 				if (claim_again(w, &e2) <= 0) {
-					ret = -1;
+					end = ORDER_DB_GONE;
 					goto done;
 				}
 			}
-			if (record_failure(w, &prob, msg, &e2) < 0 || tt_db_commit(w->lock, &e2) < 0) {
+			if (record_failure(w, &prob, msg, false, &e2) < 0 || tt_db_commit(w->lock, &e2) < 0) {
 				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, e2.msg);
 				tt_db_rollback(w->lock);
-				ret = -1;
+				end = ORDER_DB_GONE;
 			}
 		}
 		count_result(r, &r->failed, w->name);
@@ -678,7 +759,56 @@ done:
 		tt_secret_free(key, key_len);
 	free(csr);
 	free(chain);
-	return ret;
+	return end;
+}
+
+/* One claimed domain from preflight to stored certificate (or recorded failure), trying the CAs in
+ * order of preference. Ends the claim transaction. Returns -1 only when the database is gone. */
+static int process(struct worker *w)
+{
+	struct run *r = w->run;
+	bool permits[ISSUER_MAX_CAS];
+	int pf = preflight(w, permits);
+	if (pf <= 0) {
+		give_back_slot(r);
+		return pf;
+	}
+	const char *kind = w->current_cert_id ? "renewal" : "new";
+	bool ari_due = false;
+	if (w->current_cert_id && w->ari_id[0] && w->cert_ca >= 0 && w->acme[w->cert_ca] &&
+	    r->cas->s[w->cert_ca].dir.renewal_info[0] && cas_usable(r->cas, (size_t)w->cert_ca, tt_now_ms())) {
+		int a = ari_check(w);
+		if (a == 0) {
+			give_back_slot(r);
+			return 0;
+		}
+		if (a < 0 && PQtransactionStatus(w->lock) != PQTRANS_INTRANS)
+			return -1;
+		ari_due = a == 1;
+	}
+	/* Renewals go back to the preferred CA as soon as it is usable: the list starts there each time. */
+	int ca = cas_pick(r->cas, permits, 0, tt_now_ms());
+	while (ca >= 0) {
+		w->ca = ca;
+		int next = cas_pick(r->cas, permits, (size_t)ca + 1, tt_now_ms());
+		bool replaces = ari_due && ca == w->cert_ca;
+		enum order_end end =
+		    order_at(w, replaces ? "ari_renewal" : kind, replaces ? w->ari_id : NULL, next >= 0);
+		if (end == ORDER_DB_GONE)
+			return -1;
+		if (end != ORDER_NEXT_CA) {
+			if (end == ORDER_DEFERRED)
+				break;
+			return 0;
+		}
+		ca = cas_pick(r->cas, permits, (size_t)ca + 1, tt_now_ms());
+	}
+	/* no CA could take it now: the domain stays due for the next run */
+	if (PQtransactionStatus(w->lock) == PQTRANS_INTRANS || PQtransactionStatus(w->lock) == PQTRANS_INERROR)
+		tt_db_rollback(w->lock);
+	give_back_slot(r);
+	count_result(r, &r->deferred, NULL);
+	return 0;
 }
 
 /* Lingering: waits until the main thread sees new work due (true) or the run ends (false). */
@@ -704,10 +834,15 @@ static void *worker_main(void *arg)
 	struct tt_err err = {{0}};
 	const char *conninfo = issuer_opt(r->ctx, "db");
 	if (tt_db_connect(conninfo, &w->lock, &err) < 0 || tt_db_connect(conninfo, &w->aux, &err) < 0 ||
-	    session_client(r->session, &w->acme, &w->key, &err) < 0) {
+	    (r->preflight.enabled && dns_open(r->preflight.dns_server, r->preflight.timeout_ms, &w->dns, &err) < 0)) {
 		run_fatal(r, err.msg);
 		return NULL;
 	}
+	for (size_t i = 0; i < r->cas->n; i++)
+		if (r->cas->s[i].key_pem && session_client(&r->cas->s[i], &w->acme[i], &w->key[i], &err) < 0) {
+			run_fatal(r, err.msg);
+			return NULL;
+		}
 	w->check = curl_easy_init();
 	if (!w->check) {
 		run_fatal(r, "curl_easy_init failed");
@@ -742,8 +877,11 @@ static void worker_free(struct worker *w)
 		PQfinish(w->lock);
 	if (w->aux)
 		PQfinish(w->aux);
-	acme_client_free(w->acme);
-	jws_key_free(w->key);
+	for (size_t i = 0; i < ISSUER_MAX_CAS; i++) {
+		acme_client_free(w->acme[i]);
+		jws_key_free(w->key[i]);
+	}
+	dns_close(w->dns);
 	if (w->check)
 		curl_easy_cleanup(w->check);
 }
@@ -865,11 +1003,12 @@ static int dry_run(PGconn *db)
 {
 	struct tt_err err = {{0}};
 	PGresult *res;
-	if (tt_db_exec(db, &res, &err,
-		       "SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
-		       " WHERE state IN ('pending', 'active', 'failing') AND next_attempt_at <= now() ORDER BY "
-		       "next_attempt_at",
-		       0, NULL) < 0) {
+	if (tt_db_exec(
+		db, &res, &err,
+		"SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
+		" WHERE state IN ('pending', 'active', 'failing', 'dormant') AND next_attempt_at <= now() ORDER BY "
+		"next_attempt_at",
+		0, NULL) < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);
 		return 2;
 	}
@@ -906,6 +1045,13 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 		r->linger_ms = r->deadline_ms;
 	if (r->linger_ms && !r->deadline_ms)
 		r->deadline_ms = r->linger_ms;
+	const char *da = issuer_opt(ctx, "dormant-after");
+	int64_t dormant_ms;
+	if (tt_parse_duration_ms(da ? da : DEFAULT_DORMANT_AFTER, &dormant_ms, err) < 0)
+		return err_wrap(err, "--dormant-after");
+	r->dormant_after_s = dormant_ms / 1000;
+	if (preflight_config_load(ctx, &r->preflight, err) < 0)
+		return -1;
 	r->profile = issuer_opt(ctx, "profile");
 	r->self_check = !issuer_flag(ctx, "no-self-check");
 	const char *via = issuer_opt(ctx, "self-check-via");
@@ -928,9 +1074,14 @@ int run_main(struct issuer_ctx *ctx)
 	int64_t started = tt_now_ms();
 	PGconn *db = NULL;
 	struct tt_keyring *kr = NULL;
-	struct acme_session session = {0};
+	struct cas cas = {0};
 	int rc = 2;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (r.preflight.enabled && dns_library_init(&err) < 0) {
+		fprintf(stderr, "issuer run: %s\n", err.msg);
+		curl_global_cleanup();
+		return 2;
+	}
 	if (issuer_db_open(ctx, &db, &err) < 0) {
 		fprintf(stderr, "issuer run: cannot use the database: %s\n", err.msg);
 		tt_log(TT_ERROR, "run_failed", "reason=database");
@@ -950,7 +1101,7 @@ int run_main(struct issuer_ctx *ctx)
 		char q[600];
 		tt_log(TT_ERROR, "ticket_keys_rotate_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 	}
-	if (session_open(ctx, db, kr, true, &session, &err) != 0) {
+	if (cas_open(ctx, db, kr, &cas, &err) != 0) {
 		fprintf(stderr, "issuer run: %s\n", err.msg);
 		tt_log(TT_ERROR, "run_failed", "reason=ca");
 		goto out;
@@ -965,9 +1116,10 @@ int run_main(struct issuer_ctx *ctx)
 	/* tokens left by a killed run are useless once expired */
 	if (tt_db_run(db, &err, "DELETE FROM challenges WHERE expires_at < now()", 0, NULL) < 0)
 		tt_log(TT_WARN, "challenge_cleanup_failed", "error=\"%s\"", err.msg);
-	session.cfg.cancel = &r.cancel;
+	for (size_t i = 0; i < cas.n; i++)
+		cas.s[i].cfg.cancel = &r.cancel;
 	r.kr = kr;
-	r.session = &session;
+	r.cas = &cas;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.wake, NULL);
 	if (events_prune(ctx, db, &err) < 0)
@@ -1013,8 +1165,9 @@ int run_main(struct issuer_ctx *ctx)
 	}
 	long bad_nonces = 0;
 	for (long i = 0; i < concurrency; i++) {
-		if (ws[i].acme)
-			bad_nonces += acme_bad_nonce_retries(ws[i].acme);
+		for (size_t k = 0; k < ISSUER_MAX_CAS; k++)
+			if (ws[i].acme[k])
+				bad_nonces += acme_bad_nonce_retries(ws[i].acme[k]);
 		worker_free(&ws[i]);
 	}
 	free(ws);
@@ -1030,9 +1183,9 @@ int run_main(struct issuer_ctx *ctx)
 		fprintf(stderr, "issuer run: %s\n", r.fatal_msg);
 	rc = r.fatal ? 2 : r.failed ? 1 : 0;
 	tt_log(rc ? TT_WARN : TT_INFO, "run_done",
-	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld orders=%ld bad_nonce_retries=%ld"
+	       "status=%d issued=%ld renewed=%ld failed=%ld deferred=%ld dormant=%ld orders=%ld bad_nonce_retries=%ld"
 	       " elapsed_ms=%" PRId64 " failed_domains=%s",
-	       rc, r.issued, r.renewed, r.failed, r.deferred, r.orders, bad_nonces, tt_now_ms() - started,
+	       rc, r.issued, r.renewed, r.failed, r.deferred, r.dormant, r.orders, bad_nonces, tt_now_ms() - started,
 	       r.failed_names ? r.failed_names : "");
 	free(r.failed_names);
 out:
@@ -1040,7 +1193,7 @@ out:
 	 * writes nothing, and the file's age tells. */
 	if (db && !issuer_flag(ctx, "dry-run"))
 		metrics_write(ctx, db, r.issued, r.renewed, r.failed, rc, &err);
-	session_close(&session);
+	cas_close(&cas);
 	tt_keyring_free(kr);
 	if (db)
 		PQfinish(db);

@@ -97,9 +97,9 @@ int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err)
 	return 0;
 }
 
-int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err *err)
+int store_domain_json(PGconn *db, const char *name, const char *state, json_t **out, struct tt_err *err)
 {
-	const char *p[] = {name};
+	const char *p[] = {name, state};
 	PGresult *res;
 	/* Exactly the view's columns: what the platform reads is what the operator sees. */
 	if (tt_db_exec(db, &res, err,
@@ -108,8 +108,9 @@ int store_domain_json(PGconn *db, const char *name, json_t **out, struct tt_err 
 		       " 'not_after', " UTC("s.not_after") ", 'renew_at', " UTC("s.renew_at") ","
 		       " 'since', " UTC("s.since") ") ORDER BY s.name), '[]')"
 		       " FROM domain_status s"
-		       " WHERE CASE WHEN $1::text IS NULL THEN s.state <> 'removed' ELSE s.name = $1 END",
-		       1, p) < 0)
+		       " WHERE CASE WHEN $1::text IS NULL THEN s.state <> 'removed' ELSE s.name = $1 END"
+		       "  AND ($2::text IS NULL OR s.state = $2)",
+		       2, p) < 0)
 		return -1;
 	json_error_t jerr;
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
@@ -203,13 +204,14 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 			   nb,
 			   na,
 			   c->info->ari_id[0] ? c->info->ari_id : NULL,
-			   c->source};
+			   c->source,
+			   c->directory};
 	int rc = tt_db_run(db, err,
 			   "INSERT INTO certificates (id, domain_id, chain_pem, sealed_key, master_key_id, key_type,"
-			   " serial, not_before, not_after, ari_cert_id, source, replaces_id)"
+			   " serial, not_before, not_after, ari_cert_id, source, replaces_id, directory_url)"
 			   " VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8), to_timestamp($9), $10, $11,"
-			   " (SELECT current_cert_id FROM domains WHERE id = $2))",
-			   11, p);
+			   " (SELECT current_cert_id FROM domains WHERE id = $2), $12)",
+			   12, p);
 	free(sealed);
 	if (rc < 0)
 		return -1;
@@ -217,6 +219,7 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 	if (tt_db_run(db, err,
 		      "UPDATE domains SET current_cert_id = $1, state = 'active', failures = 0,"
 		      " last_error_type = NULL, last_error_detail = NULL, last_error_at = NULL,"
+		      " preflight_failing_since = NULL,"
 		      " next_attempt_at = to_timestamp($3) WHERE id = $2",
 		      3, q) < 0)
 		return -1;

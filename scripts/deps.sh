@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tracktls builds and tests with. --if-missing: only when one is absent.
 set -euo pipefail
-PKGS="build-essential pkg-config liburing-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libidn2-dev
+PKGS="build-essential pkg-config liburing-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libidn2-dev libc-ares-dev
 postgresql pebble curl openssl ca-certificates autoconf automake libtool dpkg-dev clang libclang-rt-14-dev
 haproxy hitch nginx-light procps iproute2 util-linux python3 testssl.sh valgrind
 debhelper lintian help2man man-db systemd prometheus prometheus-node-exporter python3-yaml"

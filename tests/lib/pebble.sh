@@ -5,8 +5,8 @@
 #   pebble_stop DIR
 # Tunables (environment): PEBBLE_PORT (14000), PEBBLE_MGMT_PORT (15000), PEBBLE_DNS_PORT (8053),
 # PEBBLE_CHALL_MGMT_PORT (8055), PEBBLE_WFE_NONCEREJECT (0), PEBBLE_EAB (set: EAB required, key
-# id "kid-1" with HMAC key in PEBBLE_EAB_HMAC), PEBBLE_VALIDITY (seconds), PEBBLE_BLOCKLIST (names
-# the CA refuses with rejectedIdentifier, space-separated), PEBBLE_BIN.
+# id "kid-1" with HMAC key in PEBBLE_EAB_HMAC), PEBBLE_VALIDITY (seconds), PEBBLE_BIN,
+# PEBBLE_BLOCKLIST (space-separated names the CA refuses with rejectedIdentifier).
 
 pebble__wait() { # url cafile seconds
 	local i
@@ -31,17 +31,19 @@ pebble_start() {
 		openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
 			-days 30 -extfile "$dir/ext.cnf" -out "$dir/server.pem" 2>/dev/null
 	fi
-	local eab="" block="" b
-	for b in ${PEBBLE_BLOCKLIST:-}; do block="$block${block:+, }\"$b\""; done
+	local eab=""
 	if [ -n "${PEBBLE_EAB:-}" ]; then
 		eab=', "externalAccountBindingRequired": true, "externalAccountMACKeys": {"kid-1": "'"$PEBBLE_EAB_HMAC"'"}'
+	fi
+	local block=""
+	if [ -n "${PEBBLE_BLOCKLIST:-}" ]; then
+		block=', "domainBlocklist": ['$(printf '"%s",' $PEBBLE_BLOCKLIST | sed 's/,$//')']'
 	fi
 	cat >"$dir/pebble.json" <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:$port", "managementListenAddress": "127.0.0.1:$mgmt",
  "certificate": "$dir/server.pem", "privateKey": "$dir/server.key",
- "httpPort": $http01, "tlsPort": 5001, "ocspResponderURL": ""$eab
- ${PEBBLE_VALIDITY:+, \"certificateValidityPeriod\": $PEBBLE_VALIDITY}
- ${PEBBLE_BLOCKLIST:+, \"domainBlocklist\": [$block]}}}
+ "httpPort": $http01, "tlsPort": 5001, "ocspResponderURL": ""$eab$block
+ ${PEBBLE_VALIDITY:+, \"certificateValidityPeriod\": $PEBBLE_VALIDITY}}}
 JSON
 	pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$dns" -http01 "" \
 		-https01 "" -tlsalpn01 "" -management "127.0.0.1:$cmgmt" >"$dir/challtestsrv.log" 2>&1 &
