@@ -23,6 +23,9 @@
 
 #include "terminator.h"
 
+/* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
+#define CAP_LAST_CAP_MAX 63
+
 struct opt {
 	const char *key, *env, *arg, *def, *help;
 };
@@ -321,11 +324,33 @@ static bool opt_yes(struct tt_config_entry *cfg, const char *key)
 	return v && (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
 }
 
-/* After every socket is bound and the key ring read, nothing needs a privilege: become --user
- * (root can), and drop every capability, including those systemd gives a non-root start
- * (CAP_NET_BIND_SERVICE). Runs while the process has one thread, since capabilities are per thread. */
+/* Empties the capability bounding set, so no later execve (of a setuid or file-capability binary)
+ * can hand a capability back. Needs CAP_SETPCAP, so it runs before leaving root. */
+static int drop_bounding_set(struct tt_err *err)
+{
+	for (int cap = 0; cap <= CAP_LAST_CAP_MAX; cap++) {
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+			continue;
+		if (errno == EINVAL) /* past the last capability this kernel knows */
+			break;
+		return tt_fail(err, "emptying the capability bounding set: %s", strerror(errno));
+	}
+	return 0;
+}
+
+/* After every socket is bound and the key ring read, nothing needs a privilege: started as root,
+ * empty the bounding set and become --user (root can); drop every capability, including those
+ * systemd gives a non-root start (CAP_NET_BIND_SERVICE); and set no_new_privs, so nothing this
+ * process runs can gain one. Runs while the process has one thread, since capabilities are per
+ * thread (and the threads made later inherit all of it). */
 static int drop_privileges(const char *user, bool allow_root, struct tt_err *err)
 {
+	bool root = geteuid() == 0 || getuid() == 0;
+	if (root && (!user || !*user) && !allow_root)
+		return tt_fail(err, "refusing to serve as root: give --user NAME (ports are bound and the key "
+				    "ring read before switching to it) or --allow-root");
+	if (root && drop_bounding_set(err) < 0)
+		return -1;
 	if (user && *user) {
 		struct passwd *pw = getpwnam(user);
 		if (!pw)
@@ -335,12 +360,10 @@ static int drop_privileges(const char *user, bool allow_root, struct tt_err *err
 		if (pw->pw_uid != 0 && setuid(0) == 0)
 			return tt_fail(err, "--user %s: root could be regained", user);
 	}
-	if (geteuid() == 0 || getuid() == 0) {
-		if (!allow_root)
-			return tt_fail(err, "refusing to serve as root: give --user NAME (ports are bound and the key "
-					    "ring read before switching to it) or --allow-root");
-		return 0;
-	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return tt_fail(err, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	if (geteuid() == 0 || getuid() == 0)
+		return 0; /* --allow-root: root keeps its capabilities, not its bounding set */
 	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
