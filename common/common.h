@@ -52,8 +52,17 @@ int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
  * A-label form (no wildcard, no IP literal, labels 1-63, total <= 253). Writes into out. */
 #define TT_NAME_MAX 254
 int tt_name_normalize(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
-/* Hash used for cache sharding and anything else keyed by name. */
-uint64_t tt_name_hash(const char *name, size_t len);
+/* Names are chosen by clients, who must not be able to aim them at one bucket or filter bit: every
+ * table keyed by name hashes with SipHash (libsodium's crypto_shorthash) under a random key of its
+ * own, made at start-up. tt_name_hash2 gives two independent 64-bit hashes (SipHash-2-4 with 128 bits out) for
+ * a Bloom filter's double hashing. */
+#define TT_HASH_KEY_BYTES 16
+struct tt_hash_key {
+	unsigned char bytes[TT_HASH_KEY_BYTES];
+};
+int tt_hash_key_random(struct tt_hash_key *key, struct tt_err *err);
+uint64_t tt_name_hash(const struct tt_hash_key *key, const char *name, size_t len);
+void tt_name_hash2(const struct tt_hash_key *key, const char *name, size_t len, uint64_t out[2]);
 
 /* ---- keyring.c: the master key ring and the AES-256-GCM key envelope (libsodium). ----
  * File format: one key per line, "ID HEX" with a 64-hex-digit key; '#' starts a comment.

@@ -33,16 +33,6 @@
 
 #include "common.h"
 
-/* ---- shared by the modules ---- */
-/* The splitmix64 finalizer: spreads a keyed tt_name_hash over all 64 bits, so any bits of it can
- * pick a shard, a bucket or a filter bit. */
-static inline uint64_t term_mix64(uint64_t h)
-{
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
-}
-
 /* ---- certctx.c ---- */
 /* A WOLFSSL_CTX holding chain_pem (leaf first) and the clear private key (DER or PEM), set up with
  * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, no renegotiation, no compression.
@@ -57,7 +47,7 @@ int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, siz
 int certctx_session_init(WOLFSSL *ssl);
 
 /* ---- sni_cache.c ----
- * Shared by every thread, sharded by tt_name_hash; a shard lock is held only for the table
+ * Shared by every thread, sharded by tt_name_hash (SipHash under the cache's own random key); a shard lock is held only for the table
  * operation, never across I/O or a handshake. Entries are reference counted: a handshake holds
  * its entry, so eviction or replacement never pulls a context from under a live session. */
 struct sni_cache;
@@ -120,7 +110,8 @@ void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
 
 /* ---- name_filter.c ----
  * A Bloom filter of the names the database can serve (a current certificate, not removed), so a
- * flood of random SNI names costs no queries. A helper thread scans the names each time the
+ * flood of random SNI names costs no queries; its bits are picked by tt_name_hash2 under the
+ * filter's own random key. A helper thread scans the names each time the
  * listener's LISTEN is (re)established; the listener adds every notified name; while a listener
  * is lost or a scan runs the filter is untrusted and rules nothing out. Wiring, in main:
  *   name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f);
