@@ -72,6 +72,19 @@ struct tt_keyring;
 int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *err);
 void tt_keyring_free(struct tt_keyring *kr);
 uint32_t tt_keyring_newest_id(const struct tt_keyring *kr);
+size_t tt_keyring_count(const struct tt_keyring *kr);
+/* Rereads the file the ring was loaded from (SIGHUP) and changes the ring in place, safe while
+ * other threads seal and open with it: keys new in the file become usable; keys gone from it are
+ * dropped (wiped) only if check(arg, ids, n, err) returns 0 for them, i.e. nothing still needs
+ * them; a key whose id is loaded with other bytes refuses the whole reload. On refusal the ring is
+ * unchanged and err says why. change lists the ids added and dropped ("2,3"). The file must be
+ * one this process can open, or the very file it read at load (rewritten in place). */
+typedef int (*tt_keyring_drop_check)(void *arg, const uint32_t *ids, size_t n, struct tt_err *err);
+struct tt_keyring_change {
+	char added[128], dropped[128];
+};
+int tt_keyring_reload(struct tt_keyring *kr, tt_keyring_drop_check check, void *arg, struct tt_keyring_change *change,
+		      struct tt_err *err);
 /* Creates the file (0600) with key id 1, or appends a key with id newest+1; reports the new id. */
 int tt_keyring_generate(const char *path, uint32_t *new_id, struct tt_err *err);
 

@@ -385,6 +385,7 @@ struct ctx {
 	int (*fds)[2];
 	int metrics_fd;
 	const struct name_filter *filter;
+	struct tt_keyring *keyring; /* the loops and the ticket refresher read it; SIGHUP changes it in place */
 	int64_t drain_timeout_ms;
 };
 
@@ -393,8 +394,59 @@ static bool str_differs(const char *a, const char *b)
 	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
+/* A key may leave the ring only when nothing the terminator reads is sealed under it: no
+ * certificate and no ticket key (the database says; unreachable, the drop is refused). */
+static int keys_unused(void *arg, const uint32_t *ids, size_t n, struct tt_err *err)
+{
+	const char *conninfo = arg;
+	char list[2048];
+	size_t len = 0;
+	for (size_t i = 0; i < n && len < sizeof list; i++)
+		len += (size_t)snprintf(list + len, sizeof list - len, "%s%u", i ? "," : "{", ids[i]);
+	if (len + 2 > sizeof list)
+		return tt_fail(err, "too many keys dropped at once");
+	memcpy(list + len, "}", 2);
+	PGconn *conn;
+	PGresult *res = NULL;
+	const char *params[] = {list};
+	if (tt_db_connect(conninfo, &conn, err) < 0) {
+		char why[sizeof err->msg];
+		memcpy(why, err->msg, sizeof why);
+		return tt_fail(err, "cannot check that the keys dropped are unused: %s", why);
+	}
+	int rc = tt_db_exec(conn, &res, err,
+			    "SELECT k, (SELECT count(*) FROM certificates WHERE master_key_id = k AND sealed_key IS NOT "
+			    "NULL), (SELECT count(*) FROM ticket_keys WHERE master_key_id = k) "
+			    "FROM unnest($1::int[]) k ORDER BY k",
+			    1, params);
+	for (int r = 0; rc == 0 && r < PQntuples(res); r++)
+		if (strcmp(PQgetvalue(res, r, 1), "0") != 0 || strcmp(PQgetvalue(res, r, 2), "0") != 0)
+			rc = tt_fail(err,
+				     "master key %s is still in use (%s certificate keys and %s ticket keys sealed "
+				     "under it): run issuer keys rotate before it leaves the file",
+				     PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
+	if (res)
+		PQclear(res);
+	PQfinish(conn);
+	return rc;
+}
+
+/* SIGHUP: keys added to the file become usable at once; a key still in use never leaves. */
+static void reload_keyring(struct ctx *x)
+{
+	struct tt_keyring_change ch;
+	struct tt_err err = {{0}};
+	char q[600];
+	if (tt_keyring_reload(x->keyring, keys_unused, (void *)x->current->db_listen_conninfo, &ch, &err) < 0)
+		tt_log(TT_ERROR, "keyring_reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+	else
+		tt_log(TT_INFO, "keyring_reloaded", "keys=%zu newest=%u added=%s dropped=%s",
+		       tt_keyring_count(x->keyring), tt_keyring_newest_id(x->keyring), ch.added, ch.dropped);
+}
+
 static void reload(struct ctx *x, struct worker *workers, int started)
 {
+	reload_keyring(x);
 	struct tt_config_entry ncfg[NOPTS];
 	struct tt_err err = {{0}};
 	bool help = false, ver = false;
@@ -751,6 +803,7 @@ int main(int argc, char **argv)
 	tc.cache = cache;
 	tc.tickets = tickets;
 	x.filter = filter;
+	x.keyring = kr;
 
 	wolfSSL_Init();
 	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
