@@ -110,6 +110,10 @@ size_t tt_envelope_aad_ticket(char *buf, size_t size, int64_t ticket_key_id);
 /* ---- db.c: PostgreSQL. ---- */
 /* Connects (blocking) with a libpq connection string; NULL or "" means libpq's PG* defaults. */
 int tt_db_connect(const char *conninfo, PGconn **out, struct tt_err *err);
+/* The same for a helper thread's long-lived connection: connecting is bounded (10 s) and a dead
+ * server is noticed by TCP keepalives, so it cannot hold the thread (and its shutdown) for the
+ * kernel's TCP timeouts. NULL on failure, with err. */
+PGconn *tt_db_connect_bounded(const char *conninfo, struct tt_err *err);
 /* Runs a command or query with text parameters; on success *res holds the result (caller PQclear). */
 int tt_db_exec(PGconn *conn, PGresult **res, struct tt_err *err, const char *sql, int nparams,
 	       const char *const *params);

@@ -409,7 +409,7 @@ static int keys_unused(void *arg, const uint32_t *ids, size_t n, struct tt_err *
 	PGconn *conn;
 	PGresult *res = NULL;
 	const char *params[] = {list};
-	if (tt_db_connect(conninfo, &conn, err) < 0) {
+	if (!(conn = tt_db_connect_bounded(conninfo, err))) {
 		char why[sizeof err->msg];
 		memcpy(why, err->msg, sizeof why);
 		return tt_fail(err, "cannot check that the keys dropped are unused: %s", why);
@@ -606,6 +606,7 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .cache = x->current->cache,
 								   .tickets = x->current->tickets,
 								   .filter = x->filter,
+								   .challenges = x->current->challenges,
 								   .draining = &draining},
 					 &msrv, err) < 0)
 			ok = false;
@@ -726,6 +727,7 @@ int main(int argc, char **argv)
 	struct sni_cache *cache = NULL;
 	struct tickets *tickets = NULL;
 	struct name_filter *filter = NULL;
+	struct challenge_set *challenges = NULL;
 	size_t filter_names = 0;
 	int64_t ticket_refresh_ms = 0, drain_ms = 0;
 	struct ctx x = {.argc = argc, .argv = argv, .cfg = cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
@@ -753,6 +755,7 @@ int main(int argc, char **argv)
 		x.fds[i][0] = x.fds[i][1] = -1;
 	if (tt_keyring_load(opt_value(cfg, "master-key-file"), &kr, &err) < 0 ||
 	    sni_cache_new(&limits, &cache, &err) < 0 || tickets_new(&tickets, &err) < 0 ||
+	    challenge_set_new(&challenges, &err) < 0 ||
 	    (filter_names && name_filter_new(filter_names, &filter, &err) < 0)) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
@@ -792,6 +795,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
 	}
+	if (challenge_set_start(challenges, tc.db_listen_conninfo, tc.db_timeout_ms, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		goto out;
+	}
 	if (filter) {
 		sni_cache_set_filter(cache, filter);
 		if (name_filter_start(filter, tc.db_conninfo, &err) < 0) {
@@ -802,6 +809,7 @@ int main(int argc, char **argv)
 	tc.keyring = kr;
 	tc.cache = cache;
 	tc.tickets = tickets;
+	tc.challenges = challenges;
 	x.filter = filter;
 	x.keyring = kr;
 
@@ -833,6 +841,7 @@ out:
 	if (x.current != x.initial)
 		free((void *)x.current);
 	name_filter_free(filter);
+	challenge_set_free(challenges);
 	tickets_free(tickets);
 	sni_cache_free(cache);
 	tt_keyring_free(kr);

@@ -154,6 +154,26 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		counter(op, "tracktls_name_filter_builds_total", "Full scans of the names.", fs.builds);
 		counter(op, "tracktls_name_filter_build_errors_total", "Scans that failed.", fs.build_errors);
 	}
+	if (src->challenges) {
+		struct challenge_set_stats chs;
+		challenge_set_stats(src->challenges, &chs);
+		static const char *const results[CHALLENGE_OUTCOMES] = {"found", "unknown", "timeout", "refused"};
+		put(op, "# HELP tracktls_acme_challenge_lookups_total HTTP-01 token lookups by result, all answered "
+			"from memory.\n# TYPE tracktls_acme_challenge_lookups_total counter\n");
+		for (int r = 0; r < CHALLENGE_OUTCOMES; r++)
+			put(op, "tracktls_acme_challenge_lookups_total{result=\"%s\"} %llu\n", results[r],
+			    (unsigned long long)chs.outcomes[r]);
+		gauge(op, "tracktls_acme_challenge_tokens", "Live HTTP-01 tokens held in memory.", chs.tokens);
+		gauge(op, "tracktls_acme_challenge_set_trusted", "1 while the token set is complete (listening).",
+		      chs.trusted);
+		put(op, "# HELP tracktls_acme_challenge_queries_total Queries that filled the token set: full reads "
+			"and notified rows.\n# TYPE tracktls_acme_challenge_queries_total counter\n"
+			"tracktls_acme_challenge_queries_total{kind=\"scan\"} %llu\n"
+			"tracktls_acme_challenge_queries_total{kind=\"fetch\"} %llu\n",
+		    (unsigned long long)chs.scans, (unsigned long long)chs.fetches);
+		counter(op, "tracktls_acme_challenge_set_errors_total", "Token set connections lost or failed.",
+			chs.errors);
+	}
 	if (src->tickets) {
 		struct tickets_stats ts;
 		tickets_stats(src->tickets, &ts);
@@ -166,7 +186,8 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 			ts.reload_errors);
 		gauge(op, "tracktls_ticket_keys", "Ticket keys held.", ts.keys);
 	}
-	counter(op, "tracktls_db_queries_total", "Database lookups (certificates and challenges).", SUM(db_queries));
+	counter(op, "tracktls_db_queries_total", "Certificate lookups on the loops' database connections.",
+		SUM(db_queries));
 	counter(op, "tracktls_db_query_errors_total", "Database lookups that failed.", SUM(db_query_errors));
 	counter(op, "tracktls_db_query_timeouts_total", "Database lookups that timed out.", SUM(db_query_timeouts));
 	counter(op, "tracktls_db_notifications_total", "Certificate change notifications received.",

@@ -156,27 +156,6 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 	return 0;
 }
 
-/* Blocking connect for the helper thread, bounded so a dead server cannot hold it (and with it
- * name_filter_free at shutdown) for the kernel's TCP timeouts. */
-static PGconn *connect_bounded(const char *conninfo, struct tt_err *err)
-{
-	const char *keys[] = {"dbname",
-			      "connect_timeout",
-			      "tcp_user_timeout",
-			      "keepalives_idle",
-			      "keepalives_interval",
-			      "keepalives_count",
-			      NULL};
-	const char *values[] = {conninfo, "10", "30000", "10", "5", "3", NULL};
-	PGconn *conn = PQconnectdbParams(keys, values, 1);
-	if (!conn || PQstatus(conn) != CONNECTION_OK) {
-		tt_fail(err, "connect: %s", conn ? PQerrorMessage(conn) : "out of memory");
-		PQfinish(conn);
-		return NULL;
-	}
-	return conn;
-}
-
 static void *builder(void *arg)
 {
 	struct name_filter *f = arg;
@@ -192,7 +171,7 @@ static void *builder(void *arg)
 		if (stop)
 			return NULL;
 		struct tt_err err = {{0}};
-		PGconn *conn = connect_bounded(f->conninfo, &err);
+		PGconn *conn = tt_db_connect_bounded(f->conninfo, &err);
 		if (!conn || name_filter_build(f, conn, &err) < 0) {
 			atomic_fetch_add_explicit(&f->build_errors, 1, memory_order_relaxed);
 			tt_log(TT_WARN, "name_filter_failed", "error=%s", tt_log_quote(buf, sizeof(buf), err.msg));

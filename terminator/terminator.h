@@ -11,11 +11,13 @@
  *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
- *   certdb.c    per-thread non-blocking PostgreSQL: certificate and challenge lookups,
- *               LISTEN/NOTIFY for renewals
+ *   certdb.c    per-thread non-blocking PostgreSQL: certificate lookups, LISTEN/NOTIFY for
+ *               renewals; HTTP-01 lookups answered from the challenge set
+ *   challenge_set.c  the live HTTP-01 tokens in memory, fed by NOTIFY tracktls_challenge
+ *   name_filter.c    Bloom filter of the names the database can serve
  *   http.c      HTTP/1.1 request/response head parsing, body framing, header rewriting
  *   proxy_v2.c  PROXY protocol v2 header writer
- *   metrics.c   counters and the /metrics endpoint
+ *   metrics.c   counters, and the /metrics and /healthz server (epoll, deadline, connection cap)
  *
  * Each section below belongs to the module named in it. */
 #ifndef TRACKTLS_TERMINATOR_H
@@ -138,6 +140,35 @@ struct name_filter_stats {
 };
 void name_filter_stats(const struct name_filter *f, struct name_filter_stats *out);
 
+/* ---- challenge_set.c ----
+ * The live HTTP-01 challenges (token, key authorization, expiry) in memory, shared by every
+ * thread, so a request for a token costs no query whether the token exists or not. A helper thread
+ * on a connection of its own LISTENs on tracktls_challenge, reads every live challenge each time
+ * LISTEN is (re)established and fetches each notified token's row; while it is not listening or
+ * reading, the set is untrusted. Nothing runs on a loop's certdb connection, so a stuck challenge
+ * query never fails a certificate load. Wiring, in main: challenge_set_new, challenge_set_start
+ * (conninfo of the primary: LISTEN), and after the loops stopped challenge_set_free. */
+struct challenge_set;
+int challenge_set_new(struct challenge_set **out, struct tt_err *err);
+int challenge_set_start(struct challenge_set *s, const char *conninfo, int64_t query_timeout_ms, struct tt_err *err);
+void challenge_set_free(struct challenge_set *s);
+/* FOUND copies the key authorization into key_auth; WAIT: not known yet (untrusted, or the token
+ * was notified and its row is being read): ask again shortly. */
+enum challenge_result { CHALLENGE_FOUND, CHALLENGE_UNKNOWN, CHALLENGE_WAIT };
+enum challenge_result challenge_set_lookup(struct challenge_set *s, const char *token, char *key_auth, size_t size);
+/* How lookups ended, counted by certdb: answered 200, 404, timed out waiting, refused (rate). */
+enum challenge_outcome { CHALLENGE_SERVED, CHALLENGE_NOT_FOUND, CHALLENGE_TIMED_OUT, CHALLENGE_REFUSED, CHALLENGE_OUTCOMES };
+void challenge_set_count(struct challenge_set *s, enum challenge_outcome o);
+size_t challenge_set_size(struct challenge_set *s);
+bool challenge_set_trusted(struct challenge_set *s);
+struct challenge_set_stats {
+	uint64_t outcomes[CHALLENGE_OUTCOMES];
+	uint64_t scans, fetches, errors; /* the helper's queries: full reads, notified rows; lost connections */
+	size_t tokens;
+	bool trusted;
+};
+void challenge_set_stats(struct challenge_set *s, struct challenge_set_stats *out);
+
 /* ---- certdb.c ----
  * One per thread. Queries run on a non-blocking libpq connection (pipeline mode, several queries
  * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
@@ -159,6 +190,7 @@ struct certdb_config {
 	bool listen;
 	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
 	int64_t max_misses_per_sec; /* 0: 1000; certificate queries beyond it fail at once (throttled) */
+	struct challenge_set *challenges; /* answers certdb_get_challenge (required to call it) */
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
 void certdb_free(struct certdb *db);
@@ -171,7 +203,9 @@ void certdb_free(struct certdb *db);
 #define CERTDB_THROTTLED (-2)
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
-/* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error. */
+/* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error (the challenge set
+ * could not say within the query timeout). Answered from the challenge set, never by a query on
+ * this connection; -1 at once (no callback) when too many lookups already wait for the set. */
 typedef void (*certdb_challenge_cb)(void *arg, int status, const char *key_auth);
 int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg);
 /* Withdraws interest in a pending request (the connection went away); its callback never runs. */
@@ -343,6 +377,7 @@ struct term_config {
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
 	struct tickets *tickets;
+	struct challenge_set *challenges;
 	int64_t max_misses_per_sec;
 };
 
@@ -372,6 +407,7 @@ struct metrics_sources {
 	struct sni_cache *cache;
 	struct tickets *tickets;
 	const struct name_filter *filter;
+	struct challenge_set *challenges;
 	/* /healthz answers 503 once this is set, and while no loop reaches the database and the cache
 	 * is empty. */
 	const _Atomic bool *draining;
