@@ -103,7 +103,8 @@ static void usage(FILE *f)
 		"\nDURATION: 500ms, 10s, 5m, 1h. Signals: SIGTERM or SIGINT drain (stop accepting, finish what is in\n"
 		"flight, exit by --drain-timeout; a second one stops at once); SIGHUP rereads the flags, the\n"
 		"--config file and the environment for the timeouts, cache limits, negative TTL, backend address and\n"
-		"log level (a bad configuration is refused and the old one stays) and reloads the ticket keys.\n");
+		"log level (a bad configuration is refused and the old one stays) and reloads the ticket keys and the\n"
+		"master key ring (new keys become usable; dropping a key still in use is refused).\n");
 }
 
 static void version(void)
