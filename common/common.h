@@ -54,8 +54,8 @@ int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
 int tt_name_normalize(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
 /* Names are chosen by clients, who must not be able to aim them at one bucket or filter bit: every
  * table keyed by name hashes with SipHash (libsodium's crypto_shorthash) under a random key of its
- * own, made at start-up. tt_name_hash2 gives two independent 64-bit hashes (SipHash-2-4 with 128 bits out) for
- * a Bloom filter's double hashing. */
+ * own, made at start-up. tt_name_hash2 gives two independent 64-bit hashes (SipHash-2-4 with
+ * 128 bits out) for a Bloom filter's double hashing. */
 #define TT_HASH_KEY_BYTES 16
 struct tt_hash_key {
 	unsigned char bytes[TT_HASH_KEY_BYTES];

@@ -844,7 +844,7 @@ static void challenges_process(struct certdb *db, int64_t now_ms)
 		if (w->cb && r == CHALLENGE_WAIT && now_ms < w->deadline_ms) {
 			if (w->check_ms <= now_ms)
 				w->check_ms = now_ms + CHALLENGE_POLL_MS < w->deadline_ms ? now_ms + CHALLENGE_POLL_MS
-											: w->deadline_ms;
+											  : w->deadline_ms;
 			w->next = keep;
 			keep = w;
 			continue;
@@ -853,8 +853,11 @@ static void challenges_process(struct certdb *db, int64_t now_ms)
 		if (w->cb) {
 			challenge_set_count(db->challenges, r == CHALLENGE_FOUND     ? CHALLENGE_SERVED
 							    : r == CHALLENGE_UNKNOWN ? CHALLENGE_NOT_FOUND
-										 : CHALLENGE_TIMED_OUT);
-			w->cb(w->arg, r == CHALLENGE_FOUND ? 0 : r == CHALLENGE_UNKNOWN ? 1 : -1,
+										     : CHALLENGE_TIMED_OUT);
+			w->cb(w->arg,
+			      r == CHALLENGE_FOUND     ? 0
+			      : r == CHALLENGE_UNKNOWN ? 1
+						       : -1,
 			      r == CHALLENGE_FOUND ? key_auth : NULL);
 		}
 		free(w);

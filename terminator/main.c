@@ -415,11 +415,12 @@ static int keys_unused(void *arg, const uint32_t *ids, size_t n, struct tt_err *
 		memcpy(why, err->msg, sizeof why);
 		return tt_fail(err, "cannot check that the keys dropped are unused: %s", why);
 	}
-	int rc = tt_db_exec(conn, &res, err,
-			    "SELECT k, (SELECT count(*) FROM certificates WHERE master_key_id = k AND sealed_key IS NOT "
-			    "NULL), (SELECT count(*) FROM ticket_keys WHERE master_key_id = k) "
-			    "FROM unnest($1::int[]) k ORDER BY k",
-			    1, params);
+	int rc =
+	    tt_db_exec(conn, &res, err,
+		       "SELECT k, (SELECT count(*) FROM certificates WHERE master_key_id = k AND sealed_key IS NOT "
+		       "NULL), (SELECT count(*) FROM ticket_keys WHERE master_key_id = k) "
+		       "FROM unnest($1::int[]) k ORDER BY k",
+		       1, params);
 	for (int r = 0; rc == 0 && r < PQntuples(res); r++)
 		if (strcmp(PQgetvalue(res, r, 1), "0") != 0 || strcmp(PQgetvalue(res, r, 2), "0") != 0)
 			rc = tt_fail(err,

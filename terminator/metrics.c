@@ -166,10 +166,11 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		gauge(op, "tracktls_acme_challenge_tokens", "Live HTTP-01 tokens held in memory.", chs.tokens);
 		gauge(op, "tracktls_acme_challenge_set_trusted", "1 while the token set is complete (listening).",
 		      chs.trusted);
-		put(op, "# HELP tracktls_acme_challenge_queries_total Queries that filled the token set: full reads "
-			"and notified rows.\n# TYPE tracktls_acme_challenge_queries_total counter\n"
-			"tracktls_acme_challenge_queries_total{kind=\"scan\"} %llu\n"
-			"tracktls_acme_challenge_queries_total{kind=\"fetch\"} %llu\n",
+		put(op,
+		    "# HELP tracktls_acme_challenge_queries_total Queries that filled the token set: full reads "
+		    "and notified rows.\n# TYPE tracktls_acme_challenge_queries_total counter\n"
+		    "tracktls_acme_challenge_queries_total{kind=\"scan\"} %llu\n"
+		    "tracktls_acme_challenge_queries_total{kind=\"fetch\"} %llu\n",
 		    (unsigned long long)chs.scans, (unsigned long long)chs.fetches);
 		counter(op, "tracktls_acme_challenge_set_errors_total", "Token set connections lost or failed.",
 			chs.errors);

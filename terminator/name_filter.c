@@ -13,7 +13,7 @@
 
 struct name_filter {
 	_Atomic uint64_t *bits;
-	size_t nbits; /* power of two */
+	size_t nbits;		/* power of two */
 	struct tt_hash_key key; /* secret: clients choose the names, and must not aim at chosen bits */
 	/* Seqlock-like: odd = trusted. Distrust and every rebuild move it on, so a reader that saw
 	 * the same odd value before and after reading bits read a complete, trusted filter. */

@@ -49,9 +49,10 @@ int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, siz
 int certctx_session_init(WOLFSSL *ssl);
 
 /* ---- sni_cache.c ----
- * Shared by every thread, sharded by tt_name_hash (SipHash under the cache's own random key); a shard lock is held only for the table
- * operation, never across I/O or a handshake. Entries are reference counted: a handshake holds
- * its entry, so eviction or replacement never pulls a context from under a live session. */
+ * Shared by every thread, sharded by tt_name_hash (SipHash under the cache's own random key); a
+ * shard lock is held only for the table operation, never across I/O or a handshake. Entries are
+ * reference counted: a handshake holds its entry, so eviction or replacement never pulls a context
+ * from under a live session. */
 struct sni_cache;
 struct cert_entry;
 struct name_filter;
@@ -157,7 +158,13 @@ void challenge_set_free(struct challenge_set *s);
 enum challenge_result { CHALLENGE_FOUND, CHALLENGE_UNKNOWN, CHALLENGE_WAIT };
 enum challenge_result challenge_set_lookup(struct challenge_set *s, const char *token, char *key_auth, size_t size);
 /* How lookups ended, counted by certdb: answered 200, 404, timed out waiting, refused (rate). */
-enum challenge_outcome { CHALLENGE_SERVED, CHALLENGE_NOT_FOUND, CHALLENGE_TIMED_OUT, CHALLENGE_REFUSED, CHALLENGE_OUTCOMES };
+enum challenge_outcome {
+	CHALLENGE_SERVED,
+	CHALLENGE_NOT_FOUND,
+	CHALLENGE_TIMED_OUT,
+	CHALLENGE_REFUSED,
+	CHALLENGE_OUTCOMES
+};
 void challenge_set_count(struct challenge_set *s, enum challenge_outcome o);
 size_t challenge_set_size(struct challenge_set *s);
 bool challenge_set_trusted(struct challenge_set *s);
@@ -188,8 +195,8 @@ struct certdb_config {
 	int64_t query_timeout_ms;   /* 0: 1000; a connection that lets a query time out is replaced */
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
-	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
-	int64_t max_misses_per_sec; /* 0: 1000; certificate queries beyond it fail at once (throttled) */
+	struct tickets *tickets;	  /* attached to every context loaded (NULL: no session tickets) */
+	int64_t max_misses_per_sec;	  /* 0: 1000; certificate queries beyond it fail at once (throttled) */
 	struct challenge_set *challenges; /* answers certdb_get_challenge (required to call it) */
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
