@@ -421,7 +421,9 @@ struct metrics_sources {
 };
 struct metrics_server;
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
- * can start while this one drains), and closes it, also when it fails. */
+ * can start while this one drains) from a thread of its own: non-blocking sockets under epoll, 5 s
+ * for a whole request and its answer, at most 1,024 connections (past that the oldest closes), so
+ * no client can stall /healthz. Closes the listener, also when it fails. */
 int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err);
 void metrics_server_stop(struct metrics_server *srv);
 /* The Prometheus text into out (truncated at outsize); returns its length. */
