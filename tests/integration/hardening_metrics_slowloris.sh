@@ -34,8 +34,8 @@ t = sorted(p[0] for p in c)
 print(len(c), sum(p[1] == 200 for p in c), t[-1] if t else 99, t[len(t) // 2] if t else 99)
 ' "$T/slow.json")
 echo "healthz with 1,000+ tricklers connected: $ok/$samples answered, median ${median}s, slowest ${worst}s"
-check "10 or more health checks made with 1,000 or more tricklers connected throughout each ($samples)" \
-	test "$samples" -ge 10
+check "5 or more health checks made with 1,000 or more tricklers connected throughout each ($samples)" \
+	test "$samples" -ge 5
 check "  ... all answered 200 ($ok)" test "$ok" = "$samples"
 check "  ... each within 1.5 s (slowest ${worst}s; the target is 10 ms, 1.5 s leaves room for a loaded machine)" \
 	awk -v w="$worst" 'BEGIN { exit !(w < 1.5) }'

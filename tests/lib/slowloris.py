@@ -7,7 +7,7 @@ min_from_start is the shortest counted from when the connect began instead: the 
 cannot start before that, while with thousands of connects in one loop the coroutine may learn its
 connect completed well after the server accepted it (so "min" alone can read short).
   slowloris.py HTTPS_PORT HTTP_PORT N_SILENT N_HELLO N_HEAD [--interval S] [--limit S] [--probe PORT]
---probe PORT: meanwhile, every 0.1 s, GET /healthz on PORT; "probe" then lists each check as
+--probe PORT: meanwhile, every 20 ms, GET /healthz on PORT; "probe" then lists each check as
 [seconds, HTTP status, slow clients open when it was sent, open when it was answered].
 """
 import asyncio
@@ -47,7 +47,7 @@ async def probe(port, limit, checks):
         except (OSError, asyncio.TimeoutError, ValueError):
             pass
         checks.append([round(time.monotonic() - t0, 4), status, open_before, live])
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
 
 
 async def one(port, payload, interval, limit, results, kind, opened, from_start):
