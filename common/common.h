@@ -52,8 +52,17 @@ int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
  * A-label form (no wildcard, no IP literal, labels 1-63, total <= 253). Writes into out. */
 #define TT_NAME_MAX 254
 int tt_name_normalize(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
-/* Hash used for cache sharding and anything else keyed by name. */
-uint64_t tt_name_hash(const char *name, size_t len);
+/* Names are chosen by clients, who must not be able to aim them at one bucket or filter bit: every
+ * table keyed by name hashes with SipHash (libsodium's crypto_shorthash) under a random key of its
+ * own, made at start-up. tt_name_hash2 gives two independent 64-bit hashes (SipHash-2-4 with
+ * 128 bits out) for a Bloom filter's double hashing. */
+#define TT_HASH_KEY_BYTES 16
+struct tt_hash_key {
+	unsigned char bytes[TT_HASH_KEY_BYTES];
+};
+int tt_hash_key_random(struct tt_hash_key *key, struct tt_err *err);
+uint64_t tt_name_hash(const struct tt_hash_key *key, const char *name, size_t len);
+void tt_name_hash2(const struct tt_hash_key *key, const char *name, size_t len, uint64_t out[2]);
 
 /* ---- keyring.c: the master key ring and the AES-256-GCM key envelope (libsodium). ----
  * File format: one key per line, "ID HEX" with a 64-hex-digit key; '#' starts a comment.
@@ -63,6 +72,19 @@ struct tt_keyring;
 int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *err);
 void tt_keyring_free(struct tt_keyring *kr);
 uint32_t tt_keyring_newest_id(const struct tt_keyring *kr);
+size_t tt_keyring_count(const struct tt_keyring *kr);
+/* Rereads the file the ring was loaded from (SIGHUP) and changes the ring in place, safe while
+ * other threads seal and open with it: keys new in the file become usable; keys gone from it are
+ * dropped (wiped) only if check(arg, ids, n, err) returns 0 for them, i.e. nothing still needs
+ * them; a key whose id is loaded with other bytes refuses the whole reload. On refusal the ring is
+ * unchanged and err says why. change lists the ids added and dropped ("2,3"). The file must be
+ * one this process can open, or the very file it read at load (rewritten in place). */
+typedef int (*tt_keyring_drop_check)(void *arg, const uint32_t *ids, size_t n, struct tt_err *err);
+struct tt_keyring_change {
+	char added[128], dropped[128];
+};
+int tt_keyring_reload(struct tt_keyring *kr, tt_keyring_drop_check check, void *arg, struct tt_keyring_change *change,
+		      struct tt_err *err);
 /* Creates the file (0600) with key id 1, or appends a key with id newest+1; reports the new id. */
 int tt_keyring_generate(const char *path, uint32_t *new_id, struct tt_err *err);
 
@@ -88,6 +110,10 @@ size_t tt_envelope_aad_ticket(char *buf, size_t size, int64_t ticket_key_id);
 /* ---- db.c: PostgreSQL. ---- */
 /* Connects (blocking) with a libpq connection string; NULL or "" means libpq's PG* defaults. */
 int tt_db_connect(const char *conninfo, PGconn **out, struct tt_err *err);
+/* The same for a helper thread's long-lived connection: connecting is bounded (10 s) and a dead
+ * server is noticed by TCP keepalives, so it cannot hold the thread (and its shutdown) for the
+ * kernel's TCP timeouts. NULL on failure, with err. */
+PGconn *tt_db_connect_bounded(const char *conninfo, struct tt_err *err);
 /* Runs a command or query with text parameters; on success *res holds the result (caller PQclear). */
 int tt_db_exec(PGconn *conn, PGresult **res, struct tt_err *err, const char *sql, int nparams,
 	       const char *const *params);

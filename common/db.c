@@ -30,6 +30,27 @@ int tt_db_connect(const char *conninfo, PGconn **out, struct tt_err *err)
 	return 0;
 }
 
+PGconn *tt_db_connect_bounded(const char *conninfo, struct tt_err *err)
+{
+	const char *keys[] = {"dbname",
+			      "connect_timeout",
+			      "tcp_user_timeout",
+			      "keepalives_idle",
+			      "keepalives_interval",
+			      "keepalives_count",
+			      NULL};
+	const char *values[] = {conninfo ? conninfo : "", "10", "30000", "10", "5", "3", NULL};
+	PGconn *conn = PQconnectdbParams(keys, values, 1);
+	if (!conn || PQstatus(conn) != CONNECTION_OK) {
+		tt_fail(err, "connect: %s", conn ? PQerrorMessage(conn) : "out of memory");
+		if (err)
+			trim_newline(err->msg);
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
 int tt_db_exec(PGconn *conn, PGresult **res, struct tt_err *err, const char *sql, int nparams,
 	       const char *const *params)
 {

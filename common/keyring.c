@@ -2,6 +2,7 @@
  * Only this file ever holds a master key; callers hand it plaintext to seal and get locked memory back. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,19 @@
 #define HEADER_BYTES (1 + 4 + NONCE_BYTES) /* version, key id, nonce */
 #define MAX_KEYS 256
 
+/* A reload (SIGHUP in the terminator) changes a ring other threads are reading, without a lock:
+ * a new key goes into a fresh slot that readers see only once count is published; a dropped key's
+ * id turns 0 (retired) and its slot is wiped, never reused. */
 struct tt_keyring {
-	size_t count;
-	uint32_t ids[MAX_KEYS];
+	_Atomic size_t count;
+	_Atomic uint32_t ids[MAX_KEYS]; /* 0: retired */
 	/* sodium_malloc'd: locked, guarded, wiped on free */
 	uint8_t *keys;
 	crypto_aead_aes256gcm_state *states;
+	char *path;
+	/* The file as opened at load, kept so a process that has since become a user who may not open
+	 * it (the terminator's --user) can still reread it when it is rewritten in place. */
+	int fd;
 };
 
 static int crypto_ready(struct tt_err *err)
@@ -40,22 +48,37 @@ void tt_keyring_free(struct tt_keyring *kr)
 		return;
 	sodium_free(kr->keys);
 	sodium_free(kr->states);
+	if (kr->fd >= 0)
+		close(kr->fd);
+	free(kr->path);
 	free(kr);
 }
 
 uint32_t tt_keyring_newest_id(const struct tt_keyring *kr)
 {
 	uint32_t best = 0;
-	for (size_t i = 0; i < kr->count; i++)
-		if (kr->ids[i] > best)
-			best = kr->ids[i];
+	size_t n = atomic_load_explicit(&kr->count, memory_order_acquire);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t id = atomic_load_explicit(&kr->ids[i], memory_order_relaxed);
+		if (id > best)
+			best = id;
+	}
 	return best;
+}
+
+size_t tt_keyring_count(const struct tt_keyring *kr)
+{
+	size_t live = 0, n = atomic_load_explicit(&kr->count, memory_order_acquire);
+	for (size_t i = 0; i < n; i++)
+		live += atomic_load_explicit(&kr->ids[i], memory_order_relaxed) != 0;
+	return live;
 }
 
 static int find_key(const struct tt_keyring *kr, uint32_t id)
 {
-	for (size_t i = 0; i < kr->count; i++)
-		if (kr->ids[i] == id)
+	size_t n = atomic_load_explicit(&kr->count, memory_order_acquire);
+	for (size_t i = 0; i < n; i++)
+		if (atomic_load_explicit(&kr->ids[i], memory_order_relaxed) == id)
 			return (int)i;
 	return -1;
 }
@@ -123,47 +146,65 @@ static int parse_ring(struct tt_keyring *kr, char *text, const char *path, struc
 		while (*end == ' ' || *end == '\t')
 			end++;
 		size_t hexlen = strcspn(end, " \t\r#");
-		if (kr->count == MAX_KEYS)
+		size_t slot = atomic_load_explicit(&kr->count, memory_order_relaxed);
+		if (slot == MAX_KEYS)
 			return tt_fail(err, "%s: more than %d keys", path, MAX_KEYS);
 		if (find_key(kr, (uint32_t)id) >= 0)
 			return tt_fail(err, "%s:%d: key id %lu appears twice", path, lineno, id);
-		uint8_t *key = kr->keys + kr->count * TT_MASTER_KEY_BYTES;
+		uint8_t *key = kr->keys + slot * TT_MASTER_KEY_BYTES;
 		size_t bin_len = 0;
 		if (hexlen != 2 * TT_MASTER_KEY_BYTES ||
 		    sodium_hex2bin(key, TT_MASTER_KEY_BYTES, end, hexlen, NULL, &bin_len, NULL) != 0 ||
 		    bin_len != TT_MASTER_KEY_BYTES)
 			return tt_fail(err, "%s:%d: key must be %d hex digits", path, lineno, 2 * TT_MASTER_KEY_BYTES);
-		crypto_aead_aes256gcm_beforenm(&kr->states[kr->count], key);
-		kr->ids[kr->count++] = (uint32_t)id;
+		crypto_aead_aes256gcm_beforenm(&kr->states[slot], key);
+		atomic_store_explicit(&kr->ids[slot], (uint32_t)id, memory_order_relaxed);
+		atomic_store_explicit(&kr->count, slot + 1, memory_order_release);
 	}
-	if (kr->count == 0)
+	if (atomic_load_explicit(&kr->count, memory_order_relaxed) == 0)
 		return tt_fail(err, "%s holds no keys (create one with: issuer keys generate)", path);
 	return 0;
 }
 
-int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *err)
+static struct tt_keyring *ring_alloc(void)
 {
-	if (!path || !*path)
-		return tt_fail(err, "no master key file: give --master-key-file or TRACKTLS_MASTER_KEY_FILE");
-	if (crypto_ready(err) != 0)
-		return -1;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return tt_fail(err, "cannot open master key file %s: %s", path, strerror(errno));
-	char *text = NULL;
-	size_t len = 0;
-	if (check_mode(fd, path, err) != 0 || tt_read_fd(fd, path, 64 * 1024, true, &text, &len, err) != 0) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
 	struct tt_keyring *kr = calloc(1, sizeof(*kr));
-	if (kr) {
-		kr->keys = sodium_malloc(MAX_KEYS * TT_MASTER_KEY_BYTES);
-		kr->states = sodium_malloc(MAX_KEYS * sizeof(crypto_aead_aes256gcm_state));
-	}
-	if (!kr || !kr->keys || !kr->states) {
+	if (!kr)
+		return NULL;
+	kr->fd = -1;
+	kr->keys = sodium_malloc(MAX_KEYS * TT_MASTER_KEY_BYTES);
+	kr->states = sodium_malloc(MAX_KEYS * sizeof(crypto_aead_aes256gcm_state));
+	if (!kr->keys || !kr->states) {
 		tt_keyring_free(kr);
+		return NULL;
+	}
+	return kr;
+}
+
+/* The ring file's text (sodium_malloc'd). *fd is the descriptor it was read from: the caller's
+ * to keep or close. */
+static int read_ring_text(const char *path, int *fd, char **text, size_t *len, struct tt_err *err)
+{
+	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (*fd < 0) {
+		int e = errno;
+		tt_fail(err, "cannot open master key file %s: %s", path, strerror(e));
+		errno = e; /* the caller tells EACCES apart */
+		return -1;
+	}
+	if (check_mode(*fd, path, err) != 0 || tt_read_fd(*fd, path, 64 * 1024, true, text, len, err) != 0) {
+		close(*fd);
+		*fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses a ring file's text into a new ring (mapped read-only); frees the text. */
+static int ring_from_text(char *text, const char *path, struct tt_keyring **out, struct tt_err *err)
+{
+	struct tt_keyring *kr = ring_alloc();
+	if (!kr) {
 		sodium_free(text);
 		return tt_fail(err, "out of locked memory for the key ring");
 	}
@@ -177,6 +218,129 @@ int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *er
 	sodium_mprotect_readonly(kr->states);
 	*out = kr;
 	return 0;
+}
+
+int tt_keyring_load(const char *path, struct tt_keyring **out, struct tt_err *err)
+{
+	if (!path || !*path)
+		return tt_fail(err, "no master key file: give --master-key-file or TRACKTLS_MASTER_KEY_FILE");
+	if (crypto_ready(err) != 0)
+		return -1;
+	int fd;
+	char *text = NULL;
+	size_t len = 0;
+	if (read_ring_text(path, &fd, &text, &len, err) != 0)
+		return -1;
+	struct tt_keyring *kr;
+	if (ring_from_text(text, path, &kr, err) != 0) {
+		close(fd);
+		return -1;
+	}
+	kr->fd = fd;
+	kr->path = strdup(path);
+	if (!kr->path) {
+		tt_keyring_free(kr);
+		return tt_fail(err, "out of memory");
+	}
+	*out = kr;
+	return 0;
+}
+
+/* The file again: opened afresh when this process may, else through the descriptor kept from the
+ * load, as long as the path still names that same file (rewritten in place, as keys generate
+ * does: it appends). */
+static int reread_ring(struct tt_keyring *kr, struct tt_keyring **out, struct tt_err *err)
+{
+	int fd;
+	char *text = NULL;
+	size_t len = 0;
+	if (read_ring_text(kr->path, &fd, &text, &len, err) == 0) {
+		if (kr->fd >= 0)
+			close(kr->fd);
+		kr->fd = fd;
+	} else {
+		struct stat now, kept;
+		if (errno != EACCES || kr->fd < 0 || stat(kr->path, &now) != 0 || fstat(kr->fd, &kept) != 0 ||
+		    now.st_dev != kept.st_dev || now.st_ino != kept.st_ino)
+			return tt_fail(err,
+				       "cannot open master key file %s as uid %u, and it is no longer the file read at "
+				       "start: make it this user's (mode 0600), or restart",
+				       kr->path, (unsigned)geteuid());
+		if (lseek(kr->fd, 0, SEEK_SET) != 0 || check_mode(kr->fd, kr->path, err) != 0 ||
+		    tt_read_fd(kr->fd, kr->path, 64 * 1024, true, &text, &len, err) != 0)
+			return -1;
+	}
+	return ring_from_text(text, kr->path, out, err);
+}
+
+static size_t list_ids(char *buf, size_t size, const uint32_t *ids, size_t n)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < n && len < size; i++) {
+		int w = snprintf(buf + len, size - len, "%s%u", i ? "," : "", ids[i]);
+		len += w > 0 ? (size_t)w : 0;
+	}
+	return len < size ? len : size - 1;
+}
+
+int tt_keyring_reload(struct tt_keyring *kr, tt_keyring_drop_check check, void *arg, struct tt_keyring_change *change,
+		      struct tt_err *err)
+{
+	memset(change, 0, sizeof *change);
+	if (!kr->path)
+		return tt_fail(err, "this key ring was not loaded from a file");
+	struct tt_keyring *next;
+	if (reread_ring(kr, &next, err) != 0)
+		return -1;
+	uint32_t added[MAX_KEYS], dropped[MAX_KEYS];
+	int added_at[MAX_KEYS];
+	size_t nadded = 0, ndropped = 0, n = atomic_load_explicit(&kr->count, memory_order_relaxed);
+	int rc = 0;
+	for (size_t j = 0; j < next->count && rc == 0; j++) {
+		int i = find_key(kr, next->ids[j]);
+		if (i < 0) {
+			added_at[nadded] = (int)j;
+			added[nadded++] = next->ids[j];
+		} else if (sodium_memcmp(kr->keys + (size_t)i * TT_MASTER_KEY_BYTES,
+					 next->keys + j * TT_MASTER_KEY_BYTES, TT_MASTER_KEY_BYTES) != 0) {
+			rc = tt_fail(err, "%s: key %u differs from the one loaded: a key id is never reused", kr->path,
+				     next->ids[j]);
+		}
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint32_t id = atomic_load_explicit(&kr->ids[i], memory_order_relaxed);
+		if (id && find_key(next, id) < 0)
+			dropped[ndropped++] = id;
+	}
+	if (rc == 0 && n + nadded > MAX_KEYS)
+		rc = tt_fail(err, "more than %d keys added since start: restart to reload the key ring", MAX_KEYS);
+	if (rc == 0 && ndropped && check(arg, dropped, ndropped, err) != 0)
+		rc = -1;
+	if (rc == 0) {
+		sodium_mprotect_readwrite(kr->keys);
+		sodium_mprotect_readwrite(kr->states);
+		for (size_t a = 0; a < nadded; a++) {
+			size_t from = (size_t)added_at[a], to = n + a;
+			memcpy(kr->keys + to * TT_MASTER_KEY_BYTES, next->keys + from * TT_MASTER_KEY_BYTES,
+			       TT_MASTER_KEY_BYTES);
+			kr->states[to] = next->states[from];
+			atomic_store_explicit(&kr->ids[to], added[a], memory_order_relaxed);
+		}
+		atomic_store_explicit(&kr->count, n + nadded, memory_order_release);
+		for (size_t d = 0; d < ndropped; d++) {
+			int i = find_key(kr, dropped[d]);
+			atomic_store_explicit(&kr->ids[i], 0, memory_order_release);
+			sodium_memzero(kr->keys + (size_t)i * TT_MASTER_KEY_BYTES, TT_MASTER_KEY_BYTES);
+			sodium_memzero(&kr->states[i], sizeof kr->states[i]);
+		}
+		sodium_mprotect_readonly(kr->keys);
+		sodium_mprotect_readonly(kr->states);
+		list_ids(change->added, sizeof change->added, added, nadded);
+		list_ids(change->dropped, sizeof change->dropped, dropped, ndropped);
+	}
+	tt_keyring_free(next);
+	return rc;
 }
 
 int tt_keyring_generate(const char *path, uint32_t *new_id, struct tt_err *err)

@@ -1,6 +1,8 @@
 /* name: the one definition of a valid tracking domain name, shared by issuer input and terminator SNI. */
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common.h"
 
 int tt_name_normalize(const char *in, char out[TT_NAME_MAX], struct tt_err *err)
@@ -52,13 +54,29 @@ int tt_name_normalize(const char *in, char out[TT_NAME_MAX], struct tt_err *err)
 	return 0;
 }
 
-/* FNV-1a: a cheap, well-spread hash over the short strings names are. */
-uint64_t tt_name_hash(const char *name, size_t len)
+_Static_assert(TT_HASH_KEY_BYTES == crypto_shorthash_KEYBYTES, "tt_hash_key fits SipHash-2-4");
+_Static_assert(TT_HASH_KEY_BYTES == crypto_shorthash_siphashx24_KEYBYTES, "tt_hash_key fits SipHash-2-4-128");
+
+int tt_hash_key_random(struct tt_hash_key *key, struct tt_err *err)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)name[i];
-		h *= 1099511628211ULL;
-	}
-	return h ^ (h >> 29);
+	if (sodium_init() < 0)
+		return tt_fail(err, "libsodium failed to initialise");
+	randombytes_buf(key->bytes, sizeof key->bytes);
+	return 0;
+}
+
+uint64_t tt_name_hash(const struct tt_hash_key *key, const char *name, size_t len)
+{
+	unsigned char h[crypto_shorthash_BYTES];
+	crypto_shorthash(h, (const unsigned char *)name, len, key->bytes);
+	uint64_t v;
+	memcpy(&v, h, sizeof v);
+	return v;
+}
+
+void tt_name_hash2(const struct tt_hash_key *key, const char *name, size_t len, uint64_t out[2])
+{
+	unsigned char h[crypto_shorthash_siphashx24_BYTES];
+	crypto_shorthash_siphashx24(h, (const unsigned char *)name, len, key->bytes);
+	memcpy(out, h, sizeof h);
 }

@@ -1,5 +1,6 @@
 /* certdb: one thread's non-blocking PostgreSQL connection (libpq pipeline mode) that loads
- * certificates into the shared cache, answers HTTP-01 tokens and follows LISTEN tracktls_cert. */
+ * certificates into the shared cache and follows LISTEN tracktls_cert; and the thread's HTTP-01
+ * lookups, answered from the shared challenge set (never by a query on this connection). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,24 +19,40 @@
  * manager, suites, verify param, malloc headers, cache entry; 3840-3990 bytes of RSS measured with
  * this wolfSSL build over 10,000 and 100,000 domains. Added to the PEM sizes, which overstate DER. */
 #define CTX_OVERHEAD_BYTES 4000
+/* HTTP-01 lookups the challenge set cannot answer yet (it is reconnecting or reading a token's
+ * row) wait, rechecked this often, at most this many at once and this many a second per thread;
+ * beyond, they fail at once (503). */
+#define CHALLENGE_POLL_MS 10
+#define MAX_CHALLENGE_WAITS 1024
+#define CHALLENGE_WAITS_PER_SEC 100
+/* A key authorization is the token (at most 128 characters), a dot and a 43-character thumbprint. */
+#define KEY_AUTH_MAX 256
 
 static const char sql_cert[] = "SELECT c.id, c.chain_pem, c.sealed_key FROM domains d "
 			       "JOIN certificates c ON c.id = d.current_cert_id "
 			       "WHERE d.name = $1 AND d.state <> 'removed' AND c.sealed_key IS NOT NULL";
-static const char sql_challenge[] = "SELECT key_authorization FROM challenges WHERE token = $1 AND expires_at > now()";
 /* Each name held, with the id of the certificate it should serve now (NULL: none). */
 static const char sql_revalidate[] =
     "SELECT n.name, c.id FROM unnest($1::text[]) AS n(name) "
     "LEFT JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
     "LEFT JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
 
-enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_CHALLENGE, ITEM_REVALIDATE };
-static const char *const kind_names[] = {"setup", "listen", "cert", "challenge", "revalidate"};
+enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_REVALIDATE };
+static const char *const kind_names[] = {"setup", "listen", "cert", "revalidate"};
 
 struct waiter {
 	struct waiter *next;
 	certdb_cert_cb cb; /* NULL once answered or cancelled */
 	void *arg;
+};
+
+/* An HTTP-01 lookup waiting for the challenge set (see the end of the file). */
+struct challenge_wait {
+	struct challenge_wait *next;
+	certdb_challenge_cb cb; /* NULL once cancelled */
+	void *arg;
+	int64_t check_ms, deadline_ms;
+	char token[];
 };
 
 /* One pipelined request: its statements each end with a NULL from PQgetResult, then its own
@@ -50,10 +67,8 @@ struct item {
 	int64_t deadline_ms;
 	int64_t started_us;
 	uint64_t epoch;
-	struct waiter *waiters;	 /* ITEM_CERT */
-	certdb_challenge_cb ccb; /* ITEM_CHALLENGE; NULL once answered or cancelled */
-	void *carg;
-	char key[]; /* name, token, or names array literal */
+	struct waiter *waiters; /* ITEM_CERT */
+	char key[];		/* name or names array literal */
 };
 
 enum db_state { DB_DOWN, DB_CONNECTING, DB_READY };
@@ -90,6 +105,13 @@ struct certdb {
 	/* Items taken off the queue that are being failed: certdb_cancel must still find them. */
 	struct item *detached;
 
+	/* HTTP-01 lookups waiting for their answer from the challenge set (see the end of the file). */
+	struct challenge_set *challenges;
+	struct challenge_wait *waits, *waits_detached;
+	size_t nwaits;
+	double wait_tokens;
+	int64_t wait_refill_us;
+
 	struct certdb_stats stats;
 };
 
@@ -118,27 +140,23 @@ static void free_item(struct item *it)
 /* Answers whoever still waits on it. The item stays where it is (in the queue until its Sync, or
  * on the detached list), so a callback may cancel, load or query again; nothing a callback can
  * call frees an item. */
-static void answer(struct item *it, int status, struct cert_entry *entry, const char *value)
+static void answer(struct item *it, int status, struct cert_entry *entry)
 {
 	it->answered = true;
-	if (it->kind == ITEM_CERT) {
-		for (struct waiter *w = it->waiters; w; w = w->next) {
-			certdb_cert_cb cb = w->cb;
-			if (!cb)
-				continue;
-			w->cb = NULL;
-			cb(w->arg, status, status == 0 ? cert_entry_ref(entry) : NULL);
-		}
-	} else if (it->kind == ITEM_CHALLENGE && it->ccb) {
-		certdb_challenge_cb cb = it->ccb;
-		it->ccb = NULL;
-		cb(it->carg, status, value);
+	if (it->kind != ITEM_CERT)
+		return;
+	for (struct waiter *w = it->waiters; w; w = w->next) {
+		certdb_cert_cb cb = w->cb;
+		if (!cb)
+			continue;
+		w->cb = NULL;
+		cb(w->arg, status, status == 0 ? cert_entry_ref(entry) : NULL);
 	}
 }
 
 static bool is_request(const struct item *it)
 {
-	return it->kind == ITEM_CERT || it->kind == ITEM_CHALLENGE;
+	return it->kind == ITEM_CERT;
 }
 
 static void enqueue(struct certdb *db, struct item *it)
@@ -173,7 +191,7 @@ static void fail_all(struct certdb *db)
 		if (is_request(it) && !it->answered) {
 			if (!it->timed_out)
 				db->stats.query_errors++;
-			answer(it, -1, NULL, NULL);
+			answer(it, -1, NULL);
 		}
 		db->detached = it->next;
 		free_item(it);
@@ -223,11 +241,10 @@ static int send_item(struct certdb *db, struct item *it)
 		/* The server gives up when we do: a query we abandon (say, stuck behind a table lock)
 		 * must not hold a backend after its connection is gone, or timeouts pile them up. */
 		snprintf(timeout_ms, sizeof(timeout_ms), "%lld", (long long)db->query_timeout_ms);
-		it->statements_left = 4;
+		it->statements_left = 3;
 		ok = PQsendQueryParams(db->conn, "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
 				       timeout_param, NULL, NULL, 0) &&
 		     PQsendPrepare(db->conn, "cert", sql_cert, 1, NULL) &&
-		     PQsendPrepare(db->conn, "challenge", sql_challenge, 1, NULL) &&
 		     PQsendPrepare(db->conn, "revalidate", sql_revalidate, 1, NULL);
 		break;
 	case ITEM_LISTEN:
@@ -238,10 +255,6 @@ static int send_item(struct certdb *db, struct item *it)
 		it->statements_left = 1;
 		/* binary results: the id as int8, chain and sealed key as raw bytes (no hex decoding) */
 		ok = PQsendQueryPrepared(db->conn, "cert", 1, params, NULL, NULL, 1);
-		break;
-	case ITEM_CHALLENGE:
-		it->statements_left = 1;
-		ok = PQsendQueryPrepared(db->conn, "challenge", 1, params, NULL, NULL, 0);
 		break;
 	default:
 		it->statements_left = 1;
@@ -380,7 +393,7 @@ static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res)
 
 	if (PQntuples(res) == 0) {
 		sni_cache_insert_negative_since(db->cache, it->epoch, it->key);
-		answer(it, 1, NULL, NULL);
+		answer(it, 1, NULL);
 		return;
 	}
 	if (PQgetlength(res, 0, 0) != 8) {
@@ -407,7 +420,7 @@ static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res)
 				   chain_len + key_len + CTX_OVERHEAD_BYTES, &entry, &err) < 0)
 		goto bad;
 	tt_log(TT_DEBUG, "cert_loaded", "name=%s cert_id=%lld", it->key, (long long)cert_id);
-	answer(it, 0, entry, NULL);
+	answer(it, 0, entry);
 	cert_entry_release(entry);
 	return;
 bad:
@@ -416,7 +429,7 @@ bad:
 	       one_line(buf, sizeof(buf), err.msg));
 	/* Negative-cached so a broken row costs one query per TTL, not one per handshake. */
 	sni_cache_insert_negative_since(db->cache, it->epoch, it->key);
-	answer(it, -1, NULL, NULL);
+	answer(it, -1, NULL);
 }
 
 /* LISTEN is in place. Changes made while nobody listened were missed: revalidate what the cache
@@ -472,7 +485,7 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 				db->stats.query_timeouts++;
 			else
 				db->stats.query_errors++;
-			answer(it, -1, NULL, NULL);
+			answer(it, -1, NULL);
 		}
 		return;
 	}
@@ -490,10 +503,6 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 	case ITEM_CERT:
 		if (!it->answered)
 			cert_loaded(db, it, res);
-		break;
-	case ITEM_CHALLENGE:
-		if (!it->answered)
-			answer(it, PQntuples(res) > 0 ? 0 : 1, NULL, PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : NULL);
 		break;
 	}
 }
@@ -516,7 +525,7 @@ static void drain(struct certdb *db)
 			db->stats.query_us_total += (uint64_t)(tt_now_us() - it->started_us);
 			if (is_request(it) && !it->answered) {
 				db->stats.query_errors++;
-				answer(it, -1, NULL, NULL);
+				answer(it, -1, NULL);
 			}
 			db->detached = NULL;
 			free_item(it);
@@ -569,16 +578,19 @@ static void expire(struct certdb *db, int64_t now_ms)
 	while (db->head && now_ms >= db->head->deadline_ms) {
 		struct item *it = db->detached = pop(db);
 		db->stats.query_timeouts++;
-		answer(it, -1, NULL, NULL);
+		answer(it, -1, NULL);
 		db->detached = NULL;
 		free_item(it);
 	}
 }
 
+static void challenges_process(struct certdb *db, int64_t now_ms);
+
 void certdb_process(struct certdb *db, int64_t now_ms)
 {
 	PGnotify *n;
 
+	challenges_process(db, now_ms);
 	if (db->state == DB_DOWN && now_ms >= db->retry_at_ms)
 		start_connect(db, now_ms);
 	if (db->state == DB_CONNECTING)
@@ -641,6 +653,9 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->miss_refill_us = tt_now_us();
 	db->backoff_ms = BACKOFF_MIN_MS;
 	db->state = DB_DOWN;
+	db->challenges = config->challenges;
+	db->wait_tokens = CHALLENGE_WAITS_PER_SEC;
+	db->wait_refill_us = db->miss_refill_us;
 	certdb_process(db, tt_now_ms());
 	*out = db;
 	return 0;
@@ -652,6 +667,11 @@ void certdb_free(struct certdb *db)
 		return;
 	while (db->head)
 		free_item(pop(db));
+	while (db->waits) {
+		struct challenge_wait *w = db->waits;
+		db->waits = w->next;
+		free(w);
+	}
 	if (db->conn)
 		PQfinish(db->conn);
 	free(db->conninfo);
@@ -706,33 +726,22 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 	return submit(db, it);
 }
 
-int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg)
-{
-	struct item *it = item_new(ITEM_CHALLENGE, token, tt_now_ms() + db->query_timeout_ms);
-	if (!it) {
-		db->stats.query_errors++;
-		return -1;
-	}
-	it->ccb = cb;
-	it->carg = arg;
-	return submit(db, it);
-}
-
 static void cancel_in(struct item *list, void *arg)
 {
 	for (struct item *it = list; it; it = it->next) {
-		if (it->kind == ITEM_CHALLENGE && it->carg == arg)
-			it->ccb = NULL;
 		for (struct waiter *w = it->waiters; w; w = w->next)
 			if (w->arg == arg)
 				w->cb = NULL;
 	}
 }
 
+static void challenges_cancel(struct certdb *db, void *arg);
+
 void certdb_cancel(struct certdb *db, void *arg)
 {
 	cancel_in(db->head, arg);
 	cancel_in(db->detached, arg);
+	challenges_cancel(db, arg);
 }
 
 int certdb_fd(const struct certdb *db)
@@ -747,7 +756,9 @@ bool certdb_wants_write(const struct certdb *db)
 	return db->state == DB_READY && db->flush_pending;
 }
 
-int64_t certdb_next_deadline_ms(const struct certdb *db)
+static int64_t challenges_next_deadline_ms(const struct certdb *db);
+
+static int64_t queries_next_deadline_ms(const struct certdb *db)
 {
 	int64_t d = -1;
 	if (db->state == DB_DOWN)
@@ -762,6 +773,12 @@ int64_t certdb_next_deadline_ms(const struct certdb *db)
 	return d;
 }
 
+int64_t certdb_next_deadline_ms(const struct certdb *db)
+{
+	int64_t q = queries_next_deadline_ms(db), c = challenges_next_deadline_ms(db);
+	return q < 0 || (c >= 0 && c < q) ? c : q;
+}
+
 bool certdb_ready(const struct certdb *db)
 {
 	return db->state == DB_READY && !db->broken;
@@ -770,4 +787,104 @@ bool certdb_ready(const struct certdb *db)
 void certdb_stats(const struct certdb *db, struct certdb_stats *out)
 {
 	*out = db->stats;
+}
+
+/* ---- HTTP-01 lookups: answered from the challenge set, never by a query on this connection ---- */
+
+/* A token bucket for lookups that must wait: only those may come to cost the database work. */
+static bool challenge_wait_allowed(struct certdb *db)
+{
+	int64_t now_us = tt_now_us();
+	db->wait_tokens += (double)(now_us - db->wait_refill_us) * CHALLENGE_WAITS_PER_SEC / 1e6;
+	if (db->wait_tokens > CHALLENGE_WAITS_PER_SEC)
+		db->wait_tokens = CHALLENGE_WAITS_PER_SEC;
+	db->wait_refill_us = now_us;
+	if (db->wait_tokens < 1)
+		return false;
+	db->wait_tokens -= 1;
+	return true;
+}
+
+int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg)
+{
+	char key_auth[KEY_AUTH_MAX];
+	size_t len = strlen(token);
+	struct challenge_wait *w = NULL;
+	if (db->nwaits < MAX_CHALLENGE_WAITS &&
+	    (challenge_set_lookup(db->challenges, token, key_auth, sizeof key_auth) != CHALLENGE_WAIT ||
+	     challenge_wait_allowed(db)))
+		w = malloc(sizeof *w + len + 1);
+	if (!w) {
+		challenge_set_count(db->challenges, CHALLENGE_REFUSED);
+		return -1;
+	}
+	int64_t now_ms = tt_now_ms();
+	/* Answered by the next certdb_process, never from inside this call. */
+	*w = (struct challenge_wait){
+	    .next = db->waits, .cb = cb, .arg = arg, .check_ms = now_ms, .deadline_ms = now_ms + db->query_timeout_ms};
+	memcpy(w->token, token, len + 1);
+	db->waits = w;
+	db->nwaits++;
+	return 0;
+}
+
+/* Answers the lookups the set can answer now, and times out those waiting too long. */
+static void challenges_process(struct certdb *db, int64_t now_ms)
+{
+	struct challenge_wait *keep = NULL, *w;
+	char key_auth[KEY_AUTH_MAX];
+	/* Callbacks may look up again (onto db->waits) or cancel (here, too). */
+	db->waits_detached = db->waits;
+	db->waits = NULL;
+	while ((w = db->waits_detached) != NULL) {
+		db->waits_detached = w->next;
+		enum challenge_result r = CHALLENGE_WAIT;
+		if (w->cb && w->check_ms <= now_ms)
+			r = challenge_set_lookup(db->challenges, w->token, key_auth, sizeof key_auth);
+		if (w->cb && r == CHALLENGE_WAIT && now_ms < w->deadline_ms) {
+			if (w->check_ms <= now_ms)
+				w->check_ms = now_ms + CHALLENGE_POLL_MS < w->deadline_ms ? now_ms + CHALLENGE_POLL_MS
+											  : w->deadline_ms;
+			w->next = keep;
+			keep = w;
+			continue;
+		}
+		db->nwaits--;
+		if (w->cb) {
+			challenge_set_count(db->challenges, r == CHALLENGE_FOUND     ? CHALLENGE_SERVED
+							    : r == CHALLENGE_UNKNOWN ? CHALLENGE_NOT_FOUND
+										     : CHALLENGE_TIMED_OUT);
+			w->cb(w->arg,
+			      r == CHALLENGE_FOUND     ? 0
+			      : r == CHALLENGE_UNKNOWN ? 1
+						       : -1,
+			      r == CHALLENGE_FOUND ? key_auth : NULL);
+		}
+		free(w);
+	}
+	while (keep) {
+		w = keep;
+		keep = w->next;
+		w->next = db->waits;
+		db->waits = w;
+	}
+}
+
+static void challenges_cancel(struct certdb *db, void *arg)
+{
+	for (struct challenge_wait *w = db->waits; w; w = w->next)
+		if (w->arg == arg)
+			w->cb = NULL;
+	for (struct challenge_wait *w = db->waits_detached; w; w = w->next)
+		if (w->arg == arg)
+			w->cb = NULL;
+}
+
+static int64_t challenges_next_deadline_ms(const struct certdb *db)
+{
+	int64_t d = -1;
+	for (const struct challenge_wait *w = db->waits; w; w = w->next)
+		if (d < 0 || w->check_ms < d)
+			d = w->check_ms;
+	return d;
 }

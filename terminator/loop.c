@@ -83,6 +83,7 @@ int loop_new(int id, const struct term_config *cfg, const int fds[2], struct met
 	    .listen = id == 0,
 	    .tickets = cfg->tickets,
 	    .max_misses_per_sec = cfg->max_misses_per_sec,
+	    .challenges = cfg->challenges,
 	};
 	if (ring_new(LOOP_RING_ENTRIES, LOOP_RECV_BUFS, LOOP_RECV_BUF_SIZE, &l->ring, err) < 0 ||
 	    certdb_new(&dbc, &l->db, err) < 0) {

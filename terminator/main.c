@@ -23,6 +23,9 @@
 
 #include "terminator.h"
 
+/* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
+#define CAP_LAST_CAP_MAX 63
+
 struct opt {
 	const char *key, *env, *arg, *def, *help;
 };
@@ -100,7 +103,8 @@ static void usage(FILE *f)
 		"\nDURATION: 500ms, 10s, 5m, 1h. Signals: SIGTERM or SIGINT drain (stop accepting, finish what is in\n"
 		"flight, exit by --drain-timeout; a second one stops at once); SIGHUP rereads the flags, the\n"
 		"--config file and the environment for the timeouts, cache limits, negative TTL, backend address and\n"
-		"log level (a bad configuration is refused and the old one stays) and reloads the ticket keys.\n");
+		"log level (a bad configuration is refused and the old one stays) and reloads the ticket keys and the\n"
+		"master key ring (new keys become usable; dropping a key still in use is refused).\n");
 }
 
 static void version(void)
@@ -321,11 +325,33 @@ static bool opt_yes(struct tt_config_entry *cfg, const char *key)
 	return v && (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
 }
 
-/* After every socket is bound and the key ring read, nothing needs a privilege: become --user
- * (root can), and drop every capability, including those systemd gives a non-root start
- * (CAP_NET_BIND_SERVICE). Runs while the process has one thread, since capabilities are per thread. */
+/* Empties the capability bounding set, so no later execve (of a setuid or file-capability binary)
+ * can hand a capability back. Needs CAP_SETPCAP, so it runs before leaving root. */
+static int drop_bounding_set(struct tt_err *err)
+{
+	for (int cap = 0; cap <= CAP_LAST_CAP_MAX; cap++) {
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+			continue;
+		if (errno == EINVAL) /* past the last capability this kernel knows */
+			break;
+		return tt_fail(err, "emptying the capability bounding set: %s", strerror(errno));
+	}
+	return 0;
+}
+
+/* After every socket is bound and the key ring read, nothing needs a privilege: started as root,
+ * empty the bounding set and become --user (root can); drop every capability, including those
+ * systemd gives a non-root start (CAP_NET_BIND_SERVICE); and set no_new_privs, so nothing this
+ * process runs can gain one. Runs while the process has one thread, since capabilities are per
+ * thread (and the threads made later inherit all of it). */
 static int drop_privileges(const char *user, bool allow_root, struct tt_err *err)
 {
+	bool root = geteuid() == 0 || getuid() == 0;
+	if (root && (!user || !*user) && !allow_root)
+		return tt_fail(err, "refusing to serve as root: give --user NAME (ports are bound and the key "
+				    "ring read before switching to it) or --allow-root");
+	if (root && drop_bounding_set(err) < 0)
+		return -1;
 	if (user && *user) {
 		struct passwd *pw = getpwnam(user);
 		if (!pw)
@@ -335,12 +361,10 @@ static int drop_privileges(const char *user, bool allow_root, struct tt_err *err
 		if (pw->pw_uid != 0 && setuid(0) == 0)
 			return tt_fail(err, "--user %s: root could be regained", user);
 	}
-	if (geteuid() == 0 || getuid() == 0) {
-		if (!allow_root)
-			return tt_fail(err, "refusing to serve as root: give --user NAME (ports are bound and the key "
-					    "ring read before switching to it) or --allow-root");
-		return 0;
-	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return tt_fail(err, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	if (geteuid() == 0 || getuid() == 0)
+		return 0; /* --allow-root: root keeps its capabilities, not its bounding set */
 	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
@@ -362,6 +386,7 @@ struct ctx {
 	int (*fds)[2];
 	int metrics_fd;
 	const struct name_filter *filter;
+	struct tt_keyring *keyring; /* the loops and the ticket refresher read it; SIGHUP changes it in place */
 	int64_t drain_timeout_ms;
 };
 
@@ -370,8 +395,60 @@ static bool str_differs(const char *a, const char *b)
 	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
+/* A key may leave the ring only when nothing the terminator reads is sealed under it: no
+ * certificate and no ticket key (the database says; unreachable, the drop is refused). */
+static int keys_unused(void *arg, const uint32_t *ids, size_t n, struct tt_err *err)
+{
+	const char *conninfo = arg;
+	char list[2048];
+	size_t len = 0;
+	for (size_t i = 0; i < n && len < sizeof list; i++)
+		len += (size_t)snprintf(list + len, sizeof list - len, "%s%u", i ? "," : "{", ids[i]);
+	if (len + 2 > sizeof list)
+		return tt_fail(err, "too many keys dropped at once");
+	memcpy(list + len, "}", 2);
+	PGconn *conn;
+	PGresult *res = NULL;
+	const char *params[] = {list};
+	if (!(conn = tt_db_connect_bounded(conninfo, err))) {
+		char why[sizeof err->msg];
+		memcpy(why, err->msg, sizeof why);
+		return tt_fail(err, "cannot check that the keys dropped are unused: %s", why);
+	}
+	int rc =
+	    tt_db_exec(conn, &res, err,
+		       "SELECT k, (SELECT count(*) FROM certificates WHERE master_key_id = k AND sealed_key IS NOT "
+		       "NULL), (SELECT count(*) FROM ticket_keys WHERE master_key_id = k) "
+		       "FROM unnest($1::int[]) k ORDER BY k",
+		       1, params);
+	for (int r = 0; rc == 0 && r < PQntuples(res); r++)
+		if (strcmp(PQgetvalue(res, r, 1), "0") != 0 || strcmp(PQgetvalue(res, r, 2), "0") != 0)
+			rc = tt_fail(err,
+				     "master key %s is still in use (%s certificate keys and %s ticket keys sealed "
+				     "under it): run issuer keys rotate before it leaves the file",
+				     PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2));
+	if (res)
+		PQclear(res);
+	PQfinish(conn);
+	return rc;
+}
+
+/* SIGHUP: keys added to the file become usable at once; a key still in use never leaves. */
+static void reload_keyring(struct ctx *x)
+{
+	struct tt_keyring_change ch;
+	struct tt_err err = {{0}};
+	char q[600];
+	if (tt_keyring_reload(x->keyring, keys_unused, (void *)x->current->db_listen_conninfo, &ch, &err) < 0)
+		tt_log(TT_ERROR, "keyring_reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+	else
+		tt_log(TT_INFO, "keyring_reloaded", "keys=%zu newest=%u added=%s dropped=%s",
+		       tt_keyring_count(x->keyring), tt_keyring_newest_id(x->keyring), ch.added, ch.dropped);
+}
+
 static void reload(struct ctx *x, struct worker *workers, int started)
 {
+	reload_keyring(x);
 	struct tt_config_entry ncfg[NOPTS];
 	struct tt_err err = {{0}};
 	bool help = false, ver = false;
@@ -531,6 +608,7 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .cache = x->current->cache,
 								   .tickets = x->current->tickets,
 								   .filter = x->filter,
+								   .challenges = x->current->challenges,
 								   .draining = &draining},
 					 &msrv, err) < 0)
 			ok = false;
@@ -651,6 +729,7 @@ int main(int argc, char **argv)
 	struct sni_cache *cache = NULL;
 	struct tickets *tickets = NULL;
 	struct name_filter *filter = NULL;
+	struct challenge_set *challenges = NULL;
 	size_t filter_names = 0;
 	int64_t ticket_refresh_ms = 0, drain_ms = 0;
 	struct ctx x = {.argc = argc, .argv = argv, .cfg = cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
@@ -678,6 +757,7 @@ int main(int argc, char **argv)
 		x.fds[i][0] = x.fds[i][1] = -1;
 	if (tt_keyring_load(opt_value(cfg, "master-key-file"), &kr, &err) < 0 ||
 	    sni_cache_new(&limits, &cache, &err) < 0 || tickets_new(&tickets, &err) < 0 ||
+	    challenge_set_new(&challenges, &err) < 0 ||
 	    (filter_names && name_filter_new(filter_names, &filter, &err) < 0)) {
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
@@ -717,6 +797,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "terminator: %s\n", err.msg);
 		goto out;
 	}
+	if (challenge_set_start(challenges, tc.db_listen_conninfo, tc.db_timeout_ms, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		goto out;
+	}
 	if (filter) {
 		sni_cache_set_filter(cache, filter);
 		if (name_filter_start(filter, tc.db_conninfo, &err) < 0) {
@@ -727,7 +811,9 @@ int main(int argc, char **argv)
 	tc.keyring = kr;
 	tc.cache = cache;
 	tc.tickets = tickets;
+	tc.challenges = challenges;
 	x.filter = filter;
+	x.keyring = kr;
 
 	wolfSSL_Init();
 	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
@@ -757,6 +843,7 @@ out:
 	if (x.current != x.initial)
 		free((void *)x.current);
 	name_filter_free(filter);
+	challenge_set_free(challenges);
 	tickets_free(tickets);
 	sni_cache_free(cache);
 	tt_keyring_free(kr);

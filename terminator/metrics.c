@@ -1,22 +1,53 @@
 /* metrics: the per-loop counters summed into Prometheus text, served with /healthz by a small
- * thread of its own using blocking I/O, so scrapes never touch a loop. */
+ * thread of its own, so scrapes never touch a loop. The port is a server like the others: one
+ * epoll loop over non-blocking sockets, so no client can hold it; each connection gets one overall
+ * deadline for its whole request and response (not an idle timer a trickled byte re-arms); and
+ * past the cap on connections the oldest one is closed to make room, so a flood of slow clients
+ * cannot keep the load balancer's health check out. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "terminator.h"
 
-struct metrics_server {
+#define METRICS_MAX_CONNS 1024
+#define METRICS_DEADLINE_MS 5000
+#define METRICS_HEAD_MAX 2048
+#define METRICS_BODY_MAX 65536
+#define METRICS_EVENTS 64
+/* Out of descriptors with no connection to close: accepting waits this long before trying again. */
+#define METRICS_ACCEPT_BACKOFF_MS 100
+
+/* One client of the port. Connections are listed oldest first: every one has the same deadline
+ * duration, so the list is also sorted by deadline, and its head is the one to evict. */
+struct mconn {
+	struct mconn *prev, *next;
 	int fd;
+	int64_t deadline_ms;
+	size_t got;
+	char *out; /* the response once the head is read (NULL while reading) */
+	size_t out_len, out_off;
+	char req[METRICS_HEAD_MAX];
+};
+
+struct metrics_server {
+	int fd, epfd, stopfd;
 	pthread_t thread;
 	struct metrics_sources src;
-	char body[65536];
+	struct mconn *oldest, *newest;
+	size_t nconns;
+	int64_t accept_resume_ms; /* 0 while the listener is watched */
+	/* Written and rendered by the server's thread only. */
+	uint64_t timeouts, evicted;
+	char body[METRICS_BODY_MAX];
 };
 
 struct out {
@@ -137,6 +168,27 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		counter(op, "tracktls_name_filter_builds_total", "Full scans of the names.", fs.builds);
 		counter(op, "tracktls_name_filter_build_errors_total", "Scans that failed.", fs.build_errors);
 	}
+	if (src->challenges) {
+		struct challenge_set_stats chs;
+		challenge_set_stats(src->challenges, &chs);
+		static const char *const results[CHALLENGE_OUTCOMES] = {"found", "unknown", "timeout", "refused"};
+		put(op, "# HELP tracktls_acme_challenge_lookups_total HTTP-01 token lookups by result, all answered "
+			"from memory.\n# TYPE tracktls_acme_challenge_lookups_total counter\n");
+		for (int r = 0; r < CHALLENGE_OUTCOMES; r++)
+			put(op, "tracktls_acme_challenge_lookups_total{result=\"%s\"} %llu\n", results[r],
+			    (unsigned long long)chs.outcomes[r]);
+		gauge(op, "tracktls_acme_challenge_tokens", "Live HTTP-01 tokens held in memory.", chs.tokens);
+		gauge(op, "tracktls_acme_challenge_set_trusted", "1 while the token set is complete (listening).",
+		      chs.trusted);
+		put(op,
+		    "# HELP tracktls_acme_challenge_queries_total Queries that filled the token set: full reads "
+		    "and notified rows.\n# TYPE tracktls_acme_challenge_queries_total counter\n"
+		    "tracktls_acme_challenge_queries_total{kind=\"scan\"} %llu\n"
+		    "tracktls_acme_challenge_queries_total{kind=\"fetch\"} %llu\n",
+		    (unsigned long long)chs.scans, (unsigned long long)chs.fetches);
+		counter(op, "tracktls_acme_challenge_set_errors_total", "Token set connections lost or failed.",
+			chs.errors);
+	}
 	if (src->tickets) {
 		struct tickets_stats ts;
 		tickets_stats(src->tickets, &ts);
@@ -152,7 +204,8 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		      "Unix time the newest fleet ticket key held starts encrypting (0: none).",
 		      (uint64_t)ts.newest_start);
 	}
-	counter(op, "tracktls_db_queries_total", "Database lookups (certificates and challenges).", SUM(db_queries));
+	counter(op, "tracktls_db_queries_total", "Certificate lookups on the loops' database connections.",
+		SUM(db_queries));
 	counter(op, "tracktls_db_query_errors_total", "Database lookups that failed.", SUM(db_query_errors));
 	counter(op, "tracktls_db_query_timeouts_total", "Database lookups that timed out.", SUM(db_query_timeouts));
 	counter(op, "tracktls_db_notifications_total", "Certificate change notifications received.",
@@ -169,29 +222,23 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	return o.len;
 }
 
-static void metrics_answer(struct metrics_server *srv, int fd)
+/* The response to a complete head (or to as much of one as fits), into c->out. */
+static int metrics_respond(struct metrics_server *srv, struct mconn *c)
 {
-	struct timeval tv = {.tv_sec = 2};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	char req[2048];
-	size_t got = 0;
-	while (got < sizeof req - 1) {
-		ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
-		if (n <= 0)
-			return;
-		got += (size_t)n;
-		req[got] = 0;
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
-	}
-	req[got] = 0;
+	const char *req = c->req;
 	char *body = srv->body;
 	size_t blen;
 	int status = 200;
 	const char *type = "text/plain; version=0.0.4; charset=utf-8";
 	if (strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0) {
 		blen = metrics_render(&srv->src, body, sizeof srv->body);
+		struct out o = {body, sizeof srv->body, blen};
+		counter(&o, "tracktls_metrics_request_timeouts_total",
+			"Connections to the metrics port closed at their request deadline.", srv->timeouts);
+		counter(&o, "tracktls_metrics_connections_evicted_total",
+			"Oldest connections to the metrics port closed to make room over its cap.", srv->evicted);
+		gauge(&o, "tracktls_metrics_connections", "Connections to the metrics port open now.", srv->nconns);
+		blen = o.len;
 	} else if (strncmp(req, "GET /healthz ", 13) == 0) {
 		const char *why = metrics_unhealthy(&srv->src);
 		status = why ? 503 : 200;
@@ -210,29 +257,173 @@ static void metrics_answer(struct metrics_server *srv, int fd)
 		     : status == 503 ? "Service Unavailable"
 				     : "Not Found",
 		     type, blen);
-	if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl)
-		send(fd, body, blen, MSG_NOSIGNAL);
+	c->out = malloc((size_t)hl + blen);
+	if (!c->out)
+		return -1;
+	memcpy(c->out, head, (size_t)hl);
+	memcpy(c->out + hl, body, blen);
+	c->out_len = (size_t)hl + blen;
+	return 0;
+}
+
+static void mconn_close(struct metrics_server *srv, struct mconn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->oldest = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		srv->newest = c->prev;
+	srv->nconns--;
+	close(c->fd); /* also leaves the epoll set */
+	free(c->out);
+	free(c);
+}
+
+/* Sends what the socket takes; closes the connection when all is sent or the client is gone. */
+static void mconn_send(struct metrics_server *srv, struct mconn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+			break;
+		c->out_off += (size_t)n;
+	}
+	mconn_close(srv, c);
+}
+
+/* Reads what arrived; once the head is complete (or the buffer full) the response is due. */
+static void mconn_recv(struct metrics_server *srv, struct mconn *c)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, c->req + c->got, sizeof c->req - 1 - c->got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			mconn_close(srv, c);
+			return;
+		}
+		c->got += (size_t)n;
+		c->req[c->got] = 0;
+		if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n") || c->got == sizeof c->req - 1)
+			break;
+	}
+	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+	if (metrics_respond(srv, c) < 0 || epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+		mconn_close(srv, c);
+		return;
+	}
+	mconn_send(srv, c);
+}
+
+static void watch_listener(struct metrics_server *srv, bool on)
+{
+	struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = srv};
+	epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->fd, &ev);
+}
+
+/* Accepts everything queued; over the cap, the oldest connection makes room. */
+static void metrics_accept(struct metrics_server *srv, int64_t now)
+{
+	for (;;) {
+		int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if ((errno == EMFILE || errno == ENFILE) && srv->oldest) {
+				srv->evicted++;
+				mconn_close(srv, srv->oldest);
+				continue;
+			}
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				watch_listener(srv, false);
+				srv->accept_resume_ms = now + METRICS_ACCEPT_BACKOFF_MS;
+			}
+			return;
+		}
+		if (srv->nconns >= METRICS_MAX_CONNS) {
+			srv->evicted++;
+			mconn_close(srv, srv->oldest);
+		}
+		struct mconn *c = malloc(sizeof *c);
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+		if (!c || epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		*c = (struct mconn){.fd = fd, .deadline_ms = now + METRICS_DEADLINE_MS, .prev = srv->newest};
+		if (srv->newest)
+			srv->newest->next = c;
+		else
+			srv->oldest = c;
+		srv->newest = c;
+		srv->nconns++;
+	}
+}
+
+/* Closes the connections whose deadline passed; returns the wait until the next one (-1: none). */
+static int metrics_expire(struct metrics_server *srv, int64_t now)
+{
+	while (srv->oldest && srv->oldest->deadline_ms <= now) {
+		srv->timeouts++;
+		mconn_close(srv, srv->oldest);
+	}
+	if (srv->accept_resume_ms && srv->accept_resume_ms <= now) {
+		srv->accept_resume_ms = 0;
+		watch_listener(srv, true);
+	}
+	int64_t next = srv->oldest ? srv->oldest->deadline_ms : -1;
+	if (srv->accept_resume_ms && (next < 0 || srv->accept_resume_ms < next))
+		next = srv->accept_resume_ms;
+	return next < 0 ? -1 : (int)(next - now);
 }
 
 static void *metrics_thread(void *arg)
 {
 	struct metrics_server *srv = arg;
+	struct epoll_event evs[METRICS_EVENTS];
 	for (;;) {
-		int fd = accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE)
-				continue;
+		int wait_ms = metrics_expire(srv, tt_now_ms());
+		int n = epoll_wait(srv->epfd, evs, METRICS_EVENTS, wait_ms);
+		if (n < 0 && errno != EINTR)
 			break;
+		int64_t now = tt_now_ms();
+		bool stop = false, accept_now = false;
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == NULL) {
+				stop = true;
+			} else if (evs[i].data.ptr == srv) {
+				accept_now = true;
+			} else {
+				struct mconn *c = evs[i].data.ptr;
+				if (c->out)
+					mconn_send(srv, c);
+				else
+					mconn_recv(srv, c);
+			}
 		}
-		metrics_answer(srv, fd);
-		close(fd);
+		if (stop)
+			break;
+		/* After the events of this round: a connection closed for room must not be one of them. */
+		if (accept_now)
+			metrics_accept(srv, now);
 	}
+	while (srv->oldest)
+		mconn_close(srv, srv->oldest);
 	return NULL;
 }
 
 int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err)
 {
-	int rc;
 	struct metrics_server *srv = calloc(1, sizeof *srv);
 	if (!srv) {
 		close(fd);
@@ -240,11 +431,24 @@ int metrics_server_start(int fd, const struct metrics_sources *src, struct metri
 	}
 	srv->fd = fd;
 	srv->src = *src;
-	rc = pthread_create(&srv->thread, NULL, metrics_thread, srv);
-	if (rc != 0) {
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	srv->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct epoll_event lev = {.events = EPOLLIN, .data.ptr = srv}, sev = {.events = EPOLLIN, .data.ptr = NULL};
+	int rc = 0;
+	if (srv->epfd < 0 || srv->stopfd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &lev) < 0 ||
+	    epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->stopfd, &sev) < 0)
+		rc = tt_fail(err, "metrics server: %s", strerror(errno));
+	else if ((rc = pthread_create(&srv->thread, NULL, metrics_thread, srv)) != 0)
+		rc = tt_fail(err, "metrics thread: %s", strerror(rc));
+	if (rc < 0) {
 		close(fd);
+		if (srv->epfd >= 0)
+			close(srv->epfd);
+		if (srv->stopfd >= 0)
+			close(srv->stopfd);
 		free(srv);
-		return tt_fail(err, "metrics thread: %s", strerror(rc));
+		return -1;
 	}
 	*out = srv;
 	return 0;
@@ -254,9 +458,12 @@ void metrics_server_stop(struct metrics_server *srv)
 {
 	if (!srv)
 		return;
-	/* Wakes the blocked accept. */
-	shutdown(srv->fd, SHUT_RDWR);
+	uint64_t one = 1;
+	while (write(srv->stopfd, &one, sizeof one) < 0 && errno == EINTR)
+		;
 	pthread_join(srv->thread, NULL);
 	close(srv->fd);
+	close(srv->epfd);
+	close(srv->stopfd);
 	free(srv);
 }

@@ -4,7 +4,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "terminator.h"
 
@@ -14,8 +13,8 @@
 
 struct name_filter {
 	_Atomic uint64_t *bits;
-	size_t nbits; /* power of two */
-	uint64_t seed;
+	size_t nbits;		/* power of two */
+	struct tt_hash_key key; /* secret: clients choose the names, and must not aim at chosen bits */
 	/* Seqlock-like: odd = trusted. Distrust and every rebuild move it on, so a reader that saw
 	 * the same odd value before and after reading bits read a complete, trusted filter. */
 	_Atomic uint64_t trust;
@@ -33,8 +32,10 @@ struct name_filter {
 
 static void hashes(const struct name_filter *f, const char *name, uint64_t *h1, uint64_t *h2)
 {
-	*h1 = term_mix64(tt_name_hash(name, strlen(name)) ^ f->seed);
-	*h2 = term_mix64(*h1 + 0x9e3779b97f4a7c15ULL) | 1;
+	uint64_t h[2];
+	tt_name_hash2(&f->key, name, strlen(name), h);
+	*h1 = h[0];
+	*h2 = h[1] | 1;
 }
 
 int name_filter_new(size_t expected_names, struct name_filter **out, struct tt_err *err)
@@ -49,7 +50,7 @@ int name_filter_new(size_t expected_names, struct name_filter **out, struct tt_e
 	while (f->nbits < want)
 		f->nbits <<= 1;
 	f->bits = calloc(f->nbits / 64, sizeof(*f->bits));
-	if (!f->bits || getrandom(&f->seed, sizeof(f->seed), 0) != sizeof(f->seed)) {
+	if (!f->bits || tt_hash_key_random(&f->key, err) < 0) {
 		free(f->bits);
 		free(f);
 		return tt_fail(err, "cannot set up a name filter of %zu bits", want);
@@ -155,27 +156,6 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 	return 0;
 }
 
-/* Blocking connect for the helper thread, bounded so a dead server cannot hold it (and with it
- * name_filter_free at shutdown) for the kernel's TCP timeouts. */
-static PGconn *connect_bounded(const char *conninfo, struct tt_err *err)
-{
-	const char *keys[] = {"dbname",
-			      "connect_timeout",
-			      "tcp_user_timeout",
-			      "keepalives_idle",
-			      "keepalives_interval",
-			      "keepalives_count",
-			      NULL};
-	const char *values[] = {conninfo, "10", "30000", "10", "5", "3", NULL};
-	PGconn *conn = PQconnectdbParams(keys, values, 1);
-	if (!conn || PQstatus(conn) != CONNECTION_OK) {
-		tt_fail(err, "connect: %s", conn ? PQerrorMessage(conn) : "out of memory");
-		PQfinish(conn);
-		return NULL;
-	}
-	return conn;
-}
-
 static void *builder(void *arg)
 {
 	struct name_filter *f = arg;
@@ -191,7 +171,7 @@ static void *builder(void *arg)
 		if (stop)
 			return NULL;
 		struct tt_err err = {{0}};
-		PGconn *conn = connect_bounded(f->conninfo, &err);
+		PGconn *conn = tt_db_connect_bounded(f->conninfo, &err);
 		if (!conn || name_filter_build(f, conn, &err) < 0) {
 			atomic_fetch_add_explicit(&f->build_errors, 1, memory_order_relaxed);
 			tt_log(TT_WARN, "name_filter_failed", "error=%s", tt_log_quote(buf, sizeof(buf), err.msg));

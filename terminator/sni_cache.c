@@ -4,7 +4,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "terminator.h"
 
@@ -44,7 +43,7 @@ struct shard {
 } __attribute__((aligned(64)));
 
 struct sni_cache {
-	uint64_t seed; /* secret: SNI names are chosen by clients, who must not aim at one bucket */
+	struct tt_hash_key key; /* secret: SNI names are chosen by clients, who must not aim at one bucket */
 	unsigned shard_bits;
 	size_t nbuckets; /* per shard, power of two */
 	/* Atomic because SIGHUP may change them while shards use them. */
@@ -88,9 +87,9 @@ int sni_cache_new(const struct sni_cache_limits *limits, struct sni_cache **out,
 		return tt_fail(err, "out of memory");
 	while (((size_t)1 << c->shard_bits) < nshards)
 		c->shard_bits++;
-	if (getrandom(&c->seed, sizeof(c->seed), 0) != sizeof(c->seed)) {
+	if (tt_hash_key_random(&c->key, err) < 0) {
 		free(c);
-		return tt_fail(err, "getrandom failed");
+		return -1;
 	}
 	sni_cache_set_limits(c, limits);
 	c->nbuckets = pow2_at_least(c->shard_max_entries + c->shard_max_negative);
@@ -152,7 +151,7 @@ int64_t cert_entry_cert_id(const struct cert_entry *entry)
 /* Keyed, so that clients choosing names cannot aim them at one bucket. */
 static uint64_t name_hash(const struct sni_cache *c, const char *name)
 {
-	return term_mix64(tt_name_hash(name, strlen(name)) ^ c->seed);
+	return tt_name_hash(&c->key, name, strlen(name));
 }
 
 static size_t nshards_of(const struct sni_cache *c)

@@ -11,11 +11,13 @@
  *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
- *   certdb.c    per-thread non-blocking PostgreSQL: certificate and challenge lookups,
- *               LISTEN/NOTIFY for renewals
+ *   certdb.c    per-thread non-blocking PostgreSQL: certificate lookups, LISTEN/NOTIFY for
+ *               renewals; HTTP-01 lookups answered from the challenge set
+ *   challenge_set.c  the live HTTP-01 tokens in memory, fed by NOTIFY tracktls_challenge
+ *   name_filter.c    Bloom filter of the names the database can serve
  *   http.c      HTTP/1.1 request/response head parsing, body framing, header rewriting
  *   proxy_v2.c  PROXY protocol v2 header writer
- *   metrics.c   counters and the /metrics endpoint
+ *   metrics.c   counters, and the /metrics and /healthz server (epoll, deadline, connection cap)
  *
  * Each section below belongs to the module named in it. */
 #ifndef TRACKTLS_TERMINATOR_H
@@ -33,16 +35,6 @@
 
 #include "common.h"
 
-/* ---- shared by the modules ---- */
-/* The splitmix64 finalizer: spreads a keyed tt_name_hash over all 64 bits, so any bits of it can
- * pick a shard, a bucket or a filter bit. */
-static inline uint64_t term_mix64(uint64_t h)
-{
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
-}
-
 /* ---- certctx.c ---- */
 /* A WOLFSSL_CTX holding chain_pem (leaf first) and the clear private key (DER or PEM), set up with
  * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, no renegotiation, no compression.
@@ -57,9 +49,10 @@ int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, siz
 int certctx_session_init(WOLFSSL *ssl);
 
 /* ---- sni_cache.c ----
- * Shared by every thread, sharded by tt_name_hash; a shard lock is held only for the table
- * operation, never across I/O or a handshake. Entries are reference counted: a handshake holds
- * its entry, so eviction or replacement never pulls a context from under a live session. */
+ * Shared by every thread, sharded by tt_name_hash (SipHash under the cache's own random key); a
+ * shard lock is held only for the table operation, never across I/O or a handshake. Entries are
+ * reference counted: a handshake holds its entry, so eviction or replacement never pulls a context
+ * from under a live session. */
 struct sni_cache;
 struct cert_entry;
 struct name_filter;
@@ -120,7 +113,8 @@ void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
 
 /* ---- name_filter.c ----
  * A Bloom filter of the names the database can serve (a current certificate, not removed), so a
- * flood of random SNI names costs no queries. A helper thread scans the names each time the
+ * flood of random SNI names costs no queries; its bits are picked by tt_name_hash2 under the
+ * filter's own random key. A helper thread scans the names each time the
  * listener's LISTEN is (re)established; the listener adds every notified name; while a listener
  * is lost or a scan runs the filter is untrusted and rules nothing out. Wiring, in main:
  *   name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f);
@@ -147,6 +141,41 @@ struct name_filter_stats {
 };
 void name_filter_stats(const struct name_filter *f, struct name_filter_stats *out);
 
+/* ---- challenge_set.c ----
+ * The live HTTP-01 challenges (token, key authorization, expiry) in memory, shared by every
+ * thread, so a request for a token costs no query whether the token exists or not. A helper thread
+ * on a connection of its own LISTENs on tracktls_challenge, reads every live challenge each time
+ * LISTEN is (re)established and fetches each notified token's row; while it is not listening or
+ * reading, the set is untrusted. Nothing runs on a loop's certdb connection, so a stuck challenge
+ * query never fails a certificate load. Wiring, in main: challenge_set_new, challenge_set_start
+ * (conninfo of the primary: LISTEN), and after the loops stopped challenge_set_free. */
+struct challenge_set;
+int challenge_set_new(struct challenge_set **out, struct tt_err *err);
+int challenge_set_start(struct challenge_set *s, const char *conninfo, int64_t query_timeout_ms, struct tt_err *err);
+void challenge_set_free(struct challenge_set *s);
+/* FOUND copies the key authorization into key_auth; WAIT: not known yet (untrusted, or the token
+ * was notified and its row is being read): ask again shortly. */
+enum challenge_result { CHALLENGE_FOUND, CHALLENGE_UNKNOWN, CHALLENGE_WAIT };
+enum challenge_result challenge_set_lookup(struct challenge_set *s, const char *token, char *key_auth, size_t size);
+/* How lookups ended, counted by certdb: answered 200, 404, timed out waiting, refused (rate). */
+enum challenge_outcome {
+	CHALLENGE_SERVED,
+	CHALLENGE_NOT_FOUND,
+	CHALLENGE_TIMED_OUT,
+	CHALLENGE_REFUSED,
+	CHALLENGE_OUTCOMES
+};
+void challenge_set_count(struct challenge_set *s, enum challenge_outcome o);
+size_t challenge_set_size(struct challenge_set *s);
+bool challenge_set_trusted(struct challenge_set *s);
+struct challenge_set_stats {
+	uint64_t outcomes[CHALLENGE_OUTCOMES];
+	uint64_t scans, fetches, errors; /* the helper's queries: full reads, notified rows; lost connections */
+	size_t tokens;
+	bool trusted;
+};
+void challenge_set_stats(struct challenge_set *s, struct challenge_set_stats *out);
+
 /* ---- certdb.c ----
  * One per thread. Queries run on a non-blocking libpq connection (pipeline mode, several queries
  * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
@@ -166,8 +195,9 @@ struct certdb_config {
 	int64_t query_timeout_ms;   /* 0: 1000; a connection that lets a query time out is replaced */
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
-	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
-	int64_t max_misses_per_sec; /* 0: 1000; certificate queries beyond it fail at once (throttled) */
+	struct tickets *tickets;	  /* attached to every context loaded (NULL: no session tickets) */
+	int64_t max_misses_per_sec;	  /* 0: 1000; certificate queries beyond it fail at once (throttled) */
+	struct challenge_set *challenges; /* answers certdb_get_challenge (required to call it) */
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
 void certdb_free(struct certdb *db);
@@ -180,7 +210,9 @@ void certdb_free(struct certdb *db);
 #define CERTDB_THROTTLED (-2)
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
-/* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error. */
+/* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error (the challenge set
+ * could not say within the query timeout). Answered from the challenge set, never by a query on
+ * this connection; -1 at once (no callback) when too many lookups already wait for the set. */
 typedef void (*certdb_challenge_cb)(void *arg, int status, const char *key_auth);
 int certdb_get_challenge(struct certdb *db, const char *token, certdb_challenge_cb cb, void *arg);
 /* Withdraws interest in a pending request (the connection went away); its callback never runs. */
@@ -353,6 +385,7 @@ struct term_config {
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
 	struct tickets *tickets;
+	struct challenge_set *challenges;
 	int64_t max_misses_per_sec;
 };
 
@@ -382,13 +415,16 @@ struct metrics_sources {
 	struct sni_cache *cache;
 	struct tickets *tickets;
 	const struct name_filter *filter;
+	struct challenge_set *challenges;
 	/* /healthz answers 503 once this is set, and while no loop reaches the database and the cache
 	 * is empty. */
 	const _Atomic bool *draining;
 };
 struct metrics_server;
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
- * can start while this one drains), and closes it, also when it fails. */
+ * can start while this one drains) from a thread of its own: non-blocking sockets under epoll, 5 s
+ * for a whole request and its answer, at most 1,024 connections (past that the oldest closes), so
+ * no client can stall /healthz. Closes the listener, also when it fails. */
 int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err);
 void metrics_server_stop(struct metrics_server *srv);
 /* The Prometheus text into out (truncated at outsize); returns its length. */

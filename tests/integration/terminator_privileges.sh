@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Least privilege: started as root with --user nobody, the terminator binds, reads the key ring,
-# then runs as nobody with no capability and still serves; started by a non-root user holding
+# then runs as nobody with no capability, an empty capability bounding set and no_new_privs (so no
+# program it could execute regains a privilege), and still serves; started by a non-root user holding
 # CAP_NET_BIND_SERVICE (as systemd does) it drops that too; as root without --user it refuses to
 # run unless --allow-root.
 . "$TT_ROOT/tests/lib/common.sh"
@@ -19,9 +20,14 @@ check "  ... in nobody's group only ($(status_field "$TERM_PID" Gid) / $(status_
 for c in CapEff CapPrm CapAmb CapInh; do
 	check "  ... with $c empty ($(status_field "$TERM_PID" $c))" test "$(status_field "$TERM_PID" $c)" = 0000000000000000
 done
+check "  ... with the capability bounding set empty ($(status_field "$TERM_PID" CapBnd))" \
+	test "$(status_field "$TERM_PID" CapBnd)" = 0000000000000000
+check "  ... and no_new_privs set ($(status_field "$TERM_PID" NoNewPrivs))" test "$(status_field "$TERM_PID" NoNewPrivs)" = 1
 threads_ok=1
 for task in /proc/$TERM_PID/task/*; do
-	grep -q "^Uid:	$uid	" "$task/status" && grep -q "^CapEff:	0000000000000000" "$task/status" || threads_ok=0
+	grep -q "^Uid:	$uid	" "$task/status" && grep -q "^CapEff:	0000000000000000" "$task/status" &&
+		grep -q "^CapBnd:	0000000000000000" "$task/status" && grep -q "^NoNewPrivs:	1" "$task/status" ||
+		threads_ok=0
 done
 check "  ... in every thread ($(ls /proc/$TERM_PID/task | wc -l))" test "$threads_ok" = 1
 check "  ... and serves" test "$(served a.test subject)" = "subject=CN = a.test"
@@ -41,6 +47,8 @@ check "--user naming no user is refused ($rc)" test "$rc" != 0 -a "$rc" != 124
 check "  ... saying so" grep -q "no-such-user-here: no such user" <<<"$out"
 check "as root with --allow-root it serves" start_terminator --allow-root --user ""
 check "  ... as root" test "$(status_field "$TERM_PID" Uid | awk '{print $1}')" = 0
+check "  ... with the capability bounding set empty and no_new_privs set" \
+	test "$(status_field "$TERM_PID" CapBnd) $(status_field "$TERM_PID" NoNewPrivs)" = "0000000000000000 1"
 stop_terminator
 
 # The systemd shape: a non-root user with CAP_NET_BIND_SERVICE in its ambient set.
@@ -59,4 +67,5 @@ done
 threads_ok=1
 for task in /proc/$TERM_PID/task/*; do grep -q "^CapEff:	0000000000000000" "$task/status" || threads_ok=0; done
 check "  ... in every thread" test "$threads_ok" = 1
+check "  ... and no_new_privs set" test "$(status_field "$TERM_PID" NoNewPrivs)" = 1
 stop_terminator

@@ -6,7 +6,9 @@ opened, how many the server closed, and the close times (seconds after connect) 
 min_from_start is the shortest counted from when the connect began instead: the server's timer
 cannot start before that, while with thousands of connects in one loop the coroutine may learn its
 connect completed well after the server accepted it (so "min" alone can read short).
-  slowloris.py HTTPS_PORT HTTP_PORT N_SILENT N_HELLO N_HEAD [--interval S] [--limit S]
+  slowloris.py HTTPS_PORT HTTP_PORT N_SILENT N_HELLO N_HEAD [--interval S] [--limit S] [--probe PORT]
+--probe PORT: meanwhile, every 20 ms, GET /healthz on PORT; "probe" then lists each check as
+[seconds, HTTP status, slow clients open when it was sent, open when it was answered].
 """
 import asyncio
 import json
@@ -28,13 +30,35 @@ def hello_bytes():
     return out.read()
 
 
+live = 0
+
+
+async def probe(port, limit, checks):
+    t_end = time.monotonic() + limit
+    while time.monotonic() < t_end:
+        open_before, t0 = live, time.monotonic()
+        status = 0
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 10)
+            status = int(data.split(b" ")[1]) if data.startswith(b"HTTP/1.1 ") else 0
+            writer.close()
+        except (OSError, asyncio.TimeoutError, ValueError):
+            pass
+        checks.append([round(time.monotonic() - t0, 4), status, open_before, live])
+        await asyncio.sleep(0.02)
+
+
 async def one(port, payload, interval, limit, results, kind, opened, from_start):
+    global live
     t_start = time.monotonic()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return
     opened[kind] += 1
+    live += 1
     t0 = time.monotonic()
     i = 0
     closed = False
@@ -57,6 +81,7 @@ async def one(port, payload, interval, limit, results, kind, opened, from_start)
         except OSError:
             closed = True
             break
+    live -= 1
     if closed:
         t = time.monotonic()
         results[kind].append(t - t0)
@@ -75,6 +100,9 @@ async def main():
     opened = {k: 0 for k in kinds}
     from_start = {k: [] for k in kinds}
     tasks = []
+    checks = []
+    if "--probe" in sys.argv:
+        tasks.append(asyncio.create_task(probe(int(sys.argv[sys.argv.index("--probe") + 1]), limit, checks)))
     for kind, (port, payload, n) in kinds.items():
         for _ in range(n):
             tasks.append(asyncio.create_task(one(port, payload, interval, limit, results, kind, opened, from_start)))
@@ -89,6 +117,8 @@ async def main():
                   "median": round(v[len(v) // 2], 2) if v else None,
                   "max": round(v[-1], 2) if v else None,
                   "min_from_start": round(min(from_start[k]), 2) if v else None}
+    if "--probe" in sys.argv:
+        out["probe"] = checks
     print(json.dumps(out))
 
 

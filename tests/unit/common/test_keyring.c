@@ -13,6 +13,14 @@ static void path_in(char *buf, size_t n, const char *name)
 	snprintf(buf, n, "%s/%s", dir, name);
 }
 
+/* What the terminator's check asks the database; here: whether the test lets a drop through. */
+static int allow_drop(void *arg, const uint32_t *ids, size_t n, struct tt_err *err)
+{
+	if (*(const bool *)arg)
+		return 0;
+	return tt_fail(err, "key %u is in use", ids[0]);
+}
+
 static int write_file(const char *path, const char *text, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
@@ -94,6 +102,59 @@ int main(void)
 	      "wrong key id: ring without that key refuses with a clear message");
 	free(blob3);
 	free(blob);
+
+	/* Reload in place (SIGHUP): the ring object the other threads hold gains and loses keys. */
+	char rr[256], text[4096];
+	path_in(rr, sizeof(rr), "reload");
+	struct tt_keyring *live = NULL;
+	struct tt_keyring_change ch;
+	bool allow = false;
+	CHECK(tt_keyring_generate(rr, &id, &err) == 0 && tt_keyring_load(rr, &live, &err) == 0, "a ring to reload");
+	uint8_t *b1 = NULL, *b2 = NULL;
+	size_t b1len = 0, b2len = 0;
+	tt_envelope_seal(live, aad, al, secret, sizeof(secret), &b1, &b1len, &err);
+	CHECK(tt_keyring_reload(live, allow_drop, &allow, &ch, &err) == 0 && !ch.added[0] && !ch.dropped[0],
+	      "reloading an unchanged file changes nothing");
+	CHECK(tt_keyring_generate(rr, &id, &err) == 0 && id == 2, "keys generate appends key 2 to the live file");
+	CHECK(tt_keyring_reload(live, allow_drop, &allow, &ch, &err) == 0 && strcmp(ch.added, "2") == 0 &&
+		  !ch.dropped[0] && tt_keyring_newest_id(live) == 2 && tt_keyring_count(live) == 2,
+	      "reload adds key 2 and seals with it");
+	tt_envelope_seal(live, aad, al, secret, sizeof(secret), &b2, &b2len, &err);
+	CHECK(tt_envelope_key_id(b2, b2len) == 2 &&
+		  tt_envelope_open(live, aad, al, b2, b2len, &plain, &plainlen, &err) == 0,
+	      "a blob sealed under the added key opens");
+	tt_secret_free(plain, plainlen);
+	/* The file without key 1 (rewritten in place, as copying over it does). */
+	int fd = open(rr, O_RDONLY);
+	ssize_t tl = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	text[tl > 0 ? tl : 0] = 0;
+	char *line2 = strstr(text, "\n2 ");
+	CHECK(line2 && write_file(rr, line2 + 1, 0600) == 0, "key 1 removed from the file");
+	CHECK(tt_keyring_reload(live, allow_drop, &allow, &ch, &err) != 0 && strstr(err.msg, "key 1 is in use"),
+	      "a reload dropping a key in use is refused, saying why");
+	CHECK(tt_envelope_open(live, aad, al, b1, b1len, &plain, &plainlen, &err) == 0 && tt_keyring_count(live) == 2,
+	      "  ... and the key stays usable");
+	tt_secret_free(plain, plainlen);
+	allow = true;
+	CHECK(tt_keyring_reload(live, allow_drop, &allow, &ch, &err) == 0 && strcmp(ch.dropped, "1") == 0 &&
+		  tt_keyring_count(live) == 1,
+	      "a reload dropping a key nothing uses is taken");
+	CHECK(tt_envelope_open(live, aad, al, b1, b1len, &plain, &plainlen, &err) != 0 && strstr(err.msg, "does not hold"),
+	      "  ... and the dropped key opens nothing");
+	CHECK(tt_envelope_open(live, aad, al, b2, b2len, &plain, &plainlen, &err) == 0, "  ... key 2 still does");
+	tt_secret_free(plain, plainlen);
+	write_file(rr, "2 1111111111111111111111111111111111111111111111111111111111111111\n", 0600);
+	CHECK(tt_keyring_reload(live, allow_drop, &allow, &ch, &err) != 0 && strstr(err.msg, "never reused"),
+	      "a file giving a loaded id other bytes is refused");
+	CHECK(tt_envelope_open(live, aad, al, b2, b2len, &plain, &plainlen, &err) == 0, "  ... and the ring is unchanged");
+	tt_secret_free(plain, plainlen);
+	write_file(rr, "# nothing\n", 0600);
+	CHECK(tt_keyring_reload(live, allow_drop, &allow, &ch, &err) != 0 && strstr(err.msg, "no keys"),
+	      "a broken file is refused");
+	free(b1);
+	free(b2);
+	tt_keyring_free(live);
 
 	char bad[256];
 	path_in(bad, sizeof(bad), "open");

@@ -35,6 +35,31 @@ int main(void)
 	memset(label, 'a', 63);
 	strcpy(label + 63, ".example");
 	CHECK(norm(label, label), "63-character label accepted");
-	CHECK(tt_name_hash("a.example", 9) != tt_name_hash("b.example", 9), "hash separates names");
+	/* SipHash-2-4's reference vectors (key 00..0f; messages 00, 00 01, ... of length 0 and 15). */
+	struct tt_hash_key ref;
+	for (int i = 0; i < TT_HASH_KEY_BYTES; i++)
+		ref.bytes[i] = (unsigned char)i;
+	char msg[15];
+	for (int i = 0; i < 15; i++)
+		msg[i] = (char)i;
+	CHECK(tt_name_hash(&ref, msg, 0) == 0x726fdb47dd0e0e31ULL, "the name hash is SipHash-2-4 (empty message)");
+	CHECK(tt_name_hash(&ref, msg, 15) == 0xa129ca6149be45e5ULL, "the name hash is SipHash-2-4 (15 bytes)");
+	uint64_t two[2], two_again[2];
+	tt_name_hash2(&ref, "a.example", 9, two);
+	tt_name_hash2(&ref, "a.example", 9, two_again);
+	CHECK(two[0] == two_again[0] && two[1] == two_again[1] && two[0] != two[1], "two hashes, stable, distinct");
+	struct tt_hash_key k1, k2;
+	struct tt_err err;
+	CHECK(tt_hash_key_random(&k1, &err) == 0 && tt_hash_key_random(&k2, &err) == 0, "random keys");
+	CHECK(memcmp(k1.bytes, k2.bytes, sizeof k1.bytes) != 0, "each key is its own");
+	CHECK(tt_name_hash(&k1, "a.example", 9) == tt_name_hash(&k1, "a.example", 9), "a key hashes a name stably");
+	CHECK(tt_name_hash(&k1, "a.example", 9) != tt_name_hash(&k1, "b.example", 9), "hash separates names");
+	CHECK(tt_name_hash(&k1, "a.example", 9) != tt_name_hash(&k2, "a.example", 9),
+	      "another key, another hash: the key is in the hash, not mixed in afterwards");
+	/* An unkeyed hash with a seed XORed in afterwards keeps the difference of two names' hashes
+	 * the same under every seed, so collisions found offline hold everywhere; a keyed one not. */
+	CHECK((tt_name_hash(&k1, "a.example", 9) ^ tt_name_hash(&k1, "b.example", 9)) !=
+		  (tt_name_hash(&k2, "a.example", 9) ^ tt_name_hash(&k2, "b.example", 9)),
+	      "the difference of two names' hashes depends on the key");
 	CHECK_DONE();
 }

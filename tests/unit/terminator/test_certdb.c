@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "terminator.h"
@@ -175,12 +176,16 @@ static void test_database(const char *conninfo)
 	sni_cache_new(&lim, &cache, &err);
 	struct tickets *tickets;
 	tickets_new(&tickets, &err);
+	struct challenge_set *chs;
+	CHECK(challenge_set_new(&chs, &err) == 0 && challenge_set_start(chs, conninfo, 3000, &err) == 0,
+	      "challenge set started");
 	struct certdb_config cfg = {.conninfo = info,
 				    .keyring = kr,
 				    .cache = cache,
 				    .query_timeout_ms = 3000,
 				    .listen = true,
-				    .tickets = tickets};
+				    .tickets = tickets,
+				    .challenges = chs};
 	CHECK(certdb_new(&cfg, &db, &err) == 0, "certdb: created without blocking");
 
 	/* two misses for one name on one thread: one query, two answers */
@@ -238,13 +243,22 @@ static void test_database(const char *conninfo)
 	drive(db, answered, &after, 5000);
 	CHECK(after.calls == 1 && cancelled.calls == 0, "cancel: withdrawn callback never runs");
 
-	/* challenges */
+	/* challenges: answered from the set (filled by its scan and NOTIFY), never a query here */
+	for (int i = 0; i < 500 && !challenge_set_trusted(chs); i++)
+		usleep(10000);
+	CHECK(challenge_set_trusted(chs), "challenge set: trusted once listening and read");
+	certdb_stats(db, &st);
+	uint64_t queries_before = st.queries;
 	const char *pc[] = {"tok-valid", "tok-old"};
 	tt_db_run(pg, &err,
 		  "INSERT INTO challenges (token, key_authorization, domain_id, expires_at) "
 		  "SELECT $1, $1 || '.thumb', id, now() + interval '1 hour' FROM domains WHERE name = 'good.example' "
 		  "UNION ALL SELECT $2, 'x', id, now() - interval '1 minute' FROM domains WHERE name = 'good.example'",
 		  2, pc);
+	char ka[256];
+	for (int i = 0; i < 500 && challenge_set_lookup(chs, "tok-valid", ka, sizeof ka) != CHALLENGE_FOUND; i++)
+		usleep(10000);
+	CHECK(challenge_set_size(chs) == 1, "challenge set: the notified token is held, the expired one not");
 	struct answer ch = {0}, old = {0}, none = {0};
 	certdb_get_challenge(db, "tok-valid", on_challenge, &ch);
 	certdb_get_challenge(db, "tok-old", on_challenge, &old);
@@ -252,6 +266,24 @@ static void test_database(const char *conninfo)
 	drive(db, answered, &none, 5000);
 	CHECK(ch.status == 0 && strcmp(ch.key_auth, "tok-valid.thumb") == 0, "challenge: key authorization served");
 	CHECK(old.status == 1 && none.status == 1, "challenge: expired and unknown tokens are unknown");
+	struct answer rnd[200];
+	memset(rnd, 0, sizeof rnd);
+	for (int i = 0; i < 200; i++) {
+		char tok[32];
+		snprintf(tok, sizeof tok, "random-%d", i);
+		certdb_get_challenge(db, tok, on_challenge, &rnd[i]);
+	}
+	CHECK(rnd[0].calls == 0, "challenge: never answered from inside the request call");
+	drive(db, answered, &rnd[199], 5000);
+	int n_unknown = 0;
+	for (int i = 0; i < 200; i++)
+		n_unknown += rnd[i].calls == 1 && rnd[i].status == 1;
+	certdb_stats(db, &st);
+	CHECK(n_unknown == 200 && st.queries == queries_before, "challenge: 200 random tokens are unknown, no query made");
+	tt_db_run(pg, &err, "DELETE FROM challenges WHERE token = 'tok-valid'", 0, NULL);
+	for (int i = 0; i < 500 && challenge_set_lookup(chs, "tok-valid", ka, sizeof ka) != CHALLENGE_UNKNOWN; i++)
+		usleep(10000);
+	CHECK(challenge_set_size(chs) == 0, "challenge set: a deleted token leaves on its NOTIFY");
 
 	/* renewal: NOTIFY drops the old entry; the next lookup gets the new certificate */
 	certdb_stats(db, &st);
@@ -338,8 +370,42 @@ static void test_database(const char *conninfo)
 	cert_entry_release(two[0].entry);
 	cert_entry_release(two[1].entry);
 	certdb_free(db);
+	challenge_set_free(chs);
 	sni_cache_free(cache);
 	tickets_free(tickets);
+}
+
+/* A set that is not listening cannot say: lookups wait, then fail (503) at the query timeout; past
+ * the per-second budget they fail at once. No certificate load shares their fate. */
+static void test_challenge_untrusted(const char *conninfo)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct challenge_set *chs;
+	struct tt_err err;
+	sni_cache_new(&lim, &cache, &err);
+	challenge_set_new(&chs, &err);
+	struct certdb_config cfg = {
+	    .conninfo = conninfo, .keyring = kr, .cache = cache, .query_timeout_ms = 300, .challenges = chs};
+	certdb_new(&cfg, &db, &err);
+	struct answer cert = {0}, waits[150];
+	memset(waits, 0, sizeof waits);
+	int refused = 0;
+	for (int i = 0; i < 150; i++)
+		refused += certdb_get_challenge(db, "some-token", on_challenge, &waits[i]) < 0;
+	CHECK(refused >= 40 && refused <= 60, "untrusted set: lookups past 100 a second are refused at once");
+	certdb_load_cert(db, "good.example", on_cert, &cert);
+	int64_t t0 = mono_ms();
+	drive(db, answered, &waits[0], 5000);
+	CHECK(waits[0].calls == 1 && waits[0].status == -1 && mono_ms() - t0 >= 250,
+	      "untrusted set: a waiting lookup fails at the query timeout");
+	drive(db, answered, &cert, 5000);
+	CHECK(cert.calls == 1 && cert.status == 0, "  ... and the certificate load beside it is served");
+	cert_entry_release(cert.entry);
+	certdb_free(db);
+	challenge_set_free(chs);
+	sni_cache_free(cache);
 }
 
 static bool all_answered(void *arg)
@@ -522,6 +588,7 @@ int main(void)
 	test_database(conninfo);
 	test_unmigrated(conninfo);
 	test_throttle(conninfo);
+	test_challenge_untrusted(conninfo);
 	test_unreachable();
 	PQfinish(pg);
 	tt_keyring_free(kr);
