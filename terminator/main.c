@@ -51,8 +51,14 @@ static const struct opt opts[] = {
      "to connect to the backend (and to PostgreSQL)"},
     {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
     {"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
-    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "1000",
-     "certificate queries per second and thread; misses beyond fail at once"},
+    {"cert-batch-max", "TRACKTLS_CERT_BATCH_MAX", "N", "128",
+     "names per certificate query: misses that arrive together share one query (1: a query per name)"},
+    {"max-pending-misses", "TRACKTLS_MAX_PENDING_MISSES", "N", "1024",
+     "misses waiting for the database per thread; beyond it misses are refused (throttled)"},
+    {"miss-latency-limit", "TRACKTLS_MISS_LATENCY_LIMIT", "DURATION", "250ms",
+     "refuse misses while database answers take longer than this and a full batch waits (0: never)"},
+    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "0",
+     "deprecated: a fixed ceiling on certificate queries per second and thread (0: none)"},
     {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
     {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
@@ -66,6 +72,8 @@ static const struct opt opts[] = {
     {"help", NULL, NULL, NULL, "print this help and exit"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+/* A batch's names travel as one array parameter and its rows come back in one result. */
+#define CERT_BATCH_MAX_LIMIT 4096
 
 struct worker {
 	int id;
@@ -252,9 +260,19 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	size_t misses;
 	if (parse_size("cache-size", opt_value(cfg, "cache-size"), &limits->max_entries, err) < 0 ||
 	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0 ||
-	    parse_size("max-misses-per-sec", opt_value(cfg, "max-misses-per-sec"), &misses, err) < 0)
+	    parse_size("max-misses-per-sec", opt_value(cfg, "max-misses-per-sec"), &misses, err) < 0 ||
+	    parse_size("cert-batch-max", opt_value(cfg, "cert-batch-max"), &tc->cert_batch_max, err) < 0 ||
+	    parse_size("max-pending-misses", opt_value(cfg, "max-pending-misses"), &tc->max_pending_misses, err) < 0)
 		return -1;
 	tc->max_misses_per_sec = (int64_t)misses;
+	if (tc->cert_batch_max < 1 || tc->cert_batch_max > CERT_BATCH_MAX_LIMIT)
+		return tt_fail(err, "--cert-batch-max: between 1 and %d", CERT_BATCH_MAX_LIMIT);
+	if (tc->max_pending_misses < 1)
+		return tt_fail(err, "--max-pending-misses: must be positive");
+	if (tt_parse_duration_ms(opt_value(cfg, "miss-latency-limit"), &tc->miss_latency_limit_ms, err) < 0)
+		return flag_fail(err, "miss-latency-limit");
+	if (tc->miss_latency_limit_ms == 0)
+		tc->miss_latency_limit_ms = -1;
 	if (resolve("https", opt_value(cfg, "https"), true, &tc->https_addr, &tc->https_len, err) < 0 ||
 	    resolve("http", opt_value(cfg, "http"), true, &tc->http_addr, &tc->http_len, err) < 0 ||
 	    resolve("backend", opt_value(cfg, "backend"), false, &tc->backend_addr, &tc->backend_len, err) < 0)
@@ -406,6 +424,9 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 					    "metrics",
 					    "db-timeout",
 					    "max-misses-per-sec",
+					    "cert-batch-max",
+					    "max-pending-misses",
+					    "miss-latency-limit",
 					    "name-filter-names",
 					    "ticket-refresh",
 					    "user",

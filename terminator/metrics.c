@@ -147,6 +147,16 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	    "# HELP tracktls_db_query_seconds_total Time spent waiting for database lookups.\n"
 	    "# TYPE tracktls_db_query_seconds_total counter\ntracktls_db_query_seconds_total %.6f\n",
 	    (double)SUM(db_query_us_total) / 1e6);
+	counter(op, "tracktls_db_cert_batches_total", "Certificate queries that carried several names.",
+		SUM(db_batches));
+	counter(op, "tracktls_db_cert_batched_names_total", "Names looked up by those queries.",
+		SUM(db_batched_names));
+	static const char *const causes[CERTDB_REFUSAL_CAUSES] = {"queue", "latency", "rate"};
+	put(op, "# HELP tracktls_cert_misses_refused_total Misses refused without a query because the database "
+		"is behind, by cause.\n# TYPE tracktls_cert_misses_refused_total counter\n");
+	for (int k = 0; k < CERTDB_REFUSAL_CAUSES; k++)
+		put(op, "tracktls_cert_misses_refused_total{cause=\"%s\"} %llu\n", causes[k],
+		    (unsigned long long)SUM(misses_refused[k]));
 	return o.len;
 }
 

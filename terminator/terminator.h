@@ -151,7 +151,8 @@ void name_filter_stats(const struct name_filter *f, struct name_filter_stats *ou
  * One per thread. Queries run on a non-blocking libpq connection (pipeline mode, several queries
  * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
  * for a name already being loaded on this thread joins that query (threads do not coalesce with
- * each other). Exactly one certdb, the one with listen set, runs LISTEN tracktls_cert for the
+ * each other). Misses that arrive while certificate queries are out are sent together, as one
+ * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb, the one with listen set, runs LISTEN tracktls_cert for the
  * shared cache: a change drops the name (and reloads it if it was cached); each time LISTEN is
  * (re)established the whole cache is dropped, since changes made meanwhile were missed.
  * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
@@ -167,7 +168,13 @@ struct certdb_config {
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
 	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
-	int64_t max_misses_per_sec; /* 0: 1000; certificate queries beyond it fail at once (throttled) */
+	/* Misses are refused (CERTDB_THROTTLED) only while the database is behind: max_pending names
+	 * waiting (0: 1024), or queries slower than latency_limit_ms (0: 250, -1: never) while a full
+	 * batch waits. max_misses_per_sec (deprecated; 0: none) adds a fixed ceiling per second. */
+	int64_t max_misses_per_sec;
+	size_t batch_max; /* names per certificate query (0: 128; 1: one query per name) */
+	size_t max_pending;
+	int64_t latency_limit_ms;
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
 void certdb_free(struct certdb *db);
@@ -178,6 +185,7 @@ void certdb_free(struct certdb *db);
  * callback) for more certificate queries per second than max_misses_per_sec (joining a query in
  * flight is free). certdb_free drops pending callbacks without running them. */
 #define CERTDB_THROTTLED (-2)
+enum certdb_refusal { CERTDB_REFUSED_QUEUE, CERTDB_REFUSED_LATENCY, CERTDB_REFUSED_RATE, CERTDB_REFUSAL_CAUSES };
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
 /* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error. */
@@ -197,10 +205,26 @@ struct certdb_stats {
 	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
 	uint64_t query_us_total;
 	uint64_t bad_certs; /* rows whose key does not open or whose chain/key does not load */
+	uint64_t batches, batched_names; /* queries for several names, and the names they carried */
+	uint64_t refused[CERTDB_REFUSAL_CAUSES];
 };
 void certdb_stats(const struct certdb *db, struct certdb_stats *out);
 /* Connected, set up and able to answer queries now. */
 bool certdb_ready(const struct certdb *db);
+/* Shared with the handover prefetcher: the lookup for many names ($1 text[]; binary results: the
+ * name's 1-based position as int8, then id, chain, sealed key), and what turns one row into a
+ * cached context. */
+extern const char certdb_sql_batch[];
+struct certdb_loader {
+	const struct tt_keyring *keyring;
+	struct tickets *tickets;
+	struct sni_cache *cache;
+};
+/* Columns col.. of row: id, chain, sealed key. Opens the key, builds the context and caches it
+ * for name (unless its shard changed since epoch); 0 with *entry (a reference), -1 with err for
+ * a row that cannot serve (*cert_id set once read). */
+int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const char *name, const PGresult *res,
+			  int row, int col, int64_t *cert_id, struct cert_entry **entry, struct tt_err *err);
 
 /* ---- http.c ---- */
 #define HTTP_MAX_HEADERS 64
@@ -353,6 +377,8 @@ struct term_config {
 	struct sni_cache *cache;
 	struct tickets *tickets;
 	int64_t max_misses_per_sec;
+	size_t cert_batch_max, max_pending_misses;
+	int64_t miss_latency_limit_ms; /* -1: no latency limit */
 };
 
 /* ---- metrics.c: per-loop counters, summed when scraped; /metrics and /healthz. ----
@@ -369,6 +395,7 @@ struct metrics {
 	_Atomic uint64_t timeouts[TIMER_KINDS];
 	_Atomic uint64_t db_queries, db_query_errors, db_query_timeouts, db_notifications, db_reconnects,
 	    db_query_us_total, db_bad_certs;
+	_Atomic uint64_t db_batches, db_batched_names, misses_refused[CERTDB_REFUSAL_CAUSES];
 	_Atomic bool db_ready; /* a gauge: this loop's certdb can answer now */
 };
 #define METRIC_ADD(m, field, n)                                                                                        \
