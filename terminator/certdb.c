@@ -536,31 +536,18 @@ static bool batch_may_go(const struct certdb *db)
 	       db->open->nmembers >= db->batch_max;
 }
 
-/* The open batch's names as a PostgreSQL text[] literal (names are normalized SNI names, but
- * quoted and escaped all the same). */
+/* The open batch's names as a text[] parameter, in list order. */
 static char *batch_array(const struct item *batch)
 {
-	size_t size = 3;
-	for (const struct item *m = batch->members; m; m = m->next)
-		size += 2 * strlen(m->key) + 3;
-	char *buf = malloc(size), *p = buf;
-	if (!buf)
+	const char **names = malloc(batch->nmembers * sizeof(*names));
+	size_t n = 0;
+	if (!names)
 		return NULL;
-	*p++ = '{';
-	for (const struct item *m = batch->members; m; m = m->next) {
-		if (m != batch->members)
-			*p++ = ',';
-		*p++ = '"';
-		for (const char *c = m->key; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				*p++ = '\\';
-			*p++ = *c;
-		}
-		*p++ = '"';
-	}
-	*p++ = '}';
-	*p = '\0';
-	return buf;
+	for (const struct item *m = batch->members; m; m = m->next)
+		names[n++] = m->key;
+	char *array = tt_db_text_array(names, n);
+	free(names);
+	return array;
 }
 
 static void queue_item(struct certdb *db, struct item *it)

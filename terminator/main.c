@@ -59,6 +59,13 @@ static const struct opt opts[] = {
      "refuse misses while database answers take longer than this and a full batch waits (0: never)"},
     {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "0",
      "deprecated: a fixed ceiling on certificate queries per second and thread (0: none)"},
+    {"hot-names-file", "TRACKTLS_HOT_NAMES_FILE", "FILE", NULL,
+     "warm restarts: hot names (names only) written here at SIGTERM and on a timer; a new process prefetches"
+     " them (off if unset)"},
+    {"hot-names-interval", "TRACKTLS_HOT_NAMES_INTERVAL", "DURATION", "60s",
+     "how often the hot-names file is rewritten while serving (0: only at SIGTERM)"},
+    {"hot-names-watch", "TRACKTLS_HOT_NAMES_WATCH", "DURATION", "2m",
+     "after start, how long the hot-names file is watched for the outgoing process's list (0: no prefetch)"},
     {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
     {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
@@ -381,6 +388,8 @@ struct ctx {
 	int metrics_fd;
 	const struct name_filter *filter;
 	int64_t drain_timeout_ms;
+	struct handover *handover; /* NULL without --hot-names-file */
+	int64_t hot_names_interval_ms;
 };
 
 static bool str_differs(const char *a, const char *b)
@@ -499,6 +508,37 @@ static uint64_t open_connections(struct metrics *const *ms, int n)
 	return open;
 }
 
+/* --hot-names-file: the prefetcher starts at once (the loops may already be serving when it
+ * loads its first batch); it builds contexts, so wolfSSL_Init has run. */
+static int start_handover(struct tt_config_entry *cfg, const struct term_config *tc, struct ctx *x, struct tt_err *err)
+{
+	const char *path = opt_value(cfg, "hot-names-file");
+	int64_t watch_ms;
+	if (!path || !*path)
+		return 0;
+	if (tt_parse_duration_ms(opt_value(cfg, "hot-names-interval"), &x->hot_names_interval_ms, err) < 0)
+		return flag_fail(err, "hot-names-interval");
+	if (tt_parse_duration_ms(opt_value(cfg, "hot-names-watch"), &watch_ms, err) < 0)
+		return flag_fail(err, "hot-names-watch");
+	struct handover_config hc = {.path = path,
+				     .conninfo = tc->db_conninfo,
+				     .keyring = tc->keyring,
+				     .tickets = tc->tickets,
+				     .cache = tc->cache,
+				     .batch = tc->cert_batch_max,
+				     .watch_ms = watch_ms};
+	return handover_start(&hc, &x->handover, err);
+}
+
+static void write_hot_names(struct ctx *x)
+{
+	struct tt_err err = {{0}};
+	size_t n;
+	char q[600];
+	if (x->handover && handover_write(x->handover, &n, &err) < 0)
+		tt_log(TT_ERROR, "hot_names_write_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+}
+
 static int run(struct ctx *x, struct tt_err *err)
 {
 	int nthreads = x->nthreads;
@@ -552,6 +592,7 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .cache = x->current->cache,
 								   .tickets = x->current->tickets,
 								   .filter = x->filter,
+								   .handover = x->handover,
 								   .draining = &draining},
 					 &msrv, err) < 0)
 			ok = false;
@@ -561,6 +602,7 @@ static int run(struct ctx *x, struct tt_err *err)
 		sigset_t set;
 		control_signals(&set);
 		int64_t deadline = 0, drain_start = 0;
+		int64_t next_hot_names = x->hot_names_interval_ms > 0 ? tt_now_ms() + x->hot_names_interval_ms : INT64_MAX;
 		bool failed = false;
 		for (;;) {
 			struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
@@ -582,6 +624,14 @@ static int run(struct ctx *x, struct tt_err *err)
 				       (unsigned long long)open_connections(ms, nthreads));
 				for (int i = 0; i < started; i++)
 					loop_drain(workers[i].loop);
+				/* The listeners are closing: the incoming process takes the traffic now, and
+				 * these names are what it should load first. */
+				write_hot_names(x);
+				next_hot_names = INT64_MAX;
+			}
+			if (tt_now_ms() >= next_hot_names) {
+				write_hot_names(x);
+				next_hot_names = tt_now_ms() + x->hot_names_interval_ms;
 			}
 			if (x->nretired)
 				free_retired(x, workers, started);
@@ -754,6 +804,11 @@ int main(int argc, char **argv)
 	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
 	       LIBWOLFSSL_VERSION_STRING, threads, opt_value(cfg, "https"), opt_value(cfg, "http"),
 	       opt_value(cfg, "backend"), (unsigned)getuid());
+	if (start_handover(cfg, &tc, &x, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		wolfSSL_Cleanup();
+		goto out;
+	}
 	if (run(&x, &err) < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
@@ -777,6 +832,7 @@ out:
 	free(x.retired);
 	if (x.current != x.initial)
 		free((void *)x.current);
+	handover_stop(x.handover);
 	name_filter_free(filter);
 	tickets_free(tickets);
 	sni_cache_free(cache);

@@ -11,8 +11,9 @@
  *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
- *   certdb.c    per-thread non-blocking PostgreSQL: certificate and challenge lookups,
- *               LISTEN/NOTIFY for renewals
+ *   certdb.c    per-thread non-blocking PostgreSQL: certificate and challenge lookups (misses
+ *               batched), LISTEN/NOTIFY for renewals
+ *   handover.c  warm restarts: the hot-names file, and the prefetcher that loads its names
  *   http.c      HTTP/1.1 request/response head parsing, body framing, header rewriting
  *   proxy_v2.c  PROXY protocol v2 header writer
  *   metrics.c   counters and the /metrics endpoint
@@ -104,6 +105,11 @@ void sni_cache_set_filter(struct sni_cache *cache, struct name_filter *filter);
 void sni_cache_set_limits(struct sni_cache *cache, const struct sni_cache_limits *limits);
 /* The names shard holds, as a PostgreSQL text[] literal (malloc'd; NULL and n = 0 if none). */
 int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names, size_t *n);
+/* Holds a certificate for name (no statistics, no LRU move). */
+bool sni_cache_holds(struct sni_cache *cache, const char *name);
+/* The names holding a certificate, one a line, those with the most lookups since the last call
+ * first (malloc'd text of len bytes, n names). */
+int sni_cache_hot_names(struct sni_cache *cache, char **text, size_t *len, size_t *n);
 /* Drops name's certificate unless its id is current_id (-1: the name has no certificate now). */
 void sni_cache_drop_unless(struct sni_cache *cache, const char *name, int64_t current_id);
 WOLFSSL_CTX *cert_entry_ctx(const struct cert_entry *entry);
@@ -225,6 +231,34 @@ struct certdb_loader {
  * a row that cannot serve (*cert_id set once read). */
 int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const char *name, const PGresult *res,
 			  int row, int col, int64_t *cert_id, struct cert_entry **entry, struct tt_err *err);
+
+/* ---- handover.c ----
+ * Warm restarts. handover_write puts the names the cache holds certificates for, hottest first,
+ * in the hot-names file (names only: never a certificate or a key); main calls it at SIGTERM and
+ * on a timer. The file: a first line "# tracktls hot names v1 pid=P written=TIME names=N", then
+ * one name a line; written to PATH.tmp.PID and renamed over PATH. For watch_ms after start a
+ * thread of its own (nice 10, its own blocking connection) loads the names of every new version
+ * of the file written by another process, batch names a query, skipping names already cached;
+ * if the database is down it retries until the window closes, and the names load on demand. */
+struct handover;
+struct handover_config {
+	const char *path;
+	const char *conninfo;
+	const struct tt_keyring *keyring;
+	struct tickets *tickets;
+	struct sni_cache *cache;
+	size_t batch;
+	int64_t watch_ms; /* 0: only write */
+};
+int handover_start(const struct handover_config *cfg, struct handover **out, struct tt_err *err);
+int handover_write(struct handover *h, size_t *written, struct tt_err *err);
+/* Stops the prefetcher (waits for a query it runs) and frees. */
+void handover_stop(struct handover *h);
+struct handover_stats {
+	uint64_t files_read, loaded, unknown, failed, queries, query_us, files_written, names_written;
+	bool prefetching;
+};
+void handover_stats(const struct handover *h, struct handover_stats *out);
 
 /* ---- http.c ---- */
 #define HTTP_MAX_HEADERS 64
@@ -408,6 +442,7 @@ struct metrics_sources {
 	struct sni_cache *cache;
 	struct tickets *tickets;
 	const struct name_filter *filter;
+	const struct handover *handover; /* NULL without --hot-names-file */
 	/* /healthz answers 503 once this is set, and while no loop reaches the database and the cache
 	 * is empty. */
 	const _Atomic bool *draining;
