@@ -667,11 +667,11 @@ static void refuse(struct certdb *db, int cause, int64_t now_us)
 	db->throttled_unlogged++;
 	if (now_us - db->throttle_logged_us >= 1000000) {
 		tt_log(TT_WARN, "cert_queries_throttled",
-		       "refused=%llu cause=%s waiting=%zu latency_ms=%.1f max_pending=%zu latency_limit_ms=%lld "
-		       "limit_per_sec=%.0f",
-		       (unsigned long long)db->throttled_unlogged, causes[cause], names_waiting(db),
+		       "refused=%llu limit_per_sec=%.0f cause=%s waiting=%zu latency_ms=%.1f max_pending=%zu "
+		       "latency_limit_ms=%lld",
+		       (unsigned long long)db->throttled_unlogged, db->misses_per_sec, causes[cause], names_waiting(db),
 		       (double)latency_now_us(db, now_us) / 1000, db->max_pending,
-		       (long long)(db->latency_limit_us / 1000), db->misses_per_sec);
+		       (long long)(db->latency_limit_us / 1000));
 		db->throttled_unlogged = 0;
 		db->throttle_logged_us = now_us;
 	}
