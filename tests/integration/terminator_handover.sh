@@ -32,7 +32,7 @@ A=$(free_port)
 check "first terminator starts" start_on "$A"
 A_PID=$NEW_PID
 check "it serves every name (each loaded on first use)" all_served
-for i in 1 2 3 4; do served h7.test subject >/dev/null; done
+for _ in 1 2 3 4; do served h7.test subject >/dev/null; done
 check "  ... all cached" test "$(mval "$A" tracktls_cert_cache_entries)" = "${#NAMES[@]}"
 
 B=$(free_port)
