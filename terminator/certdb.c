@@ -63,8 +63,8 @@ struct item {
 	int64_t deadline_ms;
 	int64_t started_us;
 	uint64_t epoch;
-	struct waiter *waiters;	 /* ITEM_CERT */
-	struct item *members;	 /* ITEM_BATCH: its names, each an ITEM_CERT outside the queue */
+	struct waiter *waiters; /* ITEM_CERT */
+	struct item *members;	/* ITEM_BATCH: its names, each an ITEM_CERT outside the queue */
 	size_t nmembers;
 	certdb_challenge_cb ccb; /* ITEM_CHALLENGE; NULL once answered or cancelled */
 	void *carg;
@@ -506,8 +506,8 @@ bad:
 
 static void latency_sample(struct certdb *db, int64_t us)
 {
-	db->latency_us = db->latency_us > 0 ? db->latency_us + LATENCY_EWMA_WEIGHT * ((double)us - db->latency_us)
-					    : (double)us;
+	db->latency_us =
+	    db->latency_us > 0 ? db->latency_us + LATENCY_EWMA_WEIGHT * ((double)us - db->latency_us) : (double)us;
 }
 
 /* How long the database takes now: the moving estimate, or the age of the oldest certificate
@@ -645,8 +645,7 @@ static int refusal(struct certdb *db, int64_t now_us)
 
 	if (db->max_pending && waiting >= db->max_pending)
 		return CERTDB_REFUSED_QUEUE;
-	if (db->latency_limit_us && waiting >= db->batch_max &&
-	    latency_now_us(db, now_us) > db->latency_limit_us)
+	if (db->latency_limit_us && waiting >= db->batch_max && latency_now_us(db, now_us) > db->latency_limit_us)
 		return CERTDB_REFUSED_LATENCY;
 	if (db->misses_per_sec > 0) {
 		db->miss_tokens += (double)(now_us - db->miss_refill_us) * db->misses_per_sec / 1e6;
@@ -908,7 +907,7 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->miss_tokens = db->misses_per_sec;
 	db->batch_max = config->batch_max > 0 ? config->batch_max : DEFAULT_BATCH_MAX;
 	db->max_pending = config->max_pending > 0 ? config->max_pending : DEFAULT_MAX_PENDING;
-	db->latency_limit_us = config->latency_limit_ms > 0   ? config->latency_limit_ms * 1000
+	db->latency_limit_us = config->latency_limit_ms > 0    ? config->latency_limit_ms * 1000
 			       : config->latency_limit_ms == 0 ? DEFAULT_LATENCY_LIMIT_MS * 1000
 							       : 0;
 	db->miss_refill_us = tt_now_us();

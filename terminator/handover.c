@@ -82,8 +82,9 @@ static bool connected(struct handover *h, int64_t end_ms)
 	h->conn = NULL;
 	while (tt_now_ms() < end_ms) {
 		if (tt_db_connect(h->conninfo, &h->conn, &err) == 0 &&
-		    tt_db_run(h->conn, &err, "SELECT set_config('statement_timeout', '" PREFETCH_STATEMENT_TIMEOUT "', false)",
-			      0, NULL) == 0) {
+		    tt_db_run(h->conn, &err,
+			      "SELECT set_config('statement_timeout', '" PREFETCH_STATEMENT_TIMEOUT "', false)", 0,
+			      NULL) == 0) {
 			h->backoff_ms = RECONNECT_MIN_MS;
 			return true;
 		}
@@ -157,8 +158,8 @@ static bool prefetch_batch(struct handover *h, char **names, size_t n, int64_t e
 			if (pos < 1 || (size_t)pos > k || found[pos - 1])
 				continue;
 			found[pos - 1] = true;
-			if (certdb_entry_from_row(&ld, epochs[pos - 1], want[pos - 1], res, r, 1, &cert_id, &entry, &err) <
-			    0) {
+			if (certdb_entry_from_row(&ld, epochs[pos - 1], want[pos - 1], res, r, 1, &cert_id, &entry,
+						  &err) < 0) {
 				char q[600];
 				h->failed++;
 				tt_log(TT_ERROR, "cert_load_failed", "name=%s cert_id=%lld error=%s", want[pos - 1],
@@ -255,11 +256,12 @@ static void *prefetcher(void *arg)
 				tt_log(TT_INFO, "handover_prefetch_started", "path=%s names=%zu", h->path, n);
 				size_t i = 0;
 				for (; i < n && !stopping(h); i += h->cfg.batch)
-					if (!prefetch_batch(h, names + i, n - i < h->cfg.batch ? n - i : h->cfg.batch, end))
+					if (!prefetch_batch(h, names + i, n - i < h->cfg.batch ? n - i : h->cfg.batch,
+							    end))
 						break;
 				h->prefetching = false;
-				tt_log(TT_INFO, "handover_prefetch_done", "names=%zu loaded=%llu complete=%s ms=%lld", n,
-				       (unsigned long long)(h->loaded - loaded0), i >= n ? "true" : "false",
+				tt_log(TT_INFO, "handover_prefetch_done", "names=%zu loaded=%llu complete=%s ms=%lld",
+				       n, (unsigned long long)(h->loaded - loaded0), i >= n ? "true" : "false",
 				       (long long)(tt_now_ms() - t0));
 			}
 			free(names);

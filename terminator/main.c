@@ -602,7 +602,8 @@ static int run(struct ctx *x, struct tt_err *err)
 		sigset_t set;
 		control_signals(&set);
 		int64_t deadline = 0, drain_start = 0;
-		int64_t next_hot_names = x->hot_names_interval_ms > 0 ? tt_now_ms() + x->hot_names_interval_ms : INT64_MAX;
+		int64_t next_hot_names =
+		    x->hot_names_interval_ms > 0 ? tt_now_ms() + x->hot_names_interval_ms : INT64_MAX;
 		bool failed = false;
 		for (;;) {
 			struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000};

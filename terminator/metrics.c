@@ -149,8 +149,7 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	    (double)SUM(db_query_us_total) / 1e6);
 	counter(op, "tracktls_db_cert_batches_total", "Certificate queries that carried several names.",
 		SUM(db_batches));
-	counter(op, "tracktls_db_cert_batched_names_total", "Names looked up by those queries.",
-		SUM(db_batched_names));
+	counter(op, "tracktls_db_cert_batched_names_total", "Names looked up by those queries.", SUM(db_batched_names));
 	static const char *const causes[CERTDB_REFUSAL_CAUSES] = {"queue", "latency", "rate"};
 	put(op, "# HELP tracktls_cert_misses_refused_total Misses refused without a query because the database "
 		"is behind, by cause.\n# TYPE tracktls_cert_misses_refused_total counter\n");
@@ -162,14 +161,17 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 		handover_stats(src->handover, &hs);
 		put(op, "# HELP tracktls_handover_prefetch_names_total Names from hot-names files prefetched, by "
 			"result.\n# TYPE tracktls_handover_prefetch_names_total counter\n");
-		put(op, "tracktls_handover_prefetch_names_total{result=\"loaded\"} %llu\n", (unsigned long long)hs.loaded);
+		put(op, "tracktls_handover_prefetch_names_total{result=\"loaded\"} %llu\n",
+		    (unsigned long long)hs.loaded);
 		put(op, "tracktls_handover_prefetch_names_total{result=\"unknown\"} %llu\n",
 		    (unsigned long long)hs.unknown);
-		put(op, "tracktls_handover_prefetch_names_total{result=\"failed\"} %llu\n", (unsigned long long)hs.failed);
+		put(op, "tracktls_handover_prefetch_names_total{result=\"failed\"} %llu\n",
+		    (unsigned long long)hs.failed);
 		counter(op, "tracktls_handover_prefetch_queries_total", "Queries the prefetcher made (a batch each).",
 			hs.queries);
 		put(op,
-		    "# HELP tracktls_handover_prefetch_query_seconds_total Time the prefetcher waited for the database.\n"
+		    "# HELP tracktls_handover_prefetch_query_seconds_total Time the prefetcher waited for the "
+		    "database.\n"
 		    "# TYPE tracktls_handover_prefetch_query_seconds_total counter\n"
 		    "tracktls_handover_prefetch_query_seconds_total %.6f\n",
 		    (double)hs.query_us / 1e6);

@@ -158,13 +158,12 @@ void name_filter_stats(const struct name_filter *f, struct name_filter_stats *ou
  * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
  * for a name already being loaded on this thread joins that query (threads do not coalesce with
  * each other). Misses that arrive while certificate queries are out are sent together, as one
- * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb, the one with listen set, runs LISTEN tracktls_cert for the
- * shared cache: a change drops the name (and reloads it if it was cached); each time LISTEN is
- * (re)established the whole cache is dropped, since changes made meanwhile were missed.
- * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
- * certdb_fd (the socket is replaced on reconnect), certdb_wants_write and
- * certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names with a
- * blocking getaddrinfo: give hostaddr= or an IP address or a socket directory. */
+ * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb, the one with listen
+ * set, runs LISTEN tracktls_cert for the shared cache: a change drops the name (and reloads it if it was cached); each
+ * time LISTEN is (re)established the whole cache is dropped, since changes made meanwhile were missed. The loop: after
+ * certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read certdb_fd (the socket is replaced on
+ * reconnect), certdb_wants_write and certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names
+ * with a blocking getaddrinfo: give hostaddr= or an IP address or a socket directory. */
 struct certdb;
 struct certdb_config {
 	const char *conninfo;
@@ -173,7 +172,7 @@ struct certdb_config {
 	int64_t query_timeout_ms;   /* 0: 1000; a connection that lets a query time out is replaced */
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
-	struct tickets *tickets;    /* attached to every context loaded (NULL: no session tickets) */
+	struct tickets *tickets; /* attached to every context loaded (NULL: no session tickets) */
 	/* Misses are refused (CERTDB_THROTTLED) only while the database is behind: max_pending names
 	 * waiting (0: 1024), or queries slower than latency_limit_ms (0: 250, -1: never) while a full
 	 * batch waits. max_misses_per_sec (deprecated; 0: none) adds a fixed ceiling per second. */
@@ -210,7 +209,7 @@ int64_t certdb_next_deadline_ms(const struct certdb *db);
 struct certdb_stats {
 	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
 	uint64_t query_us_total;
-	uint64_t bad_certs; /* rows whose key does not open or whose chain/key does not load */
+	uint64_t bad_certs;		 /* rows whose key does not open or whose chain/key does not load */
 	uint64_t batches, batched_names; /* queries for several names, and the names they carried */
 	uint64_t refused[CERTDB_REFUSAL_CAUSES];
 };
