@@ -158,12 +158,14 @@ void name_filter_stats(const struct name_filter *f, struct name_filter_stats *ou
  * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
  * for a name already being loaded on this thread joins that query (threads do not coalesce with
  * each other). Misses that arrive while certificate queries are out are sent together, as one
- * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb, the one with listen
- * set, runs LISTEN tracktls_cert for the shared cache: a change drops the name (and reloads it if it was cached); each
- * time LISTEN is (re)established the whole cache is dropped, since changes made meanwhile were missed. The loop: after
- * certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read certdb_fd (the socket is replaced on
- * reconnect), certdb_wants_write and certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names
- * with a blocking getaddrinfo: give hostaddr= or an IP address or a socket directory. */
+ * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb,
+ * the one with listen set, runs LISTEN tracktls_cert for the shared cache: a change drops the
+ * name (and reloads it if it was cached); each time LISTEN is (re)established the whole cache is
+ * dropped, since changes made meanwhile were missed.
+ * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
+ * certdb_fd (the socket is replaced on reconnect), certdb_wants_write and
+ * certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names with a
+ * blocking getaddrinfo: give hostaddr= or an IP address or a socket directory. */
 struct certdb;
 struct certdb_config {
 	const char *conninfo;
