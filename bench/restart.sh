@@ -4,9 +4,9 @@
 # at a steady rate (open loop). The documented zero-downtime procedure: start the new process on
 # the same ports, wait for its /healthz, SIGTERM the old one. Per second over the switch: handshakes
 # completed and failed (client side), p50/p99 latency, database transactions (pg_stat_database).
-#   bench/restart.sh [--rate N (default: 70% of the warm rate measured first)] [--zipf S] [--warm SEC]
-#                    [--after SEC] [--storm SEC] [--threads N]
-# Variants, each from a freshly warmed old process:
+#   bench/restart.sh [--rate N (default: half the warm rate measured first)] [--zipf S] [--prewarm SEC]
+#                    [--warm SEC] [--after SEC] [--storm SEC] [--threads N]
+# Variants, each from an old process warmed by --prewarm seconds of closed-loop traffic first:
 #   before  the old behaviour: one query per miss, a fixed 1,000 misses/s per thread, no handover
 #   cold    batched misses and the adaptive miss limit, no handover (a new host under traffic)
 #   warm    the same with --hot-names-file: the old process hands its hot names to the new one
@@ -17,11 +17,12 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
 
-rate= zipf=1.0 warm=20 after=30 storm=8 threads= names=1000000 real=100000
+rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rate) rate=$2; shift 2 ;;
 	--zipf) zipf=$2; shift 2 ;;
+	--prewarm) prewarm=$2; shift 2 ;;
 	--warm) warm=$2; shift 2 ;;
 	--after) after=$2; shift 2 ;;
 	--storm) storm=$2; shift 2 ;;
@@ -64,15 +65,16 @@ db=bench_million_$names
 export TRACKTLS_DB="host=$PG_DIR port=$PG_PORT user=postgres dbname=$db"
 q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 xacts() { q "select xact_commit + xact_rollback from pg_stat_database where datname = current_database()"; }
-# PostgreSQL's CPU seconds: the postmaster and every process it started that still runs.
-pg_cpu() {
-	local pm
+# PostgreSQL's CPU: a snapshot of the postmaster's and its processes' clock ticks ("PID TICKS"
+# lines), and the CPU seconds between two snapshots over the processes in both (the terminator's
+# connections live through a storm; a process that ended in between would count negative).
+pg_snap() {
+	local pm p
 	pm=$(head -n1 "$PG_DIR/data/postmaster.pid")
-	for p in "$pm" $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done |
-		awk -v hz="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.3f", s / hz }'
+	for p in "$pm" $(pgrep -P "$pm"); do awk -v p="$p" '{ print p, $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | sort
 }
+pg_cpu_between() { join "$1" "$2" | awk -v hz="$(getconf CLK_TCK)" '{ s += $3 - $2 } END { printf "%.3f", s / hz }'; }
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 
 BACKEND_PORT=$(free_port) HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port)
 taskset -c "$load_cpus" "$B/backend" --listen "127.0.0.1:$BACKEND_PORT" 2>"$T/backend.log" &
@@ -111,8 +113,8 @@ if [ -z "$rate" ]; then
 		--mode handshake --concurrency 32 --threads "$load_threads" --duration 5 --label warm-max \
 		--watch-pids "$NEW_PID" 2>>"$T/load.log")
 	record warm_max "$out"
-	rate=$(jq -r '(.rps * 0.7) | floor' <<<"$out")
-	say "warm closed-loop rate $(jq -r '.rps | floor' <<<"$out")/s: restarts run at $rate/s (70%)"
+	rate=$(jq -r '(.rps * 0.5) | floor' <<<"$out")
+	say "warm closed-loop rate $(jq -r '.rps | floor' <<<"$out")/s: restarts run at $rate/s (half)"
 	kill "$NEW_PID"; wait "$NEW_PID" 2>/dev/null
 fi
 
@@ -124,6 +126,8 @@ variant() {
 	# shellcheck disable=SC2086
 	start_terminator "$m_old" $old_flags
 	old=$NEW_PID
+	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
+		--mode handshake --concurrency 16 --threads "$load_threads" --duration "$prewarm" >/dev/null 2>>"$T/load.log"
 	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
 		--mode handshake --rate "$rate" --concurrency 512 --threads "$load_threads" --timeout 5 \
 		--duration $((warm + after)) --label "$name" --timeline "$T/$name.timeline" >"$T/$name.load" 2>>"$T/load.log" &
@@ -176,16 +180,19 @@ variant warm "--hot-names-file $HOT --hot-names-interval 0" "--hot-names-file $H
 # ---- cold-name cost: a storm of names never served, closed loop, one query per name vs batched ----
 tail -n +$((real / 2)) "$T/names.txt" >"$T/storm-names.txt"
 storm_pass() { # NAME BATCH_MAX FIRST_LINE
-	local name=$1 batch=$2 m pg0 pg1 out
+	local name=$1 batch=$2 m out
 	sed -n "$3,\$p" "$T/storm-names.txt" >"$T/$name.names"
 	m=$(free_port)
-	start_terminator "$m" --cert-batch-max "$batch"
-	pg0=$(pg_cpu) x0=$(xacts)
+	# no latency limit: the storm measures what a cold name costs, not which ones are refused
+	start_terminator "$m" --cert-batch-max "$batch" --miss-latency-limit 0
+	pg_snap >"$T/$name.pg0"
+	x0=$(xacts)
 	out=$(taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/$name.names" --sequential \
 		--mode handshake --concurrency 64 --threads "$load_threads" --duration "$storm" --label "$name" \
 		--watch-pids "$NEW_PID" 2>>"$T/load.log")
-	pg1=$(pg_cpu) x1=$(xacts)
-	record "$name" "$(jq -c --argjson pg "$(calc "$pg1 - $pg0")" --argjson x "$((x1 - x0 - 1))" \
+	pg_snap >"$T/$name.pg1"
+	x1=$(xacts)
+	record "$name" "$(jq -c --argjson pg "$(pg_cpu_between "$T/$name.pg0" "$T/$name.pg1")" --argjson x "$((x1 - x0 - 1))" \
 		--argjson miss "$(metric "$m" tracktls_cert_cache_misses_total)" \
 		--argjson dq "$(metric "$m" tracktls_db_queries_total)" \
 		--argjson dqs "$(metric "$m" tracktls_db_query_seconds_total)" \
@@ -206,9 +213,9 @@ out=$root/bench/results/$(date -u +%Y-%m-%d)-restart
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
 	--argjson cores "$ncpu" --arg terminator "$(git -C "$root" log -1 --format='%h %cs')" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
 	--argjson names "$names" --argjson real "$real" --argjson threads "$threads" --argjson rate "$rate" \
-	--argjson warm "$warm" --argjson after "$after" --argjson zipf "$zipf" \
+	--argjson warm "$warm" --argjson after "$after" --argjson zipf "$zipf" --argjson prewarm "$prewarm" \
 	'{date:$date, machine:{cores:$cores, cpu:$cpu, loadavg_at_end:$load}, terminator:$terminator,
-	  setup:{names:$names, real:$real, rate:$rate, zipf:$zipf, warm_s:$warm, after_s:$after, threads:$threads}, runs:.}' \
+	  setup:{names:$names, real:$real, rate:$rate, zipf:$zipf, prewarm_s:$prewarm, warm_s:$warm, after_s:$after, threads:$threads}, runs:.}' \
 	"$RESULTS" >"$out.json"
 python3 "$root/bench/restart_report.py" "$out.json" >"$out.md"
 cat "$out.md"

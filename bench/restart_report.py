@@ -8,7 +8,7 @@ d = json.load(open(sys.argv[1]))
 runs = d["runs"]
 by = {r["scenario"]: r for r in runs}
 setup = d["setup"]
-WARM_WINDOW = 10  # seconds before the switch that give the warm reference
+WARM_WINDOW = 8  # seconds before the switch that give the warm reference (after 2 s of settling)
 AFTER = setup["after_s"]
 
 print(f"# The terminator restarted under load ({d['date']}, {d['machine']['cores']} cores, shared machine)\n")
@@ -19,7 +19,8 @@ print(f"{setup['names']:,} domains in the database, {setup['real']:,} servable; 
       f"absolutes.\n")
 if "warm_max" in by:
     print(f"Warm closed-loop rate (32 connections): {by['warm_max']['rps']:,.0f} handshakes/s; "
-          f"the restarts run at 70 % of it.\n")
+          f"the restarts run at {setup['rate'] / by['warm_max']['rps'] * 100:.0f} % of it, each old process "
+          f"warmed first by {setup.get('prewarm_s', '?')} s of closed-loop traffic.\n")
 
 LABELS = {
     "before": "one query per miss, fixed 1,000 misses/s per thread, no handover (the behaviour before)",
@@ -91,7 +92,7 @@ for i in range(-2, AFTER):
         cells.append(f"{t['ok']} / {t['errors']}, {t['p99_us'] / 1000:.1f}, {db['xacts'] if db else '-'}" if t else "-")
     print(f"| {i:+d} | " + " | ".join(cells) + " |")
 
-print("\n## Cold-name cost: a storm of names never served (closed loop, 64 connections, fresh process)\n")
+print("\n## Cold-name cost: a storm of names never served (closed loop, 64 connections, fresh process, no latency limit)\n")
 print("| figure | one query per name | batched |")
 print("|---|---:|---:|")
 st = [by.get("storm-single"), by.get("storm-batched")]
