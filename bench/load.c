@@ -48,6 +48,7 @@ struct opts {
 	bool sequential;
 	const char *label;
 	const char *watch_pids; /* comma-separated: the server's processes, for its CPU time over the window */
+	const char *timeline;	/* per-second figures of the whole run (warm-up included) go to this file */
 };
 
 /* Read-only after setup except the atomics; shared by every worker thread. */
@@ -91,6 +92,8 @@ struct worker {
 	uint64_t next_open, open_every; /* --rate: when the next connection is due, and the spacing */
 	uint32_t *lat_us;
 	size_t nlat, caplat;
+	struct tl_rec *tl; /* --timeline: every completion and error */
+	size_t ntl, captl;
 	uint64_t done, full, resumed, errors[E_COUNT];
 	WOLFSSL_SESSION **sessions; /* per name, resume mode only */
 	char req[2048];
@@ -139,14 +142,40 @@ static bool measuring(const struct run *r, uint64_t t)
 	return t >= r->t_measure && t < r->t_end;
 }
 
+/* One completion for --timeline: when, relative to the start, and its latency (TL_ERROR: failed). */
+struct tl_rec {
+	uint32_t t_ms;
+	uint32_t lat_us;
+};
+#define TL_ERROR UINT32_MAX
+
+static void timeline_add(struct worker *w, uint64_t t, uint32_t lat_us)
+{
+	if (!w->run->o->timeline || t >= w->run->t_end)
+		return;
+	if (w->ntl == w->captl) {
+		size_t cap = w->captl ? w->captl * 2 : 65536;
+		struct tl_rec *p = realloc(w->tl, cap * sizeof(*p));
+		if (!p)
+			return;
+		w->tl = p;
+		w->captl = cap;
+	}
+	w->tl[w->ntl++] = (struct tl_rec){(uint32_t)((t - w->run->t_begin) / 1000000), lat_us};
+}
+
 static void count_error(struct worker *w, enum err_kind k)
 {
-	if (measuring(w->run, now_ns()))
+	uint64_t t = now_ns();
+	timeline_add(w, t, TL_ERROR);
+	if (measuring(w->run, t))
 		w->errors[k]++;
 }
 
 static void record_latency(struct worker *w, uint64_t start, uint64_t end)
 {
+	uint64_t lat = (end - start) / 1000;
+	timeline_add(w, end, lat >= TL_ERROR ? TL_ERROR - 1 : (uint32_t)lat);
 	if (!measuring(w->run, end))
 		return;
 	if (w->nlat == w->caplat) {
@@ -585,6 +614,7 @@ static void usage(void)
 	    "            [--path /o/x.gif] [--zipf S | --sequential] [--cafile PEM] [--timeout SEC] [--label TEXT]\n"
 	    "            [--rate N]   (open N connections per second, each due at its time, at most --concurrency)\n"
 	    "            [--watch-pids PID,PID...]   (their CPU time over the measured window, as server_cpu_s)\n"
+	    "            [--timeline FILE]   (a JSON line per second of the run: completed, errors, p50/p99/max)\n"
 	    "Prints a summary on stderr and one JSON line on stdout.\n");
 }
 
@@ -606,6 +636,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"sequential", 0, 0, 's'},
 					   {"watch-pids", 1, 0, 'W'},
 					   {"rate", 1, 0, 'R'},
+					   {"timeline", 1, 0, 'L'},
 					   {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
 	*o =
@@ -665,6 +696,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'R':
 			o->rate = atof(optarg);
+			break;
+		case 'L':
+			o->timeline = optarg;
 			break;
 		default:
 			usage();
@@ -769,6 +803,51 @@ static void report(const struct run *r, struct worker *ws, int nw, double elapse
 	fflush(stdout);
 }
 
+static int cmp_tl(const void *a, const void *b)
+{
+	const struct tl_rec *x = a, *y = b;
+	if (x->t_ms / 1000 != y->t_ms / 1000)
+		return x->t_ms / 1000 < y->t_ms / 1000 ? -1 : 1;
+	return x->lat_us < y->lat_us ? -1 : x->lat_us > y->lat_us;
+}
+
+/* --timeline: per second of the run, the completions, the errors and the latency percentiles. */
+static int write_timeline(const struct opts *o, struct worker *ws, int nw)
+{
+	size_t n = 0, at = 0;
+	for (int i = 0; i < nw; i++)
+		n += ws[i].ntl;
+	struct tl_rec *all = malloc((n ? n : 1) * sizeof(*all));
+	FILE *f = fopen(o->timeline, "w");
+	if (!all || !f) {
+		fprintf(stderr, "load: cannot write %s\n", o->timeline);
+		free(all);
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	for (int i = 0; i < nw; i++) {
+		memcpy(all + at, ws[i].tl, ws[i].ntl * sizeof(*all));
+		at += ws[i].ntl;
+	}
+	/* by second, then latency: errors (TL_ERROR) sort last within their second */
+	qsort(all, n, sizeof(*all), cmp_tl);
+	for (size_t i = 0; i < n;) {
+		uint32_t sec = all[i].t_ms / 1000;
+		size_t j = i, ok;
+		while (j < n && all[j].t_ms / 1000 == sec)
+			j++;
+		for (ok = 0; i + ok < j && all[i + ok].lat_us != TL_ERROR; ok++)
+			;
+		fprintf(f, "{\"s\":%u,\"ok\":%zu,\"errors\":%zu,\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u}\n", sec, ok,
+			j - i - ok, ok ? all[i + ok / 2].lat_us : 0, ok ? all[i + (ok * 99) / 100].lat_us : 0,
+			ok ? all[i + ok - 1].lat_us : 0);
+		i = j;
+	}
+	free(all);
+	return fclose(f) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -846,6 +925,8 @@ int main(int argc, char **argv)
 			rc = 1;
 		}
 	report(&r, ws, started, elapsed, o.watch_pids ? cpu1 - cpu0 : -1);
+	if (o.timeline && write_timeline(&o, ws, started) < 0)
+		return 1;
 	for (int i = 0; i < o.threads; i++) {
 		struct worker *w = &ws[i];
 		if (w->sessions)
@@ -855,6 +936,7 @@ int main(int argc, char **argv)
 		free(w->sessions);
 		free(w->conns);
 		free(w->lat_us);
+		free(w->tl);
 		if (w->ep >= 0)
 			close(w->ep);
 	}

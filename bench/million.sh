@@ -2,6 +2,7 @@
 # bench/million.sh: the terminator with 1,000,000 domains in the database (terminator only: HAProxy
 # and hitch load every certificate at start, about 500 s per 50,000 names).
 #   bench/million.sh [--names N] [--real N] [--rate N] [--duration SEC] [--reps N] [--threads N (default: one per server core)]
+#                    [--build-only]   (build the database and the corpus, then stop: bench/restart.sh uses it)
 # The database holds --names domains, each with a current certificate: --real of them (a bench/corpus
 # imported with `issuer cert import-batch`) are servable; the rest are filler rows copied from a real
 # one (same size, but their sealed keys are bound to another row, so they are never requested).
@@ -14,16 +15,17 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
 
-names=1000000 real=100000 rate=1000 duration=20 reps=3 threads=
+names=1000000 real=100000 rate=1000 duration=20 reps=3 threads= build_only=
 while [ $# -gt 0 ]; do
 	case $1 in
+	--build-only) build_only=1; shift ;;
 	--names) names=$2; shift 2 ;;
 	--real) real=$2; shift 2 ;;
 	--rate) rate=$2; shift 2 ;;
 	--duration) duration=$2; shift 2 ;;
 	--reps) reps=$2; shift 2 ;;
 	--threads) threads=$2; shift 2 ;;
-	*) sed -n '2,10p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,11p' "$0" >&2; exit 2 ;;
 	esac
 done
 [ "$real" -le "$names" ] || { echo "million: --real must not exceed --names" >&2; exit 2; }
@@ -90,6 +92,7 @@ UPDATE domains d SET current_cert_id = c.id FROM certificates c WHERE c.domain_i
 SQL
 	q "VACUUM ANALYZE" >/dev/null
 fi
+[ -n "$build_only" ] && { say "database $db ready"; exit 0; }
 record database "$(jq -nc --argjson d "$(q "select count(*) from domains")" --argjson c "$(q "select count(*) from certificates")" \
 	--argjson b "$(q "select pg_database_size(current_database())")" '{domains:$d, certificates:$c, db_bytes:$b}')"
 

@@ -127,6 +127,8 @@ void tt_db_rollback(PGconn *conn);
 int tt_db_bytea(const PGresult *res, int row, int col, uint8_t **out, size_t *outlen, struct tt_err *err);
 /* Encodes bytes as a bytea text literal "\x..." (malloc'd) for a text parameter. */
 char *tt_db_bytea_param(const uint8_t *data, size_t len);
+/* A text[] parameter in PostgreSQL's array literal syntax, every element quoted (malloc'd). */
+char *tt_db_text_array(const char *const *items, size_t n);
 
 /* Channels the schema's triggers notify on; the payload is the domain name. */
 #define TT_CHANNEL_CERT "tracktls_cert"

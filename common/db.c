@@ -123,3 +123,28 @@ char *tt_db_bytea_param(const uint8_t *data, size_t len)
 	sodium_bin2hex(s + 2, 2 * len + 1, data, len);
 	return s;
 }
+
+char *tt_db_text_array(const char *const *items, size_t n)
+{
+	size_t size = 3;
+	for (size_t i = 0; i < n; i++)
+		size += 2 * strlen(items[i]) + 3;
+	char *buf = malloc(size), *p = buf;
+	if (!buf)
+		return NULL;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		*p++ = '"';
+		for (const char *c = items[i]; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				*p++ = '\\';
+			*p++ = *c;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = '\0';
+	return buf;
+}

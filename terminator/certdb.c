@@ -10,7 +10,14 @@
 
 #define DEFAULT_QUERY_TIMEOUT_MS 1000
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
-#define DEFAULT_MISSES_PER_SEC 1000
+#define DEFAULT_BATCH_MAX 128
+#define DEFAULT_MAX_PENDING 1024
+#define DEFAULT_LATENCY_LIMIT_MS 250
+/* Certificate queries in flight before misses wait for one of them to return: one is answered
+ * while the next is on the wire, and whatever arrives meanwhile shares the query after it. */
+#define CERT_QUERIES_IN_FLIGHT 2
+/* Weight of the newest answer in the latency estimate. */
+#define LATENCY_EWMA_WEIGHT 0.2
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
 /* Requests beyond this many in flight fail at once: a stalled database must not grow memory. */
@@ -36,9 +43,15 @@ static const char sql_revalidate[] =
     "SELECT n.name, c.id FROM unnest($1::text[]) AS n(name) "
     "LEFT JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
     "LEFT JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
+/* The lookup of sql_cert for many names at once: a row per name that can be served, tagged with
+ * the name's position in the array (1-based); a name without a row is unknown. */
+const char certdb_sql_batch[] = "SELECT n.i, c.id, c.chain_pem, c.sealed_key "
+				"FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) "
+				"JOIN domains d ON d.name = n.name AND d.state <> 'removed' "
+				"JOIN certificates c ON c.id = d.current_cert_id AND c.sealed_key IS NOT NULL";
 
-enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_REVALIDATE };
-static const char *const kind_names[] = {"setup", "listen", "cert", "revalidate"};
+enum item_kind { ITEM_SETUP, ITEM_LISTEN, ITEM_CERT, ITEM_REVALIDATE, ITEM_BATCH };
+static const char *const kind_names[] = {"setup", "listen", "cert", "revalidate", "batch"};
 
 struct waiter {
 	struct waiter *next;
@@ -68,7 +81,9 @@ struct item {
 	int64_t started_us;
 	uint64_t epoch;
 	struct waiter *waiters; /* ITEM_CERT */
-	char key[];		/* name or names array literal */
+	struct item *members;	/* ITEM_BATCH: its names, each an ITEM_CERT outside the queue */
+	size_t nmembers;
+	char key[]; /* name or names array literal */
 };
 
 enum db_state { DB_DOWN, DB_CONNECTING, DB_READY };
@@ -80,8 +95,7 @@ struct certdb {
 	struct tickets *tickets;
 	bool listen;
 	int64_t query_timeout_ms, connect_timeout_ms;
-	/* Token bucket for certificate queries: every distinct unknown name is a miss, and a flood
-	 * of random names must not become a flood of queries. */
+	/* Optional fixed ceiling (deprecated, 0: none): a token bucket for certificate queries. */
 	double miss_tokens, misses_per_sec;
 	int64_t miss_refill_us;
 	/* Refusals are logged at most once a second, with how many there were since. */
@@ -102,6 +116,17 @@ struct certdb {
 
 	struct item *head, *tail; /* in send order */
 	size_t nitems;
+	/* Batched loading: misses collect in open (an ITEM_BATCH outside the queue) while
+	 * CERT_QUERIES_IN_FLIGHT certificate queries are out, and go as one query when one returns. */
+	struct item *open;
+	size_t batch_max;
+	size_t cert_names;    /* names in certificate items of the queue */
+	size_t cert_inflight; /* certificate items sent, not yet done */
+	/* Misses are refused only while the database is behind: max_pending names waiting, or
+	 * answers slower than latency_limit_us with a full batch already waiting. */
+	size_t max_pending;
+	int64_t latency_limit_us;
+	double latency_us; /* moving estimate of a certificate query's round trip */
 	/* Items taken off the queue that are being failed: certdb_cancel must still find them. */
 	struct item *detached;
 
@@ -129,6 +154,11 @@ static const char *one_line(char *buf, size_t size, const char *msg)
 
 static void free_item(struct item *it)
 {
+	while (it->members) {
+		struct item *m = it->members;
+		it->members = m->next;
+		free_item(m);
+	}
 	while (it->waiters) {
 		struct waiter *w = it->waiters;
 		it->waiters = w->next;
@@ -143,20 +173,35 @@ static void free_item(struct item *it)
 static void answer(struct item *it, int status, struct cert_entry *entry)
 {
 	it->answered = true;
-	if (it->kind != ITEM_CERT)
-		return;
-	for (struct waiter *w = it->waiters; w; w = w->next) {
-		certdb_cert_cb cb = w->cb;
-		if (!cb)
-			continue;
-		w->cb = NULL;
-		cb(w->arg, status, status == 0 ? cert_entry_ref(entry) : NULL);
+	if (it->kind == ITEM_BATCH) {
+		for (struct item *m = it->members; m; m = m->next)
+			if (!m->answered)
+				answer(m, status, entry);
+	} else if (it->kind == ITEM_CERT) {
+		for (struct waiter *w = it->waiters; w; w = w->next) {
+			certdb_cert_cb cb = w->cb;
+			if (!cb)
+				continue;
+			w->cb = NULL;
+			cb(w->arg, status, status == 0 ? cert_entry_ref(entry) : NULL);
+		}
 	}
+}
+
+static bool is_cert(const struct item *it)
+{
+	return it->kind == ITEM_CERT || it->kind == ITEM_BATCH;
 }
 
 static bool is_request(const struct item *it)
 {
-	return it->kind == ITEM_CERT;
+	return is_cert(it);
+}
+
+/* Lookups an item answers: errors and timeouts count per name, batched or not. */
+static uint64_t lookups_of(const struct item *it)
+{
+	return it->kind == ITEM_BATCH ? it->nmembers : 1;
 }
 
 static void enqueue(struct certdb *db, struct item *it)
@@ -168,6 +213,8 @@ static void enqueue(struct certdb *db, struct item *it)
 		db->head = it;
 	db->tail = it;
 	db->nitems++;
+	if (is_cert(it))
+		db->cert_names += lookups_of(it);
 }
 
 static struct item *pop(struct certdb *db)
@@ -177,6 +224,11 @@ static struct item *pop(struct certdb *db)
 	if (!db->head)
 		db->tail = NULL;
 	db->nitems--;
+	if (is_cert(it)) {
+		db->cert_names -= lookups_of(it);
+		if (it->sent)
+			db->cert_inflight--;
+	}
 	it->next = NULL;
 	return it;
 }
@@ -184,13 +236,19 @@ static struct item *pop(struct certdb *db)
 static void fail_all(struct certdb *db)
 {
 	db->detached = db->head;
+	if (db->open) {
+		db->open->next = db->detached;
+		db->detached = db->open;
+		db->open = NULL;
+	}
 	db->head = db->tail = NULL;
 	db->nitems = 0;
+	db->cert_names = db->cert_inflight = 0;
 	while (db->detached) {
 		struct item *it = db->detached;
 		if (is_request(it) && !it->answered) {
 			if (!it->timed_out)
-				db->stats.query_errors++;
+				db->stats.query_errors += lookups_of(it);
 			answer(it, -1, NULL);
 		}
 		db->detached = it->next;
@@ -241,10 +299,11 @@ static int send_item(struct certdb *db, struct item *it)
 		/* The server gives up when we do: a query we abandon (say, stuck behind a table lock)
 		 * must not hold a backend after its connection is gone, or timeouts pile them up. */
 		snprintf(timeout_ms, sizeof(timeout_ms), "%lld", (long long)db->query_timeout_ms);
-		it->statements_left = 3;
+		it->statements_left = 4;
 		ok = PQsendQueryParams(db->conn, "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
 				       timeout_param, NULL, NULL, 0) &&
 		     PQsendPrepare(db->conn, "cert", sql_cert, 1, NULL) &&
+		     PQsendPrepare(db->conn, "batch", certdb_sql_batch, 1, NULL) &&
 		     PQsendPrepare(db->conn, "revalidate", sql_revalidate, 1, NULL);
 		break;
 	case ITEM_LISTEN:
@@ -255,6 +314,10 @@ static int send_item(struct certdb *db, struct item *it)
 		it->statements_left = 1;
 		/* binary results: the id as int8, chain and sealed key as raw bytes (no hex decoding) */
 		ok = PQsendQueryPrepared(db->conn, "cert", 1, params, NULL, NULL, 1);
+		break;
+	case ITEM_BATCH:
+		it->statements_left = 1;
+		ok = PQsendQueryPrepared(db->conn, "batch", 1, params, NULL, NULL, 1);
 		break;
 	default:
 		it->statements_left = 1;
@@ -269,6 +332,12 @@ static int send_item(struct certdb *db, struct item *it)
 	it->started_us = tt_now_us();
 	if (is_request(it))
 		db->stats.queries++;
+	if (is_cert(it))
+		db->cert_inflight++;
+	if (it->kind == ITEM_BATCH) {
+		db->stats.batches++;
+		db->stats.batched_names += it->nmembers;
+	}
 	return 0;
 }
 
@@ -322,6 +391,7 @@ static void became_ready(struct certdb *db, int64_t now_ms)
 	/* Setup goes first: the requests queued while connecting use its prepared statements. */
 	db->head = db->tail = NULL;
 	db->nitems = 0;
+	db->cert_names = db->cert_inflight = 0;
 	enqueue(db, setup);
 	if (listen)
 		enqueue(db, listen);
@@ -378,46 +448,54 @@ static uint64_t be64(const uint8_t *p)
 	return v;
 }
 
-/* The domain's row arrived: open the key, build the context, cache it, answer. */
-static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res)
+int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const char *name, const PGresult *res,
+			  int row, int col, int64_t *cert_id, struct cert_entry **entry, struct tt_err *err)
 {
-	char aad[TT_NAME_MAX + 64], buf[600];
-	struct tt_err err = {{0}};
+	char aad[TT_NAME_MAX + 64];
 	uint8_t *key = NULL;
 	size_t key_len = 0, chain_len, aad_len;
 	const char *chain;
-	int64_t cert_id = -1;
 	WOLFSSL_CTX *ctx = NULL;
-	struct cert_entry *entry = NULL;
 	int rc;
 
-	if (PQntuples(res) == 0) {
+	*cert_id = -1;
+	if (PQgetlength(res, row, col) != 8)
+		return tt_fail(err, "certificate id is not an int8");
+	*cert_id = (int64_t)be64((const uint8_t *)PQgetvalue(res, row, col));
+	chain = PQgetvalue(res, row, col + 1);
+	chain_len = (size_t)PQgetlength(res, row, col + 1);
+	aad_len = tt_envelope_aad_cert(aad, sizeof(aad), name, *cert_id);
+	if (tt_envelope_open(ld->keyring, aad, aad_len, (const uint8_t *)PQgetvalue(res, row, col + 2),
+			     (size_t)PQgetlength(res, row, col + 2), &key, &key_len, err) < 0)
+		return -1;
+	rc = certctx_new(chain, chain_len, key, key_len, &ctx, err);
+	tt_secret_free(key, key_len);
+	if (rc < 0)
+		return -1;
+	if (ld->tickets && tickets_attach(ld->tickets, ctx) < 0) {
+		wolfSSL_CTX_free(ctx);
+		return tt_fail(err, "cannot attach the session ticket callback");
+	}
+	return sni_cache_insert_since(ld->cache, epoch, name, *cert_id, ctx, chain_len + key_len + CTX_OVERHEAD_BYTES,
+				      entry, err);
+}
+
+/* The domain's row arrived (row < 0: it has none): open the key, build the context, cache it,
+ * answer. The row's columns start at col: id, chain, sealed key. */
+static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res, int row, int col)
+{
+	const struct certdb_loader ld = {.keyring = db->keyring, .tickets = db->tickets, .cache = db->cache};
+	char buf[600];
+	struct tt_err err = {{0}};
+	int64_t cert_id = -1;
+	struct cert_entry *entry = NULL;
+
+	if (row < 0) {
 		sni_cache_insert_negative_since(db->cache, it->epoch, it->key);
 		answer(it, 1, NULL);
 		return;
 	}
-	if (PQgetlength(res, 0, 0) != 8) {
-		tt_fail(&err, "certificate id is not an int8");
-		goto bad;
-	}
-	cert_id = (int64_t)be64((const uint8_t *)PQgetvalue(res, 0, 0));
-	chain = PQgetvalue(res, 0, 1);
-	chain_len = (size_t)PQgetlength(res, 0, 1);
-	aad_len = tt_envelope_aad_cert(aad, sizeof(aad), it->key, cert_id);
-	if (tt_envelope_open(db->keyring, aad, aad_len, (const uint8_t *)PQgetvalue(res, 0, 2),
-			     (size_t)PQgetlength(res, 0, 2), &key, &key_len, &err) < 0)
-		goto bad;
-	rc = certctx_new(chain, chain_len, key, key_len, &ctx, &err);
-	tt_secret_free(key, key_len);
-	if (rc < 0)
-		goto bad;
-	if (db->tickets && tickets_attach(db->tickets, ctx) < 0) {
-		wolfSSL_CTX_free(ctx);
-		tt_fail(&err, "cannot attach the session ticket callback");
-		goto bad;
-	}
-	if (sni_cache_insert_since(db->cache, it->epoch, it->key, cert_id, ctx,
-				   chain_len + key_len + CTX_OVERHEAD_BYTES, &entry, &err) < 0)
+	if (certdb_entry_from_row(&ld, it->epoch, it->key, res, row, col, &cert_id, &entry, &err) < 0)
 		goto bad;
 	tt_log(TT_DEBUG, "cert_loaded", "name=%s cert_id=%lld", it->key, (long long)cert_id);
 	answer(it, 0, entry);
@@ -432,6 +510,185 @@ bad:
 	answer(it, -1, NULL);
 }
 
+/* ---- batched certificate loading ----
+ * Misses that arrive while CERT_QUERIES_IN_FLIGHT certificate queries are out collect in
+ * db->open; the next certdb_process after one returns sends them as one query (certdb_sql_batch:
+ * one round trip, one statement). A lone miss goes as the single-name query, as before batching.
+ * Each name keeps its own item (epoch, waiters), so joining, cancelling, failing and the epoch
+ * check work per name exactly as for a single query. */
+
+static void latency_sample(struct certdb *db, int64_t us)
+{
+	db->latency_us =
+	    db->latency_us > 0 ? db->latency_us + LATENCY_EWMA_WEIGHT * ((double)us - db->latency_us) : (double)us;
+}
+
+/* How long the database takes now: the moving estimate, or the age of the oldest certificate
+ * query still out if that is longer (a stall shows before its answer arrives). */
+static int64_t latency_now_us(const struct certdb *db, int64_t now_us)
+{
+	int64_t us = (int64_t)db->latency_us;
+	for (const struct item *it = db->head; it && it->sent; it = it->next) {
+		if (is_cert(it)) {
+			if (now_us - it->started_us > us)
+				us = now_us - it->started_us;
+			break;
+		}
+	}
+	return us;
+}
+
+static size_t names_waiting(const struct certdb *db)
+{
+	return db->cert_names + (db->open ? db->open->nmembers : 0);
+}
+
+static bool batch_may_go(const struct certdb *db)
+{
+	return db->state != DB_READY || db->cert_inflight < CERT_QUERIES_IN_FLIGHT ||
+	       db->open->nmembers >= db->batch_max;
+}
+
+/* The open batch's names as a text[] parameter, in list order. */
+static char *batch_array(const struct item *batch)
+{
+	const char **names = malloc(batch->nmembers * sizeof(*names));
+	size_t n = 0;
+	if (!names)
+		return NULL;
+	for (const struct item *m = batch->members; m; m = m->next)
+		names[n++] = m->key;
+	char *array = tt_db_text_array(names, n);
+	free(names);
+	return array;
+}
+
+static void queue_item(struct certdb *db, struct item *it)
+{
+	enqueue(db, it);
+	if (db->state == DB_READY && !db->broken)
+		send_item(db, it);
+}
+
+/* Queues the open batch (and sends it when connected). Runs from certdb_process or, for a full
+ * batch, from certdb_load_cert, so it never answers anyone: out of memory for the batch's query,
+ * its names go one by one. */
+static void batch_send(struct certdb *db)
+{
+	struct item *open = db->open, *it = NULL, *m;
+	char *names = open->nmembers > 1 ? batch_array(open) : NULL;
+
+	db->open = NULL;
+	if (names && (it = item_new(ITEM_BATCH, names, open->deadline_ms))) {
+		it->members = open->members;
+		it->nmembers = open->nmembers;
+		open->members = NULL;
+		queue_item(db, it);
+	}
+	free(names);
+	while ((m = open->members)) {
+		open->members = m->next;
+		queue_item(db, m);
+	}
+	free_item(open);
+	if (db->state == DB_READY)
+		flush(db);
+}
+
+/* Takes a new miss (an ITEM_CERT with its first waiter). 0, or -1 (no callback) when the
+ * database is down. */
+static int batch_add(struct certdb *db, struct item *it)
+{
+	if (db->state == DB_DOWN || db->broken || db->nitems >= MAX_ITEMS) {
+		db->stats.query_errors++;
+		free_item(it);
+		return -1;
+	}
+	if (db->batch_max <= 1)
+		return submit(db, it);
+	if (!db->open && !(db->open = item_new(ITEM_BATCH, NULL, it->deadline_ms))) {
+		db->stats.query_errors++;
+		free_item(it);
+		return -1;
+	}
+	it->next = db->open->members;
+	db->open->members = it;
+	db->open->nmembers++;
+	if (db->open->nmembers >= db->batch_max)
+		batch_send(db);
+	return 0;
+}
+
+/* The batch's rows arrived: each carries its name's position; a name without one is unknown. */
+static void batch_loaded(struct certdb *db, struct item *batch, const PGresult *res)
+{
+	struct item **by_pos = calloc(batch->nmembers, sizeof(*by_pos));
+	size_t pos = 0;
+	char buf[600];
+
+	if (!by_pos) {
+		db->stats.query_errors += batch->nmembers;
+		answer(batch, -1, NULL);
+		return;
+	}
+	batch->answered = true;
+	/* batch_array wrote the members in list order: position 1 is the head */
+	for (struct item *m = batch->members; m; m = m->next)
+		by_pos[pos++] = m;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t i = PQgetlength(res, r, 0) == 8 ? (int64_t)be64((const uint8_t *)PQgetvalue(res, r, 0)) : 0;
+		if (i < 1 || (size_t)i > batch->nmembers || by_pos[i - 1]->answered) {
+			tt_log(TT_ERROR, "db_query_failed", "query=batch error=%s",
+			       one_line(buf, sizeof(buf), "a row for no name of the batch"));
+			continue;
+		}
+		cert_loaded(db, by_pos[i - 1], res, r, 1);
+	}
+	for (size_t i = 0; i < batch->nmembers; i++)
+		if (!by_pos[i]->answered)
+			cert_loaded(db, by_pos[i], res, -1, 1);
+	free(by_pos);
+}
+
+/* Why a new miss is refused now, or -1: only while the database is behind (or, if set, beyond
+ * the deprecated fixed rate). */
+static int refusal(struct certdb *db, int64_t now_us)
+{
+	size_t waiting = names_waiting(db);
+
+	if (db->max_pending && waiting >= db->max_pending)
+		return CERTDB_REFUSED_QUEUE;
+	if (db->latency_limit_us && waiting >= db->batch_max && latency_now_us(db, now_us) > db->latency_limit_us)
+		return CERTDB_REFUSED_LATENCY;
+	if (db->misses_per_sec > 0) {
+		db->miss_tokens += (double)(now_us - db->miss_refill_us) * db->misses_per_sec / 1e6;
+		if (db->miss_tokens > db->misses_per_sec)
+			db->miss_tokens = db->misses_per_sec; /* bursts up to one second's worth */
+		db->miss_refill_us = now_us;
+		if (db->miss_tokens < 1)
+			return CERTDB_REFUSED_RATE;
+		db->miss_tokens -= 1;
+	}
+	return -1;
+}
+
+static void refuse(struct certdb *db, int cause, int64_t now_us)
+{
+	static const char *const causes[CERTDB_REFUSAL_CAUSES] = {"queue", "latency", "rate"};
+	db->stats.refused[cause]++;
+	db->throttled_unlogged++;
+	if (now_us - db->throttle_logged_us >= 1000000) {
+		tt_log(TT_WARN, "cert_queries_throttled",
+		       "refused=%llu limit_per_sec=%.0f cause=%s waiting=%zu latency_ms=%.1f max_pending=%zu "
+		       "latency_limit_ms=%lld",
+		       (unsigned long long)db->throttled_unlogged, db->misses_per_sec, causes[cause], names_waiting(db),
+		       (double)latency_now_us(db, now_us) / 1000, db->max_pending,
+		       (long long)(db->latency_limit_us / 1000));
+		db->throttled_unlogged = 0;
+		db->throttle_logged_us = now_us;
+	}
+}
+
 /* LISTEN is in place. Changes made while nobody listened were missed: revalidate what the cache
  * holds, shard by shard, on this connection (so after LISTEN: later changes will be notified). */
 static void listening(struct certdb *db, struct item *listen)
@@ -439,9 +696,12 @@ static void listening(struct certdb *db, struct item *listen)
 	size_t nshards = sni_cache_begin_revalidation(db->cache), held = 0;
 
 	/* Queries behind LISTEN on this connection run after it, so their answers are current. */
-	for (struct item *q = listen->next; q; q = q->next)
+	for (struct item *q = listen->next; q; q = q->next) {
 		if (q->kind == ITEM_CERT)
 			q->epoch = sni_cache_epoch(db->cache, q->key);
+		for (struct item *m = q->members; m; m = m->next)
+			m->epoch = sni_cache_epoch(db->cache, m->key);
+	}
 	for (size_t i = 0; i < nshards; i++) {
 		char *names;
 		size_t n;
@@ -482,9 +742,9 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 			/* The server's statement_timeout equals ours and can fire first. */
 			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 			if (state && strcmp(state, "57014") == 0)
-				db->stats.query_timeouts++;
+				db->stats.query_timeouts += lookups_of(it);
 			else
-				db->stats.query_errors++;
+				db->stats.query_errors += lookups_of(it);
 			answer(it, -1, NULL);
 		}
 		return;
@@ -502,7 +762,11 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 		break;
 	case ITEM_CERT:
 		if (!it->answered)
-			cert_loaded(db, it, res);
+			cert_loaded(db, it, res, PQntuples(res) > 0 ? 0 : -1, 0);
+		break;
+	case ITEM_BATCH:
+		if (!it->answered)
+			batch_loaded(db, it, res);
 		break;
 	}
 }
@@ -523,8 +787,10 @@ static void drain(struct certdb *db)
 			PQclear(res);
 			db->detached = pop(db);
 			db->stats.query_us_total += (uint64_t)(tt_now_us() - it->started_us);
+			if (is_cert(it))
+				latency_sample(db, tt_now_us() - it->started_us);
 			if (is_request(it) && !it->answered) {
-				db->stats.query_errors++;
+				db->stats.query_errors += lookups_of(it);
 				answer(it, -1, NULL);
 			}
 			db->detached = NULL;
@@ -565,7 +831,7 @@ static void expire(struct certdb *db, int64_t now_ms)
 				expired = true;
 				if (is_request(it) && !it->answered) {
 					it->timed_out = true;
-					db->stats.query_timeouts++;
+					db->stats.query_timeouts += lookups_of(it);
 				}
 			}
 		}
@@ -577,7 +843,7 @@ static void expire(struct certdb *db, int64_t now_ms)
 	 * since they were queued with one timeout). */
 	while (db->head && now_ms >= db->head->deadline_ms) {
 		struct item *it = db->detached = pop(db);
-		db->stats.query_timeouts++;
+		db->stats.query_timeouts += lookups_of(it);
 		answer(it, -1, NULL);
 		db->detached = NULL;
 		free_item(it);
@@ -615,6 +881,8 @@ void certdb_process(struct certdb *db, int64_t now_ms)
 		if (db->flush_pending)
 			flush(db);
 	}
+	if (db->open && batch_may_go(db))
+		batch_send(db);
 	expire(db, now_ms);
 }
 
@@ -647,9 +915,13 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	db->query_timeout_ms = config->query_timeout_ms > 0 ? config->query_timeout_ms : DEFAULT_QUERY_TIMEOUT_MS;
 	db->connect_timeout_ms =
 	    config->connect_timeout_ms > 0 ? config->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-	db->misses_per_sec =
-	    config->max_misses_per_sec > 0 ? (double)config->max_misses_per_sec : DEFAULT_MISSES_PER_SEC;
+	db->misses_per_sec = config->max_misses_per_sec > 0 ? (double)config->max_misses_per_sec : 0;
 	db->miss_tokens = db->misses_per_sec;
+	db->batch_max = config->batch_max > 0 ? config->batch_max : DEFAULT_BATCH_MAX;
+	db->max_pending = config->max_pending > 0 ? config->max_pending : DEFAULT_MAX_PENDING;
+	db->latency_limit_us = config->latency_limit_ms > 0    ? config->latency_limit_ms * 1000
+			       : config->latency_limit_ms == 0 ? DEFAULT_LATENCY_LIMIT_MS * 1000
+							       : 0;
 	db->miss_refill_us = tt_now_us();
 	db->backoff_ms = BACKOFF_MIN_MS;
 	db->state = DB_DOWN;
@@ -672,10 +944,27 @@ void certdb_free(struct certdb *db)
 		db->waits = w->next;
 		free(w);
 	}
+	if (db->open)
+		free_item(db->open);
 	if (db->conn)
 		PQfinish(db->conn);
 	free(db->conninfo);
 	free(db);
+}
+
+/* A certificate item of list (or of a batch in it) loading name since epoch, or NULL. */
+static struct item *find_loading(struct item *list, const char *name, uint64_t epoch)
+{
+	for (struct item *it = list; it; it = it->next) {
+		if (it->kind == ITEM_BATCH) {
+			struct item *m = it->answered ? NULL : find_loading(it->members, name, epoch);
+			if (m)
+				return m;
+		} else if (it->kind == ITEM_CERT && !it->answered && it->epoch == epoch && strcmp(it->key, name) == 0) {
+			return it;
+		}
+	}
+	return NULL;
 }
 
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg)
@@ -691,30 +980,18 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 	w->cb = cb;
 	w->arg = arg;
 	/* Join a query for the same name unless the name changed since it was sent. */
-	for (it = db->head; it; it = it->next) {
-		if (it->kind == ITEM_CERT && !it->answered && it->epoch == epoch && strcmp(it->key, name) == 0) {
-			w->next = it->waiters;
-			it->waiters = w;
-			return 0;
-		}
+	if ((it = find_loading(db->head, name, epoch)) || (it = find_loading(db->open, name, epoch))) {
+		w->next = it->waiters;
+		it->waiters = w;
+		return 0;
 	}
 	int64_t now_us = tt_now_us();
-	db->miss_tokens += (double)(now_us - db->miss_refill_us) * db->misses_per_sec / 1e6;
-	if (db->miss_tokens > db->misses_per_sec)
-		db->miss_tokens = db->misses_per_sec; /* bursts up to one second's worth */
-	db->miss_refill_us = now_us;
-	if (db->miss_tokens < 1) {
+	int cause = db->state == DB_DOWN ? -1 : refusal(db, now_us);
+	if (cause >= 0) {
 		free(w);
-		db->throttled_unlogged++;
-		if (now_us - db->throttle_logged_us >= 1000000) {
-			tt_log(TT_WARN, "cert_queries_throttled", "refused=%llu limit_per_sec=%.0f",
-			       (unsigned long long)db->throttled_unlogged, db->misses_per_sec);
-			db->throttled_unlogged = 0;
-			db->throttle_logged_us = now_us;
-		}
+		refuse(db, cause, now_us);
 		return CERTDB_THROTTLED;
 	}
-	db->miss_tokens -= 1;
 	it = item_new(ITEM_CERT, name, now_us / 1000 + db->query_timeout_ms);
 	if (!it) {
 		free(w);
@@ -723,7 +1000,7 @@ int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, voi
 	}
 	it->epoch = epoch;
 	it->waiters = w;
-	return submit(db, it);
+	return batch_add(db, it);
 }
 
 static void cancel_in(struct item *list, void *arg)
@@ -732,6 +1009,7 @@ static void cancel_in(struct item *list, void *arg)
 		for (struct waiter *w = it->waiters; w; w = w->next)
 			if (w->arg == arg)
 				w->cb = NULL;
+		cancel_in(it->members, arg);
 	}
 }
 
@@ -742,6 +1020,7 @@ void certdb_cancel(struct certdb *db, void *arg)
 	cancel_in(db->head, arg);
 	cancel_in(db->detached, arg);
 	challenges_cancel(db, arg);
+	cancel_in(db->open, arg);
 }
 
 int certdb_fd(const struct certdb *db)
@@ -765,6 +1044,8 @@ static int64_t queries_next_deadline_ms(const struct certdb *db)
 		return db->retry_at_ms;
 	if (db->broken)
 		return 0; /* a send failed: certdb_process must run now to reconnect */
+	if (db->open && batch_may_go(db))
+		return 0; /* misses wait to be sent: right after the loop's current round of events */
 	if (db->state == DB_CONNECTING)
 		d = db->connect_deadline_ms;
 	for (const struct item *it = db->head; it; it = it->next)

@@ -84,6 +84,9 @@ int loop_new(int id, const struct term_config *cfg, const int fds[2], struct met
 	    .tickets = cfg->tickets,
 	    .max_misses_per_sec = cfg->max_misses_per_sec,
 	    .challenges = cfg->challenges,
+	    .batch_max = cfg->cert_batch_max,
+	    .max_pending = cfg->max_pending_misses,
+	    .latency_limit_ms = cfg->miss_latency_limit_ms,
 	};
 	if (ring_new(LOOP_RING_ENTRIES, LOOP_RECV_BUFS, LOOP_RECV_BUF_SIZE, &l->ring, err) < 0 ||
 	    certdb_new(&dbc, &l->db, err) < 0) {
@@ -183,6 +186,10 @@ static void loop_db_stats(struct loop *l)
 	atomic_store_explicit(&m->db_reconnects, st.reconnects, memory_order_relaxed);
 	atomic_store_explicit(&m->db_query_us_total, st.query_us_total, memory_order_relaxed);
 	atomic_store_explicit(&m->db_bad_certs, st.bad_certs, memory_order_relaxed);
+	atomic_store_explicit(&m->db_batches, st.batches, memory_order_relaxed);
+	atomic_store_explicit(&m->db_batched_names, st.batched_names, memory_order_relaxed);
+	for (int i = 0; i < CERTDB_REFUSAL_CAUSES; i++)
+		atomic_store_explicit(&m->misses_refused[i], st.refused[i], memory_order_relaxed);
 	atomic_store_explicit(&m->db_ready, certdb_ready(l->db), memory_order_relaxed);
 }
 

@@ -54,8 +54,21 @@ static const struct opt opts[] = {
      "to connect to the backend (and to PostgreSQL)"},
     {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
     {"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
-    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "1000",
-     "certificate queries per second and thread; misses beyond fail at once"},
+    {"cert-batch-max", "TRACKTLS_CERT_BATCH_MAX", "N", "128",
+     "names per certificate query: misses that arrive together share one query (1: a query per name)"},
+    {"max-pending-misses", "TRACKTLS_MAX_PENDING_MISSES", "N", "1024",
+     "misses waiting for the database per thread; beyond it misses are refused (throttled)"},
+    {"miss-latency-limit", "TRACKTLS_MISS_LATENCY_LIMIT", "DURATION", "250ms",
+     "refuse misses while database answers take longer than this and a full batch waits (0: never)"},
+    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "0",
+     "deprecated: a fixed ceiling on certificate queries per second and thread (0: none)"},
+    {"hot-names-file", "TRACKTLS_HOT_NAMES_FILE", "FILE", NULL,
+     "warm restarts: hot names (names only) written here at SIGTERM and on a timer; a new process prefetches"
+     " them (off if unset)"},
+    {"hot-names-interval", "TRACKTLS_HOT_NAMES_INTERVAL", "DURATION", "60s",
+     "how often the hot-names file is rewritten while serving (0: only at SIGTERM)"},
+    {"hot-names-watch", "TRACKTLS_HOT_NAMES_WATCH", "DURATION", "2m",
+     "after start, how long the hot-names file is watched for the outgoing process's list (0: no prefetch)"},
     {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
     {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
@@ -69,6 +82,8 @@ static const struct opt opts[] = {
     {"help", NULL, NULL, NULL, "print this help and exit"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+/* A batch's names travel as one array parameter and its rows come back in one result. */
+#define CERT_BATCH_MAX_LIMIT 4096
 
 struct worker {
 	int id;
@@ -256,9 +271,19 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	size_t misses;
 	if (parse_size("cache-size", opt_value(cfg, "cache-size"), &limits->max_entries, err) < 0 ||
 	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0 ||
-	    parse_size("max-misses-per-sec", opt_value(cfg, "max-misses-per-sec"), &misses, err) < 0)
+	    parse_size("max-misses-per-sec", opt_value(cfg, "max-misses-per-sec"), &misses, err) < 0 ||
+	    parse_size("cert-batch-max", opt_value(cfg, "cert-batch-max"), &tc->cert_batch_max, err) < 0 ||
+	    parse_size("max-pending-misses", opt_value(cfg, "max-pending-misses"), &tc->max_pending_misses, err) < 0)
 		return -1;
 	tc->max_misses_per_sec = (int64_t)misses;
+	if (tc->cert_batch_max < 1 || tc->cert_batch_max > CERT_BATCH_MAX_LIMIT)
+		return tt_fail(err, "--cert-batch-max: between 1 and %d", CERT_BATCH_MAX_LIMIT);
+	if (tc->max_pending_misses < 1)
+		return tt_fail(err, "--max-pending-misses: must be positive");
+	if (tt_parse_duration_ms(opt_value(cfg, "miss-latency-limit"), &tc->miss_latency_limit_ms, err) < 0)
+		return flag_fail(err, "miss-latency-limit");
+	if (tc->miss_latency_limit_ms == 0)
+		tc->miss_latency_limit_ms = -1;
 	if (resolve("https", opt_value(cfg, "https"), true, &tc->https_addr, &tc->https_len, err) < 0 ||
 	    resolve("http", opt_value(cfg, "http"), true, &tc->http_addr, &tc->http_len, err) < 0 ||
 	    resolve("backend", opt_value(cfg, "backend"), false, &tc->backend_addr, &tc->backend_len, err) < 0)
@@ -388,6 +413,8 @@ struct ctx {
 	const struct name_filter *filter;
 	struct tt_keyring *keyring; /* the loops and the ticket refresher read it; SIGHUP changes it in place */
 	int64_t drain_timeout_ms;
+	struct handover *handover; /* NULL without --hot-names-file */
+	int64_t hot_names_interval_ms;
 };
 
 static bool str_differs(const char *a, const char *b)
@@ -483,6 +510,9 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 					    "metrics",
 					    "db-timeout",
 					    "max-misses-per-sec",
+					    "cert-batch-max",
+					    "max-pending-misses",
+					    "miss-latency-limit",
 					    "name-filter-names",
 					    "ticket-refresh",
 					    "user",
@@ -555,6 +585,37 @@ static uint64_t open_connections(struct metrics *const *ms, int n)
 	return open;
 }
 
+/* --hot-names-file: the prefetcher starts at once (the loops may already be serving when it
+ * loads its first batch); it builds contexts, so wolfSSL_Init has run. */
+static int start_handover(struct tt_config_entry *cfg, const struct term_config *tc, struct ctx *x, struct tt_err *err)
+{
+	const char *path = opt_value(cfg, "hot-names-file");
+	int64_t watch_ms;
+	if (!path || !*path)
+		return 0;
+	if (tt_parse_duration_ms(opt_value(cfg, "hot-names-interval"), &x->hot_names_interval_ms, err) < 0)
+		return flag_fail(err, "hot-names-interval");
+	if (tt_parse_duration_ms(opt_value(cfg, "hot-names-watch"), &watch_ms, err) < 0)
+		return flag_fail(err, "hot-names-watch");
+	struct handover_config hc = {.path = path,
+				     .conninfo = tc->db_conninfo,
+				     .keyring = tc->keyring,
+				     .tickets = tc->tickets,
+				     .cache = tc->cache,
+				     .batch = tc->cert_batch_max,
+				     .watch_ms = watch_ms};
+	return handover_start(&hc, &x->handover, err);
+}
+
+static void write_hot_names(struct ctx *x)
+{
+	struct tt_err err = {{0}};
+	size_t n;
+	char q[600];
+	if (x->handover && handover_write(x->handover, &n, &err) < 0)
+		tt_log(TT_ERROR, "hot_names_write_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+}
+
 static int run(struct ctx *x, struct tt_err *err)
 {
 	int nthreads = x->nthreads;
@@ -609,6 +670,7 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .tickets = x->current->tickets,
 								   .filter = x->filter,
 								   .challenges = x->current->challenges,
+								   .handover = x->handover,
 								   .draining = &draining},
 					 &msrv, err) < 0)
 			ok = false;
@@ -618,6 +680,8 @@ static int run(struct ctx *x, struct tt_err *err)
 		sigset_t set;
 		control_signals(&set);
 		int64_t deadline = 0, drain_start = 0;
+		int64_t next_hot_names =
+		    x->hot_names_interval_ms > 0 ? tt_now_ms() + x->hot_names_interval_ms : INT64_MAX;
 		bool failed = false;
 		for (;;) {
 			struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
@@ -639,6 +703,14 @@ static int run(struct ctx *x, struct tt_err *err)
 				       (unsigned long long)open_connections(ms, nthreads));
 				for (int i = 0; i < started; i++)
 					loop_drain(workers[i].loop);
+				/* The listeners are closing: the incoming process takes the traffic now, and
+				 * these names are what it should load first. */
+				write_hot_names(x);
+				next_hot_names = INT64_MAX;
+			}
+			if (tt_now_ms() >= next_hot_names) {
+				write_hot_names(x);
+				next_hot_names = tt_now_ms() + x->hot_names_interval_ms;
 			}
 			if (x->nretired)
 				free_retired(x, workers, started);
@@ -819,6 +891,11 @@ int main(int argc, char **argv)
 	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
 	       LIBWOLFSSL_VERSION_STRING, threads, opt_value(cfg, "https"), opt_value(cfg, "http"),
 	       opt_value(cfg, "backend"), (unsigned)getuid());
+	if (start_handover(cfg, &tc, &x, &err) < 0) {
+		fprintf(stderr, "terminator: %s\n", err.msg);
+		wolfSSL_Cleanup();
+		goto out;
+	}
 	if (run(&x, &err) < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
@@ -842,6 +919,7 @@ out:
 	free(x.retired);
 	if (x.current != x.initial)
 		free((void *)x.current);
+	handover_stop(x.handover);
 	name_filter_free(filter);
 	challenge_set_free(challenges);
 	tickets_free(tickets);

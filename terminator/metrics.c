@@ -219,6 +219,41 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	    "# HELP tracktls_db_query_seconds_total Time spent waiting for database lookups.\n"
 	    "# TYPE tracktls_db_query_seconds_total counter\ntracktls_db_query_seconds_total %.6f\n",
 	    (double)SUM(db_query_us_total) / 1e6);
+	counter(op, "tracktls_db_cert_batches_total", "Certificate queries that carried several names.",
+		SUM(db_batches));
+	counter(op, "tracktls_db_cert_batched_names_total", "Names looked up by those queries.", SUM(db_batched_names));
+	static const char *const causes[CERTDB_REFUSAL_CAUSES] = {"queue", "latency", "rate"};
+	put(op, "# HELP tracktls_cert_misses_refused_total Misses refused without a query because the database "
+		"is behind, by cause.\n# TYPE tracktls_cert_misses_refused_total counter\n");
+	for (int k = 0; k < CERTDB_REFUSAL_CAUSES; k++)
+		put(op, "tracktls_cert_misses_refused_total{cause=\"%s\"} %llu\n", causes[k],
+		    (unsigned long long)SUM(misses_refused[k]));
+	if (src->handover) {
+		struct handover_stats hs;
+		handover_stats(src->handover, &hs);
+		put(op, "# HELP tracktls_handover_prefetch_names_total Names from hot-names files prefetched, by "
+			"result.\n# TYPE tracktls_handover_prefetch_names_total counter\n");
+		put(op, "tracktls_handover_prefetch_names_total{result=\"loaded\"} %llu\n",
+		    (unsigned long long)hs.loaded);
+		put(op, "tracktls_handover_prefetch_names_total{result=\"unknown\"} %llu\n",
+		    (unsigned long long)hs.unknown);
+		put(op, "tracktls_handover_prefetch_names_total{result=\"failed\"} %llu\n",
+		    (unsigned long long)hs.failed);
+		counter(op, "tracktls_handover_prefetch_queries_total", "Queries the prefetcher made (a batch each).",
+			hs.queries);
+		put(op,
+		    "# HELP tracktls_handover_prefetch_query_seconds_total Time the prefetcher waited for the "
+		    "database.\n"
+		    "# TYPE tracktls_handover_prefetch_query_seconds_total counter\n"
+		    "tracktls_handover_prefetch_query_seconds_total %.6f\n",
+		    (double)hs.query_us / 1e6);
+		gauge(op, "tracktls_handover_prefetching", "1 while a hot-names list is being loaded.", hs.prefetching);
+		counter(op, "tracktls_handover_files_read_total", "Hot-names files read from another process.",
+			hs.files_read);
+		counter(op, "tracktls_handover_files_written_total", "Hot-names files written.", hs.files_written);
+		counter(op, "tracktls_handover_names_written_total", "Names written to hot-names files.",
+			hs.names_written);
+	}
 	return o.len;
 }
 

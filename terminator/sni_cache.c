@@ -24,6 +24,7 @@ struct cert_entry {
 	int64_t cert_id;
 	int64_t expires_ms; /* negative entries */
 	size_t bytes;	    /* accounted against max_bytes (positive entries only) */
+	uint32_t hits;	    /* lookups answered, halved at each hot-names snapshot */
 	char name[];
 };
 
@@ -249,6 +250,8 @@ enum sni_result sni_cache_lookup(struct sni_cache *cache, const char *name, stru
 		*out = cert_entry_ref(e);
 		r = SNI_HIT;
 		s->hits++;
+		if (e->hits < UINT32_MAX)
+			e->hits++;
 	}
 	/* Not cached: a name the database cannot serve is answered here, not by a query. Not made a
 	 * negative entry: other threads add names to the filter as the database notifies them. */
@@ -483,6 +486,77 @@ int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names
 		return -1;
 	*names = buf;
 	return 0;
+}
+
+bool sni_cache_holds(struct sni_cache *cache, const char *name)
+{
+	uint64_t hash = name_hash(cache, name);
+	struct shard *s = shard_of(cache, hash);
+	pthread_mutex_lock(&s->lock);
+	struct cert_entry *e = find(cache, s, hash, name);
+	bool held = e && !e->negative;
+	pthread_mutex_unlock(&s->lock);
+	return held;
+}
+
+struct hot {
+	uint32_t hits;
+	char *name;
+};
+
+static int hotter_first(const void *a, const void *b)
+{
+	const struct hot *x = a, *y = b;
+	return x->hits < y->hits ? 1 : x->hits > y->hits ? -1 : strcmp(x->name, y->name);
+}
+
+int sni_cache_hot_names(struct sni_cache *cache, char **text, size_t *len, size_t *n)
+{
+	struct hot *hot = NULL;
+	size_t count = 0, cap = 0, size = 1;
+	int rc = 0;
+
+	*text = NULL;
+	*len = *n = 0;
+	for (size_t i = 0; i < nshards_of(cache) && rc == 0; i++) {
+		struct shard *s = &cache->shards[i];
+		pthread_mutex_lock(&s->lock);
+		for (struct cert_entry *e = s->lru.head; e; e = e->next) {
+			if (count == cap) {
+				size_t ncap = cap ? 2 * cap : 1024;
+				struct hot *h = realloc(hot, ncap * sizeof(*h));
+				if (!h) {
+					rc = -1;
+					break;
+				}
+				hot = h;
+				cap = ncap;
+			}
+			if (!(hot[count].name = strdup(e->name))) {
+				rc = -1;
+				break;
+			}
+			hot[count++].hits = e->hits;
+			size += strlen(e->name) + 1;
+			e->hits /= 2; /* so the order follows what is hot now, not since start */
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	char *p = rc == 0 ? malloc(size) : NULL;
+	if (p) {
+		qsort(hot, count, sizeof(*hot), hotter_first);
+		*text = p;
+		for (size_t i = 0; i < count; i++)
+			p += sprintf(p, "%s\n", hot[i].name);
+		*len = (size_t)(p - *text);
+		*n = count;
+	} else {
+		rc = -1;
+	}
+	for (size_t i = 0; i < count; i++)
+		free(hot[i].name);
+	free(hot);
+	return rc;
 }
 
 void sni_cache_drop_unless(struct sni_cache *cache, const char *name, int64_t current_id)

@@ -11,10 +11,11 @@
  *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
- *   certdb.c    per-thread non-blocking PostgreSQL: certificate lookups, LISTEN/NOTIFY for
- *               renewals; HTTP-01 lookups answered from the challenge set
+ *   certdb.c    per-thread non-blocking PostgreSQL: certificate lookups (misses batched),
+ *               LISTEN/NOTIFY for renewals; HTTP-01 lookups answered from the challenge set
  *   challenge_set.c  the live HTTP-01 tokens in memory, fed by NOTIFY tracktls_challenge
  *   name_filter.c    Bloom filter of the names the database can serve
+ *   handover.c  warm restarts: the hot-names file, and the prefetcher that loads its names
  *   http.c      HTTP/1.1 request/response head parsing, body framing, header rewriting
  *   proxy_v2.c  PROXY protocol v2 header writer
  *   metrics.c   counters, and the /metrics and /healthz server (epoll, deadline, connection cap)
@@ -97,6 +98,11 @@ void sni_cache_set_filter(struct sni_cache *cache, struct name_filter *filter);
 void sni_cache_set_limits(struct sni_cache *cache, const struct sni_cache_limits *limits);
 /* The names shard holds, as a PostgreSQL text[] literal (malloc'd; NULL and n = 0 if none). */
 int sni_cache_shard_snapshot(struct sni_cache *cache, size_t shard, char **names, size_t *n);
+/* Holds a certificate for name (no statistics, no LRU move). */
+bool sni_cache_holds(struct sni_cache *cache, const char *name);
+/* The names holding a certificate, one a line, those with the most lookups since the last call
+ * first (malloc'd text of len bytes, n names). */
+int sni_cache_hot_names(struct sni_cache *cache, char **text, size_t *len, size_t *n);
 /* Drops name's certificate unless its id is current_id (-1: the name has no certificate now). */
 void sni_cache_drop_unless(struct sni_cache *cache, const char *name, int64_t current_id);
 WOLFSSL_CTX *cert_entry_ctx(const struct cert_entry *entry);
@@ -180,9 +186,11 @@ void challenge_set_stats(struct challenge_set *s, struct challenge_set_stats *ou
  * One per thread. Queries run on a non-blocking libpq connection (pipeline mode, several queries
  * in flight) whose socket the loop watches through the ring; results arrive by callback. A miss
  * for a name already being loaded on this thread joins that query (threads do not coalesce with
- * each other). Exactly one certdb, the one with listen set, runs LISTEN tracktls_cert for the
- * shared cache: a change drops the name (and reloads it if it was cached); each time LISTEN is
- * (re)established the whole cache is dropped, since changes made meanwhile were missed.
+ * each other). Misses that arrive while certificate queries are out are sent together, as one
+ * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb,
+ * the one with listen set, runs LISTEN tracktls_cert for the shared cache: a change drops the
+ * name (and reloads it if it was cached); each time LISTEN is (re)established the whole cache is
+ * dropped, since changes made meanwhile were missed.
  * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
  * certdb_fd (the socket is replaced on reconnect), certdb_wants_write and
  * certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names with a
@@ -195,8 +203,14 @@ struct certdb_config {
 	int64_t query_timeout_ms;   /* 0: 1000; a connection that lets a query time out is replaced */
 	int64_t connect_timeout_ms; /* 0: 5000 */
 	bool listen;
-	struct tickets *tickets;	  /* attached to every context loaded (NULL: no session tickets) */
-	int64_t max_misses_per_sec;	  /* 0: 1000; certificate queries beyond it fail at once (throttled) */
+	struct tickets *tickets; /* attached to every context loaded (NULL: no session tickets) */
+	/* Misses are refused (CERTDB_THROTTLED) only while the database is behind: max_pending names
+	 * waiting (0: 1024), or queries slower than latency_limit_ms (0: 250, -1: never) while a full
+	 * batch waits. max_misses_per_sec (deprecated; 0: none) adds a fixed ceiling per second. */
+	int64_t max_misses_per_sec;
+	size_t batch_max; /* names per certificate query (0: 128; 1: one query per name) */
+	size_t max_pending;
+	int64_t latency_limit_ms;
 	struct challenge_set *challenges; /* answers certdb_get_challenge (required to call it) */
 };
 int certdb_new(const struct certdb_config *config, struct certdb **out, struct tt_err *err);
@@ -208,6 +222,7 @@ void certdb_free(struct certdb *db);
  * callback) for more certificate queries per second than max_misses_per_sec (joining a query in
  * flight is free). certdb_free drops pending callbacks without running them. */
 #define CERTDB_THROTTLED (-2)
+enum certdb_refusal { CERTDB_REFUSED_QUEUE, CERTDB_REFUSED_LATENCY, CERTDB_REFUSED_RATE, CERTDB_REFUSAL_CAUSES };
 typedef void (*certdb_cert_cb)(void *arg, int status, struct cert_entry *entry);
 int certdb_load_cert(struct certdb *db, const char *name, certdb_cert_cb cb, void *arg);
 /* status: 0 found (key_auth valid during the call), 1 unknown token, -1 error (the challenge set
@@ -228,11 +243,55 @@ int64_t certdb_next_deadline_ms(const struct certdb *db);
 struct certdb_stats {
 	uint64_t queries, query_errors, query_timeouts, notifications, reconnects;
 	uint64_t query_us_total;
-	uint64_t bad_certs; /* rows whose key does not open or whose chain/key does not load */
+	uint64_t bad_certs;		 /* rows whose key does not open or whose chain/key does not load */
+	uint64_t batches, batched_names; /* queries for several names, and the names they carried */
+	uint64_t refused[CERTDB_REFUSAL_CAUSES];
 };
 void certdb_stats(const struct certdb *db, struct certdb_stats *out);
 /* Connected, set up and able to answer queries now. */
 bool certdb_ready(const struct certdb *db);
+/* Shared with the handover prefetcher: the lookup for many names ($1 text[]; binary results: the
+ * name's 1-based position as int8, then id, chain, sealed key), and what turns one row into a
+ * cached context. */
+extern const char certdb_sql_batch[];
+struct certdb_loader {
+	const struct tt_keyring *keyring;
+	struct tickets *tickets;
+	struct sni_cache *cache;
+};
+/* Columns col.. of row: id, chain, sealed key. Opens the key, builds the context and caches it
+ * for name (unless its shard changed since epoch); 0 with *entry (a reference), -1 with err for
+ * a row that cannot serve (*cert_id set once read). */
+int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const char *name, const PGresult *res,
+			  int row, int col, int64_t *cert_id, struct cert_entry **entry, struct tt_err *err);
+
+/* ---- handover.c ----
+ * Warm restarts. handover_write puts the names the cache holds certificates for, hottest first,
+ * in the hot-names file (names only: never a certificate or a key); main calls it at SIGTERM and
+ * on a timer. The file: a first line "# tracktls hot names v1 pid=P written=TIME names=N", then
+ * one name a line; written to PATH.tmp.PID and renamed over PATH. For watch_ms after start a
+ * thread of its own (nice 10, its own blocking connection) loads the names of every new version
+ * of the file written by another process, batch names a query, skipping names already cached;
+ * if the database is down it retries until the window closes, and the names load on demand. */
+struct handover;
+struct handover_config {
+	const char *path;
+	const char *conninfo;
+	const struct tt_keyring *keyring;
+	struct tickets *tickets;
+	struct sni_cache *cache;
+	size_t batch;
+	int64_t watch_ms; /* 0: only write */
+};
+int handover_start(const struct handover_config *cfg, struct handover **out, struct tt_err *err);
+int handover_write(struct handover *h, size_t *written, struct tt_err *err);
+/* Stops the prefetcher (waits for a query it runs) and frees. */
+void handover_stop(struct handover *h);
+struct handover_stats {
+	uint64_t files_read, loaded, unknown, failed, queries, query_us, files_written, names_written;
+	bool prefetching;
+};
+void handover_stats(const struct handover *h, struct handover_stats *out);
 
 /* ---- http.c ---- */
 #define HTTP_MAX_HEADERS 64
@@ -387,6 +446,8 @@ struct term_config {
 	struct tickets *tickets;
 	struct challenge_set *challenges;
 	int64_t max_misses_per_sec;
+	size_t cert_batch_max, max_pending_misses;
+	int64_t miss_latency_limit_ms; /* -1: no latency limit */
 };
 
 /* ---- metrics.c: per-loop counters, summed when scraped; /metrics and /healthz. ----
@@ -403,6 +464,7 @@ struct metrics {
 	_Atomic uint64_t timeouts[TIMER_KINDS];
 	_Atomic uint64_t db_queries, db_query_errors, db_query_timeouts, db_notifications, db_reconnects,
 	    db_query_us_total, db_bad_certs;
+	_Atomic uint64_t db_batches, db_batched_names, misses_refused[CERTDB_REFUSAL_CAUSES];
 	_Atomic bool db_ready; /* a gauge: this loop's certdb can answer now */
 };
 #define METRIC_ADD(m, field, n)                                                                                        \
@@ -416,6 +478,7 @@ struct metrics_sources {
 	struct tickets *tickets;
 	const struct name_filter *filter;
 	struct challenge_set *challenges;
+	const struct handover *handover; /* NULL without --hot-names-file */
 	/* /healthz answers 503 once this is set, and while no loop reaches the database and the cache
 	 * is empty. */
 	const _Atomic bool *draining;

@@ -1,6 +1,7 @@
 /* certdb against the real PostgreSQL: certificate and challenge lookups through the non-blocking
  * connection, negative answers, a tampered key, coalescing, cancel, NOTIFY on renewal, a killed
- * connection, and databases that refuse or never answer. */
+ * connection, batched loading against one query per name, and databases that refuse or never
+ * answer. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -499,6 +500,135 @@ static void test_unmigrated(const char *conninfo)
 	sni_cache_free(cache);
 }
 
+/* Batched loading answers exactly what one query per name answers. */
+#define BATCH_NAMES 10
+static const char *const batch_names[BATCH_NAMES] = {
+    "b-good1.example", "b-good2.example",    "b-good1.example",	  "b-unknown1.example", "b-good3.example",
+    "b-bad.example",   "b-removed.example", "b-unknown2.example", "b-changed.example",  "b-good4.example"};
+#define CHANGED 8 /* its certificate changes while the query is out */
+
+struct batch_outcome {
+	int status[BATCH_NAMES];
+	int64_t cert_id[BATCH_NAMES];
+	enum sni_result cached[BATCH_NAMES];
+	int64_t cached_id[BATCH_NAMES];
+	int64_t changed_before, changed_after, reloaded_id;
+	uint64_t queries, batches;
+};
+
+static bool batch_done(void *arg)
+{
+	struct answer *a = arg;
+	for (int i = 0; i < BATCH_NAMES; i++)
+		if (a[i].calls == 0)
+			return false;
+	return true;
+}
+
+static void batch_run(const char *conninfo, size_t batch_max, struct batch_outcome *out)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct certdb_stats st0, st;
+	struct tt_err err;
+	struct answer a[BATCH_NAMES] = {{0}}, warm = {0}, again = {0};
+	const char *p1[] = {batch_names[CHANGED]};
+
+	memset(out, 0, sizeof(*out));
+	sni_cache_new(&lim, &cache, &err);
+	struct certdb_config cfg = {
+	    .conninfo = conninfo, .keyring = kr, .cache = cache, .query_timeout_ms = 3000, .batch_max = batch_max};
+	certdb_new(&cfg, &db, &err);
+	certdb_load_cert(db, "b-warmup.example", on_cert, &warm); /* connected before the misses come */
+	drive(db, answered, &warm, 5000);
+	certdb_stats(db, &st0);
+	out->changed_before = sql_id("SELECT current_cert_id FROM domains WHERE name = $1", 1, p1);
+	for (int i = 0; i < BATCH_NAMES; i++)
+		certdb_load_cert(db, batch_names[i], on_cert, &a[i]);
+	/* the loop's next round sends what collected; then the answer is on the socket, unread,
+	 * when the certificate changes and its notification drops the name */
+	certdb_process(db, mono_ms());
+	struct pollfd p = {.fd = certdb_fd(db), .events = POLLIN};
+	poll(&p, 1, 3000);
+	store_cert(batch_names[CHANGED], false);
+	out->changed_after = sql_id("SELECT current_cert_id FROM domains WHERE name = $1", 1, p1);
+	sni_cache_invalidate(cache, batch_names[CHANGED]);
+	drive(db, batch_done, a, 5000);
+	certdb_stats(db, &st);
+	out->queries = st.queries - st0.queries;
+	out->batches = st.batches - st0.batches;
+	for (int i = 0; i < BATCH_NAMES; i++) {
+		struct cert_entry *e;
+		out->status[i] = a[i].calls == 1 ? a[i].status : -100;
+		out->cert_id[i] = a[i].entry ? cert_entry_cert_id(a[i].entry) : -1;
+		out->cached[i] = sni_cache_lookup(cache, batch_names[i], &e);
+		out->cached_id[i] = e ? cert_entry_cert_id(e) : -1;
+		if (e)
+			cert_entry_release(e);
+		if (a[i].entry)
+			cert_entry_release(a[i].entry);
+	}
+	certdb_load_cert(db, batch_names[CHANGED], on_cert, &again);
+	drive(db, answered, &again, 5000);
+	out->reloaded_id = again.entry ? cert_entry_cert_id(again.entry) : -1;
+	if (again.entry)
+		cert_entry_release(again.entry);
+	certdb_free(db);
+	sni_cache_free(cache);
+}
+
+static void test_batch(const char *conninfo)
+{
+	struct tt_err err;
+	const char *pr[] = {"b-removed.example"};
+	struct batch_outcome one, many;
+
+	store_cert("b-good1.example", false);
+	store_cert("b-good2.example", false);
+	store_cert("b-good3.example", false);
+	store_cert("b-good4.example", false);
+	store_cert("b-bad.example", true);
+	store_cert("b-removed.example", false);
+	store_cert("b-changed.example", false);
+	tt_db_run(pg, &err, "UPDATE domains SET state = 'removed' WHERE name = $1", 1, pr);
+
+	batch_run(conninfo, 1, &one);
+	batch_run(conninfo, 128, &many);
+	CHECK(one.queries == BATCH_NAMES - 1 && one.batches == 0, "batch: one by one, a query per distinct name");
+	CHECK(many.queries == 1 && many.batches == 1, "batch: misses that arrive together make one query");
+	bool same = true;
+	for (int i = 0; i < BATCH_NAMES; i++) {
+		if (i == CHANGED)
+			continue;
+		if (one.status[i] != many.status[i] || one.cert_id[i] != many.cert_id[i] ||
+		    one.cached[i] != many.cached[i] || one.cached_id[i] != many.cached_id[i]) {
+			printf("# %s: one by one status=%d id=%lld cached=%d/%lld, batched status=%d id=%lld cached=%d/%lld\n",
+			       batch_names[i], one.status[i], (long long)one.cert_id[i], one.cached[i],
+			       (long long)one.cached_id[i], many.status[i], (long long)many.cert_id[i], many.cached[i],
+			       (long long)many.cached_id[i]);
+			same = false;
+		}
+	}
+	CHECK(same, "batch: every name answered and cached as one by one");
+	CHECK(many.status[0] == 0 && many.cert_id[0] > 0 && many.cert_id[2] == many.cert_id[0] &&
+		      many.cached[0] == SNI_HIT && many.cached_id[0] == many.cert_id[0],
+	      "batch: certificates found and cached, a name asked twice answered twice");
+	CHECK(many.status[3] == 1 && many.cached[3] == SNI_NEGATIVE && many.status[7] == 1 && many.status[6] == 1,
+	      "batch: unknown and removed names are negative answers");
+	CHECK(many.status[5] == -1 && many.cached[5] == SNI_NEGATIVE, "batch: a broken row fails and is negative-cached");
+	for (int k = 0; k < 2; k++) {
+		const struct batch_outcome *o = k ? &many : &one;
+		char what[128];
+		snprintf(what, sizeof(what), "batch: %s, a certificate changed mid-query is answered, not cached, "
+					     "and the next load gets the new one", k ? "batched" : "one by one");
+		CHECK(o->status[CHANGED] == 0 && o->cert_id[CHANGED] == o->changed_before &&
+			      o->cached[CHANGED] == SNI_MISS && o->reloaded_id == o->changed_after &&
+			      o->changed_after != o->changed_before,
+		      what);
+	}
+}
+
 static void test_unreachable(void)
 {
 	struct sni_cache_limits lim = {0};
@@ -589,6 +719,7 @@ int main(void)
 	test_unmigrated(conninfo);
 	test_throttle(conninfo);
 	test_challenge_untrusted(conninfo);
+	test_batch(conninfo);
 	test_unreachable();
 	PQfinish(pg);
 	tt_keyring_free(kr);

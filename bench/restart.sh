@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# bench/restart.sh: the terminator restarted under load, 1,000,000 domains in the database (100,000
+# servable: bench/million.sh --build-only builds them), Zipf traffic over the servable names opened
+# at a steady rate (open loop). The documented zero-downtime procedure: start the new process on
+# the same ports, wait for its /healthz, SIGTERM the old one. Per second over the switch: handshakes
+# completed and failed (client side), p50/p99 latency, database transactions (pg_stat_database).
+#   bench/restart.sh [--rate N (default: half the warm rate measured first)] [--zipf S] [--prewarm SEC]
+#                    [--warm SEC] [--after SEC] [--storm SEC] [--threads N]
+# Variants, each from an old process warmed by --prewarm seconds of closed-loop traffic first:
+#   before  the old behaviour: one query per miss, a fixed 1,000 misses/s per thread, no handover
+#   cold    batched misses and the adaptive miss limit, no handover (a new host under traffic)
+#   warm    the same with --hot-names-file: the old process hands its hot names to the new one
+# Then the cold-name cost: closed-loop storms of names never served, one query per name
+# (--cert-batch-max 1) and batched, on fresh processes: server CPU, PostgreSQL CPU and database
+# time per cold name. Writes bench/results/<date>-restart.{json,md}.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tests/lib/pg.sh"
+
+rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rate) rate=$2; shift 2 ;;
+	--zipf) zipf=$2; shift 2 ;;
+	--prewarm) prewarm=$2; shift 2 ;;
+	--warm) warm=$2; shift 2 ;;
+	--after) after=$2; shift 2 ;;
+	--storm) storm=$2; shift 2 ;;
+	--threads) threads=$2; shift 2 ;;
+	*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+	esac
+done
+
+B=$root/build/bench
+"$root/bench/million.sh" --build-only --names "$names" --real "$real" || exit 1
+exec 9>"$B/run.lock"
+flock -w 900 9 || { echo "restart: another bench run holds build/bench/run.lock" >&2; exit 1; }
+
+T=$(mktemp -d /tmp/tracktls-bench.XXXXXX)
+chmod 755 "$T"
+RESULTS=$T/results.jsonl
+: >"$RESULTS"
+say() { echo "restart: $*" >&2; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+record() { jq -c --arg sc "$1" '. + {scenario:$sc}' <<<"$2" >>"$RESULTS"; }
+ncpu=$(nproc)
+srv_cpus="0-$((ncpu / 2 - 1))" load_cpus="$((ncpu / 2))-$((ncpu - 1))" load_threads=$((ncpu - ncpu / 2))
+: "${threads:=$((ncpu / 2 > 0 ? ncpu / 2 : 1))}"
+
+PG_DIR=$B/pg BACKEND_PID= PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	[ -n "$BACKEND_PID" ] && kill "$BACKEND_PID" 2>/dev/null && wait "$BACKEND_PID" 2>/dev/null
+	pg_stop "$PG_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$T/bin" && cp "$root/bin/terminator" "$T/bin/" || exit 1
+PG_PORT=$(free_port)
+pg_start "$PG_DIR" "$PG_PORT" || exit 1
+export TRACKTLS_MASTER_KEY_FILE=$B/master.keys
+db=bench_million_$names
+export TRACKTLS_DB="host=$PG_DIR port=$PG_PORT user=postgres dbname=$db"
+q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+xacts() { q "select xact_commit + xact_rollback from pg_stat_database where datname = current_database()"; }
+# PostgreSQL's CPU: a snapshot of the postmaster's and its processes' clock ticks ("PID TICKS"
+# lines), and the CPU seconds between two snapshots over the processes in both (the terminator's
+# connections live through a storm; a process that ended in between would count negative).
+pg_snap() {
+	local pm p
+	pm=$(head -n1 "$PG_DIR/data/postmaster.pid")
+	for p in "$pm" $(pgrep -P "$pm"); do awk -v p="$p" '{ print p, $14 + $15 }' "/proc/$p/stat" 2>/dev/null; done | sort
+}
+pg_cpu_between() { join "$1" "$2" | awk -v hz="$(getconf CLK_TCK)" '{ s += $3 - $2 } END { printf "%.3f", s / hz }'; }
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+BACKEND_PORT=$(free_port) HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port)
+taskset -c "$load_cpus" "$B/backend" --listen "127.0.0.1:$BACKEND_PORT" 2>"$T/backend.log" &
+BACKEND_PID=$!
+# Zipf rank follows the line order: a fixed shuffle, the same in every variant.
+shuf --random-source=<(yes) "$B/corpus-$real/names.txt" >"$T/names.txt"
+mkdir -m 1777 "$T/run"
+HOT=$T/run/hot-names
+
+# start_terminator METRICS_PORT FLAGS...: pid in $NEW_PID once /healthz answers 200.
+start_terminator() {
+	local m=$1 i
+	shift
+	taskset -c "$srv_cpus" "$T/bin/terminator" --db "$TRACKTLS_DB" --https "127.0.0.1:$HTTPS_PORT" \
+		--http "127.0.0.1:$HTTP_PORT" --backend "127.0.0.1:$BACKEND_PORT" --threads "$threads" \
+		--metrics "127.0.0.1:$m" --log-level info --allow-root "$@" >>"$T/terminator.$m.log" 2>&1 &
+	NEW_PID=$!
+	PIDS+=("$NEW_PID")
+	for ((i = 0; i < 600; i++)); do
+		curl -sf "http://127.0.0.1:$m/healthz" >/dev/null && return 0
+		kill -0 "$NEW_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	say "terminator on metrics port $m did not become healthy: $(tail -n2 "$T/terminator.$m.log")"
+	exit 1
+}
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { s += $2 } END { print s + 0 }'; }
+
+# ---- the warm sustainable rate: closed loop on a warmed process ----
+if [ -z "$rate" ]; then
+	M=$(free_port)
+	start_terminator "$M"
+	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
+		--mode handshake --concurrency 32 --threads "$load_threads" --duration 10 >/dev/null 2>>"$T/load.log"
+	out=$(taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
+		--mode handshake --concurrency 32 --threads "$load_threads" --duration 5 --label warm-max \
+		--watch-pids "$NEW_PID" 2>>"$T/load.log")
+	record warm_max "$out"
+	rate=$(jq -r '(.rps * 0.5) | floor' <<<"$out")
+	say "warm closed-loop rate $(jq -r '.rps | floor' <<<"$out")/s: restarts run at $rate/s (half)"
+	kill "$NEW_PID"; wait "$NEW_PID" 2>/dev/null
+fi
+
+# variant NAME OLD_FLAGS NEW_FLAGS: one load run of warm + after seconds; the switch at second $warm.
+variant() {
+	local name=$1 old_flags=$2 new_flags=$3 m_old m_new old new t0 switch_ms x0 i
+	rm -f "$HOT"
+	m_old=$(free_port) m_new=$(free_port)
+	# shellcheck disable=SC2086
+	start_terminator "$m_old" $old_flags
+	old=$NEW_PID
+	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
+		--mode handshake --concurrency 16 --threads "$load_threads" --duration "$prewarm" >/dev/null 2>>"$T/load.log"
+	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
+		--mode handshake --rate "$rate" --concurrency 512 --threads "$load_threads" --timeout 5 \
+		--duration $((warm + after)) --label "$name" --timeline "$T/$name.timeline" >"$T/$name.load" 2>>"$T/load.log" &
+	local load=$!
+	t0=$(date +%s%N)
+	: >"$T/$name.db"
+	# the database's transactions per second, sampled once a second (the sample's own subtracted)
+	(
+		x0=$(xacts)
+		for ((i = 1; i <= warm + after; i++)); do
+			sleep 1
+			x=$(xacts)
+			echo "{\"s\":$i,\"xacts\":$((x - x0 - 1))}"
+			x0=$x
+		done >"$T/$name.db"
+	) &
+	local sampler=$!
+	while [ $(($(date +%s%N) - t0)) -lt $((warm * 1000000000)) ]; do sleep 0.1; done
+	switch_ms=$((($(date +%s%N) - t0) / 1000000))
+	# shellcheck disable=SC2086
+	start_terminator "$m_new" $new_flags
+	new=$NEW_PID
+	local healthy_ms=$((($(date +%s%N) - t0) / 1000000))
+	kill -TERM "$old"
+	wait "$load"
+	wait "$sampler"
+	wait "$old"
+	record "$name" "$(jq -c --argjson sw "$switch_ms" --argjson h "$healthy_ms" \
+		--argjson thr "$(metric "$m_new" 'tracktls_client_hello_refused_total{reason="throttled"}')" \
+		--argjson ce "$(metric "$m_new" 'tracktls_client_hello_refused_total{reason="certificate_error"}')" \
+		--argjson miss "$(metric "$m_new" tracktls_cert_cache_misses_total)" \
+		--argjson dq "$(metric "$m_new" tracktls_db_queries_total)" \
+		--argjson pq "$(metric "$m_new" tracktls_handover_prefetch_queries_total)" \
+		--argjson pl "$(metric "$m_new" 'tracktls_handover_prefetch_names_total{result="loaded"}')" \
+		--argjson bn "$(metric "$m_new" tracktls_db_cert_batched_names_total)" \
+		--argjson bb "$(metric "$m_new" tracktls_db_cert_batches_total)" \
+		--slurpfile tl "$T/$name.timeline" --slurpfile dbs "$T/$name.db" \
+		'. + {switch_ms:$sw, new_healthy_ms:$h, new:{throttled:$thr, certificate_errors:$ce, cache_misses:$miss,
+		  db_queries:$dq, prefetch_queries:$pq, prefetch_loaded:$pl, batches:$bb, batched_names:$bn},
+		  timeline:$tl, db_per_second:$dbs}' <"$T/$name.load")"
+	say "$name: $(jq -r '"\(.requests) ok, \(.errors_total) errors; new process: \(.new.throttled) throttled, \(.new.certificate_errors) certificate errors, \(.new.cache_misses) misses, \(.new.db_queries) queries, \(.new.prefetch_loaded) prefetched in \(.new.prefetch_queries) queries"' <<<"$(tail -n1 "$RESULTS")")"
+	kill -TERM "$new"
+	wait "$new"
+}
+variant before "--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096" \
+	"--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096"
+variant cold "" ""
+variant warm "--hot-names-file $HOT --hot-names-interval 0" "--hot-names-file $HOT --hot-names-interval 0"
+
+# ---- cold-name cost: a storm of names never served, closed loop, one query per name vs batched ----
+tail -n +$((real / 2)) "$T/names.txt" >"$T/storm-names.txt"
+storm_pass() { # NAME BATCH_MAX FIRST_LINE
+	local name=$1 batch=$2 m out
+	sed -n "$3,\$p" "$T/storm-names.txt" >"$T/$name.names"
+	m=$(free_port)
+	# no latency limit: the storm measures what a cold name costs, not which ones are refused
+	start_terminator "$m" --cert-batch-max "$batch" --miss-latency-limit 0
+	pg_snap >"$T/$name.pg0"
+	x0=$(xacts)
+	out=$(taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/$name.names" --sequential \
+		--mode handshake --concurrency 64 --threads "$load_threads" --duration "$storm" --label "$name" \
+		--watch-pids "$NEW_PID" 2>>"$T/load.log")
+	pg_snap >"$T/$name.pg1"
+	x1=$(xacts)
+	record "$name" "$(jq -c --argjson pg "$(pg_cpu_between "$T/$name.pg0" "$T/$name.pg1")" --argjson x "$((x1 - x0 - 1))" \
+		--argjson miss "$(metric "$m" tracktls_cert_cache_misses_total)" \
+		--argjson dq "$(metric "$m" tracktls_db_queries_total)" \
+		--argjson dqs "$(metric "$m" tracktls_db_query_seconds_total)" \
+		--argjson bb "$(metric "$m" tracktls_db_cert_batches_total)" \
+		--argjson bn "$(metric "$m" tracktls_db_cert_batched_names_total)" \
+		--argjson thr "$(metric "$m" 'tracktls_client_hello_refused_total{reason="throttled"}')" \
+		'. + {batch_max:'"$batch"', pg_cpu_s:$pg, xacts:$x, cache_misses:$miss, db_queries:$dq, db_query_s:$dqs,
+		  batches:$bb, batched_names:$bn, throttled:$thr}' <<<"$out")"
+	say "$name: $(jq -r '"\(.rps|floor)/s, \(.cache_misses) misses in \(.db_queries) queries, server CPU \(.server_cpu_s) s, PostgreSQL CPU \(.pg_cpu_s) s"' <<<"$(tail -n1 "$RESULTS")")"
+	kill -TERM "$NEW_PID"
+	wait "$NEW_PID"
+}
+storm_pass storm-single 1 1
+storm_pass storm-batched 128 25001
+
+mkdir -p "$root/bench/results"
+out=$root/bench/results/$(date -u +%Y-%m-%d)-restart
+jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
+	--argjson cores "$ncpu" --arg terminator "$(git -C "$root" log -1 --format='%h %cs')" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	--argjson names "$names" --argjson real "$real" --argjson threads "$threads" --argjson rate "$rate" \
+	--argjson warm "$warm" --argjson after "$after" --argjson zipf "$zipf" --argjson prewarm "$prewarm" \
+	'{date:$date, machine:{cores:$cores, cpu:$cpu, loadavg_at_end:$load}, terminator:$terminator,
+	  setup:{names:$names, real:$real, rate:$rate, zipf:$zipf, prewarm_s:$prewarm, warm_s:$warm, after_s:$after, threads:$threads}, runs:.}' \
+	"$RESULTS" >"$out.json"
+python3 "$root/bench/restart_report.py" "$out.json" >"$out.md"
+cat "$out.md"
+say "results: $out.json $out.md (logs in $T)"
