@@ -70,6 +70,10 @@ struct worker {
 	/* the certificate just stored, for the served check after commit */
 	int64_t new_cert_id;
 	char new_serial[130];
+	/* why the CAs put the order in hand off (rate limit, outage); noted on the domain only once the
+	 * claim is released, since the note's UPDATE on aux would wait for the row lock held on lock */
+	char put_off_type[256];
+	char put_off_detail[1024];
 	int cert_ca; /* the CA that issued the current certificate, -1 unknown */
 	int ca;	     /* the CA of the order in hand */
 	bool dormant;
@@ -491,9 +495,10 @@ static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 	if (tt_db_run(w->aux, &err,
 		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1", 1,
 		      a) < 0 ||
-	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0 ||
-	    store_note_error(w->aux, w->domain_id, prob->type[0] ? prob->type : "transport", prob->detail, &err) < 0)
+	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
 		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : "transport");
+	snprintf(w->put_off_detail, sizeof(w->put_off_detail), "%s", prob->detail);
 }
 
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
@@ -768,6 +773,7 @@ static int process(struct worker *w)
 {
 	struct run *r = w->run;
 	bool permits[ISSUER_MAX_CAS];
+	w->put_off_type[0] = 0;
 	int pf = preflight(w, permits);
 	if (pf <= 0) {
 		give_back_slot(r);
@@ -806,6 +812,9 @@ static int process(struct worker *w)
 	/* no CA could take it now: the domain stays due for the next run */
 	if (PQtransactionStatus(w->lock) == PQTRANS_INTRANS || PQtransactionStatus(w->lock) == PQTRANS_INERROR)
 		tt_db_rollback(w->lock);
+	struct tt_err err = {{0}};
+	if (w->put_off_type[0] && store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0)
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
 	give_back_slot(r);
 	count_result(r, &r->deferred, NULL);
 	return 0;
