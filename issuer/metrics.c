@@ -47,15 +47,14 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# TYPE tracktls_issuer_pending gauge\ntracktls_issuer_pending %s\n"
 		"# HELP tracktls_issuer_paused Domains paused after repeated failures.\n"
 		"# TYPE tracktls_issuer_paused gauge\ntracktls_issuer_paused %s\n"
-		"# HELP tracktls_issuer_domains_not_served Domains whose stored certificate the edge does not serve yet.\n"
+		"# HELP tracktls_issuer_domains_not_served Domains stored but not yet served by the edge.\n"
 		"# TYPE tracktls_issuer_domains_not_served gauge\ntracktls_issuer_domains_not_served %s\n"
 		"# HELP tracktls_issuer_soonest_expiry_seconds Unix time of the soonest current certificate expiry.\n"
 		"# TYPE tracktls_issuer_soonest_expiry_seconds gauge\ntracktls_issuer_soonest_expiry_seconds %s\n"
 		"# HELP tracktls_issuer_last_run_seconds Unix time the last run ended.\n"
 		"# TYPE tracktls_issuer_last_run_seconds gauge\ntracktls_issuer_last_run_seconds %lld\n",
 		issued, renewed, failed, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
-		PQgetvalue(res, 0, 1),
-		(long long)time(NULL));
+		PQgetvalue(res, 0, 1), (long long)time(NULL));
 	PQclear(res);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);
