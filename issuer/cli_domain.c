@@ -120,8 +120,8 @@ int cli_domain_show(struct issuer_ctx *ctx)
 		json_dumpf(d, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else {
-		static const char *keys[] = {"name",   "owner",     "state", "https_ready", "reason",
-					     "detail", "serial",    "not_after", "renew_at", "since"};
+		static const char *keys[] = {"name",   "owner",	 "state",     "https_ready", "reason",
+					     "detail", "serial", "not_after", "renew_at",    "since"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 			json_t *v = json_object_get(d, keys[i]);
 			if (json_is_string(v))

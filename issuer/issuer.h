@@ -14,7 +14,8 @@
  *                 name) before acme.c hands it on to be stored
  *   keygen.c      fresh domain keys (P-256 or RSA-2048) and their CSRs, with wolfSSL
  *   keystore.c    the only module that sees the master key: seals and opens private keys
- *   store.c       domain and certificate rows: add, find, remove, list, store a certificate
+ *   store.c       domain and certificate rows: add, find, remove, list (domain_status), store a
+ *                 certificate, record served; domain_events rows (store_event)
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
  *   acme_parse.c  hand-written parsers of the CA's header values, dates and tokens (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
@@ -29,7 +30,9 @@
  *                 hold the row for the whole order; the preflight (failures make a domain dormant
  *                 after --dormant-after), CAs tried in order of preference, attempts and the shared
  *                 order budget, HTTP-01 publish + self-check, failures with backoff, ARI at the
- *                 issuing CA, deadline, signals, summary
+ *                 issuing CA, deadline, signals, summary; --linger: LISTEN tracktls_domain_event
+ *                 and wake the waiting workers when a domain becomes due; every change is
+ *                 recorded with its domain_events row
  *   served.c      https_ready: a TLS handshake with SNI through the edge, chain verified, serial
  *                 compared with the stored certificate; sweeps the stored-but-not-served ones
  *   events.c      `events [--since ID] [--follow]`: domain_events in id order, LISTEN across
@@ -402,8 +405,8 @@ int served_config_parse(const struct issuer_ctx *ctx, struct served_config *out,
 int served_check(CURL *h, const struct served_config *cfg, const char *name, const char *serial, struct tt_err *err);
 /* served_check, then store_served on success: 1 served and recorded, 0 not served (err says why), -1
  * database error. */
-int served_check_and_record(PGconn *db, CURL *h, const struct served_config *cfg, int64_t domain_id,
-			    const char *name, int64_t cert_id, const char *serial, struct tt_err *err);
+int served_check_and_record(PGconn *db, CURL *h, const struct served_config *cfg, int64_t domain_id, const char *name,
+			    int64_t cert_id, const char *serial, struct tt_err *err);
 /* Checks up to limit domains whose current certificate is not yet seen served, least recently
  * checked first. Returns how many are still not served, or -1. */
 int served_sweep(PGconn *db, CURL *h, const struct served_config *cfg, long limit, struct tt_err *err);

@@ -77,7 +77,7 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# TYPE tracktls_issuer_pending gauge\ntracktls_issuer_pending %s\n"
 		"# HELP tracktls_issuer_paused Domains paused after repeated failures.\n"
 		"# TYPE tracktls_issuer_paused gauge\ntracktls_issuer_paused %s\n"
-		"# HELP tracktls_issuer_domains_not_served Domains whose stored certificate the edge does not serve yet.\n"
+		"# HELP tracktls_issuer_domains_not_served Domains stored but not yet served by the edge.\n"
 		"# TYPE tracktls_issuer_domains_not_served gauge\ntracktls_issuer_domains_not_served %s\n"
 		"# HELP tracktls_issuer_dormant Domains dormant: their DNS preflight kept failing.\n"
 		"# TYPE tracktls_issuer_dormant gauge\ntracktls_issuer_dormant %s\n"

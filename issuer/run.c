@@ -35,7 +35,7 @@ struct run {
 	pthread_mutex_t mu;
 	pthread_cond_t wake; /* a lingering run found new work due */
 	unsigned wake_gen;
-	char started_at[64]; /* the database's now(): domains due by then are this pass's work */
+	char started_at[64];	/* the database's now(): domains due by then are this pass's work */
 	long orders;		/* orders started by this run */
 	int64_t pause_until_ms; /* monotonic: a 429/503 Retry-After pauses new work */
 	bool stop;		/* budget spent or a worker cannot run */
@@ -929,10 +929,11 @@ static void wake_if_due(struct run *r, PGconn *db)
 {
 	struct tt_err err = {{0}};
 	PGresult *res;
-	if (tt_db_exec(db, &res, &err,
-		       "SELECT now()::text, EXISTS (SELECT 1 FROM domains WHERE state IN ('pending', 'active', 'failing')"
-		       " AND next_attempt_at <= now())",
-		       0, NULL) < 0) {
+	if (tt_db_exec(
+		db, &res, &err,
+		"SELECT now()::text, EXISTS (SELECT 1 FROM domains WHERE state IN ('pending', 'active', 'failing')"
+		" AND next_attempt_at <= now())",
+		0, NULL) < 0) {
 		tt_log(TT_WARN, "linger_query_failed", "error=\"%s\"", err.msg);
 		return;
 	}

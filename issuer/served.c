@@ -73,13 +73,15 @@ int served_check(CURL *h, const struct served_config *cfg, const char *name, con
 	struct certinfo ci;
 	if (certinfo_parse(pem, strlen(pem), &ci, err) < 0)
 		return err_wrap(err, "served certificate of %s", name);
-	int rc = strcmp(ci.serial, serial) == 0 ? 0 : tt_fail(err, "%s serves serial %s, stored %s", name, ci.serial, serial);
+	int rc = strcmp(ci.serial, serial) == 0
+		     ? 0
+		     : tt_fail(err, "%s serves serial %s, stored %s", name, ci.serial, serial);
 	certinfo_free(&ci);
 	return rc;
 }
 
-int served_check_and_record(PGconn *db, CURL *h, const struct served_config *cfg, int64_t domain_id,
-			    const char *name, int64_t cert_id, const char *serial, struct tt_err *err)
+int served_check_and_record(PGconn *db, CURL *h, const struct served_config *cfg, int64_t domain_id, const char *name,
+			    int64_t cert_id, const char *serial, struct tt_err *err)
 {
 	if (served_check(h, cfg, name, serial, err) < 0) {
 		char did[24];
@@ -105,19 +107,20 @@ int served_sweep(PGconn *db, CURL *h, const struct served_config *cfg, long limi
 	snprintf(lim, sizeof(lim), "%ld", limit);
 	const char *p[] = {lim};
 	PGresult *res;
-	if (tt_db_exec(db, &res, err,
-		       "SELECT d.id, d.name, c.id, c.serial FROM domains d JOIN certificates c ON c.id = d.current_cert_id"
-		       " WHERE d.state <> 'removed' AND d.served_cert_id IS DISTINCT FROM d.current_cert_id"
-		       " AND c.not_after > now() AND c.sealed_key IS NOT NULL"
-		       " ORDER BY d.served_checked_at NULLS FIRST, d.id LIMIT $1::int",
-		       1, p) < 0)
+	if (tt_db_exec(
+		db, &res, err,
+		"SELECT d.id, d.name, c.id, c.serial FROM domains d JOIN certificates c ON c.id = d.current_cert_id"
+		" WHERE d.state <> 'removed' AND d.served_cert_id IS DISTINCT FROM d.current_cert_id"
+		" AND c.not_after > now() AND c.sealed_key IS NOT NULL"
+		" ORDER BY d.served_checked_at NULLS FIRST, d.id LIMIT $1::int",
+		1, p) < 0)
 		return -1;
 	int left = 0;
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct tt_err e = {{0}};
-		int rc = served_check_and_record(db, h, cfg, strtoll(PQgetvalue(res, i, 0), NULL, 10),
-						 PQgetvalue(res, i, 1), strtoll(PQgetvalue(res, i, 2), NULL, 10),
-						 PQgetvalue(res, i, 3), &e);
+		int rc =
+		    served_check_and_record(db, h, cfg, strtoll(PQgetvalue(res, i, 0), NULL, 10), PQgetvalue(res, i, 1),
+					    strtoll(PQgetvalue(res, i, 2), NULL, 10), PQgetvalue(res, i, 3), &e);
 		if (rc < 0) {
 			PQclear(res);
 			return tt_fail(err, "%s", e.msg);

@@ -7,7 +7,7 @@
 
 #include "issuer.h"
 
-#define UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define ZULU "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'"
 
 int store_domain_add(PGconn *db, const char *name, const char *owner, const char *profile, int64_t *id,
 		     enum domain_added *outcome, struct tt_err *err)
@@ -87,7 +87,8 @@ int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err)
 	if (tt_db_run(db, err, "UPDATE certificates SET sealed_key = NULL WHERE domain_id = $1", 1, p) < 0 ||
 	    tt_db_run(db, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p) < 0 ||
 	    tt_db_run(db, err,
-		      "UPDATE domains SET state = 'removed', removed_at = now(), current_cert_id = NULL, served_cert_id = NULL"
+		      "UPDATE domains SET state = 'removed', removed_at = now(), current_cert_id = NULL, "
+		      "served_cert_id = NULL"
 		      " WHERE id = $1",
 		      1, p) < 0 ||
 	    store_event(db, domain_id, "removed", NULL, err) < 0 || tt_db_commit(db, err) < 0) {
@@ -102,15 +103,15 @@ int store_domain_json(PGconn *db, const char *name, const char *state, json_t **
 	const char *p[] = {name, state};
 	PGresult *res;
 	/* Exactly the view's columns: what the platform reads is what the operator sees. */
-	if (tt_db_exec(db, &res, err,
-		       "SELECT COALESCE(json_agg(json_build_object('name', s.name, 'owner', s.owner, 'state', s.state,"
-		       " 'https_ready', s.https_ready, 'reason', s.reason, 'detail', s.detail, 'serial', s.serial,"
-		       " 'not_after', " UTC("s.not_after") ", 'renew_at', " UTC("s.renew_at") ","
-		       " 'since', " UTC("s.since") ") ORDER BY s.name), '[]')"
-		       " FROM domain_status s"
-		       " WHERE CASE WHEN $1::text IS NULL THEN s.state <> 'removed' ELSE s.name = $1 END"
-		       "  AND ($2::text IS NULL OR s.state = $2)",
-		       2, p) < 0)
+	if (tt_db_exec(
+		db, &res, err,
+		"SELECT COALESCE(json_agg(s ORDER BY s.name), '[]') FROM (SELECT name, owner, state, https_ready,"
+		" reason, detail, serial, to_char(not_after AT TIME ZONE 'UTC', " ZULU ") AS not_after,"
+		" to_char(renew_at AT TIME ZONE 'UTC', " ZULU ") AS renew_at,"
+		" to_char(since AT TIME ZONE 'UTC', " ZULU ") AS since FROM domain_status"
+		" WHERE CASE WHEN $1::text IS NULL THEN state <> 'removed' ELSE name = $1 END"
+		"  AND ($2::text IS NULL OR state = $2)) s",
+		2, p) < 0)
 		return -1;
 	json_error_t jerr;
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
