@@ -501,6 +501,14 @@ static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 	snprintf(w->put_off_detail, sizeof(w->put_off_detail), "%s", prob->detail);
 }
 
+/* Once the claim is released: why the CAs put the domain off (a rate limit, an outage). */
+static void note_put_off(struct worker *w)
+{
+	struct tt_err err = {{0}};
+	if (w->put_off_type[0] && store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0)
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
+}
+
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
 static int claim_again(struct worker *w, struct tt_err *err)
 {
@@ -794,29 +802,42 @@ static int process(struct worker *w)
 	}
 	/* Renewals go back to the preferred CA as soon as it is usable: the list starts there each time. */
 	int ca = cas_pick(r->cas, permits, 0, tt_now_ms());
+	enum order_end end = ORDER_NEXT_CA;
 	while (ca >= 0) {
 		w->ca = ca;
 		int next = cas_pick(r->cas, permits, (size_t)ca + 1, tt_now_ms());
 		bool replaces = ari_due && ca == w->cert_ca;
-		enum order_end end =
-		    order_at(w, replaces ? "ari_renewal" : kind, replaces ? w->ari_id : NULL, next >= 0);
+		end = order_at(w, replaces ? "ari_renewal" : kind, replaces ? w->ari_id : NULL, next >= 0);
 		if (end == ORDER_DB_GONE)
 			return -1;
-		if (end != ORDER_NEXT_CA) {
-			if (end == ORDER_DEFERRED)
-				break;
+		if (end == ORDER_STORED || end == ORDER_FAILED)
 			return 0;
-		}
+		if (end == ORDER_DEFERRED)
+			break;
 		ca = cas_pick(r->cas, permits, (size_t)ca + 1, tt_now_ms());
 	}
-	/* no CA could take it now: the domain stays due for the next run */
-	if (PQtransactionStatus(w->lock) == PQTRANS_INTRANS || PQtransactionStatus(w->lock) == PQTRANS_INERROR)
-		tt_db_rollback(w->lock);
-	struct tt_err err = {{0}};
-	if (w->put_off_type[0] && store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0)
-		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
 	give_back_slot(r);
 	count_result(r, &r->deferred, NULL);
+	if (end == ORDER_DEFERRED) {
+		/* the domain stays due, for this run after a pause or for the next */
+		if (PQtransactionStatus(w->lock) != PQTRANS_IDLE)
+			tt_db_rollback(w->lock);
+		note_put_off(w);
+		return 0;
+	}
+	/* No CA its CAA permits can take it in this run (down, or paused past the deadline): due again
+	 * for the next run, but not claimed over and over by this one. */
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
+	const char *p[] = {did};
+	struct tt_err err = {{0}};
+	tt_log(TT_WARN, "no_ca_available", "name=%s", w->name);
+	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = now() WHERE id = $1", 1, p) < 0 ||
+	    tt_db_commit(w->lock, &err) < 0) {
+		tt_db_rollback(w->lock);
+		return PQstatus(w->lock) == CONNECTION_OK ? 0 : -1;
+	}
+	note_put_off(w);
 	return 0;
 }
 

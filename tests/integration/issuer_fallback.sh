@@ -2,7 +2,8 @@
 # A fallback CA: two Pebble instances with different roots, --directory given twice (each with
 # its own CA file). The preferred CA refuses one name, then stops answering mid-run: the other CA
 # issues, every domain ends with exactly one certificate that verifies against the root of the CA
-# recorded as its issuer; once the preferred CA is back, renewals return to it.
+# recorded as its issuer; once the preferred CA is back, renewals return to it. CAA picks the CA
+# (per-directory --caa-identity), and a name only a down CA may serve waits for the next run.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/issuer_env.sh"
 PEBBLE_BLOCKLIST=refused.test issuer_env_start
@@ -57,3 +58,23 @@ check "renewals: exit 0, two renewed" bash -c "test $rc = 0 && grep -q 'issued=0
 check "  ... the name the preferred CA refuses comes from the fallback again" test "$(q "select c.directory_url from domains d join certificates c on c.id=d.current_cert_id where d.name='refused.test'")" = "$B_DIR"
 check "  ... $fb, issued by the fallback, returned to the preferred CA" test "$(q "select c.directory_url from domains d join certificates c on c.id=d.current_cert_id where d.name='$fb'")" = "$A_DIR"
 check "  ... and every current certificate still verifies" verify_all
+
+# CAA picks the CA: a name whose CAA names only the fallback's identity is ordered there directly
+mock() { curl -sf -X POST -d "$2" "http://127.0.0.1:$PEBBLE_CHALL_MGMT_PORT/$1" >/dev/null || fail "challtestsrv $1 $2"; }
+mock add-caa '{"host":"onlyb.test.","policies":[{"tag":"issue","value":"ca-b.example"}]}'
+mock add-caa '{"host":"onlyb2.test.","policies":[{"tag":"issue","value":"ca-b.example"}]}'
+PF=(--edge-addrs 127.0.0.1 --dns-server "127.0.0.1:$PEBBLE_DNS_PORT" --caa-identity ca-a.example --caa-identity ca-b.example)
+$I domain add onlyb.test >/dev/null
+$I run --self-check-via "127.0.0.1:$HTTP" "${CAS[@]}" "${PF[@]}" 2>"$T/run4.log"; rc=$?
+check "CAA naming only the fallback's identity: ordered there, the preferred CA never asked" \
+	bash -c "test $rc = 0 && test '$(q "select c.directory_url from domains d join certificates c on c.id=d.current_cert_id where d.name='onlyb.test'")' = '$B_DIR' && test '$(q "select count(*) from issuance_attempts a join domains d on d.id=a.domain_id where d.name='onlyb.test'")' = 1"
+# ... and when that CA is down, the run neither loops on the name nor charges it a failure
+kill -STOP "$(cat "$T/pebble2/pebble.pid")"
+$I domain add onlyb2.test >/dev/null
+timeout 60 $I run --self-check-via "127.0.0.1:$HTTP" "${CAS[@]}" "${PF[@]}" --timeout 1s 2>"$T/run5.log"; rc=$?
+kill -CONT "$(cat "$T/pebble2/pebble.pid")"
+check "the only CA its CAA permits is down: the run ends (exit 0), once no_ca_available" \
+	bash -c "test $rc = 0 && test \"\$(grep -c 'event=no_ca_available name=onlyb2.test' '$T/run5.log')\" = 1"
+check "  ... no failure charged, still due for the next run" test "$(q "select state, failures, next_attempt_at <= now() from domains where name='onlyb2.test'")" = "pending|0|t"
+$I run --self-check-via "127.0.0.1:$HTTP" "${CAS[@]}" "${PF[@]}" 2>"$T/run6.log"; rc=$?
+check "  ... which issues it from the fallback once it is back" test "$(q "select c.directory_url from domains d join certificates c on c.id=d.current_cert_id where d.name='onlyb2.test'")" = "$B_DIR"
