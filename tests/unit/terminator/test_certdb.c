@@ -452,6 +452,43 @@ static void test_throttle(const char *conninfo)
 	sni_cache_free(cache);
 }
 
+/* No fixed rate by default: misses are refused only when too many already wait for the database,
+ * and every refusal is counted by cause. */
+static void test_queue_limit(const char *conninfo)
+{
+	struct sni_cache_limits lim = {0};
+	struct sni_cache *cache;
+	struct certdb *db;
+	struct certdb_stats st;
+	struct tt_err err;
+	struct answer a[20] = {{0}};
+	int refused = 0;
+
+	sni_cache_new(&lim, &cache, &err);
+	struct certdb_config cfg = {.conninfo = conninfo, .keyring = kr, .cache = cache, .max_pending = 8};
+	certdb_new(&cfg, &db, &err);
+	for (int i = 0; i < 20; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "queued%d.example", i);
+		int rc = certdb_load_cert(db, name, on_cert, &a[i]);
+		if (rc < 0) {
+			refused += rc == CERTDB_THROTTLED;
+			a[i].status = -2; /* not waiting */
+		}
+	}
+	drive(db, all_answered, a, 5000);
+	certdb_stats(db, &st);
+	CHECK(refused == 12 && st.refused[CERTDB_REFUSED_QUEUE] == 12 && st.refused[CERTDB_REFUSED_RATE] == 0,
+	      "queue: beyond max_pending names waiting, refused and counted as queue");
+	CHECK(a[0].status == 1 && a[7].status == 1 && st.queries == 1, "queue: the waiting names went in one query");
+	struct answer later = {0};
+	CHECK(certdb_load_cert(db, "queued-later.example", on_cert, &later) == 0,
+	      "queue: once answered, new misses are taken again (no fixed rate)");
+	drive(db, answered, &later, 5000);
+	certdb_free(db);
+	sni_cache_free(cache);
+}
+
 /* Started before the schema exists: requests fail, and once migrated it recovers by itself. */
 static void test_unmigrated(const char *conninfo)
 {
@@ -719,6 +756,7 @@ int main(void)
 	test_unmigrated(conninfo);
 	test_throttle(conninfo);
 	test_challenge_untrusted(conninfo);
+	test_queue_limit(conninfo);
 	test_batch(conninfo);
 	test_unreachable();
 	PQfinish(pg);
