@@ -143,11 +143,13 @@ void backend_close(struct loop *l, struct backend *b)
 {
 	if (b->s.fd < 0)
 		return;
+	/* What was queued was meant for this connection's exchange; a returning connection's
+	 * exchange is over, and what is queued is the owner's next request. */
+	if (b->state != BACKEND_RETURNING)
+		b->s.out.off = b->s.out.len = 0;
 	ring_cancel_fd(l->ring, b->s.fd);
 	ring_close(l->ring, b->s.fd);
 	backend_reset(b);
-	/* What was queued was meant for that connection's exchange. */
-	b->s.out.off = b->s.out.len = 0;
 }
 
 void backend_release(struct loop *l, struct backend *b, void *owner, bool reusable)
