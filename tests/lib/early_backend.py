@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A backend that answers before it has read a request's body, as nginx and most tracking
 endpoints do, keeps the connection alive, then discards the body by its Content-Length before it
-reads the next request. Every request line it parses is recorded, with the connection it came on.
+reads the next request. Every request line it parses is recorded, with the connection it came on and the framing and
+forwarding headers it saw.
   early_backend.py PORT RECORD-FILE
 The answer is JSON: {"path": ..., "conn": N, "xff": X-Forwarded-For or null}.
 """
@@ -37,7 +38,9 @@ def serve(c, n, rec):
                 k, _, v = h.decode("latin-1").partition(":")
                 headers[k.strip().lower()] = v.strip()
             reqline = line.decode("latin-1").strip()
-            record(rec, "conn=%d %s" % (n, reqline))
+            framing = " ".join("%s=%s" % (k, headers[k]) for k in ("transfer-encoding", "content-length", "x-forwarded-for") if k in headers)
+            odd = " ".join(k for k in headers if "_" in k)
+            record(rec, "conn=%d %s | %s%s" % (n, reqline, framing, " underscore=" + odd if odd else ""))
             parts = reqline.split(" ")
             path = parts[1] if len(parts) > 1 else ""
             body = json.dumps({"path": path, "conn": n, "xff": headers.get("x-forwarded-for")}).encode()
@@ -48,6 +51,8 @@ def serve(c, n, rec):
                 if not chunk:
                     return
                 left -= len(chunk)
+    except OSError:
+        pass  # the proxy reset the connection: nothing more comes on it
     finally:
         c.close()
 
