@@ -46,30 +46,26 @@ def answer(s):
         body += chunk
     return json.loads(body[:n])
 
+def ask(path):
+    s = connect()
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: e.test\r\n\r\n")
+    try:
+        return answer(s)
+    except socket.timeout:
+        return None
+
 a = connect()
 a.sendall(b"POST /a HTTP/1.1\r\nHost: e.test\r\nContent-Length: 200\r\n\r\n0123456789")
 ra = answer(a)
 print("A", json.dumps(ra))
-b = connect()
-b.sendall(b"GET /b HTTP/1.1\r\nHost: e.test\r\n\r\n")
-try:
-    rb = answer(b)
-except socket.timeout:
-    rb = None
-print("B", json.dumps(rb))
+print("B", json.dumps(ask(b"/b")))
 # A's remaining 190 bytes: a request of its own making.
 smuggled = b"GET /smuggled-" + kind.encode() + b" HTTP/1.1\r\nHost: e.test\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
 try:
     a.sendall(smuggled + b"x" * (190 - len(smuggled)))
 except OSError:
     pass
-c = connect()
-c.sendall(b"GET /c HTTP/1.1\r\nHost: e.test\r\n\r\n")
-try:
-    rc = answer(c)
-except socket.timeout:
-    rc = None
-print("C", json.dumps(rc))
+print("C", json.dumps(ask(b"/c")))
 PY
 }
 for kind in plain tls; do
