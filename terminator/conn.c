@@ -70,8 +70,8 @@ struct conn {
 	struct loop *loop;
 	enum conn_state state;
 	bool tls;
-	bool served;	 /* answered a request: the next wait is keep-alive, not a first head */
-	bool db_pending; /* certdb holds a callback for this connection */
+	bool served;	    /* answered a request: the next wait is keep-alive, not a first head */
+	bool db_pending;    /* certdb holds a callback for this connection */
 	struct side client; /* in: request plaintext not yet forwarded; out: to the client */
 	struct tls_conn session;
 	struct backend backend; /* in: backend bytes not yet relayed; out: to the backend */
@@ -706,8 +706,8 @@ static void conn_request_body(struct conn *c)
 /* Gives back the buffers that hold nothing (those the kernel is sending from stay). */
 static void conn_trim(struct conn *c)
 {
-	struct buf *bufs[] = {&c->client.in, &c->session.in, &c->backend.s.in, &c->backend.s.out, &c->client.out,
-			      &c->x.retry};
+	struct buf *bufs[] = {&c->client.in,	 &c->session.in, &c->backend.s.in,
+			      &c->backend.s.out, &c->client.out, &c->x.retry};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (buf_size(bufs[i]) == 0)
 			buf_release(bufs[i]);

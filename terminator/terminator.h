@@ -485,10 +485,10 @@ struct ring_event;
 struct timer_ops {
 	/* A completion whose token is loop_token(timer, op). */
 	void (*event)(struct timer *t, enum loop_op op, const struct ring_event *ev);
-	void (*expire)(struct timer *t); /* its deadline passed */
-	void (*resume)(struct timer *t); /* its turn after loop_defer */
-	void (*drain)(struct timer *t);	 /* the loop started draining */
-	bool (*reap)(struct timer *t);	 /* on TIMER_CLOSED: frees the owner if it may; true if freed */
+	void (*expire)(struct timer *t);  /* its deadline passed */
+	void (*resume)(struct timer *t);  /* its turn after loop_defer */
+	void (*drain)(struct timer *t);	  /* the loop started draining */
+	bool (*reap)(struct timer *t);	  /* on TIMER_CLOSED: frees the owner if it may; true if freed */
 	void (*destroy)(struct timer *t); /* at shutdown, after the ring is gone */
 };
 struct timer {
@@ -503,13 +503,13 @@ struct timer {
 /* ---- backend.c: the backend side of a connection, and the loop's pool. ---- */
 /* One side of a connection: its socket and what the ring does with it. */
 struct side {
-	int fd;		  /* -1: none */
-	bool recv_armed;  /* a multishot receive is on the ring */
-	bool recv_paused; /* reading stopped until the other side catches up */
-	bool send_busy;	  /* flight is on the ring */
-	bool eof;	  /* the peer finished sending */
-	unsigned ops;	  /* requests on the ring for this side */
-	struct buf in;	  /* received, not yet used */
+	int fd;			/* -1: none */
+	bool recv_armed;	/* a multishot receive is on the ring */
+	bool recv_paused;	/* reading stopped until the other side catches up */
+	bool send_busy;		/* flight is on the ring */
+	bool eof;		/* the peer finished sending */
+	unsigned ops;		/* requests on the ring for this side */
+	struct buf in;		/* received, not yet used */
 	struct buf out, flight; /* queued to send, and being sent */
 };
 enum backend_state {
@@ -572,9 +572,9 @@ struct loop {
 	struct timer *deferred, *deferred_tail; /* owners whose work yielded, run before the next wait */
 	int db_fd;
 	bool db_armed, db_armed_write, db_removing;
-	int accept_paused;	 /* listeners whose accept waits for descriptors: 1 https, 2 http */
-	bool accept_starved;	 /* logged once until an accept succeeds again */
-	bool backend_down;	 /* logged once until a backend connect succeeds again */
+	int accept_paused;   /* listeners whose accept waits for descriptors: 1 https, 2 http */
+	bool accept_starved; /* logged once until an accept succeeds again */
+	bool backend_down;   /* logged once until a backend connect succeeds again */
 	struct backend_pool pool;
 	int64_t accept_resume_ms;
 	size_t nconns; /* accepted and not yet freed */

@@ -132,7 +132,7 @@ enum tls_result tls_conn_feed(struct tls_conn *t, const uint8_t *p, size_t len, 
 		if (r != WOLFSSL_SUCCESS) {
 			int e = wolfSSL_get_error(t->ssl, r);
 			rc = e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE ? TLS_HANDSHAKING
-											: TLS_HANDSHAKE_FAILED;
+											   : TLS_HANDSHAKE_FAILED;
 		} else {
 			*established = true;
 		}
