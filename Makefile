@@ -108,6 +108,7 @@ test:
 	@scripts/deps.sh --if-missing
 	@$(MAKE) --no-print-directory -j2 all
 	@$(MAKE) --no-print-directory -j2 MODE=$(TEST_MODE) all units
+	@$(MAKE) --no-print-directory -j2 fuzz-build
 	@tests/run.sh --mode $(TEST_MODE) $(TESTS)
 
 -include bench/bench.mk

@@ -1,9 +1,11 @@
 /* conn: one client connection's state machine: ClientHello -> SNI -> certificate -> handshake ->
- * request head -> backend -> response, one request at a time, and the plain port-80 path. */
+ * request head -> backend -> response, one exchange at a time, and the plain port-80 path. The
+ * connection's state is one enum; its client side, its backend side (backend.c) and the exchange
+ * in progress are one struct each. Input-driven work runs in conn_progress's loop, which yields
+ * back to the ring after a budget per event; callbacks set state, they never call the parser. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +16,14 @@
 #include "terminator.h"
 
 #define HEAD_MAX 16384
-/* Past these the connection stops reading from the other side until its output drains. */
+/* Past these the connection stops reading from a side until its output drains. */
 #define PENDING_HIGH (256 * 1024)
 /* A client that keeps sending while it has nothing to say (ClientHello, waiting for a certificate)
  * is cut off here. */
 #define HELLO_MAX (64 * 1024)
+/* Requests, and bytes of request heads, worked off per event before yielding back to the ring. */
+#define PROGRESS_REQUESTS 32
+#define PROGRESS_BYTES (64 * 1024)
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define TOKEN_MAX 128
 
@@ -26,93 +31,74 @@ enum conn_state {
 	C_HELLO, /* buffering the ClientHello record */
 	C_CERT,	 /* waiting for the certificate from the database */
 	C_HANDSHAKE,
-	C_HEAD,	     /* waiting for (the rest of) a request head */
+	C_HEAD,	     /* between exchanges: waiting for (the rest of) a request head */
 	C_CHALLENGE, /* waiting for an HTTP-01 key authorization from the database */
-	C_PROXY,     /* a request is with the backend */
-	C_TUNNEL,    /* --backend-mode proxy-v2: bytes pass both ways unparsed */
-	C_CLOSING,
+	C_PROXY,     /* an exchange is with the backend */
+	C_TUNNEL,    /* --backend-mode proxy-v2 or after 101: bytes pass both ways unparsed */
+	C_FINISHING, /* sending what is queued, then closing */
+	C_CLOSED,    /* waiting for the ring to give back its requests */
+};
+
+/* One request/response exchange with the backend. The backend connection may serve another
+ * exchange only once req is REQ_SENT (head and every body byte sent), resp is RESP_DONE and
+ * backend_keep_alive holds; anything else closes it. */
+enum req_state {
+	REQ_BODY, /* body bytes left to forward */
+	REQ_SENT, /* the whole request is queued for the backend */
+};
+enum resp_state {
+	RESP_HEAD, /* waiting for (the rest of) the response head */
+	RESP_BODY, /* response bytes left to relay */
+	RESP_DONE,
+};
+struct exchange {
+	enum req_state req;
+	enum resp_state resp;
+	struct http_body req_body, resp_body;
+	bool head_method;
+	bool client_keep_alive;	 /* the client may send another request on its connection */
+	bool backend_keep_alive; /* the response allows another request on the backend connection */
+	bool until_close;	 /* the response ends when the backend closes */
+	bool started;		 /* a byte of the response went to the client */
+	bool retry_ok;		 /* the request may be sent once more on a new connection */
+	struct buf retry;	 /* the request head, while it may be */
+	int64_t deadline_ms;	 /* the whole response must have reached the client by then */
 };
 
 struct conn {
-	struct timer timer;
+	struct timer timer; /* first: the ring's tokens point at it */
 	struct loop *loop;
-	int fd, bfd;
 	enum conn_state state;
 	bool tls;
-	bool crecv_armed, crecv_paused, csend_busy;
-	bool brecv_armed, brecv_paused, bsend_busy, bconnected, bwanted;
-	bool bidle;   /* the backend connection answered in full and may serve another client */
-	bool breused; /* the backend connection served before (it may have been closed meanwhile) */
-	bool bfresh;  /* the next backend connection must be a new one (a retry) */
-	bool peer_eof, close_after_flush, closed, served;
-	bool db_pending;	 /* certdb holds a callback for this connection */
-	bool tls_stalled;	 /* wolfSSL holds plaintext that did not fit in req */
-	unsigned inflight, bops; /* requests on the ring: all, and those on the backend socket */
-
-	WOLFSSL *ssl;
+	bool served;	    /* answered a request: the next wait is keep-alive, not a first head */
+	bool db_pending;    /* certdb holds a callback for this connection */
+	struct side client; /* in: request plaintext not yet forwarded; out: to the client */
+	struct tls_conn session;
+	struct backend backend; /* in: backend bytes not yet relayed; out: to the backend */
+	struct exchange x;
 	struct cert_entry *entry;
-	struct tls_io io;
 	char sni[TT_NAME_MAX];
-
-	struct buf in;		      /* client bytes not yet consumed (ClientHello, ciphertext) */
-	struct buf req;		      /* client plaintext not yet forwarded */
-	struct buf cout, cout_flight; /* to the client: queued, and being sent */
-	struct buf bout, bout_flight; /* to the backend */
-	struct buf resp;	      /* backend bytes not yet relayed */
-	struct buf retry;	      /* the request head, while it may be sent once more */
-	bool retry_ok;
-
-	struct http_body req_body;
-	bool req_body_active, req_keep_alive, req_head_method;
-	bool resp_started, resp_head_done, resp_until_close, resp_keep_alive;
-	struct http_body resp_body;
 	char client_ip[INET6_ADDRSTRLEN];
 };
 
+static const struct timer_ops conn_ops;
 static void conn_flush_client(struct conn *c);
 static void conn_progress(struct conn *c);
-static void conn_tls_feed(struct conn *c, const uint8_t *p, size_t len);
-static void conn_pump_response(struct conn *c);
-static void conn_tunnel_pass(struct conn *c);
 static void conn_tunnel_start(struct conn *c);
 
-struct conn *conn_of_timer(struct timer *t)
+static struct conn *conn_of(struct timer *t)
 {
 	return (struct conn *)((char *)t - offsetof(struct conn, timer));
+}
+
+static bool conn_active(const struct conn *c)
+{
+	return c->state < C_FINISHING;
 }
 
 static void conn_timer(struct conn *c, int kind)
 {
 	loop_timer_set(c->loop, &c->timer, kind);
-}
-
-static void conn_close_backend(struct conn *c)
-{
-	if (c->bfd < 0)
-		return;
-	ring_cancel_fd(c->loop->ring, c->bfd);
-	ring_close(c->loop->ring, c->bfd);
-	c->bfd = -1;
-	c->bconnected = c->brecv_armed = c->brecv_paused = c->bidle = false;
-	c->bout.off = c->bout.len = 0;
-	c->resp.off = c->resp.len = 0;
-}
-
-/* A backend connection that finished its last response cleanly goes to the loop's pool for the
- * next client instead of being closed: a connect saved per client connection. */
-static void conn_release_backend(struct conn *c)
-{
-	if (!c->bidle || c->bfd < 0 || !c->bconnected || c->bsend_busy || buf_size(&c->bout) ||
-	    (c->state != C_HEAD && c->state != C_CHALLENGE)) {
-		conn_close_backend(c);
-		return;
-	}
-	/* The receive armed for this connection ends before the next owner arms its own. */
-	if (c->brecv_armed)
-		ring_cancel(c->loop->ring, loop_token(c, OP_BACKEND_RECV));
-	loop_backend_put(c->loop, c->bfd);
-	c->bfd = -1;
-	c->bconnected = c->brecv_armed = c->brecv_paused = c->bidle = false;
 }
 
 static void conn_forget_db(struct conn *c)
@@ -122,57 +108,52 @@ static void conn_forget_db(struct conn *c)
 	c->db_pending = false;
 }
 
+/* The backend connection of an exchange that did not finish on both sides is closed. */
+static void conn_drop_backend(struct conn *c)
+{
+	backend_release(c->loop, &c->backend, c, false);
+}
+
 static void conn_close(struct conn *c)
 {
-	if (c->closed)
+	if (c->state == C_CLOSED)
 		return;
-	c->closed = true;
 	conn_forget_db(c);
-	conn_release_backend(c);
-	c->state = C_CLOSING;
-	ring_cancel_fd(c->loop->ring, c->fd);
+	if (c->backend.state != BACKEND_RETURNING)
+		conn_drop_backend(c);
+	c->backend.wanted = false;
+	c->state = C_CLOSED;
+	ring_cancel_fd(c->loop->ring, c->client.fd);
 	conn_timer(c, TIMER_CLOSED);
 }
 
 /* Sends what is queued, then closes; a TLS session says close_notify first. */
 static void conn_finish(struct conn *c)
 {
-	if (c->close_after_flush || c->closed)
+	if (!conn_active(c))
 		return;
-	c->close_after_flush = true;
 	conn_forget_db(c);
-	conn_release_backend(c);
-	c->state = C_CLOSING;
-	if (c->ssl && wolfSSL_is_init_finished(c->ssl))
-		wolfSSL_shutdown(c->ssl);
+	if (c->backend.state != BACKEND_RETURNING)
+		conn_drop_backend(c);
+	c->backend.wanted = false;
+	c->state = C_FINISHING;
+	tls_conn_close_notify(&c->session);
 	conn_flush_client(c);
 }
 
-/* Plaintext for the client: encrypted into cout on TLS connections. */
+/* Plaintext for the client: encrypted into client.out on TLS connections. */
 static int conn_write(struct conn *c, const void *p, size_t n)
 {
-	if (!c->ssl) {
-		if (buf_append(&c->cout, p, n) < 0)
-			return -1;
-		return 0;
-	}
-	const uint8_t *q = p;
-	while (n) {
-		int chunk = n > 65536 ? 65536 : (int)n;
-		int rc = wolfSSL_write(c->ssl, q, chunk);
-		if (rc <= 0 || c->io.failed)
-			return -1;
-		q += rc;
-		n -= (size_t)rc;
-	}
-	return 0;
+	if (c->session.ssl)
+		return tls_conn_write(&c->session, p, n);
+	return buf_append(&c->client.out, p, n);
 }
 
 static void conn_respond_error(struct conn *c, int status)
 {
 	char out[512];
 	ssize_t n = http_write_simple(status, NULL, false, out, sizeof out);
-	if (c->req_head_method && n > 0) {
+	if (c->x.head_method && n > 0) {
 		/* A HEAD response has no body; the simple writers' bodies are short messages. */
 		char *end = memmem(out, (size_t)n, "\r\n\r\n", 4);
 		if (end)
@@ -185,111 +166,71 @@ static void conn_respond_error(struct conn *c, int status)
 	conn_finish(c);
 }
 
-/* A send goes out from the flight buffer while the other one queues; after a short send, the
- * rest of the flight goes again. */
+/* After a short send, the rest of the flight goes again. */
 static void conn_send_client_flight(struct conn *c)
 {
-	c->csend_busy = true;
-	c->inflight++;
-	ring_send(c->loop->ring, c->fd, buf_head(&c->cout_flight), buf_size(&c->cout_flight),
-		  loop_token(c, OP_CLIENT_SEND));
-}
-
-static void conn_send_backend_flight(struct conn *c)
-{
-	c->bsend_busy = true;
-	c->inflight++;
-	c->bops++;
-	ring_send(c->loop->ring, c->bfd, buf_head(&c->bout_flight), buf_size(&c->bout_flight),
-		  loop_token(c, OP_BACKEND_SEND));
+	c->client.send_busy = true;
+	c->client.ops++;
+	ring_send(c->loop->ring, c->client.fd, buf_head(&c->client.flight), buf_size(&c->client.flight),
+		  loop_token(&c->timer, OP_CLIENT_SEND));
 }
 
 static void conn_flush_client(struct conn *c)
 {
-	if (c->closed || c->csend_busy)
+	if (c->state == C_CLOSED || c->client.send_busy)
 		return;
-	if (buf_size(&c->cout) == 0) {
-		if (c->close_after_flush)
+	if (buf_size(&c->client.out) == 0) {
+		if (c->state == C_FINISHING)
 			conn_close(c);
 		return;
 	}
-	struct buf t = c->cout;
-	c->cout = c->cout_flight;
-	c->cout_flight = t;
+	struct buf t = c->client.out;
+	c->client.out = c->client.flight;
+	c->client.flight = t;
 	conn_send_client_flight(c);
-}
-
-static void conn_flush_backend(struct conn *c)
-{
-	if (c->bfd < 0 || !c->bconnected || c->bsend_busy || buf_size(&c->bout) == 0)
-		return;
-	struct buf t = c->bout;
-	c->bout = c->bout_flight;
-	c->bout_flight = t;
-	conn_send_backend_flight(c);
 }
 
 static void conn_arm_client_recv(struct conn *c)
 {
-	if (c->closed || c->crecv_armed || c->crecv_paused || c->peer_eof)
+	if (c->state == C_CLOSED || c->client.recv_armed || c->client.recv_paused || c->client.eof)
 		return;
-	c->crecv_armed = true;
-	c->inflight++;
-	ring_recv_multishot(c->loop->ring, c->fd, loop_token(c, OP_CLIENT_RECV));
-}
-
-static void conn_arm_backend_recv(struct conn *c)
-{
-	if (c->bfd < 0 || !c->bconnected || c->brecv_armed || c->brecv_paused)
-		return;
-	c->brecv_armed = true;
-	c->inflight++;
-	c->bops++;
-	ring_recv_multishot(c->loop->ring, c->bfd, loop_token(c, OP_BACKEND_RECV));
-}
-
-/* Flow control: a side whose output to the other is too far behind stops being read. */
-static size_t conn_pending_to_backend(const struct conn *c)
-{
-	return buf_size(&c->bout) + buf_size(&c->req);
-}
-static size_t conn_pending_to_client(const struct conn *c)
-{
-	return buf_size(&c->cout) + buf_size(&c->resp);
+	c->client.recv_armed = true;
+	c->client.ops++;
+	ring_recv_multishot(c->loop->ring, c->client.fd, loop_token(&c->timer, OP_CLIENT_RECV));
 }
 
 static void conn_pause_client(struct conn *c)
 {
-	if (c->crecv_paused)
+	if (c->client.recv_paused)
 		return;
-	c->crecv_paused = true;
-	if (c->crecv_armed)
-		ring_cancel(c->loop->ring, loop_token(c, OP_CLIENT_RECV));
+	c->client.recv_paused = true;
+	if (c->client.recv_armed)
+		ring_cancel(c->loop->ring, loop_token(&c->timer, OP_CLIENT_RECV));
 }
 
 static void conn_resume_client(struct conn *c)
 {
-	if (!c->crecv_paused)
+	if (!c->client.recv_paused)
 		return;
-	c->crecv_paused = false;
+	c->client.recv_paused = false;
 	conn_arm_client_recv(c);
 }
 
-static void conn_pause_backend(struct conn *c)
+/* Client bytes held and not yet gone anywhere: reading stops past PENDING_HIGH. */
+static size_t conn_pending_from_client(const struct conn *c)
 {
-	if (c->brecv_paused)
-		return;
-	c->brecv_paused = true;
-	if (c->brecv_armed)
-		ring_cancel(c->loop->ring, loop_token(c, OP_BACKEND_RECV));
+	return buf_size(&c->client.in) + buf_size(&c->session.in) + buf_size(&c->backend.s.out);
+}
+static size_t conn_pending_to_client(const struct conn *c)
+{
+	return buf_size(&c->client.out) + buf_size(&c->backend.s.in);
 }
 
-static void conn_resume_backend(struct conn *c)
+/* The response timer: backend silence (--backend-timeout), but never past the response's
+ * absolute deadline, which a slow reader cannot push back. */
+static void conn_response_timer(struct conn *c)
 {
-	if (!c->brecv_paused)
-		return;
-	c->brecv_paused = false;
-	conn_arm_backend_recv(c);
+	loop_timer_set_by(c->loop, &c->timer, TIMER_BACKEND, c->x.deadline_ms);
 }
 
 /* ---- backend ---- */
@@ -304,14 +245,11 @@ static void conn_backend_failed(struct conn *c, int status)
 		conn_close(c);
 		return;
 	}
-	if (c->state != C_PROXY) {
-		/* A kept-alive backend connection went away between requests. */
-		conn_close_backend(c);
+	conn_drop_backend(c);
+	if (c->state != C_PROXY)
 		return;
-	}
 	METRIC_ADD(c->loop->m, backend_errors, 1);
-	conn_close_backend(c);
-	if (c->resp_started)
+	if (c->x.started)
 		conn_close(c);
 	else
 		conn_respond_error(c, status);
@@ -321,12 +259,12 @@ static void conn_backend_failed(struct conn *c, int status)
  * body that got no byte of answer is sent once more, on a new connection; else the client gets 502. */
 static void conn_backend_lost(struct conn *c)
 {
-	if (c->state == C_PROXY && c->retry_ok && c->breused && !c->resp_started) {
-		c->retry_ok = false;
-		conn_close_backend(c);
-		if (buf_append(&c->bout, buf_head(&c->retry), buf_size(&c->retry)) == 0) {
+	if (c->state == C_PROXY && c->x.retry_ok && c->backend.reused && !c->x.started) {
+		c->x.retry_ok = false;
+		conn_drop_backend(c);
+		if (buf_append(&c->backend.s.out, buf_head(&c->x.retry), buf_size(&c->x.retry)) == 0) {
 			conn_timer(c, TIMER_BACKEND_CONNECT);
-			c->bfresh = true;
+			c->backend.fresh = true;
 			conn_backend_connect(c);
 			return;
 		}
@@ -336,53 +274,43 @@ static void conn_backend_lost(struct conn *c)
 
 static void conn_backend_connect(struct conn *c)
 {
-	const struct term_config *cfg = c->loop->cfg;
-	if (c->bops) {
+	struct backend *b = &c->backend;
+	if (b->s.ops) {
 		/* Completions of the previous backend socket are still due; connect after them. */
-		c->bwanted = true;
+		b->wanted = true;
 		return;
 	}
-	c->bwanted = false;
-	int pooled = c->bfresh || cfg->backend_mode != BACKEND_HTTP ? -1 : loop_backend_take(c->loop);
-	c->bfresh = false;
-	if (pooled >= 0) {
+	b->wanted = false;
+	switch (backend_open(c->loop, b, &c->timer, c->loop->cfg->backend_mode == BACKEND_HTTP)) {
+	case BACKEND_OPENED:
 		METRIC_ADD(c->loop->m, backend_reuses, 1);
-		c->bfd = pooled;
-		c->bconnected = true;
-		c->breused = true;
-		conn_timer(c, TIMER_BACKEND);
-		conn_arm_backend_recv(c);
-		conn_flush_backend(c);
-		return;
-	}
-	c->breused = false;
-	METRIC_ADD(c->loop->m, backend_connects, 1);
-	int fd = socket(cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		tt_log(TT_ERROR, "backend_socket_failed", "error=%d", errno);
+		conn_response_timer(c);
+		backend_arm_recv(c->loop, b, &c->timer);
+		backend_flush(c->loop, b, &c->timer);
+		break;
+	case BACKEND_PENDING:
+		METRIC_ADD(c->loop->m, backend_connects, 1);
+		break;
+	case BACKEND_FAILED:
 		conn_backend_failed(c, 502);
-		return;
+		break;
 	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->bfd = fd;
-	c->inflight++;
-	c->bops++;
-	ring_connect(c->loop->ring, fd, (const struct sockaddr *)&cfg->backend_addr, cfg->backend_len,
-		     loop_token(c, OP_BACKEND_CONNECT));
 }
 
-/* The response is relayed; the caller then runs conn_progress for the next request. */
+/* The response is relayed: the backend connection goes back to the pool if the exchange finished
+ * on both sides, and the connection waits for its next request (conn_progress runs after). */
 static void conn_response_done(struct conn *c)
 {
+	struct exchange *x = &c->x;
+	x->resp = RESP_DONE;
 	c->state = C_HEAD;
 	c->served = true;
-	c->retry_ok = false;
-	c->retry.off = c->retry.len = 0;
-	if (!c->resp_keep_alive || c->resp_until_close)
-		conn_close_backend(c);
-	c->bidle = c->bfd >= 0;
-	if (!c->req_keep_alive || c->resp_until_close || c->req_body_active || c->peer_eof || c->loop->draining)
+	x->retry_ok = false;
+	x->retry.off = x->retry.len = 0;
+	bool reusable = x->req == REQ_SENT && x->backend_keep_alive && !x->until_close;
+	backend_release(c->loop, &c->backend, &c->timer, reusable);
+	/* A body the client has not finished sending can no longer go anywhere. */
+	if (!x->client_keep_alive || x->until_close || x->req != REQ_SENT || c->client.eof || c->loop->draining)
 		conn_finish(c);
 }
 
@@ -404,58 +332,67 @@ static int conn_write_head_closing(struct conn *c, const uint8_t *p, size_t n)
 	return conn_write(c, close_hdr, sizeof close_hdr - 1);
 }
 
+/* One response head at p: relayed, and the exchange's response state set from it. Returns the
+ * bytes used, 0 when incomplete, -1 when the connection or the backend went. */
+static ssize_t conn_relay_head(struct conn *c, const uint8_t *p, size_t len)
+{
+	struct exchange *x = &c->x;
+	struct http_response r;
+	enum http_parse rc = http_parse_response((const char *)p, len, HEAD_MAX, x->head_method, &r);
+	if (rc == HTTP_INCOMPLETE)
+		return 0;
+	if (rc != HTTP_OK) {
+		conn_backend_failed(c, 502);
+		return -1;
+	}
+	bool closing = c->loop->draining && r.status >= 200;
+	if (closing)
+		x->client_keep_alive = false;
+	if ((closing ? conn_write_head_closing(c, p, r.head_len) : conn_write(c, p, r.head_len)) < 0) {
+		conn_close(c);
+		return -1;
+	}
+	x->started = true;
+	if (r.status >= 100 && r.status < 200 && r.status != 101)
+		return (ssize_t)r.head_len;
+	x->backend_keep_alive = r.keep_alive;
+	if (r.status == 101) {
+		/* Switched protocols (WebSocket): from here the bytes pass both ways unparsed. */
+		x->resp = RESP_DONE;
+		c->state = C_TUNNEL;
+		conn_timer(c, TIMER_IDLE);
+		return (ssize_t)r.head_len;
+	}
+	if (r.no_body) {
+		if (r.head_len < len)
+			x->backend_keep_alive = false;
+		conn_response_done(c);
+		return (ssize_t)r.head_len;
+	}
+	x->until_close = !r.chunked && r.content_length < 0;
+	http_body_init(&x->resp_body, r.content_length, r.chunked, x->until_close);
+	x->resp = RESP_BODY;
+	return (ssize_t)r.head_len;
+}
+
 /* Relays backend bytes at p; returns how many were used (the rest waits for the client). */
 static size_t conn_relay_response(struct conn *c, const uint8_t *p, size_t len)
 {
 	size_t used = 0;
 	while (used < len && c->state == C_PROXY) {
-		if (conn_pending_to_client(c) > PENDING_HIGH && buf_size(&c->cout) > PENDING_HIGH)
+		if (buf_size(&c->client.out) > PENDING_HIGH)
 			break;
-		if (!c->resp_head_done) {
-			struct http_response r;
-			enum http_parse rc =
-			    http_parse_response((const char *)p + used, len - used, HEAD_MAX, c->req_head_method, &r);
-			if (rc == HTTP_INCOMPLETE)
-				break;
-			if (rc != HTTP_OK) {
-				conn_backend_failed(c, 502);
+		if (c->x.resp == RESP_HEAD) {
+			ssize_t n = conn_relay_head(c, p + used, len - used);
+			if (n < 0)
 				return len;
-			}
-			bool closing = c->loop->draining && r.status >= 200;
-			if (closing)
-				c->req_keep_alive = false;
-			if ((closing ? conn_write_head_closing(c, p + used, r.head_len)
-				     : conn_write(c, p + used, r.head_len)) < 0) {
-				conn_close(c);
-				return len;
-			}
-			c->resp_started = true;
-			used += r.head_len;
-			if (r.status >= 100 && r.status < 200 && r.status != 101)
-				continue;
-			c->resp_head_done = true;
-			c->resp_keep_alive = r.keep_alive;
-			if (r.status == 101) {
-				/* Switched protocols (WebSocket): from here the bytes pass both ways unparsed. */
-				c->state = C_TUNNEL;
-				conn_timer(c, TIMER_IDLE);
-				if (used < len && conn_write(c, p + used, len - used) < 0)
-					conn_close(c);
-				used = len;
+			if (n == 0)
 				break;
-			}
-			if (r.no_body) {
-				if (used < len)
-					c->resp_keep_alive = false;
-				conn_response_done(c);
-				break;
-			}
-			c->resp_until_close = !r.chunked && r.content_length < 0;
-			http_body_init(&c->resp_body, r.content_length, r.chunked, c->resp_until_close);
+			used += (size_t)n;
 			continue;
 		}
 		bool done = false;
-		ssize_t n = http_body_consume(&c->resp_body, (const char *)p + used, len - used, &done);
+		ssize_t n = http_body_consume(&c->x.resp_body, (const char *)p + used, len - used, &done);
 		if (n < 0) {
 			conn_backend_failed(c, 502);
 			return len;
@@ -468,23 +405,32 @@ static size_t conn_relay_response(struct conn *c, const uint8_t *p, size_t len)
 		if (done) {
 			/* Bytes past the response answer nothing we asked: that backend connection is done. */
 			if (used < len)
-				c->resp_keep_alive = false;
+				c->x.backend_keep_alive = false;
 			conn_response_done(c);
-			break;
 		}
+	}
+	if (c->state == C_TUNNEL && used < len) {
+		if (conn_write(c, p + used, len - used) < 0)
+			conn_close(c);
+		used = len;
 	}
 	conn_flush_client(c);
 	return used;
 }
 
-/* Relays what waits in resp, as far as the client keeps up. */
+/* Relays what waits in backend.s.in, as far as the client keeps up. */
 static void conn_pump_response(struct conn *c)
 {
-	if (c->state != C_PROXY || buf_size(&c->resp) == 0 || c->bfd < 0)
+	struct buf *in = &c->backend.s.in;
+	if (c->state != C_PROXY || buf_size(in) == 0)
 		return;
-	size_t used = conn_relay_response(c, buf_head(&c->resp), buf_size(&c->resp));
-	if (c->bfd >= 0)
-		buf_consume(&c->resp, used);
+	size_t used = conn_relay_response(c, buf_head(in), buf_size(in));
+	buf_consume(in, used < buf_size(in) ? used : buf_size(in));
+	/* A response framed by the close is whole once what came before the close is relayed. */
+	if (c->state == C_PROXY && c->backend.s.eof && buf_size(in) == 0) {
+		conn_drop_backend(c);
+		conn_response_done(c);
+	}
 }
 
 static void conn_backend_data(struct conn *c, const uint8_t *p, size_t len)
@@ -495,51 +441,56 @@ static void conn_backend_data(struct conn *c, const uint8_t *p, size_t len)
 			conn_close(c);
 			return;
 		}
-		if (buf_size(&c->cout) > PENDING_HIGH)
-			conn_pause_backend(c);
+		if (buf_size(&c->client.out) > PENDING_HIGH)
+			backend_pause(c->loop, &c->backend, &c->timer);
 		conn_flush_client(c);
 		return;
 	}
-	if (c->state != C_PROXY) {
+	if (c->state != C_PROXY || c->x.resp == RESP_DONE) {
 		/* Bytes outside a response: the backend broke framing; never pass them on. */
-		conn_close_backend(c);
+		conn_drop_backend(c);
 		return;
 	}
-	conn_timer(c, TIMER_BACKEND);
-	if (buf_size(&c->resp) == 0) {
+	conn_response_timer(c);
+	struct buf *in = &c->backend.s.in;
+	if (buf_size(in) == 0) {
 		size_t used = conn_relay_response(c, p, len);
-		if (used < len && c->bfd >= 0 && buf_append(&c->resp, p + used, len - used) < 0)
+		/* Whatever the state now, unrelayed bytes of this backend are kept only while it is ours. */
+		if (used < len && c->backend.state == BACKEND_OPEN && c->state == C_PROXY &&
+		    buf_append(in, p + used, len - used) < 0)
 			conn_close(c);
 	} else {
-		if (buf_append(&c->resp, p, len) < 0) {
+		if (buf_append(in, p, len) < 0) {
 			conn_close(c);
 			return;
 		}
 		conn_pump_response(c);
 	}
 	if (conn_pending_to_client(c) > PENDING_HIGH)
-		conn_pause_backend(c);
+		backend_pause(c->loop, &c->backend, &c->timer);
 	conn_progress(c);
 }
 
 static void conn_backend_eof(struct conn *c)
 {
 	if (c->state == C_TUNNEL) {
-		conn_close_backend(c);
+		conn_drop_backend(c);
 		conn_finish(c);
 		return;
 	}
-	bool in_response = c->state == C_PROXY;
-	if (in_response && c->resp_head_done && c->resp_until_close) {
-		conn_close_backend(c);
-		conn_response_done(c);
-		conn_progress(c);
+	if (c->state == C_PROXY && c->x.resp == RESP_BODY && c->x.until_close) {
+		c->backend.s.eof = true;
+		if (buf_size(&c->backend.s.in) == 0) {
+			conn_drop_backend(c);
+			conn_response_done(c);
+			conn_progress(c);
+		}
 		return;
 	}
-	if (in_response)
+	if (c->state == C_PROXY)
 		conn_backend_lost(c);
 	else
-		conn_close_backend(c);
+		conn_drop_backend(c);
 }
 
 /* ---- requests ---- */
@@ -557,13 +508,12 @@ static bool conn_token_valid(const char *t, size_t n)
 	return true;
 }
 
-static void conn_challenge_done(void *arg, int status, const char *key_auth)
+/* Answers the challenge request and sets the state for the next one; never parses further. */
+static void conn_challenge_answer(struct conn *c, int status, const char *key_auth)
 {
-	struct conn *c = arg;
-	c->db_pending = false;
 	char out[1024];
 	ssize_t n;
-	bool keep = c->req_keep_alive && !c->loop->draining;
+	bool keep = c->x.client_keep_alive && !c->loop->draining;
 	if (status == 0)
 		n = http_write_simple(200, key_auth, keep, out, sizeof out);
 	else
@@ -574,12 +524,20 @@ static void conn_challenge_done(void *arg, int status, const char *key_auth)
 	}
 	c->state = C_HEAD;
 	c->served = true;
-	if (!c->req_keep_alive || c->peer_eof || c->loop->draining) {
+	if (!keep || c->client.eof)
 		conn_finish(c);
-		return;
-	}
-	conn_flush_client(c);
-	conn_progress(c);
+}
+
+/* certdb's callback, from certdb_process: the next request waits for the loop's next turn. */
+static void conn_challenge_done(void *arg, int status, const char *key_auth)
+{
+	struct conn *c = arg;
+	c->db_pending = false;
+	conn_challenge_answer(c, status, key_auth);
+	if (conn_active(c))
+		loop_defer(c->loop, &c->timer);
+	else
+		conn_flush_client(c);
 }
 
 /* token: NULL when the request named no valid one (answered 404 without a query). */
@@ -587,14 +545,16 @@ static void conn_challenge(struct conn *c, const char *token)
 {
 	METRIC_ADD(c->loop->m, challenges, 1);
 	if (!token) {
-		conn_challenge_done(c, 1, NULL);
+		conn_challenge_answer(c, 1, NULL);
 		return;
 	}
 	c->state = C_CHALLENGE;
 	c->db_pending = true;
 	if (certdb_get_challenge(c->loop->db, token, conn_challenge_done, c) < 0) {
-		if (c->db_pending)
-			conn_challenge_done(c, -1, NULL);
+		if (c->db_pending) {
+			c->db_pending = false;
+			conn_challenge_answer(c, -1, NULL);
+		}
 		return;
 	}
 	loop_db_watch(c->loop, false);
@@ -606,7 +566,7 @@ static const char *conn_client_ip(struct conn *c)
 		return c->client_ip;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0)
+	if (getpeername(c->client.fd, (struct sockaddr *)&ss, &len) < 0)
 		snprintf(c->client_ip, sizeof c->client_ip, "unknown");
 	else if (ss.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->client_ip, sizeof c->client_ip);
@@ -619,6 +579,7 @@ static const char *conn_client_ip(struct conn *c)
 	return c->client_ip;
 }
 
+/* Starts an exchange: the rewritten head queued for the backend, and a backend connection. */
 static void conn_forward(struct conn *c, const struct http_request *r)
 {
 	char host[TT_NAME_MAX + 8];
@@ -638,56 +599,55 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 	}
 	struct http_forward fwd = {
 	    .client_ip = conn_client_ip(c), .proto = c->tls ? "https" : "http", .host = fwd_host};
+	struct buf *out = &c->backend.s.out;
 	size_t room = r->head_len + 1024;
-	if (buf_reserve(&c->bout, room) < 0) {
+	if (buf_reserve(out, room) < 0) {
 		conn_close(c);
 		return;
 	}
-	ssize_t n = http_rewrite_request(r, &fwd, (char *)c->bout.data + c->bout.len, c->bout.cap - c->bout.len);
+	ssize_t n = http_rewrite_request(r, &fwd, (char *)out->data + out->len, out->cap - out->len);
 	if (n < 0) {
 		conn_respond_error(c, 431);
 		return;
 	}
-	c->retry_ok = false;
-	c->bidle = false;
-	c->retry.off = c->retry.len = 0;
-	c->req_body_active = r->content_length > 0 || r->chunked;
-	if (!c->req_body_active && buf_append(&c->retry, c->bout.data + c->bout.len, (size_t)n) == 0)
-		c->retry_ok = true;
-	c->bout.len += (size_t)n;
-	buf_consume(&c->req, r->head_len);
-	http_body_init(&c->req_body, r->content_length, r->chunked, false);
-	c->resp_started = c->resp_head_done = c->resp_until_close = false;
+	struct exchange *x = &c->x;
+	bool body = r->content_length > 0 || r->chunked;
+	x->req = body ? REQ_BODY : REQ_SENT;
+	x->resp = RESP_HEAD;
+	x->started = x->until_close = false;
+	x->backend_keep_alive = false;
+	x->retry.off = x->retry.len = 0;
+	x->retry_ok = !body && buf_append(&x->retry, out->data + out->len, (size_t)n) == 0;
+	x->deadline_ms = c->loop->now_ms + c->loop->cfg->response_timeout_ms;
+	out->len += (size_t)n;
+	buf_consume(&c->client.in, r->head_len);
+	http_body_init(&x->req_body, r->content_length, r->chunked, false);
 	c->state = C_PROXY;
-	if (c->bfd < 0) {
-		conn_timer(c, TIMER_BACKEND_CONNECT);
-		conn_backend_connect(c);
-	} else {
-		c->breused = true;
-		conn_timer(c, TIMER_BACKEND);
-		conn_arm_backend_recv(c);
-	}
+	conn_timer(c, TIMER_BACKEND_CONNECT);
+	conn_backend_connect(c);
 }
 
+/* Parses one request head from client.in and starts what it asks for. */
 static void conn_request(struct conn *c)
 {
 	struct http_request r;
-	enum http_parse rc = http_parse_request((const char *)buf_head(&c->req), buf_size(&c->req), HEAD_MAX, &r);
+	enum http_parse rc =
+	    http_parse_request((const char *)buf_head(&c->client.in), buf_size(&c->client.in), HEAD_MAX, &r);
 	if (rc == HTTP_INCOMPLETE) {
 		if (c->timer.kind != TIMER_HEADER)
 			conn_timer(c, TIMER_HEADER);
-		if (c->peer_eof)
+		if (c->client.eof)
 			conn_close(c);
 		return;
 	}
-	c->req_head_method = rc == HTTP_OK && r.method_len == 4 && memcmp(r.method, "HEAD", 4) == 0;
+	c->x.head_method = rc == HTTP_OK && r.method_len == 4 && memcmp(r.method, "HEAD", 4) == 0;
 	if (rc != HTTP_OK) {
 		METRIC_ADD(c->loop->m, bad_requests, 1);
 		conn_respond_error(c, rc == HTTP_TOO_LARGE ? 431 : 400);
 		return;
 	}
 	METRIC_ADD(c->loop->m, requests, 1);
-	c->req_keep_alive = r.keep_alive;
+	c->x.client_keep_alive = r.keep_alive;
 	size_t plen = sizeof CHALLENGE_PREFIX - 1;
 	if (!c->tls && r.method_len == 3 && memcmp(r.method, "GET", 3) == 0 && r.target_len >= plen &&
 	    memcmp(r.target, CHALLENGE_PREFIX, plen) == 0) {
@@ -695,7 +655,7 @@ static void conn_request(struct conn *c)
 			conn_respond_error(c, 400);
 			return;
 		}
-		/* Copied out: the head is consumed before the answer, which may come at once. */
+		/* Copied out: the head is consumed before the answer. */
 		char token[TOKEN_MAX + 1];
 		size_t n = r.target_len - plen;
 		bool valid = conn_token_valid(r.target + plen, n);
@@ -703,7 +663,7 @@ static void conn_request(struct conn *c)
 			memcpy(token, r.target + plen, n);
 			token[n] = 0;
 		}
-		buf_consume(&c->req, r.head_len);
+		buf_consume(&c->client.in, r.head_len);
 		conn_challenge(c, valid ? token : NULL);
 		return;
 	}
@@ -715,40 +675,46 @@ static void conn_request(struct conn *c)
 	conn_forward(c, &r);
 }
 
-/* Moves request body bytes from req to the backend. */
+/* Moves request body bytes from client.in to the backend. */
 static void conn_request_body(struct conn *c)
 {
-	if (!c->req_body_active || buf_size(&c->req) == 0)
+	struct exchange *x = &c->x;
+	struct buf *in = &c->client.in;
+	if (x->req != REQ_BODY || buf_size(in) == 0)
 		return;
 	bool done = false;
-	ssize_t n = http_body_consume(&c->req_body, (const char *)buf_head(&c->req), buf_size(&c->req), &done);
+	ssize_t n = http_body_consume(&x->req_body, (const char *)buf_head(in), buf_size(in), &done);
 	if (n < 0) {
 		METRIC_ADD(c->loop->m, bad_requests, 1);
-		conn_close(c);
+		if (x->started)
+			conn_close(c);
+		else
+			conn_respond_error(c, 400);
 		return;
 	}
 	if (n > 0) {
-		if (buf_append(&c->bout, buf_head(&c->req), (size_t)n) < 0) {
+		if (buf_append(&c->backend.s.out, buf_head(in), (size_t)n) < 0) {
 			conn_close(c);
 			return;
 		}
-		buf_consume(&c->req, (size_t)n);
+		buf_consume(in, (size_t)n);
 	}
 	if (done)
-		c->req_body_active = false;
+		x->req = REQ_SENT;
 }
 
 /* Gives back the buffers that hold nothing (those the kernel is sending from stay). */
 static void conn_trim(struct conn *c)
 {
-	struct buf *bufs[] = {&c->in, &c->req, &c->resp, &c->bout, &c->cout, &c->retry};
+	struct buf *bufs[] = {&c->client.in,	 &c->session.in, &c->backend.s.in,
+			      &c->backend.s.out, &c->client.out, &c->x.retry};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (buf_size(bufs[i]) == 0)
 			buf_release(bufs[i]);
-	if (!c->bsend_busy)
-		buf_release(&c->bout_flight);
-	if (!c->csend_busy)
-		buf_release(&c->cout_flight);
+	if (!c->backend.s.send_busy)
+		buf_release(&c->backend.s.flight);
+	if (!c->client.send_busy)
+		buf_release(&c->client.flight);
 }
 
 /* ---- proxy-v2 tunnel ---- */
@@ -758,37 +724,32 @@ static void conn_tunnel_start(struct conn *c)
 {
 	struct sockaddr_storage src, dst;
 	socklen_t sl = sizeof src, dl = sizeof dst;
-	if (getpeername(c->fd, (struct sockaddr *)&src, &sl) < 0 ||
-	    getsockname(c->fd, (struct sockaddr *)&dst, &dl) < 0) {
+	if (getpeername(c->client.fd, (struct sockaddr *)&src, &sl) < 0 ||
+	    getsockname(c->client.fd, (struct sockaddr *)&dst, &dl) < 0) {
 		conn_close(c);
 		return;
 	}
 	struct proxy_v2_tls tls, *tlsp = NULL;
-	char alpn[64] = "";
-	if (c->ssl) {
-		char *proto;
-		unsigned short plen;
-		if (wolfSSL_ALPN_GetProtocol(c->ssl, &proto, &plen) == WOLFSSL_SUCCESS && plen < sizeof alpn) {
-			memcpy(alpn, proto, plen);
-			alpn[plen] = 0;
-		}
+	char alpn[64];
+	if (c->session.ssl) {
 		tls = (struct proxy_v2_tls){.sni = c->sni,
-					    .alpn = alpn,
-					    .version = wolfSSL_get_version(c->ssl),
-					    .cipher = wolfSSL_get_cipher_name(c->ssl)};
+					    .alpn = tls_conn_alpn(&c->session, alpn, sizeof alpn),
+					    .version = wolfSSL_get_version(c->session.ssl),
+					    .cipher = wolfSSL_get_cipher_name(c->session.ssl)};
 		tlsp = &tls;
 	}
-	if (buf_reserve(&c->bout, 1024) < 0) {
+	struct buf *out = &c->backend.s.out;
+	if (buf_reserve(out, 1024) < 0) {
 		conn_close(c);
 		return;
 	}
-	ssize_t n = proxy_v2_header((struct sockaddr *)&src, (struct sockaddr *)&dst, tlsp, c->bout.data + c->bout.len,
-				    c->bout.cap - c->bout.len);
+	ssize_t n = proxy_v2_header((struct sockaddr *)&src, (struct sockaddr *)&dst, tlsp, out->data + out->len,
+				    out->cap - out->len);
 	if (n < 0) {
 		conn_close(c);
 		return;
 	}
-	c->bout.len += (size_t)n;
+	out->len += (size_t)n;
 	c->state = C_TUNNEL;
 	conn_timer(c, TIMER_BACKEND_CONNECT);
 	conn_backend_connect(c);
@@ -796,17 +757,18 @@ static void conn_tunnel_start(struct conn *c)
 
 static void conn_tunnel_pass(struct conn *c)
 {
-	if (buf_size(&c->req)) {
-		if (buf_append(&c->bout, buf_head(&c->req), buf_size(&c->req)) < 0) {
+	struct buf *in = &c->client.in;
+	if (buf_size(in)) {
+		if (buf_append(&c->backend.s.out, buf_head(in), buf_size(in)) < 0) {
 			conn_close(c);
 			return;
 		}
-		buf_consume(&c->req, buf_size(&c->req));
-		if (c->bconnected)
+		buf_consume(in, buf_size(in));
+		if (c->backend.state == BACKEND_OPEN)
 			conn_timer(c, TIMER_IDLE);
 	}
 	/* The client is done: once the backend has all it sent, the tunnel closes. */
-	if (c->peer_eof && buf_size(&c->bout) == 0 && !c->bsend_busy)
+	if (c->client.eof && buf_size(&c->backend.s.out) == 0 && !c->backend.s.send_busy)
 		conn_finish(c);
 }
 
@@ -820,94 +782,15 @@ static void conn_go_idle(struct conn *c)
 		conn_timer(c, kind);
 }
 
-/* Drives the plaintext side as far as the buffered bytes allow. */
-static void conn_progress(struct conn *c)
-{
-	if (c->closed)
-		return;
-	if (c->tls_stalled && buf_size(&c->req) < PENDING_HIGH &&
-	    (c->state == C_HEAD || c->state == C_PROXY || c->state == C_TUNNEL))
-		conn_tls_feed(c, NULL, 0);
-	if (c->state == C_HEAD && buf_size(&c->req) == 0) {
-		if (c->peer_eof)
-			conn_finish(c);
-		else
-			conn_go_idle(c);
-	} else if (c->state == C_HEAD) {
-		conn_request(c);
-	}
-	if (c->state == C_PROXY || c->state == C_TUNNEL) {
-		if (c->state == C_PROXY)
-			conn_request_body(c);
-		else
-			conn_tunnel_pass(c);
-		if (c->closed)
-			return;
-		if (c->state == C_PROXY && c->peer_eof && c->req_body_active && buf_size(&c->req) == 0) {
-			/* The client went before its body was whole: that request can never complete. */
-			conn_close(c);
-			return;
-		}
-		conn_flush_backend(c);
-	}
-	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits. */
-	if (conn_pending_to_backend(c) > PENDING_HIGH)
-		conn_pause_client(c);
-	else
-		conn_resume_client(c);
-	conn_flush_client(c);
-}
-
 /* ---- TLS ---- */
 
-static void conn_tls_read(struct conn *c)
+/* Ciphertext at p (none: what waits in the session) through wolfSSL into client.in. */
+static void conn_tls_input(struct conn *c, const uint8_t *p, size_t len)
 {
-	c->tls_stalled = false;
-	while (!c->closed) {
-		if (buf_size(&c->req) >= PENDING_HIGH) {
-			c->tls_stalled = true;
-			break;
-		}
-		if (buf_reserve(&c->req, 4096) < 0) {
-			conn_close(c);
-			return;
-		}
-		int room = (int)(c->req.cap - c->req.len);
-		int n = wolfSSL_read(c->ssl, c->req.data + c->req.len, room);
-		if (n > 0) {
-			c->req.len += (size_t)n;
-			continue;
-		}
-		int e = wolfSSL_get_error(c->ssl, n);
-		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
-			break;
-		c->peer_eof = true;
-		if (e != WOLFSSL_ERROR_ZERO_RETURN && c->state != C_PROXY && c->state != C_TUNNEL) {
-			conn_close(c);
-			return;
-		}
-		break;
-	}
-}
-
-static void conn_tls_drive(struct conn *c)
-{
-	if (c->state == C_HANDSHAKE) {
-		int rc = wolfSSL_accept(c->ssl);
-		if (rc != WOLFSSL_SUCCESS) {
-			int e = wolfSSL_get_error(c->ssl, rc);
-			if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-				conn_flush_client(c);
-				return;
-			}
-			METRIC_ADD(c->loop->m, handshakes_failed, 1);
-			/* wolfSSL queued its alert; send it, then go. */
-			c->close_after_flush = true;
-			c->state = C_CLOSING;
-			conn_flush_client(c);
-			return;
-		}
-		if (wolfSSL_version(c->ssl) == TLS1_3_VERSION)
+	bool established;
+	enum tls_result rc = tls_conn_feed(&c->session, p, len, &c->client.in, PENDING_HIGH, &established);
+	if (established) {
+		if (wolfSSL_version(c->session.ssl) == TLS1_3_VERSION)
 			METRIC_ADD(c->loop->m, handshakes_ok[HS_TLS13], 1);
 		else
 			METRIC_ADD(c->loop->m, handshakes_ok[HS_TLS12], 1);
@@ -916,51 +799,43 @@ static void conn_tls_drive(struct conn *c)
 		if (c->loop->cfg->backend_mode == BACKEND_PROXY_V2)
 			conn_tunnel_start(c);
 	}
-	if (c->state == C_CLOSING || c->closed)
-		return;
-	conn_tls_read(c);
-}
-
-/* Hands ciphertext at p to wolfSSL; what it does not take yet stays in c->in. */
-static void conn_tls_feed(struct conn *c, const uint8_t *p, size_t len)
-{
-	bool from_in = buf_size(&c->in) > 0;
-	if (from_in) {
-		if (len && buf_append(&c->in, p, len) < 0) {
-			conn_close(c);
-			return;
-		}
-		p = buf_head(&c->in);
-		len = buf_size(&c->in);
-	}
-	c->io.src = p;
-	c->io.src_len = len;
-	conn_tls_drive(c);
-	size_t left = c->io.src_len;
-	c->io.src = NULL;
-	c->io.src_len = 0;
-	if (from_in)
-		buf_consume(&c->in, len - left);
-	else if (left && !c->closed && buf_append(&c->in, p + len - left, left) < 0)
+	switch (rc) {
+	case TLS_OK:
+	case TLS_HANDSHAKING:
+		break;
+	case TLS_HANDSHAKE_FAILED:
+		METRIC_ADD(c->loop->m, handshakes_failed, 1);
+		/* wolfSSL queued its alert; send it, then go. */
+		c->state = C_FINISHING;
+		conn_flush_client(c);
+		break;
+	case TLS_NOMEM:
 		conn_close(c);
+		break;
+	case TLS_CLOSED:
+	case TLS_BROKEN:
+		c->client.eof = true;
+		if (rc == TLS_BROKEN && c->state != C_PROXY && c->state != C_TUNNEL)
+			conn_close(c);
+		break;
+	}
 }
 
 static void conn_start_session(struct conn *c)
 {
-	c->ssl = tls_session_new(cert_entry_ctx(c->entry), &c->io);
-	if (!c->ssl) {
+	if (tls_conn_start(&c->session, cert_entry_ctx(c->entry), &c->client.out) < 0) {
 		METRIC_ADD(c->loop->m, handshakes_failed, 1);
 		conn_close(c);
 		return;
 	}
 	c->state = C_HANDSHAKE;
-	conn_tls_feed(c, NULL, 0);
+	conn_tls_input(c, NULL, 0);
 	conn_progress(c);
 }
 
 static void conn_refuse_name(struct conn *c, const uint8_t alert[7])
 {
-	if (buf_append(&c->cout, alert, 7) < 0) {
+	if (buf_append(&c->client.out, alert, 7) < 0) {
 		conn_close(c);
 		return;
 	}
@@ -987,7 +862,8 @@ static void conn_cert_loaded(void *arg, int status, struct cert_entry *entry)
 
 static void conn_hello(struct conn *c)
 {
-	int rc = tls_hello_complete(buf_head(&c->in), buf_size(&c->in));
+	struct buf *in = &c->session.in;
+	int rc = tls_hello_complete(buf_head(in), buf_size(in));
 	if (rc == 0)
 		return;
 	if (rc < 0) {
@@ -995,7 +871,7 @@ static void conn_hello(struct conn *c)
 		conn_close(c);
 		return;
 	}
-	rc = tls_hello_sni(buf_head(&c->in), buf_size(&c->in), c->sni);
+	rc = tls_hello_sni(buf_head(in), buf_size(in), c->sni);
 	if (rc <= 0) {
 		METRIC_ADD(c->loop->m, no_sni, 1);
 		conn_refuse_name(c, tls_alert_unrecognized_name);
@@ -1027,15 +903,79 @@ static void conn_hello(struct conn *c)
 	loop_db_watch(c->loop, false);
 }
 
+/* ---- the driver ---- */
+
+/* Works off what the client sent as far as the state allows, in a loop: a pipelined burst of any
+ * length costs no stack, and after a budget the connection yields back to the ring (loop_defer)
+ * so that one client cannot hold its thread. */
+static void conn_progress(struct conn *c)
+{
+	unsigned requests = PROGRESS_REQUESTS;
+	size_t bytes = PROGRESS_BYTES;
+	while (conn_active(c)) {
+		if (c->session.stalled && c->state >= C_HEAD && buf_size(&c->client.in) < PENDING_HIGH) {
+			conn_tls_input(c, NULL, 0);
+			continue;
+		}
+		if (c->state == C_HEAD) {
+			size_t pending = buf_size(&c->client.in);
+			if (pending == 0) {
+				if (c->client.eof)
+					conn_finish(c);
+				else
+					conn_go_idle(c);
+				break;
+			}
+			/* Answers wait for the client to read them; its send completion resumes here. */
+			if (buf_size(&c->client.out) > PENDING_HIGH)
+				break;
+			if (requests == 0 || bytes == 0) {
+				loop_defer(c->loop, &c->timer);
+				break;
+			}
+			conn_request(c);
+			requests--;
+			size_t used = pending - buf_size(&c->client.in);
+			bytes = used < bytes ? bytes - used : 0;
+			continue;
+		}
+		if (c->state == C_PROXY) {
+			conn_request_body(c);
+			if (c->state != C_PROXY)
+				continue;
+			if (c->client.eof && c->x.req == REQ_BODY && buf_size(&c->client.in) == 0) {
+				/* The client went before its body was whole: that request can never complete. */
+				conn_close(c);
+				return;
+			}
+			backend_flush(c->loop, &c->backend, &c->timer);
+		} else if (c->state == C_TUNNEL) {
+			conn_tunnel_pass(c);
+			if (c->state != C_TUNNEL)
+				continue;
+			backend_flush(c->loop, &c->backend, &c->timer);
+		}
+		break;
+	}
+	if (c->state == C_CLOSED)
+		return;
+	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits. */
+	if (conn_pending_from_client(c) > PENDING_HIGH)
+		conn_pause_client(c);
+	else
+		conn_resume_client(c);
+	conn_flush_client(c);
+}
+
 /* ---- events ---- */
 
 static void conn_client_data(struct conn *c, const uint8_t *p, size_t len)
 {
 	METRIC_ADD(c->loop->m, bytes_in, len);
-	if (c->close_after_flush)
+	if (!conn_active(c))
 		return;
 	if (!c->tls) {
-		if (buf_append(&c->req, p, len) < 0) {
+		if (buf_append(&c->client.in, p, len) < 0) {
 			conn_close(c);
 			return;
 		}
@@ -1043,7 +983,7 @@ static void conn_client_data(struct conn *c, const uint8_t *p, size_t len)
 		return;
 	}
 	if (c->state == C_HELLO || c->state == C_CERT) {
-		if (buf_size(&c->in) + len > HELLO_MAX || buf_append(&c->in, p, len) < 0) {
+		if (buf_size(&c->session.in) + len > HELLO_MAX || buf_append(&c->session.in, p, len) < 0) {
 			METRIC_ADD(c->loop->m, bad_hello, 1);
 			conn_close(c);
 			return;
@@ -1052,20 +992,20 @@ static void conn_client_data(struct conn *c, const uint8_t *p, size_t len)
 			conn_hello(c);
 		return;
 	}
-	conn_tls_feed(c, p, len);
+	conn_tls_input(c, p, len);
 	conn_progress(c);
 }
 
 static void conn_client_eof(struct conn *c)
 {
-	c->peer_eof = true;
+	c->client.eof = true;
 	if (c->state == C_PROXY || c->state == C_TUNNEL) {
 		conn_progress(c);
 		return;
 	}
-	if (c->state == C_CHALLENGE || c->close_after_flush)
+	if (c->state == C_CHALLENGE || !conn_active(c))
 		return;
-	if (c->state == C_HEAD && buf_size(&c->req))
+	if (c->state == C_HEAD && buf_size(&c->client.in))
 		conn_progress(c);
 	else
 		conn_close(c);
@@ -1074,17 +1014,17 @@ static void conn_client_eof(struct conn *c)
 static void conn_client_recv(struct conn *c, const struct ring_event *ev)
 {
 	if (ev->buf >= 0) {
-		if (!c->closed && ev->res > 0)
+		if (c->state != C_CLOSED && ev->res > 0)
 			conn_client_data(c, ring_buf(c->loop->ring, ev->buf), (size_t)ev->res);
 		ring_buf_recycle(c->loop->ring, ev->buf);
 	}
-	if (ev->res == 0 && !c->closed)
+	if (ev->res == 0 && c->state != C_CLOSED)
 		conn_client_eof(c);
-	else if (ev->res < 0 && ev->res != -ENOBUFS && ev->res != -ECANCELED && !c->closed)
+	else if (ev->res < 0 && ev->res != -ENOBUFS && ev->res != -ECANCELED && c->state != C_CLOSED)
 		conn_close(c);
 	if (!ev->more) {
-		c->crecv_armed = false;
-		c->inflight--;
+		c->client.recv_armed = false;
+		c->client.ops--;
 		if (ev->res != 0)
 			conn_arm_client_recv(c);
 	}
@@ -1092,109 +1032,102 @@ static void conn_client_recv(struct conn *c, const struct ring_event *ev)
 
 static void conn_client_sent(struct conn *c, const struct ring_event *ev)
 {
-	c->csend_busy = false;
-	c->inflight--;
-	if (c->closed)
+	c->client.send_busy = false;
+	c->client.ops--;
+	if (c->state == C_CLOSED)
 		return;
 	if (ev->res <= 0) {
 		conn_close(c);
 		return;
 	}
 	METRIC_ADD(c->loop->m, bytes_out, (uint64_t)ev->res);
-	buf_consume(&c->cout_flight, (size_t)ev->res);
-	if (buf_size(&c->cout_flight)) {
+	buf_consume(&c->client.flight, (size_t)ev->res);
+	if (buf_size(&c->client.flight)) {
 		conn_send_client_flight(c);
 		return;
 	}
 	if (c->state == C_PROXY) {
-		conn_timer(c, TIMER_BACKEND);
+		/* Progress of a slow reader moves the backend timer, never past the response deadline. */
+		conn_response_timer(c);
 		conn_pump_response(c);
 		if (conn_pending_to_client(c) <= PENDING_HIGH)
-			conn_resume_backend(c);
+			backend_resume(c->loop, &c->backend, &c->timer);
 	} else if (c->state == C_TUNNEL) {
 		conn_timer(c, TIMER_IDLE);
-		if (buf_size(&c->cout) <= PENDING_HIGH)
-			conn_resume_backend(c);
+		if (buf_size(&c->client.out) <= PENDING_HIGH)
+			backend_resume(c->loop, &c->backend, &c->timer);
 	}
+	conn_progress(c);
+}
+
+static void conn_backend_connected(struct conn *c, const struct ring_event *ev)
+{
+	struct loop *l = c->loop;
+	if (ev->res < 0) {
+		if (!l->backend_down && ev->res != -ECANCELED) {
+			char q[128];
+			tt_log(TT_WARN, "backend_unreachable", "thread=%d error=%s", l->id,
+			       tt_log_quote(q, sizeof q, strerror(-ev->res)));
+		}
+		l->backend_down = ev->res != -ECANCELED || l->backend_down;
+		conn_backend_failed(c, ev->res == -ECANCELED ? 504 : 502);
+		return;
+	}
+	if (l->backend_down)
+		tt_log(TT_INFO, "backend_reachable", "thread=%d", l->id);
+	l->backend_down = false;
+	if (c->state == C_TUNNEL)
+		conn_timer(c, TIMER_IDLE);
+	else
+		conn_response_timer(c);
+	backend_arm_recv(l, &c->backend, &c->timer);
 	conn_progress(c);
 }
 
 static void conn_backend_event(struct conn *c, enum loop_op op, const struct ring_event *ev)
 {
-	/* Completions of a backend socket already closed only settle the accounts. */
-	bool stale = c->bfd < 0 || c->closed;
+	struct loop *l = c->loop;
+	/* Completions of a backend socket already closed or handed back only settle the accounts. */
+	bool stale = backend_completed(l, &c->backend, &c->timer, op, ev) || c->state == C_CLOSED ||
+		     c->backend.state == BACKEND_RETURNING || c->backend.s.fd < 0;
 	switch (op) {
 	case OP_BACKEND_CONNECT:
-		c->inflight--;
-		c->bops--;
-		if (stale)
-			break;
-		if (ev->res < 0) {
-			if (!c->loop->backend_down && ev->res != -ECANCELED) {
-				char q[128];
-				tt_log(TT_WARN, "backend_unreachable", "thread=%d error=%s", c->loop->id,
-				       tt_log_quote(q, sizeof q, strerror(-ev->res)));
-			}
-			c->loop->backend_down = ev->res != -ECANCELED || c->loop->backend_down;
-			conn_backend_failed(c, ev->res == -ECANCELED ? 504 : 502);
-			break;
-		}
-		if (c->loop->backend_down)
-			tt_log(TT_INFO, "backend_reachable", "thread=%d", c->loop->id);
-		c->loop->backend_down = false;
-		c->bconnected = true;
-		conn_timer(c, c->state == C_TUNNEL ? TIMER_IDLE : TIMER_BACKEND);
-		conn_arm_backend_recv(c);
-		conn_progress(c);
+		if (!stale)
+			conn_backend_connected(c, ev);
 		break;
 	case OP_BACKEND_SEND:
-		c->bsend_busy = false;
-		c->inflight--;
-		c->bops--;
-		if (stale) {
-			c->bout_flight.off = c->bout_flight.len = 0;
+		if (stale)
 			break;
-		}
-		if (ev->res <= 0) {
+		if (ev->res <= 0)
 			conn_backend_lost(c);
-			break;
-		}
-		buf_consume(&c->bout_flight, (size_t)ev->res);
-		if (buf_size(&c->bout_flight)) {
-			conn_send_backend_flight(c);
-			break;
-		}
-		conn_progress(c);
+		else if (!c->backend.s.send_busy)
+			conn_progress(c);
 		break;
 	case OP_BACKEND_RECV:
 		if (ev->buf >= 0) {
 			if (!stale && ev->res > 0)
-				conn_backend_data(c, ring_buf(c->loop->ring, ev->buf), (size_t)ev->res);
-			ring_buf_recycle(c->loop->ring, ev->buf);
+				conn_backend_data(c, ring_buf(l->ring, ev->buf), (size_t)ev->res);
+			ring_buf_recycle(l->ring, ev->buf);
 		}
-		if (!ev->more) {
-			c->inflight--;
-			c->bops--;
-		}
-		stale = stale || c->bfd < 0;
+		stale = stale || c->backend.s.fd < 0 || c->backend.state != BACKEND_OPEN;
 		if (!stale && ev->res == 0)
 			conn_backend_eof(c);
 		else if (!stale && ev->res < 0 && ev->res != -ENOBUFS && ev->res != -ECANCELED)
 			conn_backend_lost(c);
-		else if (!stale && !ev->more) {
-			c->brecv_armed = false;
-			conn_arm_backend_recv(c);
-		}
+		else if (!stale && !ev->more)
+			backend_arm_recv(l, &c->backend, &c->timer);
 		break;
 	default:
 		break;
 	}
-	if (c->bops == 0 && c->bwanted && !c->closed)
+	backend_settle(l, &c->backend);
+	if (c->backend.s.ops == 0 && c->backend.wanted && conn_active(c))
 		conn_backend_connect(c);
 }
 
-void conn_event(struct conn *c, enum loop_op op, const struct ring_event *ev)
+static void conn_event(struct timer *t, enum loop_op op, const struct ring_event *ev)
 {
+	struct conn *c = conn_of(t);
 	switch (op) {
 	case OP_CLIENT_RECV:
 		conn_client_recv(c, ev);
@@ -1215,12 +1148,13 @@ void conn_accept(struct loop *l, int fd, bool tls)
 		close(fd);
 		return;
 	}
-	c->loop = l;
-	c->fd = fd;
-	c->bfd = -1;
-	c->tls = tls;
 	c->timer.kind = -1;
-	c->io.out = &c->cout;
+	c->timer.ops = &conn_ops;
+	c->loop = l;
+	c->client.fd = fd;
+	c->backend.s.fd = -1;
+	c->tls = tls;
+	c->session.io.out = &c->client.out;
 	c->state = tls ? C_HELLO : C_HEAD;
 	METRIC_ADD(l->m, accepted, 1);
 	l->nconns++;
@@ -1228,9 +1162,10 @@ void conn_accept(struct loop *l, int fd, bool tls)
 	conn_arm_client_recv(c);
 }
 
-void conn_expire(struct conn *c)
+static void conn_expire(struct timer *t)
 {
-	int kind = c->timer.kind;
+	struct conn *c = conn_of(t);
+	int kind = t->kind;
 	if (kind == TIMER_LINGER) {
 		conn_trim(c);
 		conn_timer(c, TIMER_IDLE);
@@ -1248,39 +1183,45 @@ void conn_expire(struct conn *c)
 		conn_backend_failed(c, 504);
 		break;
 	default:
-		if (c->close_after_flush)
+		if (c->state == C_FINISHING)
 			conn_close(c);
 		else
 			conn_finish(c);
 		break;
 	}
 	/* What is left to send gets one idle period, then the connection goes. */
-	if (!c->closed && c->timer.kind == kind)
+	if (c->state != C_CLOSED && t->kind == kind)
 		conn_timer(c, TIMER_IDLE);
 }
 
-void conn_drain(struct conn *c)
+static void conn_resume(struct timer *t)
 {
-	/* Between requests on a kept-alive connection, nothing is lost by closing; a connection that
-	 * has not had its first request yet is kept, since its client is about to send one. */
-	if (c->closed || c->close_after_flush || c->state != C_HEAD || !c->served || buf_size(&c->req))
+	struct conn *c = conn_of(t);
+	if (conn_active(c))
+		conn_progress(c);
+}
+
+/* The loop started draining: an idle keep-alive connection closes now, others after their
+ * response; one that has not had its first request yet is kept, its client is about to send it. */
+static void conn_drain(struct timer *t)
+{
+	struct conn *c = conn_of(t);
+	if (c->state != C_HEAD || !c->served || buf_size(&c->client.in))
 		return;
 	conn_finish(c);
 }
 
-void conn_destroy(struct conn *c)
+static void conn_destroy(struct timer *t)
 {
+	struct conn *c = conn_of(t);
 	loop_timer_clear(&c->timer);
-	if (c->ssl)
-		wolfSSL_free(c->ssl);
+	tls_conn_free(&c->session);
 	if (c->entry)
 		cert_entry_release(c->entry);
-	if (c->bfd >= 0)
-		close(c->bfd);
-	if (c->fd >= 0)
-		close(c->fd);
-	struct buf *bufs[] = {&c->in,	&c->req,	 &c->cout, &c->cout_flight,
-			      &c->bout, &c->bout_flight, &c->resp, &c->retry};
+	backend_destroy(&c->backend);
+	if (c->client.fd >= 0)
+		close(c->client.fd);
+	struct buf *bufs[] = {&c->client.in, &c->client.out, &c->client.flight, &c->x.retry};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		buf_release(bufs[i]);
 	METRIC_ADD(c->loop->m, closed, 1);
@@ -1288,13 +1229,24 @@ void conn_destroy(struct conn *c)
 	free(c);
 }
 
-bool conn_reap(struct conn *c)
+/* Frees a closed connection once the ring holds nothing of it. */
+static bool conn_reap(struct timer *t)
 {
-	if (c->inflight)
+	struct conn *c = conn_of(t);
+	if (c->client.ops || c->backend.s.ops || t->deferred)
 		return false;
 	/* The ring closes the socket; conn_destroy must not close it again. */
-	ring_close(c->loop->ring, c->fd);
-	c->fd = -1;
-	conn_destroy(c);
+	ring_close(c->loop->ring, c->client.fd);
+	c->client.fd = -1;
+	conn_destroy(t);
 	return true;
 }
+
+static const struct timer_ops conn_ops = {
+    .event = conn_event,
+    .expire = conn_expire,
+    .resume = conn_resume,
+    .drain = conn_drain,
+    .reap = conn_reap,
+    .destroy = conn_destroy,
+};

@@ -99,9 +99,10 @@ struct head_fields {
 	const char *host;
 	size_t host_len;
 	bool host_seen;
-	bool te_seen;
-	bool te_last_chunked;
-	int te_chunked_count;
+	int te_lines;
+	bool te_chunked;      /* the Transfer-Encoding value is exactly "chunked" (any case) */
+	bool te_last_chunked; /* its last coding is chunked (what frames a response) */
+	int te_chunked_count; /* chunked may appear once, at most */
 	bool conn_close;
 	bool conn_keep_alive;
 };
@@ -124,22 +125,6 @@ static int for_each_element(const char *v, size_t n, int (*fn)(void *, const cha
 			return -1;
 		i++;
 	}
-	return 0;
-}
-
-static int te_element(void *arg, const char *el, size_t n)
-{
-	struct head_fields *f = arg;
-	/* Empty elements and coding parameters are legal but only widen the gap between our reading
-	 * and the backend's; a request that needs them is not one we must serve. */
-	if (n == 0)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		if (!tchar[(unsigned char)el[i]])
-			return -1;
-	f->te_last_chunked = NAME_IS(el, n, "chunked");
-	if (f->te_last_chunked)
-		f->te_chunked_count++;
 	return 0;
 }
 
@@ -168,6 +153,30 @@ static enum http_parse parse_content_length(const char *v, size_t n, struct head
 	}
 	f->content_length = cl;
 	return HTTP_OK;
+}
+
+static int count_chunked(void *arg, const char *el, size_t n)
+{
+	if (NAME_IS(el, n, "chunked"))
+		(*(int *)arg)++;
+	return 0;
+}
+
+static bool last_element_is_chunked(const char *v, size_t n)
+{
+	size_t s = n;
+	while (s > 0 && v[s - 1] != ',')
+		s--;
+	while (s < n && is_ows(v[s]))
+		s++;
+	return NAME_IS(v + s, n - s, "chunked");
+}
+
+/* The headers whose spelling with '_' is refused in a request: framing and forwarding. */
+static bool folds_onto_guarded(const char *name, size_t n)
+{
+	return name_eq(name, n, "content-length", 14, true) || name_eq(name, n, "transfer-encoding", 17, true) ||
+	       (n >= 12 && name_eq(name, 12, "x-forwarded-", 12, true));
 }
 
 /* Parses the header lines in [pos, end) (end is just past the blank line), recording them into
@@ -209,6 +218,10 @@ static enum http_parse parse_fields(const char *buf, size_t pos, size_t end, str
 			headers[n] = (struct http_header){line, nl, value, vlen};
 		n++;
 
+		/* A name that folds '_' onto a framing or forwarding header is read as that header by
+		 * CGI-style backends and as nothing by us: two readings of one request. */
+		if (headers && memchr(line, '_', nl) && folds_onto_guarded(line, nl))
+			return HTTP_BAD;
 		if (NAME_IS(line, nl, "host")) {
 			if (f->host_seen)
 				return HTTP_BAD;
@@ -222,9 +235,12 @@ static enum http_parse parse_fields(const char *buf, size_t pos, size_t end, str
 			if (parse_content_length(value, vlen, f) != HTTP_OK)
 				return HTTP_BAD;
 		} else if (NAME_IS(line, nl, "transfer-encoding")) {
-			f->te_seen = true;
-			if (for_each_element(value, vlen, te_element, f) < 0)
-				return HTTP_BAD;
+			/* Exactly one line holding exactly chunked: any other coding, a list, or a
+			 * second line is something two parsers may frame differently. */
+			f->te_lines++;
+			f->te_chunked = NAME_IS(value, vlen, "chunked");
+			f->te_last_chunked = last_element_is_chunked(value, vlen);
+			for_each_element(value, vlen, count_chunked, &f->te_chunked_count);
 		} else if (NAME_IS(line, nl, "connection")) {
 			for_each_element(value, vlen, connection_element, f);
 		}
@@ -313,16 +329,16 @@ enum http_parse http_parse_request(const char *buf, size_t len, size_t max_head,
 		return r;
 	if (req->minor_version >= 1 && !f.host_seen)
 		return HTTP_BAD;
-	if (f.te_seen) {
-		/* RFC 9112 6.1 and 6.3: chunked must be the final coding, exactly once; Transfer-Encoding
+	if (f.te_lines) {
+		/* RFC 9112 6.1 and 6.3: a request's only coding we take is chunked, once; Transfer-Encoding
 		 * in HTTP/1.0 or beside Content-Length is the classic smuggling shape. */
-		if (req->minor_version == 0 || f.content_length >= 0 || !f.te_last_chunked || f.te_chunked_count != 1)
+		if (req->minor_version == 0 || f.content_length >= 0 || f.te_lines != 1 || !f.te_chunked)
 			return HTTP_BAD;
 	}
 	req->host = f.host_seen ? f.host : NULL;
 	req->host_len = f.host_len;
 	req->content_length = f.content_length;
-	req->chunked = f.te_seen;
+	req->chunked = f.te_lines == 1;
 	req->keep_alive = keep_alive_for(req->minor_version, &f);
 	req->head_len = end;
 	return HTTP_OK;
@@ -362,8 +378,8 @@ enum http_parse http_parse_response(const char *buf, size_t len, size_t max_head
 	if (r != HTTP_OK)
 		return r;
 	bool chunked = false;
-	if (f.te_seen) {
-		if (resp->minor_version == 0 || f.content_length >= 0 || f.te_chunked_count > 1)
+	if (f.te_lines) {
+		if (resp->minor_version == 0 || f.content_length >= 0 || f.te_lines > 1 || f.te_chunked_count > 1)
 			return HTTP_BAD;
 		/* A final coding other than chunked means the body runs until the close (RFC 9112 6.3). */
 		chunked = f.te_last_chunked;
@@ -500,8 +516,17 @@ ssize_t http_rewrite_request(const struct http_request *req, const struct http_f
 		if (dropped_name(h->name, h->name_len) ||
 		    (naming < req->nheaders && nominated_by_connection(req, naming, h)))
 			continue;
-		put(&o, h->name, h->name_len);
-		PUT_LIT(&o, ": ");
+		/* Framing goes out in one canonical spelling, whatever the client's case. */
+		if (NAME_IS(h->name, h->name_len, "transfer-encoding")) {
+			PUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+			continue;
+		}
+		if (NAME_IS(h->name, h->name_len, "content-length")) {
+			PUT_LIT(&o, "Content-Length: ");
+		} else {
+			put(&o, h->name, h->name_len);
+			PUT_LIT(&o, ": ");
+		}
 		put(&o, h->value, h->value_len);
 		PUT_LIT(&o, "\r\n");
 	}

@@ -1,5 +1,6 @@
 /* loop: one core's event loop. It owns a ring, its own SO_REUSEPORT listeners, a certdb
- * connection and the timeout lists, and hands every completion to its connection. */
+ * connection, the backend pool and the timeout lists, and hands every completion, expiry and
+ * deferred turn to the callbacks of the timer it belongs to. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -107,13 +108,16 @@ void loop_timer_clear(struct timer *t)
 	t->kind = -1;
 }
 
-void loop_timer_set(struct loop *l, struct timer *t, int kind)
+void loop_timer_set_by(struct loop *l, struct timer *t, int kind, int64_t deadline_ms)
 {
 	loop_timer_clear(t);
 	struct timer *head = &l->lists[kind], *after = head->prev;
 	t->kind = kind;
 	t->deadline_ms = kind == TIMER_CLOSED ? INT64_MAX : l->now_ms + l->cfg->timeout_ms[kind];
-	/* Only a shorter timeout from a reload puts a deadline before the tail's. */
+	if (deadline_ms < t->deadline_ms)
+		t->deadline_ms = deadline_ms;
+	/* Only a shorter timeout from a reload, or a deadline of the caller's, puts a deadline before
+	 * the tail's. */
 	while (after != head && after->deadline_ms > t->deadline_ms)
 		after = after->prev;
 	t->prev = after;
@@ -122,34 +126,36 @@ void loop_timer_set(struct loop *l, struct timer *t, int kind)
 	after->next = t;
 }
 
-void loop_backend_put(struct loop *l, int fd)
+void loop_timer_set(struct loop *l, struct timer *t, int kind)
 {
-	if (l->npool == LOOP_POOL_MAX) {
-		/* Full: the oldest goes. */
-		ring_close(l->ring, l->pool_fds[0]);
-		memmove(l->pool_fds, l->pool_fds + 1, (LOOP_POOL_MAX - 1) * sizeof l->pool_fds[0]);
-		memmove(l->pool_since_ms, l->pool_since_ms + 1, (LOOP_POOL_MAX - 1) * sizeof l->pool_since_ms[0]);
-		l->npool--;
-	}
-	l->pool_fds[l->npool] = fd;
-	l->pool_since_ms[l->npool] = l->now_ms;
-	l->npool++;
+	loop_timer_set_by(l, t, kind, INT64_MAX);
 }
 
-int loop_backend_take(struct loop *l)
+void loop_defer(struct loop *l, struct timer *t)
 {
-	if (l->npool == 0)
-		return -1;
-	int top = l->npool - 1;
-	if (l->now_ms - l->pool_since_ms[top] > LOOP_POOL_IDLE_MS) {
-		/* The newest is too old, so are all the others. */
-		for (int i = 0; i < l->npool; i++)
-			ring_close(l->ring, l->pool_fds[i]);
-		l->npool = 0;
-		return -1;
+	if (t->deferred)
+		return;
+	t->deferred = true;
+	t->deferred_next = NULL;
+	if (l->deferred_tail)
+		l->deferred_tail->deferred_next = t;
+	else
+		l->deferred = t;
+	l->deferred_tail = t;
+}
+
+/* Runs the turns deferred so far; those deferred meanwhile wait for the next round, so a loop
+ * that keeps yielding still lets the ring's events in. */
+static void loop_run_deferred(struct loop *l)
+{
+	struct timer *t = l->deferred;
+	l->deferred = l->deferred_tail = NULL;
+	while (t) {
+		struct timer *next = t->deferred_next;
+		t->deferred = false;
+		t->ops->resume(t);
+		t = next;
 	}
-	l->npool--;
-	return l->pool_fds[top];
 }
 
 /* One poll at a time on the database socket. libpq may reconnect on a new socket with the same
@@ -238,7 +244,7 @@ static void loop_begin_drain(struct loop *l)
 		struct timer *head = &l->lists[k], *t = head->next;
 		while (t != head) {
 			struct timer *next = t->next;
-			conn_drain(conn_of_timer(t));
+			t->ops->drain(t);
 			t = next;
 		}
 	}
@@ -282,9 +288,11 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 		else
 			loop_db_run(l, false);
 		break;
-	default:
-		conn_event(p, op, ev);
+	default: {
+		struct timer *t = p;
+		t->ops->event(t, op, ev);
 		break;
+	}
 	}
 }
 
@@ -309,7 +317,7 @@ static void loop_expire(struct loop *l)
 	for (int k = 0; k < TIMER_KINDS; k++) {
 		struct timer *t;
 		while ((t = l->lists[k].next) != &l->lists[k] && t->deadline_ms <= l->now_ms)
-			conn_expire(conn_of_timer(t));
+			t->ops->expire(t);
 	}
 	int64_t db = certdb_next_deadline_ms(l->db);
 	if (db >= 0 && db <= l->now_ms)
@@ -329,7 +337,7 @@ static void loop_reap(struct loop *l)
 	struct timer *head = &l->lists[TIMER_CLOSED], *t = head->next;
 	while (t != head) {
 		struct timer *next = t->next;
-		conn_reap(conn_of_timer(t));
+		t->ops->reap(t);
 		t = next;
 	}
 }
@@ -352,7 +360,7 @@ int loop_run(struct loop *l, struct tt_err *err)
 		if (l->draining && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
 			break;
 		l->now_ms = tt_now_ms();
-		int64_t wait = loop_next_deadline(l) - l->now_ms;
+		int64_t wait = l->deferred ? 0 : loop_next_deadline(l) - l->now_ms;
 		unsigned n;
 		if (ring_wait(l->ring, wait < 0 ? 0 : wait, events, LOOP_EVENTS, &n, err) < 0)
 			return -1;
@@ -360,6 +368,7 @@ int loop_run(struct loop *l, struct tt_err *err)
 		for (unsigned i = 0; i < n; i++)
 			loop_dispatch(l, &events[i]);
 		loop_expire(l);
+		loop_run_deferred(l);
 		loop_reap(l);
 	}
 	atomic_store(&l->done, true);
@@ -384,11 +393,10 @@ void loop_free(struct loop *l)
 	ring_free(l->ring);
 	for (int k = 0; k <= TIMER_KINDS; k++) {
 		while (l->lists[k].next != &l->lists[k])
-			conn_destroy(conn_of_timer(l->lists[k].next));
+			l->lists[k].next->ops->destroy(l->lists[k].next);
 	}
 	certdb_free(l->db);
-	for (int i = 0; i < l->npool; i++)
-		close(l->pool_fds[i]);
+	backend_pool_free(&l->pool);
 	if (l->https_fd >= 0)
 		close(l->https_fd);
 	if (l->http_fd >= 0)

@@ -53,6 +53,8 @@ static const struct opt opts[] = {
     {"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", "DURATION", "5s",
      "to connect to the backend (and to PostgreSQL)"},
     {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
+    {"response-timeout", "TRACKTLS_RESPONSE_TIMEOUT", "DURATION", "60s",
+     "from forwarding a request to the last byte of its response reaching the client (slow readers)"},
     {"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
     {"cert-batch-max", "TRACKTLS_CERT_BATCH_MAX", "N", "128",
      "names per certificate query: misses that arrive together share one query (1: a query per name)"},
@@ -264,6 +266,10 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	 * then returns them for the rest of the idle timeout. */
 	tc->timeout_ms[TIMER_LINGER] = tc->timeout_ms[TIMER_IDLE] < 2000 ? tc->timeout_ms[TIMER_IDLE] / 2 : 1000;
 	tc->timeout_ms[TIMER_IDLE] -= tc->timeout_ms[TIMER_LINGER];
+	if (tt_parse_duration_ms(opt_value(cfg, "response-timeout"), &tc->response_timeout_ms, err) < 0)
+		return flag_fail(err, "response-timeout");
+	if (tc->response_timeout_ms <= 0)
+		return tt_fail(err, "--response-timeout: must be positive");
 	if (tt_parse_duration_ms(opt_value(cfg, "db-timeout"), &tc->db_timeout_ms, err) < 0)
 		return flag_fail(err, "db-timeout");
 	if (tt_parse_duration_ms(opt_value(cfg, "negative-ttl"), &limits->negative_ttl_ms, err) < 0)
@@ -523,6 +529,7 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	/* Only what can change live comes from the new settings. */
 	struct term_config next = *x->current;
 	memcpy(next.timeout_ms, tc->timeout_ms, sizeof next.timeout_ms);
+	next.response_timeout_ms = tc->response_timeout_ms;
 	next.backend_addr = tc->backend_addr;
 	next.backend_len = tc->backend_len;
 	*tc = next;

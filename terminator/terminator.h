@@ -2,12 +2,14 @@
  * database connection; the certificate cache is the only thing the threads share.
  *
  *   main.c      flags, configuration, threads, signals
- *   loop.c      one core's event loop: owns its ring, listeners, connections, certdb
+ *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
+ *               lists; hands completions, expiries and deferred work to their owners' callbacks
  *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
  *               poll, timeouts
  *   conn.c      per-connection state machine: ClientHello -> SNI -> certificate -> handshake ->
  *               request head -> backend -> response, and the plain port-80 path
- *   tls.c       wolfSSL sessions over the ring's buffers (custom I/O callbacks)
+ *   backend.c   the backend side of a connection and the loop's pool of idle backend connections
+ *   tls.c       wolfSSL sessions over the ring's buffers: handshake, reads, writes, close_notify
  *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
@@ -438,6 +440,9 @@ struct term_config {
 	socklen_t https_len, http_len, backend_len;
 	enum backend_mode backend_mode;
 	int64_t timeout_ms[TIMER_KINDS];
+	/* From a request's forwarding to the last byte of its response reaching the client: a slow
+	 * reader cannot hold the connection's buffers longer, whatever it reads meanwhile. */
+	int64_t response_timeout_ms;
 	int64_t db_timeout_ms;
 	const char *db_conninfo;
 	const char *db_listen_conninfo; /* the primary: loop 0's certdb LISTENs there */
@@ -521,7 +526,35 @@ struct tls_io {
 int tls_hello_complete(const uint8_t *p, size_t len);
 /* The normalized server name in a ClientHello: 1 found, 0 absent, -1 malformed or invalid name. */
 int tls_hello_sni(const uint8_t *p, size_t len, char name[TT_NAME_MAX]);
-WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io);
+/* One connection's session. in holds ciphertext not yet taken by wolfSSL (first the ClientHello,
+ * buffered by the caller before the session exists). */
+struct tls_conn {
+	WOLFSSL *ssl; /* NULL until tls_conn_start */
+	struct tls_io io;
+	struct buf in;
+	bool stalled; /* the session holds plaintext that did not fit under the caller's limit */
+};
+enum tls_result {
+	TLS_OK,
+	TLS_HANDSHAKING,      /* the handshake needs more bytes */
+	TLS_HANDSHAKE_FAILED, /* wolfSSL queued its alert in out: send it, then close */
+	TLS_CLOSED,	      /* close_notify */
+	TLS_BROKEN,	      /* a read failed */
+	TLS_NOMEM,
+};
+/* Ciphertext to send goes to out. */
+int tls_conn_start(struct tls_conn *t, WOLFSSL_CTX *ctx, struct buf *out);
+/* Hands ciphertext at p (len 0: what waits in t->in) to the session: the handshake if it is not
+ * finished (*established turns true when it just did), then plaintext into plain while it holds
+ * less than limit. */
+enum tls_result tls_conn_feed(struct tls_conn *t, const uint8_t *p, size_t len, struct buf *plain, size_t limit,
+			      bool *established);
+/* Plaintext for the peer, encrypted into out. */
+int tls_conn_write(struct tls_conn *t, const void *p, size_t n);
+void tls_conn_close_notify(struct tls_conn *t);
+/* The protocol ALPN chose, into out ("" if none). */
+const char *tls_conn_alpn(struct tls_conn *t, char *out, size_t outsize);
+void tls_conn_free(struct tls_conn *t);
 /* The fatal unrecognized_name alert, sent raw before any session exists. */
 extern const uint8_t tls_alert_unrecognized_name[7];
 extern const uint8_t tls_alert_internal_error[7];
@@ -542,18 +575,88 @@ static inline uint64_t loop_token(const void *p, enum loop_op op)
 {
 	return (uint64_t)(uintptr_t)p | op;
 }
-/* Connections wait in one FIFO per timeout kind: every kind has one duration, so appending keeps
- * each list sorted by deadline and the loop only looks at the heads. TIMER_CLOSED holds
- * connections waiting for their last completions before being freed. */
+/* Owners (connections) wait in one FIFO per timeout kind: every kind has one duration, so
+ * appending keeps each list sorted by deadline and the loop only looks at the heads. TIMER_CLOSED
+ * holds owners waiting for their last completions before being freed. A timer carries its owner's
+ * callbacks: the loop knows no more of what it times. */
 #define TIMER_CLOSED TIMER_KINDS
+struct timer;
+struct ring_event;
+struct timer_ops {
+	/* A completion whose token is loop_token(timer, op). */
+	void (*event)(struct timer *t, enum loop_op op, const struct ring_event *ev);
+	void (*expire)(struct timer *t);  /* its deadline passed */
+	void (*resume)(struct timer *t);  /* its turn after loop_defer */
+	void (*drain)(struct timer *t);	  /* the loop started draining */
+	bool (*reap)(struct timer *t);	  /* on TIMER_CLOSED: frees the owner if it may; true if freed */
+	void (*destroy)(struct timer *t); /* at shutdown, after the ring is gone */
+};
 struct timer {
 	struct timer *prev, *next;
 	int64_t deadline_ms;
 	int kind; /* -1 when in no list */
+	const struct timer_ops *ops;
+	struct timer *deferred_next;
+	bool deferred; /* waits in the loop's deferred list */
 };
-#define LOOP_POOL_MAX 64
-#define LOOP_POOL_IDLE_MS 2000
-struct conn;
+
+/* ---- backend.c: the backend side of a connection, and the loop's pool. ---- */
+/* One side of a connection: its socket and what the ring does with it. */
+struct side {
+	int fd;			/* -1: none */
+	bool recv_armed;	/* a multishot receive is on the ring */
+	bool recv_paused;	/* reading stopped until the other side catches up */
+	bool send_busy;		/* flight is on the ring */
+	bool eof;		/* the peer finished sending */
+	unsigned ops;		/* requests on the ring for this side */
+	struct buf in;		/* received, not yet used */
+	struct buf out, flight; /* queued to send, and being sent */
+};
+enum backend_state {
+	BACKEND_NONE,
+	BACKEND_CONNECTING,
+	BACKEND_OPEN,
+	BACKEND_RETURNING, /* its exchange finished on both sides: joins the pool once its ops settle */
+};
+struct backend {
+	struct side s;
+	enum backend_state state;
+	bool reused; /* came from the pool: the backend may have closed it meanwhile */
+	bool fresh;  /* the next connection must be a new one (a retry) */
+	bool wanted; /* a connect waits for the previous socket's completions */
+};
+#define BACKEND_POOL_MAX 64
+#define BACKEND_POOL_IDLE_MS 2000
+/* Idle backend connections kept for the next exchange, newest last; one older than
+ * BACKEND_POOL_IDLE_MS is closed rather than trusted. */
+struct backend_pool {
+	int fds[BACKEND_POOL_MAX];
+	int64_t since_ms[BACKEND_POOL_MAX];
+	int n;
+};
+struct loop;
+enum backend_open { BACKEND_OPENED, BACKEND_PENDING, BACKEND_FAILED };
+/* A connection for b: from the pool when may_reuse (and b->fresh is not set) and a pooled one is
+ * still quiet (nothing to read, no EOF), else a new one (connect on the ring, owner's token). */
+enum backend_open backend_open(struct loop *l, struct backend *b, void *owner, bool may_reuse);
+void backend_arm_recv(struct loop *l, struct backend *b, void *owner);
+void backend_pause(struct loop *l, struct backend *b, void *owner);
+void backend_resume(struct loop *l, struct backend *b, void *owner);
+/* Sends what is queued in b->s.out. */
+void backend_flush(struct loop *l, struct backend *b, void *owner);
+/* Cancels what the ring holds of it and closes it; b is empty after. */
+void backend_close(struct loop *l, struct backend *b);
+/* The exchange is over: reusable only when it finished on both sides (the caller's judgement)
+ * and nothing is left unsent or unread; then the socket returns to the pool, else it closes. */
+void backend_release(struct loop *l, struct backend *b, void *owner, bool reusable);
+/* A returning connection whose completions all arrived joins the pool. */
+void backend_settle(struct loop *l, struct backend *b);
+/* Accounts for a completion of b's socket; true when it belongs to a socket b no longer has. */
+bool backend_completed(struct loop *l, struct backend *b, void *owner, enum loop_op op, const struct ring_event *ev);
+void backend_pool_put(struct loop *l, int fd);
+void backend_pool_free(struct backend_pool *p);
+void backend_destroy(struct backend *b);
+
 /* Configuration changes (SIGHUP) reach a loop as a new immutable snapshot in cfg_next, picked up at
  * the top of its next iteration; it says so in cfg_seen, after which main may free the old one. */
 struct loop {
@@ -566,14 +669,13 @@ struct loop {
 	int https_fd, http_fd;
 	int64_t now_ms;
 	struct timer lists[TIMER_KINDS + 1];
+	struct timer *deferred, *deferred_tail; /* owners whose work yielded, run before the next wait */
 	int db_fd;
 	bool db_armed, db_armed_write, db_removing;
-	int accept_paused;	     /* listeners whose accept waits for descriptors: 1 https, 2 http */
-	bool accept_starved;	     /* logged once until an accept succeeds again */
-	bool backend_down;	     /* logged once until a backend connect succeeds again */
-	int pool_fds[LOOP_POOL_MAX]; /* idle backend connections, newest last */
-	int64_t pool_since_ms[LOOP_POOL_MAX];
-	int npool;
+	int accept_paused;   /* listeners whose accept waits for descriptors: 1 https, 2 http */
+	bool accept_starved; /* logged once until an accept succeeds again */
+	bool backend_down;   /* logged once until a backend connect succeeds again */
+	struct backend_pool pool;
 	int64_t accept_resume_ms;
 	size_t nconns; /* accepted and not yet freed */
 	/* Draining (SIGTERM): no new accepts, idle keep-alive connections close, the rest close after
@@ -596,25 +698,16 @@ void loop_stop(struct loop *l);
 void loop_drain(struct loop *l);
 void loop_free(struct loop *l);
 void loop_timer_set(struct loop *l, struct timer *t, int kind);
+/* The same, but never later than deadline_ms. */
+void loop_timer_set_by(struct loop *l, struct timer *t, int kind, int64_t deadline_ms);
 void loop_timer_clear(struct timer *t);
-/* Idle backend connections kept for the next client; one older than LOOP_POOL_IDLE_MS is closed
- * rather than trusted. take returns -1 when there is none. */
-void loop_backend_put(struct loop *l, int fd);
-int loop_backend_take(struct loop *l);
+/* t's resume callback runs once the events at hand are handled, before the loop waits again. */
+void loop_defer(struct loop *l, struct timer *t);
 /* The certdb socket's interest may have changed: re-arm its poll. */
 void loop_db_watch(struct loop *l, bool force);
 
 /* ---- conn.c: the per-connection state machine. ---- */
+/* A new client connection on fd (a listener's, tls for the https one); its timer carries the rest. */
 void conn_accept(struct loop *l, int fd, bool tls);
-void conn_event(struct conn *c, enum loop_op op, const struct ring_event *ev);
-struct conn *conn_of_timer(struct timer *t);
-/* Its timer ran out. */
-void conn_expire(struct conn *c);
-/* The loop started draining: an idle keep-alive connection closes now, others after their response. */
-void conn_drain(struct conn *c);
-/* Frees a closed connection once nothing is in flight; true if freed. */
-bool conn_reap(struct conn *c);
-/* At shutdown, after the ring is gone: frees whatever state it is in. */
-void conn_destroy(struct conn *c);
 
 #endif

@@ -1,11 +1,14 @@
 /* tls: wolfSSL sessions over the ring. wolfSSL reads ciphertext from the bytes a receive just
- * delivered and writes ciphertext into the connection's output buffer; the loop does the I/O. */
+ * delivered and writes ciphertext into the connection's output buffer; the loop does the I/O.
+ * Everything that drives a session (handshake, reads, writes, close_notify) is here. */
 #include <string.h>
 
 #include "terminator.h"
 
 #define TLS_RECORD_HEADER 5
 #define TLS_RECORD_MAX (16384 + 2048)
+/* Plaintext handed to one wolfSSL_write. */
+#define TLS_WRITE_CHUNK 65536
 
 const uint8_t tls_alert_unrecognized_name[7] = {0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x70};
 const uint8_t tls_alert_internal_error[7] = {0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x50};
@@ -62,7 +65,7 @@ int tls_hello_sni(const uint8_t *p, size_t len, char name[TT_NAME_MAX])
 	return 1;
 }
 
-WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io)
+static WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io)
 {
 	WOLFSSL *ssl = wolfSSL_new(ctx);
 	if (!ssl)
@@ -76,4 +79,114 @@ WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io)
 	wolfSSL_SetIOReadCtx(ssl, io);
 	wolfSSL_SetIOWriteCtx(ssl, io);
 	return ssl;
+}
+
+int tls_conn_start(struct tls_conn *t, WOLFSSL_CTX *ctx, struct buf *out)
+{
+	t->io.out = out;
+	t->ssl = tls_session_new(ctx, &t->io);
+	return t->ssl ? 0 : -1;
+}
+
+/* Plaintext from wolfSSL into plain while it holds less than limit; what it holds beyond waits in
+ * the session (stalled) until the caller drained plain and drives again. */
+static enum tls_result tls_conn_read(struct tls_conn *t, struct buf *plain, size_t limit)
+{
+	t->stalled = false;
+	for (;;) {
+		if (buf_size(plain) >= limit) {
+			t->stalled = true;
+			return TLS_OK;
+		}
+		if (buf_reserve(plain, 4096) < 0)
+			return TLS_NOMEM;
+		int room = (int)(plain->cap - plain->len);
+		int n = wolfSSL_read(t->ssl, plain->data + plain->len, room);
+		if (n > 0) {
+			plain->len += (size_t)n;
+			continue;
+		}
+		int e = wolfSSL_get_error(t->ssl, n);
+		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+			return TLS_OK;
+		return e == WOLFSSL_ERROR_ZERO_RETURN ? TLS_CLOSED : TLS_BROKEN;
+	}
+}
+
+enum tls_result tls_conn_feed(struct tls_conn *t, const uint8_t *p, size_t len, struct buf *plain, size_t limit,
+			      bool *established)
+{
+	*established = false;
+	bool from_in = buf_size(&t->in) > 0;
+	if (from_in) {
+		if (len && buf_append(&t->in, p, len) < 0)
+			return TLS_NOMEM;
+		p = buf_head(&t->in);
+		len = buf_size(&t->in);
+	}
+	t->io.src = p;
+	t->io.src_len = len;
+	enum tls_result rc = TLS_OK;
+	if (!wolfSSL_is_init_finished(t->ssl)) {
+		int r = wolfSSL_accept(t->ssl);
+		if (r != WOLFSSL_SUCCESS) {
+			int e = wolfSSL_get_error(t->ssl, r);
+			rc = e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE ? TLS_HANDSHAKING
+											   : TLS_HANDSHAKE_FAILED;
+		} else {
+			*established = true;
+		}
+	}
+	if (rc == TLS_OK)
+		rc = tls_conn_read(t, plain, limit);
+	size_t left = t->io.src_len;
+	t->io.src = NULL;
+	t->io.src_len = 0;
+	if (from_in)
+		buf_consume(&t->in, len - left);
+	else if (left && buf_append(&t->in, p + len - left, left) < 0)
+		return TLS_NOMEM;
+	if (t->io.failed)
+		return TLS_NOMEM;
+	return rc;
+}
+
+int tls_conn_write(struct tls_conn *t, const void *p, size_t n)
+{
+	const uint8_t *q = p;
+	while (n) {
+		int chunk = n > TLS_WRITE_CHUNK ? TLS_WRITE_CHUNK : (int)n;
+		int rc = wolfSSL_write(t->ssl, q, chunk);
+		if (rc <= 0 || t->io.failed)
+			return -1;
+		q += rc;
+		n -= (size_t)rc;
+	}
+	return 0;
+}
+
+void tls_conn_close_notify(struct tls_conn *t)
+{
+	if (t->ssl && wolfSSL_is_init_finished(t->ssl))
+		wolfSSL_shutdown(t->ssl);
+}
+
+const char *tls_conn_alpn(struct tls_conn *t, char *out, size_t outsize)
+{
+	char *proto;
+	unsigned short plen;
+	out[0] = 0;
+	if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) == WOLFSSL_SUCCESS && plen < outsize) {
+		memcpy(out, proto, plen);
+		out[plen] = 0;
+	}
+	return out;
+}
+
+void tls_conn_free(struct tls_conn *t)
+{
+	if (t->ssl)
+		wolfSSL_free(t->ssl);
+	t->ssl = NULL;
+	buf_release(&t->in);
 }

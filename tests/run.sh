@@ -80,6 +80,10 @@ run_one() {
 for t in $(find "$UNIT_DIR" -type f -name 'test_*' -perm -u+x 2>/dev/null | sort); do
 	run_one "unit/${t#"$UNIT_DIR"/}" "$t"
 done
+# Every fuzz target replays its seed corpus (built by `make fuzz-build`, which `make test` runs).
+for t in $(ls tests/fuzz/fuzz_*.c 2>/dev/null | sort); do
+	run_one "fuzz/$(basename "$t" .c)" bash tests/fuzz/replay.sh "$(basename "$t" .c)"
+done
 for t in $(ls tests/integration/*.sh 2>/dev/null | sort); do
 	run_one "integration/$(basename "$t" .sh)" bash "$t"
 done

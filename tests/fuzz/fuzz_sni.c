@@ -1,4 +1,4 @@
-// fuzz-sources: terminator/tls.c terminator/buf.c terminator/certctx.c common/pem.c terminator/sni_cache.c terminator/name_filter.c common/name.c common/err.c common/db.c common/log.c
+// fuzz-sources: terminator/tls.c terminator/buf.c terminator/certctx.c common/pem.c terminator/sni_cache.c terminator/name_filter.c common/name.c common/err.c common/db.c common/log.c common/clock.c
 // fuzz-libs: $(WOLFSSL_LIBS) -lpq -lsodium -lpthread -lm
 /* Fuzzes the path a ClientHello takes before any TLS session exists: record framing, the server
  * name extension (wolfSSL_SNI_GetFromBuffer), normalization, then the shared cache lookup and

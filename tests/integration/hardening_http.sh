@@ -90,7 +90,7 @@ check "a good chunked body (extension, trailer) reaches the backend whole" grep 
 check "  ... and the request pipelined after it is answered too" grep -q '"path": "/after"' <<<"$out"
 
 # Forwarding headers: every spelling a client might use to plant its own value.
-inject=$'X-Forwarded-For: 6.6.6.6\r\nx-forwarded-for: 6.6.6.6\r\nX-FORWARDED-FOR:6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For:\t6.6.6.6\r\nX-Forwarded-Proto: https6\r\nx_forwarded_proto: https6\r\nX-Forwarded-Host: evil6.example\r\nX-Forwarded-Host: evil6.example\r\nX_FORWARDED_HOST: evil6.example\r\nForwarded: for=6.6.6.6;proto=https6\r\nX-Forwarded-Port: 6666\r\nX-Real-IP: 6.6.6.6\r\nConnection: X-Forwarded-For, close\r\n'
+inject=$'X-Forwarded-For: 6.6.6.6\r\nx-forwarded-for: 6.6.6.6\r\nX-FORWARDED-FOR:6.6.6.6\r\nX-Forwarded-For:\t6.6.6.6\r\nX-Forwarded-Proto: https6\r\nX-Forwarded-Host: evil6.example\r\nX-Forwarded-Host: evil6.example\r\nForwarded: for=6.6.6.6;proto=https6\r\nX-Forwarded-Port: 6666\r\nX-Real-IP: 6.6.6.6\r\nConnection: X-Forwarded-For, close\r\n'
 for port in plain tls; do
 	out=$(printf "GET /inj HTTP/1.1\r\nHost: h.test\r\n${inject}\r\n" | send $port)
 	json=$(sed -n '/^{/,$p' <<<"$out" | head -n1)
@@ -105,6 +105,15 @@ got = sorted(x for x in fwd if x[0] != "x-forwarded-port")
 assert got == want, fwd
 assert not any("6.6.6.6" in v or "evil6" in v or "https6" in v for k, v in d["headers"] if k.lower() != "x-real-ip"), d["headers"]
 ' "$json" "$proto"
+done
+
+# Names that fold '_' onto framing or forwarding headers are refused outright: a CGI-style
+# backend would read them as the real header.
+for port in plain tls; do
+	for h in 'X_Forwarded_For: 6.6.6.6' 'x_forwarded_proto: https6' 'X_FORWARDED_HOST: evil6.example' 'Content_Length: 5' 'Transfer_Encoding: chunked'; do
+		out=$(printf "GET /us HTTP/1.1\r\nHost: h.test\r\n$h\r\n\r\n" | send $port)
+		check "$port: '${h%%:*}' gets 400 ($(status <<<"$out"))" test "$(status <<<"$out")" = 400
+	done
 done
 
 check "the terminator still serves after all that" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/ok")" = 200

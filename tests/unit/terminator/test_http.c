@@ -93,13 +93,8 @@ static void test_basic(void)
 	CHECK(parse("POST /p HTTP/1.1\r\nHost: a\r\ntransfer-encoding: Chunked\r\n\r\n") == HTTP_OK && req.chunked &&
 		      req.content_length == -1,
 	      "chunked recognised case-insensitively");
-	CHECK(parse("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n") == HTTP_OK &&
-		      req.chunked,
-	      "chunked as the final coding accepted");
-	CHECK(parse("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n") ==
-			      HTTP_OK &&
-		      req.chunked,
-	      "codings split over two lines, chunked last");
+	CHECK(parse("POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n") == HTTP_OK && req.chunked,
+	      "chunked in capitals accepted");
 	CHECK(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n") == HTTP_OK && req.host && req.host_len == 0,
 	      "empty Host accepted (RFC 9112 3.2)");
 	CHECK(parse("GET / HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\n\r\n") == HTTP_OK, "IPv6 literal Host accepted");
@@ -164,6 +159,15 @@ static void test_bad(void)
 		{"CL empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n"},
 		{"CL inner space", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n"},
 		{"CL overflow", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n"},
+		{"TE gzip then chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"},
+		{"TE gzip line, chunked line",
+		 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"Content_Length", "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n"},
+		{"Transfer_Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n"},
+		{"transfer_encoding lower case", "POST / HTTP/1.1\r\nHost: a\r\ntransfer_encoding: chunked\r\n\r\n"},
+		{"X_Forwarded_For", "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n"},
+		{"X-Forwarded_Host", "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded_Host: evil\r\n\r\n"},
+		{"x_forwarded_proto", "GET / HTTP/1.1\r\nHost: a\r\nx_forwarded_proto: https\r\n\r\n"},
 		{"TE chunked not final", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"},
 		{"TE without chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"},
 		{"TE identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"},
@@ -290,7 +294,7 @@ static void test_rewrite(void)
 
 	const char *spoof = "POST /x HTTP/1.0\r\nHost: a.example\r\nX-Forwarded-For: 1.1.1.1\r\n"
 			    "x-forwarded-proto: http\r\nX-FORWARDED-HOST: evil.example\r\nX-Real-IP: 1.1.1.1\r\n"
-			    "Forwarded: for=1.1.1.1\r\nX_Forwarded_For: 2.2.2.2\r\nX-Forwarded-Port: 80\r\n"
+			    "Forwarded: for=1.1.1.1\r\nX-Forwarded-Port: 80\r\n"
 			    "X-Forwarded-Ssl: on\r\nConnection: keep-alive, X-Secret, Host, Content-Length\r\n"
 			    "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
 			    "Upgrade: websocket\r\nTrailer: X-T\r\nX-Secret: s\r\nContent-Length: 2\r\n"
@@ -310,6 +314,17 @@ static void test_rewrite(void)
 	CHECK(n > 0 && http_parse_request(out, (size_t)n, MAX_HEAD, &req) == HTTP_OK && req.keep_alive &&
 		      req.content_length == 2,
 	      "rewrite: output parses back");
+
+	CHECK(parse("POST / HTTP/1.1\r\nHost: a\r\ntransfer-ENCODING: ChUnKeD\r\ncontent_type: x\r\n\r\n") == HTTP_OK,
+	      "rewrite: chunked in any case parses, and '_' in other names is allowed");
+	n = http_rewrite_request(&req, &fwd, out, sizeof(out));
+	CHECK(n > 0 && strstr(out, "\r\nTransfer-Encoding: chunked\r\n") &&
+		      count_lines_starting(out, (size_t)n, "transfer-encoding:") == 1 &&
+		      count_lines_starting(out, (size_t)n, "content_type:") == 1,
+	      "rewrite: Transfer-Encoding goes out in canonical form");
+	CHECK(parse("POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 3\r\n\r\n") == HTTP_OK, "rewrite: odd-case CL parses");
+	n = http_rewrite_request(&req, &fwd, out, sizeof(out));
+	CHECK(n > 0 && strstr(out, "\r\nContent-Length: 3\r\n"), "rewrite: Content-Length goes out canonical");
 
 	CHECK(parse("GET / HTTP/1.1\r\nX-Hop: 1\r\nHost: a\r\nX-Keep: 1\r\nConnection: x-hop\r\n\r\n") == HTTP_OK,
 	      "rewrite: late Connection input parses");
