@@ -418,6 +418,23 @@ static bool all_answered(void *arg)
 	return true;
 }
 
+/* Misses for n distinct names (fmt takes the index); returns how many were refused as throttled,
+ * whose answers are marked as not waiting. */
+static int load_flood(struct certdb *db, const char *fmt, struct answer *a, int n)
+{
+	int refused = 0;
+	for (int i = 0; i < n; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), fmt, i);
+		int rc = certdb_load_cert(db, name, on_cert, &a[i]);
+		if (rc < 0) {
+			refused += rc == CERTDB_THROTTLED;
+			a[i].status = -2; /* not waiting */
+		}
+	}
+	return refused;
+}
+
 /* A flood of random names: only max_misses_per_sec of them become queries. */
 static void test_throttle(const char *conninfo)
 {
@@ -427,20 +444,11 @@ static void test_throttle(const char *conninfo)
 	struct certdb_stats st;
 	struct tt_err err;
 	struct answer a[20] = {{0}};
-	int refused = 0;
 
 	sni_cache_new(&lim, &cache, &err);
 	struct certdb_config cfg = {.conninfo = conninfo, .keyring = kr, .cache = cache, .max_misses_per_sec = 5};
 	certdb_new(&cfg, &db, &err);
-	for (int i = 0; i < 20; i++) {
-		char name[64];
-		snprintf(name, sizeof(name), "random%d.flood.example", i);
-		int rc = certdb_load_cert(db, name, on_cert, &a[i]);
-		if (rc < 0) {
-			refused += rc == CERTDB_THROTTLED;
-			a[i].status = -2; /* not waiting */
-		}
-	}
+	int refused = load_flood(db, "random%d.flood.example", a, 20);
 	/* joining a name already being loaded costs nothing */
 	struct answer join = {0};
 	CHECK(certdb_load_cert(db, "random0.flood.example", on_cert, &join) == 0, "throttle: joining a query is free");
@@ -462,20 +470,11 @@ static void test_queue_limit(const char *conninfo)
 	struct certdb_stats st;
 	struct tt_err err;
 	struct answer a[20] = {{0}};
-	int refused = 0;
 
 	sni_cache_new(&lim, &cache, &err);
 	struct certdb_config cfg = {.conninfo = conninfo, .keyring = kr, .cache = cache, .max_pending = 8};
 	certdb_new(&cfg, &db, &err);
-	for (int i = 0; i < 20; i++) {
-		char name[64];
-		snprintf(name, sizeof(name), "queued%d.example", i);
-		int rc = certdb_load_cert(db, name, on_cert, &a[i]);
-		if (rc < 0) {
-			refused += rc == CERTDB_THROTTLED;
-			a[i].status = -2; /* not waiting */
-		}
-	}
+	int refused = load_flood(db, "queued%d.example", a, 20);
 	drive(db, all_answered, a, 5000);
 	certdb_stats(db, &st);
 	CHECK(refused == 12 && st.refused[CERTDB_REFUSED_QUEUE] == 12 && st.refused[CERTDB_REFUSED_RATE] == 0,
