@@ -1,4 +1,5 @@
-/* cli_cert: `cert import` (bring your own certificate and key). */
+/* cli_cert: the commands about one certificate: `cert import` and `cert import-batch` (bring your own
+ * certificate and key), and `revoke`. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

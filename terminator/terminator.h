@@ -191,8 +191,9 @@ void challenge_set_stats(struct challenge_set *s, struct challenge_set_stats *ou
  * each other). Misses that arrive while certificate queries are out are sent together, as one
  * query for up to batch_max names (one round trip), as soon as one returns. Exactly one certdb,
  * the one with listen set, runs LISTEN tracktls_cert for the shared cache: a change drops the
- * name (and reloads it if it was cached); each time LISTEN is (re)established the whole cache is
- * dropped, since changes made meanwhile were missed.
+ * name (and reloads it if it was cached); each time LISTEN is (re)established, changes made
+ * meanwhile were missed, so the cache is revalidated shard by shard (sni_cache_begin_revalidation):
+ * names whose current certificate changed are dropped, the rest keep serving.
  * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
  * certdb_fd (the socket is replaced on reconnect), certdb_wants_write and
  * certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names with a
