@@ -9,6 +9,9 @@ marker=$T/expanded
 # Top level only (MAKELEVEL 0): an expansion there would run the build script before deps.sh.
 # Set with --eval, not on the command line: make exports command-line variables to every recipe,
 # which would expand the probe where the real variable is never expanded.
+# `make test` runs this test from a recipe: drop the MAKELEVEL and flags it exports, or the make
+# below would be a nested one and the probe would never fire.
+unset MAKELEVEL MAKEFLAGS MFLAGS
 probe="override WOLFSSL_PREFIX = \$(if \$(filter 0,\$(MAKELEVEL)),\$(shell echo expanded >>$marker))system"
 for target in test deps clean lint; do
 	rm -f "$marker"
