@@ -39,9 +39,11 @@ print("%d %.1f" % (got, time.monotonic() - start))
 PY
 slow=$!
 check "the slow reader gets its first bytes" wait_until 20 test -e "$T/slow.started"
-# How long the terminator holds the connection after its deadline is printed, not asserted yet:
-# on a loaded machine it was seen held past the deadline (see issue 11's report).
-wait_until 40 test "$(metric tracktls_connections_open)" = 0
+# The terminator lets go of the connection and its buffers at the deadline (5 s), long before the
+# reader stops reading (40 s). What the kernel still holds in the closed socket's send queue drains
+# on its own.
+none_open() { test "$(metric tracktls_connections_open)" = 0; }
+check "the connection is freed at the deadline, while the reader still reads" wait_until 15 none_open
 echo "connection count back to 0 after $((SECONDS - start)) s"
 wait "$slow"
 read -r got secs <"$T/slow.out"
