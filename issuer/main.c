@@ -75,7 +75,7 @@ static const struct opt_doc opt_docs[] = {
 #define ACME_OPTS "directory contact ca-file eab-kid eab-hmac-key timeout"
 #define TICKET_OPTS "ticket-rotate ticket-lifetime"
 /* Flags that may be given several times: their values are kept in order, one per line. */
-#define REPEATABLE_OPTS "directory ca-file eab-kid eab-hmac-key caa-identity"
+#define REPEATABLE_OPTS "directory ca-file chain-ca-file eab-kid eab-hmac-key caa-identity"
 #define PREFLIGHT_OPTS "edge-cname edge-addrs dns-server caa-identity"
 
 struct command {
