@@ -64,6 +64,8 @@ start() {
 	pebble_start "$STATE/pebble" 80 || die "Pebble failed, log: $STATE/pebble/pebble.log"
 	# Downloaded chains verify up to Pebble's issuing root, not the system store.
 	export TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
+	# https_ready: each run checks what the local terminator serves, trusting Pebble's root.
+	export TRACKTLS_HTTPS_CHECK_VIA=127.0.0.1:443 TRACKTLS_HTTPS_CHECK_CA_FILE=$PEBBLE_ROOT
 	echo "directory: $PEBBLE_DIRECTORY  (certificates live ${PEBBLE_VALIDITY}s in this demo)"
 
 	step "Tracking backend on 127.0.0.1:$BACKEND_PORT (open pixel /o/..., click redirect /c/...)"
