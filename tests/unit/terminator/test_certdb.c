@@ -86,6 +86,12 @@ static bool answered(void *arg)
 	return ((struct answer *)arg)->calls > 0;
 }
 
+static bool all_three_answered(void *arg)
+{
+	struct answer **a = arg;
+	return a[0]->calls > 0 && a[1]->calls > 0 && a[2]->calls > 0;
+}
+
 static bool both_answered(void *arg)
 {
 	struct answer *a = arg;
@@ -257,14 +263,18 @@ static void test_database(const char *conninfo)
 		  "UNION ALL SELECT $2, 'x', id, now() - interval '1 minute' FROM domains WHERE name = 'good.example'",
 		  2, pc);
 	char ka[256];
-	for (int i = 0; i < 500 && challenge_set_lookup(chs, "tok-valid", ka, sizeof ka) != CHALLENGE_FOUND; i++)
+	/* both rows are notified; the set reads each one before it answers for it */
+	for (int i = 0; i < 500 && (challenge_set_lookup(chs, "tok-valid", ka, sizeof ka) != CHALLENGE_FOUND ||
+				    challenge_set_lookup(chs, "tok-old", ka, sizeof ka) == CHALLENGE_WAIT);
+	     i++)
 		usleep(10000);
 	CHECK(challenge_set_size(chs) == 1, "challenge set: the notified token is held, the expired one not");
 	struct answer ch = {0}, old = {0}, none = {0};
 	certdb_get_challenge(db, "tok-valid", on_challenge, &ch);
 	certdb_get_challenge(db, "tok-old", on_challenge, &old);
 	certdb_get_challenge(db, "tok-none", on_challenge, &none);
-	drive(db, answered, &none, 5000);
+	struct answer *three[] = {&ch, &old, &none};
+	drive(db, all_three_answered, three, 5000);
 	CHECK(ch.status == 0 && strcmp(ch.key_auth, "tok-valid.thumb") == 0, "challenge: key authorization served");
 	CHECK(old.status == 1 && none.status == 1, "challenge: expired and unknown tokens are unknown");
 	struct answer rnd[200];
@@ -548,6 +558,9 @@ struct batch_outcome {
 	int64_t cert_id[BATCH_NAMES];
 	enum sni_result cached[BATCH_NAMES];
 	int64_t cached_id[BATCH_NAMES];
+	/* the name's cache shard is the changed name's: the change's invalidation may keep its answer
+	 * out of the cache (the epoch rule), and shards follow a random per-cache key */
+	bool shares_shard[BATCH_NAMES];
 	int64_t changed_before, changed_after, reloaded_id;
 	uint64_t queries, batches;
 };
@@ -589,7 +602,12 @@ static void batch_run(const char *conninfo, size_t batch_max, struct batch_outco
 	poll(&p, 1, 3000);
 	store_cert(batch_names[CHANGED], false);
 	out->changed_after = sql_id("SELECT current_cert_id FROM domains WHERE name = $1", 1, p1);
+	uint64_t epoch[BATCH_NAMES];
+	for (int i = 0; i < BATCH_NAMES; i++)
+		epoch[i] = sni_cache_epoch(cache, batch_names[i]);
 	sni_cache_invalidate(cache, batch_names[CHANGED]);
+	for (int i = 0; i < BATCH_NAMES; i++)
+		out->shares_shard[i] = sni_cache_epoch(cache, batch_names[i]) != epoch[i];
 	drive(db, batch_done, a, 5000);
 	certdb_stats(db, &st);
 	out->queries = st.queries - st0.queries;
@@ -637,8 +655,9 @@ static void test_batch(const char *conninfo)
 	for (int i = 0; i < BATCH_NAMES; i++) {
 		if (i == CHANGED)
 			continue;
+		bool epoch_rule = one.shares_shard[i] || many.shares_shard[i];
 		if (one.status[i] != many.status[i] || one.cert_id[i] != many.cert_id[i] ||
-		    one.cached[i] != many.cached[i] || one.cached_id[i] != many.cached_id[i]) {
+		    (!epoch_rule && (one.cached[i] != many.cached[i] || one.cached_id[i] != many.cached_id[i]))) {
 			printf("# %s: one by one status=%d id=%lld cached=%d/%lld, batched status=%d id=%lld cached=%d/%lld\n",
 			       batch_names[i], one.status[i], (long long)one.cert_id[i], one.cached[i],
 			       (long long)one.cached_id[i], many.status[i], (long long)many.cert_id[i], many.cached[i],
@@ -648,7 +667,7 @@ static void test_batch(const char *conninfo)
 	}
 	CHECK(same, "batch: every name answered and cached as one by one");
 	CHECK(many.status[0] == 0 && many.cert_id[0] > 0 && many.cert_id[2] == many.cert_id[0] &&
-		      many.cached[0] == SNI_HIT && many.cached_id[0] == many.cert_id[0],
+		      (many.shares_shard[0] || (many.cached[0] == SNI_HIT && many.cached_id[0] == many.cert_id[0])),
 	      "batch: certificates found and cached, a name asked twice answered twice");
 	CHECK(many.status[3] == 1 && many.cached[3] == SNI_NEGATIVE && many.status[7] == 1 && many.status[6] == 1,
 	      "batch: unknown and removed names are negative answers");
