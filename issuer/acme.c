@@ -33,7 +33,7 @@ struct acme_client {
 	char content_type[128];
 	bool timed_out, cancelled;
 	long bad_nonce_retries; /* badNonce answers retried with the fresh nonce that came along */
-	bool refused; /* the last request's URL was not the CA's to give: no retry */
+	bool refused;		/* the last request's URL was not the CA's to give: no retry */
 };
 
 static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
