@@ -71,6 +71,8 @@ secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
 rate=$(awk -v n="$issued" -v s="$secs" 'BEGIN{printf "%.0f", n*60/s}')
 echo "issuer_rate: $issued of $names certificates in $secs s = $rate/min (exit $rc, concurrency $conc)" >&2
 tail -n1 "$T/run.log" >&2
+# A failed certificate is a finding, not noise: show why (the folder is removed unless --keep).
+[ "$rc" -eq 0 ] || grep -E 'level=(warn|error)' "$T/run.log" | grep -v 'event=run_done' | head -n 5 >&2
 printf '{"names":%d,"issued":%d,"seconds":%s,"certs_per_min":%s,"concurrency":%d,"exit":%d,"issuer_cpu_s":%.2f,"pebble_cpu_s":%.2f,"responder_cpu_s":%.2f,"responder":"%s","pebble":"%s"}\n' \
 	"$names" "$issued" "$secs" "$rate" "$conc" "$rc" "$(awk -v u="$iu" -v s="$is" 'BEGIN{print u+s}')" \
 	"$(awk -v a="$peb0" -v b="$(cpu_s "$peb_pid")" 'BEGIN{print b-a}')" "$(awk -v a="$cs0" -v b="$(cpu_s "$CS_PID")" 'BEGIN{print b-a}')" "$responder" \
