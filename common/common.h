@@ -1,4 +1,4 @@
-/* common: what the terminator and the issuer share: errors, logfmt logging, configuration,
+/* common: what the terminator and the issuer share: errors, logfmt logging, the options layer,
  * domain names, the master key ring and key envelope, and PostgreSQL access with migrations. */
 #ifndef TRACKTLS_COMMON_H
 #define TRACKTLS_COMMON_H
@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <libpq-fe.h>
 
@@ -17,6 +18,8 @@ struct tt_err {
 	char msg[512];
 };
 int tt_fail(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes err's message with the formatted text and ": " (the flag or the step it is about). */
+int tt_wrap(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- log.c: one logfmt line per event, to stderr. ----
  * tt_log(TT_INFO, "cert_loaded", "name=%s bytes=%zu", name, n) prints
@@ -34,7 +37,7 @@ const char *tt_log_quote(char *buf, size_t size, const char *s);
 struct tt_config_entry {
 	const char *key;   /* flag name without dashes, also the config file key: "master-key-file" */
 	const char *env;   /* environment variable or NULL: "TRACKTLS_MASTER_KEY_FILE" */
-	const char *value; /* after tt_config_resolve: the winning value or the default (may be NULL) */
+	const char *value; /* after tt_opts_resolve: the winning value or the default (may be NULL) */
 	char *owned;	   /* storage owned by the config (file values); freed by tt_config_free */
 };
 int tt_config_load_file(struct tt_config_entry *entries, size_t n, const char *path, struct tt_err *err);
@@ -46,6 +49,60 @@ void tt_config_free(struct tt_config_entry *entries, size_t n);
 int tt_parse_hostport(const char *s, char *host, size_t hostsize, uint16_t *port, struct tt_err *err);
 /* Parses "30", "30s", "500ms", "5m", "2h", "1d" into milliseconds. */
 int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
+
+/* ---- options.c: one table per binary drives the parser, the defaults, the checks and --help. ----
+ * A row per option; adding an option is adding a row:
+ *   {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE, "keep-alive"},
+ * Values resolve flag > environment > --config file > default (tt_opts_parse_argv, tt_opts_resolve);
+ * tt_opts_check then parses each by its type. Errors read "--flag: reason" (the binaries print them
+ * after "tracktls-terminator: " or "tracktls-issuer: " and exit 2). Switches take yes/no/true/false/
+ * on/off/1/0 and nothing else. */
+enum tt_opt_type {
+	TT_OPT_STRING,
+	TT_OPT_PATH,
+	TT_OPT_ADDR,	 /* ADDR:PORT, as tt_parse_hostport reads it */
+	TT_OPT_INT,	 /* a non-negative integer */
+	TT_OPT_SIZE,	 /* a non-negative integer with an optional K, M or G */
+	TT_OPT_DURATION, /* as tt_parse_duration_ms reads it */
+	TT_OPT_BOOL,	 /* --flag alone means yes; --flag=VALUE by the boolean rule */
+	TT_OPT_ACTION,	 /* --help, --version: no value, no environment, no file */
+};
+#define TT_OPT_LIVE 1u	 /* SIGHUP applies a new value; without it a change needs a restart */
+#define TT_OPT_REPEAT 2u /* may be given several times: the values are kept in order, one per line */
+struct tt_opt {
+	const char *key; /* flag name without dashes, also the --config file key */
+	const char *env; /* environment variable or NULL */
+	enum tt_opt_type type;
+	const char *arg;  /* the value's name in --help ("DURATION"); NULL for switches and actions */
+	const char *def;  /* default or NULL (unset) */
+	unsigned flags;	  /* TT_OPT_LIVE, TT_OPT_REPEAT */
+	const char *help; /* one line for --help */
+};
+struct tt_opts {
+	const struct tt_opt *table;
+	size_t n;
+	struct tt_config_entry *v; /* one per row, in table order */
+};
+int tt_opts_init(struct tt_opts *o, const struct tt_opt *table, size_t n, struct tt_err *err);
+void tt_opts_free(struct tt_opts *o);
+/* Reads argv[0..argc): flags (only those in allowed, a space-separated list; NULL: all) and up to
+ * maxpos positional arguments into pos (their count into *npos). */
+int tt_opts_parse_argv(struct tt_opts *o, int argc, char **argv, const char *allowed, char **pos, int maxpos, int *npos,
+		       struct tt_err *err);
+/* Fills what the flags left unset from the environment, then the file named by config_key, then
+ * the defaults. */
+int tt_opts_resolve(struct tt_opts *o, const char *config_key, struct tt_err *err);
+/* Every set value of the rows in allowed (NULL: all) parses as its row's type. */
+int tt_opts_check(const struct tt_opts *o, const char *allowed, struct tt_err *err);
+const char *tt_opts_get(const struct tt_opts *o, const char *key);
+bool tt_opts_bool(const struct tt_opts *o, const char *key);
+int tt_opts_int(const struct tt_opts *o, const char *key, long *out, struct tt_err *err);
+int tt_opts_size(const struct tt_opts *o, const char *key, size_t *out, struct tt_err *err);
+int tt_opts_duration_ms(const struct tt_opts *o, const char *key, int64_t *out_ms, struct tt_err *err);
+/* One line per row in allowed (NULL: all): flag, help, [default], (environment variable). */
+void tt_opts_help(FILE *f, const struct tt_opt *table, size_t n, const char *allowed);
+int tt_parse_bool(const char *s, bool *out, struct tt_err *err);
+int tt_parse_size(const char *s, size_t *out, struct tt_err *err);
 
 /* ---- name.c: tracking domain names. ----
  * tt_name_normalize: lowercase, strip one trailing dot, then validate as an LDH host name in

@@ -13,3 +13,17 @@ int tt_fail(struct tt_err *err, const char *fmt, ...)
 	}
 	return -1;
 }
+
+int tt_wrap(struct tt_err *err, const char *fmt, ...)
+{
+	if (!err)
+		return -1;
+	/* tt_fail formats into err->msg, so the reason it wraps is copied out first. */
+	char prefix[256], why[sizeof(err->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	snprintf(why, sizeof(why), "%s", err->msg);
+	return tt_fail(err, "%s: %s", prefix, why);
+}

@@ -32,7 +32,7 @@ static int load(PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
 	rc = keystore_open_account(kr, s->cfg.directory, blob, blob_len, &s->key_pem, &s->key_len, err);
 	free(blob);
 	if (rc < 0)
-		return err_wrap(err, "cannot open the account key");
+		return tt_wrap(err, "cannot open the account key");
 	return 0;
 }
 
@@ -52,7 +52,7 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 	acme_client_free(c);
 	jws_key_free(k);
 	if (rc < 0)
-		return err_wrap(err, "cannot create the ACME account");
+		return tt_wrap(err, "cannot create the ACME account");
 	uint8_t *blob;
 	size_t blob_len;
 	if (keystore_seal_account(kr, s->cfg.directory, s->key_pem, s->key_len, &blob, &blob_len, err) < 0)
@@ -96,7 +96,7 @@ static int account_alive(const struct acme_session *s, struct tt_err *err)
 	else if (strstr(prob.type, ":accountDoesNotExist") || strstr(prob.type, ":unauthorized"))
 		rc = 1;
 	else
-		rc = err_wrap(err, "cannot check the ACME account");
+		rc = tt_wrap(err, "cannot check the ACME account");
 	json_decref(acct);
 	acme_problem_clear(&prob);
 	acme_client_free(c);
@@ -134,10 +134,11 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 		 size_t index, struct acme_session *s, struct tt_err *err)
 {
 	session_settings(ctx, index, s);
-	int64_t ms = 30000;
-	const char *t = issuer_opt(ctx, "timeout");
-	if (t && (tt_parse_duration_ms(t, &ms, err) < 0 || ms <= 0))
-		return tt_fail(err, "--timeout: %s", t);
+	int64_t ms;
+	if (issuer_opt_duration_ms(ctx, "timeout", &ms, err) < 0)
+		return -1;
+	if (ms <= 0)
+		return tt_fail(err, "--timeout: must be positive");
 	s->cfg.timeout_ms = (long)ms;
 	s->cfg.poll_limit_ms = ms * 2;
 	struct acme_client *c;

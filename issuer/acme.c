@@ -252,7 +252,7 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 	int rc = acme_get(c, c->cfg->directory, &d, &prob, err);
 	acme_problem_clear(&prob);
 	if (rc < 0)
-		return err_wrap(err, "cannot read the ACME directory");
+		return tt_wrap(err, "cannot read the ACME directory");
 	memset(dir, 0, sizeof(*dir));
 	copy_url(dir->new_nonce, sizeof(dir->new_nonce), d, "newNonce");
 	copy_url(dir->new_account, sizeof(dir->new_account), d, "newAccount");
@@ -276,7 +276,7 @@ int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, stru
 	for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++)
 		if (entries[i].url[0] && url_allowed(c, entries[i].name, entries[i].url, err) < 0) {
 			acme_directory_free(dir);
-			return err_wrap(err, "the ACME directory %s is unusable", c->cfg->directory);
+			return tt_wrap(err, "the ACME directory %s is unusable", c->cfg->directory);
 		}
 	return 0;
 }
@@ -628,7 +628,7 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 		char q[600];
 		tt_log(TT_WARN, "chain_refused", "name=%s reason=%s", req->name, tt_log_quote(q, sizeof(q), err->msg));
 		problem_from(prob, NULL, ACME_PROBLEM_BAD_CHAIN, err->msg);
-		return err_wrap(err, "refused the chain downloaded for %s", req->name);
+		return tt_wrap(err, "refused the chain downloaded for %s", req->name);
 	}
 	*chain_pem = strdup(c->body);
 	return *chain_pem ? ACME_OK : tt_fail(err, "out of memory");

@@ -47,7 +47,7 @@ static int import_one(struct importer *im, const char *raw_name, const char *cer
 	    read_file(key_path, true, &key, &key_len, err) < 0)
 		goto out;
 	if (certinfo_certs_only((const char *)chain, chain_len, &certs, &certs_len, err) < 0) {
-		err_wrap(err, "%s", cert_path);
+		tt_wrap(err, "%s", cert_path);
 		goto out;
 	}
 	/* The file may be a combined cert+key PEM (HAProxy's format): keep its certificates only, and
@@ -57,7 +57,7 @@ static int import_one(struct importer *im, const char *raw_name, const char *cer
 	chain = (uint8_t *)certs;
 	chain_len = certs_len;
 	if (certinfo_parse((const char *)chain, chain_len, &ci, err) < 0) {
-		err_wrap(err, "%s", cert_path);
+		tt_wrap(err, "%s", cert_path);
 		goto out;
 	}
 	if (!certinfo_covers(&ci, name)) {
@@ -169,7 +169,7 @@ int cli_cert_import_batch(struct issuer_ctx *ctx)
 	struct tt_err err = {{0}};
 	const char *list = ctx->argv[0];
 	long batch;
-	if (issuer_opt_int(ctx, "batch", 100, &batch, &err) < 0 || batch < 1) {
+	if (issuer_opt_int(ctx, "batch", &batch, &err) < 0 || batch < 1) {
 		fprintf(stderr, "issuer cert import-batch: %s\n", batch < 1 ? "--batch must be at least 1" : err.msg);
 		return 2;
 	}
@@ -313,7 +313,7 @@ int cli_revoke(struct issuer_ctx *ctx)
 	struct tt_err err = {{0}};
 	char name[TT_NAME_MAX];
 	long reason;
-	if (name_to_ascii(ctx->argv[0], name, &err) < 0 || issuer_opt_int(ctx, "reason", 0, &reason, &err) < 0) {
+	if (name_to_ascii(ctx->argv[0], name, &err) < 0 || issuer_opt_int(ctx, "reason", &reason, &err) < 0) {
 		fprintf(stderr, "issuer revoke: %s\n", err.msg);
 		return 2;
 	}

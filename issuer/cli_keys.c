@@ -75,7 +75,7 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, enum keystore_
 		if (rc < 0) {
 			PQclear(res);
 			tt_db_rollback(db);
-			return err_wrap(err, "%s %" PRId64, kind_names[kind], id);
+			return tt_wrap(err, "%s %" PRId64, kind_names[kind], id);
 		}
 		done++;
 	}
@@ -87,7 +87,7 @@ int cli_keys_rotate(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	long batch;
-	if (issuer_opt_int(ctx, "batch", 100, &batch, &err) < 0 || batch < 1) {
+	if (issuer_opt_int(ctx, "batch", &batch, &err) < 0 || batch < 1) {
 		fprintf(stderr, "issuer keys rotate: %s\n", batch < 1 ? "--batch must be at least 1" : err.msg);
 		return 2;
 	}

@@ -16,7 +16,6 @@
 #define FOLLOW_POLL_MS 5000
 #define RECONNECT_FIRST_MS 200
 #define RECONNECT_MAX_MS 5000
-#define DEFAULT_RETENTION "30d"
 
 /* Prints the events after *last; 1 when a full batch came (read again), 0 done, -1 error. */
 static int print_batch(PGconn *db, bool json, int64_t *last, struct tt_err *err)
@@ -90,7 +89,7 @@ int cli_events(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	long since;
-	if (issuer_opt_int(ctx, "since", 0, &since, &err) < 0) {
+	if (issuer_opt_int(ctx, "since", &since, &err) < 0) {
 		fprintf(stderr, "issuer events: %s\n", err.msg);
 		return 2;
 	}
@@ -134,10 +133,9 @@ int cli_events(struct issuer_ctx *ctx)
 
 int events_prune(const struct issuer_ctx *ctx, PGconn *db, struct tt_err *err)
 {
-	const char *v = issuer_opt(ctx, "events-retention");
 	int64_t ms;
-	if (tt_parse_duration_ms(v ? v : DEFAULT_RETENTION, &ms, err) < 0)
-		return err_wrap(err, "--events-retention");
+	if (issuer_opt_duration_ms(ctx, "events-retention", &ms, err) < 0)
+		return -1;
 	char secs[24];
 	snprintf(secs, sizeof(secs), "%" PRId64, ms / 1000);
 	const char *p[] = {secs};

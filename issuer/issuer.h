@@ -1,7 +1,8 @@
 /* issuer: the whole map. A batch binary that cron starts: it takes its share of the due domains,
  * obtains or renews their certificates from an ACME CA, stores them sealed, and exits.
  *
- *   main.c        command dispatch, flags + environment + config file, --help per command
+ *   main.c        the option table (one row per flag; common/options.c parses it), command
+ *                 dispatch, --help per command
  *   options.c     reading the resolved options; opening the database and the key ring
  *   cli_db.c      `db migrate`
  *   cli_keys.c    `keys generate`, `keys rotate` (re-seal under the newest master key)
@@ -74,22 +75,21 @@
 
 /* ---- main.c, options.c ---- */
 struct issuer_ctx {
-	struct tt_config_entry *cfg;
-	size_t ncfg;
-	int argc; /* positional arguments after the command words */
+	const struct tt_opts *opts; /* resolved and checked against the table in main.c */
+	int argc;		    /* positional arguments after the command words */
 	char **argv;
 };
-/* Prefixes err's message: "prefix: message". */
-int err_wrap(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The resolved value of a configuration key, or NULL. */
+/* The resolved value of an option (flag, environment, --config file or the table's default), or
+ * NULL; issuer_flag reads a switch by the one boolean rule. */
 const char *issuer_opt(const struct issuer_ctx *ctx, const char *key);
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key);
 /* Repeatable options (--directory and its per-directory companions): how many values were given,
  * and the i-th copied into buf (one value given serves every i; NULL when none or "-"). */
 size_t issuer_opt_count(const struct issuer_ctx *ctx, const char *key);
 const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_t i, char *buf, size_t size);
-/* Parses a non-negative integer option (def when unset). */
-int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long def, long *out, struct tt_err *err);
+/* A non-negative integer option (its default from the table when unset). */
+int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long *out, struct tt_err *err);
+int issuer_opt_duration_ms(const struct issuer_ctx *ctx, const char *key, int64_t *out_ms, struct tt_err *err);
 /* Connects to the database and refuses a schema this binary cannot work with. */
 int issuer_db_open(const struct issuer_ctx *ctx, PGconn **out, struct tt_err *err);
 int issuer_keyring_open(const struct issuer_ctx *ctx, struct tt_keyring **out, struct tt_err *err);

@@ -8,74 +8,75 @@
 
 #include "issuer.h"
 
-struct opt_doc {
-	const char *key;
-	const char *env;
-	const char *arg; /* NULL: a boolean flag */
-	const char *help;
-};
-
-static const struct opt_doc opt_docs[] = {
-    {"db", "TRACKTLS_DB", "CONNINFO", "libpq connection string (PG* variables also work)"},
-    {"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "PATH", "master key ring (mode 0600)"},
-    {"config", "TRACKTLS_ISSUER_CONFIG", "PATH", "config file of `key = value` lines, keys as the flags"},
-    {"log-level", "TRACKTLS_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
-    {"json", NULL, NULL, "print JSON"},
-    {"owner", NULL, "REF", "owner reference stored with the domain"},
-    {"cert", NULL, "CHAIN.pem", "certificate chain, leaf first"},
-    {"key", NULL, "KEY.pem", "private key of the leaf"},
-    {"directory", "TRACKTLS_ACME_DIRECTORY", "URL",
-     "ACME directory (default Let's Encrypt production); repeat for fallback CAs, preferred first"},
-    {"contact", "TRACKTLS_ACME_CONTACT", "EMAIL", "account contact address"},
-    {"ca-file", "TRACKTLS_ACME_CA_FILE", "PATH", "trust for the CA's HTTPS (a test CA such as Pebble); per directory"},
-    {"chain-ca-file", "TRACKTLS_CHAIN_CA_FILE", "PATH",
+/* One row per option (see struct tt_opt in common.h); which commands take it is in commands[]. */
+static const struct tt_opt opts[] = {
+    {"db", "TRACKTLS_DB", TT_OPT_STRING, "CONNINFO", NULL, 0, "libpq connection string (PG* variables also work)"},
+    {"master-key-file", "TRACKTLS_MASTER_KEY_FILE", TT_OPT_PATH, "PATH", NULL, 0, "master key ring (mode 0600)"},
+    {"config", "TRACKTLS_ISSUER_CONFIG", TT_OPT_PATH, "PATH", NULL, 0,
+     "config file of `key = value` lines, keys as the flags"},
+    {"log-level", "TRACKTLS_LOG_LEVEL", TT_OPT_STRING, "LEVEL", "info", 0, "debug, info, warn or error"},
+    {"json", NULL, TT_OPT_BOOL, NULL, NULL, 0, "print JSON"},
+    {"owner", NULL, TT_OPT_STRING, "REF", NULL, 0, "owner reference stored with the domain"},
+    {"cert", NULL, TT_OPT_PATH, "CHAIN.pem", NULL, 0, "certificate chain, leaf first"},
+    {"key", NULL, TT_OPT_PATH, "KEY.pem", NULL, 0, "private key of the leaf"},
+    {"directory", "TRACKTLS_ACME_DIRECTORY", TT_OPT_STRING, "URL", ISSUER_DEFAULT_DIRECTORY, TT_OPT_REPEAT,
+     "ACME directory (Let's Encrypt production); repeat for fallback CAs, preferred first"},
+    {"contact", "TRACKTLS_ACME_CONTACT", TT_OPT_STRING, "EMAIL", NULL, 0, "account contact address"},
+    {"ca-file", "TRACKTLS_ACME_CA_FILE", TT_OPT_PATH, "PATH", NULL, TT_OPT_REPEAT,
+     "trust for the CA's HTTPS (a test CA such as Pebble); per directory"},
+    {"chain-ca-file", "TRACKTLS_CHAIN_CA_FILE", TT_OPT_PATH, "PATH", NULL, TT_OPT_REPEAT,
      "roots a downloaded chain must verify to (default the system store; a test CA's root); per directory"},
-    {"eab-kid", "TRACKTLS_EAB_KID", "KID", "external account binding key id; per directory ('-': none)"},
-    {"eab-hmac-key", "TRACKTLS_EAB_HMAC_KEY", "B64URL", "external account binding HMAC key; per directory"},
-    {"caa-identity", "TRACKTLS_CAA_IDENTITY", "DOMAIN",
-     "the CA's CAA issuer domain (default letsencrypt.org); per directory"},
-    {"edge-cname", "TRACKTLS_EDGE_CNAME", "NAMES",
+    {"eab-kid", "TRACKTLS_EAB_KID", TT_OPT_STRING, "KID", NULL, TT_OPT_REPEAT,
+     "external account binding key id; per directory ('-': none)"},
+    {"eab-hmac-key", "TRACKTLS_EAB_HMAC_KEY", TT_OPT_STRING, "B64URL", NULL, TT_OPT_REPEAT,
+     "external account binding HMAC key; per directory"},
+    {"caa-identity", "TRACKTLS_CAA_IDENTITY", TT_OPT_STRING, "DOMAIN", ISSUER_DEFAULT_CAA_IDENTITY, TT_OPT_REPEAT,
+     "the CA's CAA issuer domain; per directory"},
+    {"edge-cname", "TRACKTLS_EDGE_CNAME", TT_OPT_STRING, "NAMES", NULL, 0,
      "preflight: names point at the edge when their CNAME chain reaches one of these (comma-separated)"},
-    {"edge-addrs", "TRACKTLS_EDGE_ADDRS", "LIST",
+    {"edge-addrs", "TRACKTLS_EDGE_ADDRS", TT_OPT_STRING, "LIST", NULL, 0,
      "preflight: or when all their A/AAAA records are in this list (addresses or CIDR, comma-separated)"},
-    {"dns-server", "TRACKTLS_DNS_SERVER", "ADDR:PORT", "preflight resolver (default the system's)"},
-    {"dormant-after", NULL, "DURATION", "a domain whose preflight keeps failing this long turns dormant (default 30d)"},
-    {"state", NULL, "STATE", "only domains in this state (pending, active, failing, paused, dormant)"},
-    {"profile", "TRACKTLS_ACME_PROFILE", "NAME", "ACME profile for new orders (when the CA lists it)"},
-    {"key-type", NULL, "ecdsa|rsa", "domain key type (default ecdsa: P-256)"},
-    {"max-orders", NULL, "N", "stop after starting N orders"},
-    {"concurrency", NULL, "N", "orders in flight (default 8)"},
-    {"deadline", NULL, "SECONDS", "stop taking new work after this long"},
-    {"dry-run", NULL, NULL, "list the domains that are due, order nothing"},
-    {"order-budget", NULL, "N", "new orders per rolling 3 hours, shared by all runs (default 300)"},
-    {"max-failures", NULL, "N", "consecutive failures before a domain is paused (default 8)"},
-    {"self-check-via", NULL, "ADDR:PORT", "send the challenge self-check to this address"},
-    {"no-self-check", NULL, NULL, "answer challenges without checking our own port 80 first"},
-    {"https-check-via", "TRACKTLS_HTTPS_CHECK_VIA", "ADDR:PORT",
+    {"dns-server", "TRACKTLS_DNS_SERVER", TT_OPT_STRING, "ADDR:PORT", NULL, 0,
+     "preflight resolver (default the system's)"},
+    {"dormant-after", NULL, TT_OPT_DURATION, "DURATION", "30d", 0,
+     "a domain whose preflight keeps failing this long turns dormant"},
+    {"state", NULL, TT_OPT_STRING, "STATE", NULL, 0,
+     "only domains in this state (pending, active, failing, paused, dormant)"},
+    {"profile", "TRACKTLS_ACME_PROFILE", TT_OPT_STRING, "NAME", NULL, 0,
+     "ACME profile for new orders (when the CA lists it)"},
+    {"key-type", NULL, TT_OPT_STRING, "ecdsa|rsa", "ecdsa", 0, "domain key type (ecdsa: P-256)"},
+    {"max-orders", NULL, TT_OPT_INT, "N", "0", 0, "stop after starting N orders (0: no limit)"},
+    {"concurrency", NULL, TT_OPT_INT, "N", "8", 0, "orders in flight"},
+    {"deadline", NULL, TT_OPT_INT, "SECONDS", "0", 0, "stop taking new work after this long (0: no deadline)"},
+    {"dry-run", NULL, TT_OPT_BOOL, NULL, NULL, 0, "list the domains that are due, order nothing"},
+    {"order-budget", NULL, TT_OPT_INT, "N", "300", 0, "new orders per rolling 3 hours, shared by all runs"},
+    {"max-failures", NULL, TT_OPT_INT, "N", "8", 0, "consecutive failures before a domain is paused"},
+    {"self-check-via", NULL, TT_OPT_ADDR, "ADDR:PORT", NULL, 0, "send the challenge self-check to this address"},
+    {"no-self-check", NULL, TT_OPT_BOOL, NULL, NULL, 0, "answer challenges without checking our own port 80 first"},
+    {"https-check-via", "TRACKTLS_HTTPS_CHECK_VIA", TT_OPT_STRING, "ADDR:PORT", NULL, 0,
      "where the edge's HTTPS is for the served check (default: the name itself, port 443)"},
-    {"https-check-ca-file", "TRACKTLS_HTTPS_CHECK_CA_FILE", "PATH",
+    {"https-check-ca-file", "TRACKTLS_HTTPS_CHECK_CA_FILE", TT_OPT_PATH, "PATH", NULL, 0,
      "trust for the served chain (default: the system's; the test CA's root)"},
-    {"linger", NULL, "SECONDS", "stay up to SECONDS after the start, ordering added or resumed domains at once"},
-    {"events-retention", NULL, "DURATION", "delete domain events older than this (default 30d)"},
-    {"metrics-file", NULL, "PATH", "Prometheus textfile written atomically at the end"},
-    {"timeout", NULL, "DURATION", "per-request timeout (default 30s)"},
-    {"reason", NULL, "CODE", "RFC 5280 revocation reason code (default 0)"},
-    {"no-revoke", NULL, NULL, "remove without revoking the current certificate"},
-    {"batch", NULL, "N", "rows per transaction (default 100)"},
-    {"since", NULL, "ID", "print the events after this id (default 0: all kept)"},
-    {"follow", NULL, NULL, "keep printing new events as they are committed (reconnects)"},
-    {"ticket-rotate", "TRACKTLS_TICKET_ROTATE", "DURATION",
-     "how long one session-ticket key encrypts new tickets (default 12h)"},
-    {"ticket-lifetime", "TRACKTLS_TICKET_LIFETIME", "DURATION",
-     "how long a session ticket stays valid, so its key decrypts (default 24h)"},
+    {"linger", NULL, TT_OPT_INT, "SECONDS", "0", 0,
+     "stay up to SECONDS after the start, ordering added or resumed domains at once (0: no)"},
+    {"events-retention", NULL, TT_OPT_DURATION, "DURATION", "30d", 0, "delete domain events older than this"},
+    {"metrics-file", NULL, TT_OPT_PATH, "PATH", NULL, 0, "Prometheus textfile written atomically at the end"},
+    {"timeout", NULL, TT_OPT_DURATION, "DURATION", "30s", 0, "per-request timeout"},
+    {"reason", NULL, TT_OPT_INT, "CODE", "0", 0, "RFC 5280 revocation reason code"},
+    {"no-revoke", NULL, TT_OPT_BOOL, NULL, NULL, 0, "remove without revoking the current certificate"},
+    {"batch", NULL, TT_OPT_INT, "N", "100", 0, "rows per transaction"},
+    {"since", NULL, TT_OPT_INT, "ID", "0", 0, "print the events after this id (0: all kept)"},
+    {"follow", NULL, TT_OPT_BOOL, NULL, NULL, 0, "keep printing new events as they are committed (reconnects)"},
+    {"ticket-rotate", "TRACKTLS_TICKET_ROTATE", TT_OPT_DURATION, "DURATION", "12h", 0,
+     "how long one session-ticket key encrypts new tickets"},
+    {"ticket-lifetime", "TRACKTLS_TICKET_LIFETIME", TT_OPT_DURATION, "DURATION", "24h", 0,
+     "how long a session ticket stays valid, so its key decrypts"},
 };
-#define NOPTS (sizeof(opt_docs) / sizeof(opt_docs[0]))
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
 #define COMMON_OPTS "db master-key-file config log-level"
 #define ACME_OPTS "directory contact ca-file eab-kid eab-hmac-key timeout"
 #define TICKET_OPTS "ticket-rotate ticket-lifetime"
-/* Flags that may be given several times: their values are kept in order, one per line. */
-#define REPEATABLE_OPTS "directory ca-file chain-ca-file eab-kid eab-hmac-key caa-identity"
 #define PREFLIGHT_OPTS "edge-cname edge-addrs dns-server caa-identity"
 
 struct command {
@@ -125,34 +126,8 @@ static const struct command commands[] = {
      cli_tickets_rotate},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
-
-static bool in_list(const char *list, const char *key)
-{
-	size_t kl = strlen(key);
-	for (const char *p = list; *p;) {
-		const char *e = strchr(p, ' ');
-		size_t l = e ? (size_t)(e - p) : strlen(p);
-		if (l == kl && strncmp(p, key, l) == 0)
-			return true;
-		p += l;
-		while (*p == ' ')
-			p++;
-	}
-	return false;
-}
-
-static bool opt_allowed(const struct command *c, const char *key)
-{
-	return in_list(c->opts, key);
-}
-
-static const struct opt_doc *opt_doc_find(const char *key)
-{
-	for (size_t i = 0; i < NOPTS; i++)
-		if (strcmp(opt_docs[i].key, key) == 0)
-			return &opt_docs[i];
-	return NULL;
-}
+/* The most positional arguments a command takes. */
+#define MAX_ARGS 8
 
 static void print_usage(FILE *f)
 {
@@ -163,18 +138,10 @@ static void print_usage(FILE *f)
 
 static void print_command_help(const struct command *c)
 {
-	printf("usage: issuer %s%s%s [FLAGS]\n\n%s\n\nflags:\n", c->words, *c->args ? " " : "", c->args, c->help);
-	for (size_t i = 0; i < NOPTS; i++) {
-		const struct opt_doc *d = &opt_docs[i];
-		if (!opt_allowed(c, d->key))
-			continue;
-		char left[64];
-		snprintf(left, sizeof(left), "--%s%s%s", d->key, d->arg ? " " : "", d->arg ? d->arg : "");
-		if (d->env)
-			printf("  %-30s %s  [$%s]\n", left, d->help, d->env);
-		else
-			printf("  %-30s %s\n", left, d->help);
-	}
+	printf("usage: issuer %s%s%s [FLAGS]\n\n%s\n\nflags [default] (environment):\n", c->words, *c->args ? " " : "",
+	       c->args, c->help);
+	tt_opts_help(stdout, opts, NOPTS, c->opts);
+	printf("\nSwitches take yes/no, true/false, on/off or 1/0.\n");
 }
 
 /* Matches the longest command whose words start argv. */
@@ -199,20 +166,11 @@ static const struct command *find_command(int argc, char **argv, int *used)
 	return best;
 }
 
-/* A repeated flag keeps every value, one per line (issuer_opt_item reads them). */
-static int set_value(struct tt_config_entry *e, const char *v, bool repeat)
+/* Option errors all read the same way and exit 2. */
+static int opts_failed(const struct tt_err *err)
 {
-	if (!repeat || !e->value) {
-		e->value = v;
-		return 0;
-	}
-	char *joined;
-	if (asprintf(&joined, "%s\n%s", e->value, v) < 0)
-		return -1;
-	free(e->owned);
-	e->owned = joined;
-	e->value = joined;
-	return 0;
+	fprintf(stderr, "tracktls-issuer: %s\n", err->msg);
+	return 2;
 }
 
 int main(int argc, char **argv)
@@ -239,80 +197,35 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	struct tt_config_entry cfg[NOPTS];
-	for (size_t i = 0; i < NOPTS; i++)
-		cfg[i] = (struct tt_config_entry){.key = opt_docs[i].key, .env = opt_docs[i].env};
-	char *pos[8];
-	int npos = 0;
-	int rc = 2;
-	for (int i = 1 + used; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+	for (int i = 1 + used; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			print_command_help(cmd);
-			rc = 0;
-			goto out;
+			return 0;
 		}
-		if (strncmp(a, "--", 2) != 0) {
-			if (npos >= cmd->nargs) {
-				fprintf(stderr, "issuer %s: unexpected argument '%s'\n", cmd->words, a);
-				goto out;
-			}
-			pos[npos++] = argv[i];
-			continue;
-		}
-		char key[64];
-		const char *eq = strchr(a + 2, '=');
-		size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-		if (kl >= sizeof(key))
-			kl = sizeof(key) - 1;
-		memcpy(key, a + 2, kl);
-		key[kl] = '\0';
-		const struct opt_doc *d = opt_doc_find(key);
-		if (!d || !opt_allowed(cmd, key)) {
-			fprintf(stderr, "issuer %s: unknown flag --%s (see issuer %s --help)\n", cmd->words, key,
-				cmd->words);
-			goto out;
-		}
-		struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
-		const char *v;
-		if (!d->arg)
-			v = eq ? eq + 1 : "1";
-		else if (eq)
-			v = eq + 1;
-		else if (i + 1 < argc)
-			v = argv[++i];
-		else {
-			fprintf(stderr, "issuer %s: --%s needs a value (%s)\n", cmd->words, key, d->arg);
-			goto out;
-		}
-		if (set_value(e, v, in_list(REPEATABLE_OPTS, key)) < 0) {
-			fprintf(stderr, "issuer: out of memory\n");
-			goto out;
-		}
+	struct tt_opts o;
+	struct tt_err err = {{0}};
+	char *pos[MAX_ARGS];
+	int npos = 0, rc = 2;
+	if (tt_opts_init(&o, opts, NOPTS, &err) < 0 ||
+	    tt_opts_parse_argv(&o, argc - 1 - used, argv + 1 + used, cmd->opts, pos, cmd->nargs, &npos, &err) < 0 ||
+	    tt_opts_resolve(&o, "config", &err) < 0 || tt_opts_check(&o, cmd->opts, &err) < 0) {
+		rc = opts_failed(&err);
+		goto out;
 	}
 	if (npos < cmd->nargs) {
 		fprintf(stderr, "usage: issuer %s %s [FLAGS]\n", cmd->words, cmd->args);
 		goto out;
 	}
-	tt_config_apply_env(cfg, NOPTS);
-	struct tt_err err = {{0}};
-	const char *cfgfile = tt_config_find(cfg, NOPTS, "config")->value;
-	if (cfgfile && tt_config_load_file(cfg, NOPTS, cfgfile, &err) < 0) {
-		fprintf(stderr, "issuer: %s\n", err.msg);
+	enum tt_level level;
+	if (tt_log_parse_level(tt_opts_get(&o, "log-level"), &level) < 0) {
+		tt_fail(&err, "--log-level: '%s' is not debug, info, warn or error", tt_opts_get(&o, "log-level"));
+		rc = opts_failed(&err);
 		goto out;
 	}
-	const char *lvl = tt_config_find(cfg, NOPTS, "log-level")->value;
-	if (lvl) {
-		enum tt_level level;
-		if (tt_log_parse_level(lvl, &level) < 0) {
-			fprintf(stderr, "issuer: bad --log-level '%s'\n", lvl);
-			goto out;
-		}
-		tt_log_set_level(level);
-	}
-	struct issuer_ctx ctx = {.cfg = cfg, .ncfg = NOPTS, .argc = npos, .argv = pos};
+	tt_log_set_level(level);
+	struct issuer_ctx ctx = {.opts = &o, .argc = npos, .argv = pos};
 	rc = cmd->fn(&ctx);
 out:
-	tt_config_free(cfg, NOPTS);
+	tt_opts_free(&o);
 	return rc;
 }

@@ -15,12 +15,12 @@ int name_to_ascii(const char *in, char out[TT_NAME_MAX], struct tt_err *err)
 		if (*p >= 0x80)
 			ascii = false;
 	if (ascii)
-		return tt_name_normalize(in, out, err) < 0 ? err_wrap(err, "bad name '%s'", in) : 0;
+		return tt_name_normalize(in, out, err) < 0 ? tt_wrap(err, "bad name '%s'", in) : 0;
 	char *alabel = NULL;
 	int rc = idn2_to_ascii_8z(in, &alabel, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
 	if (rc != IDN2_OK)
 		return tt_fail(err, "bad name '%s': %s", in, idn2_strerror(rc));
 	rc = tt_name_normalize(alabel, out, err);
 	free(alabel);
-	return rc < 0 ? err_wrap(err, "bad name '%s'", in) : 0;
+	return rc < 0 ? tt_wrap(err, "bad name '%s'", in) : 0;
 }

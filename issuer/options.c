@@ -1,4 +1,4 @@
-/* options: what every command reads from the resolved configuration, and the two resources most
+/* options: what every command reads from the resolved options (the table is in main.c), and the two resources most
  * commands open (database with a schema check, master key ring). */
 #include <errno.h>
 #include <stdarg.h>
@@ -8,21 +8,10 @@
 
 #include "issuer.h"
 
-int err_wrap(struct tt_err *err, const char *fmt, ...)
-{
-	char prefix[256], old[sizeof(err->msg)];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
-	va_end(ap);
-	snprintf(old, sizeof(old), "%s", err->msg);
-	return tt_fail(err, "%s: %s", prefix, old);
-}
-
 const char *issuer_opt(const struct issuer_ctx *ctx, const char *key)
 {
-	struct tt_config_entry *e = tt_config_find(ctx->cfg, ctx->ncfg, key);
-	return e && e->value && *e->value ? e->value : NULL;
+	const char *v = tt_opts_get(ctx->opts, key);
+	return v && *v ? v : NULL;
 }
 
 size_t issuer_opt_count(const struct issuer_ctx *ctx, const char *key)
@@ -56,24 +45,17 @@ const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_
 
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key)
 {
-	const char *v = issuer_opt(ctx, key);
-	return v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "no") != 0;
+	return tt_opts_bool(ctx->opts, key);
 }
 
-int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long def, long *out, struct tt_err *err)
+int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long *out, struct tt_err *err)
 {
-	const char *v = issuer_opt(ctx, key);
-	if (!v) {
-		*out = def;
-		return 0;
-	}
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || *end || end == v || n < 0)
-		return tt_fail(err, "--%s: expected a non-negative integer, got '%s'", key, v);
-	*out = n;
-	return 0;
+	return tt_opts_int(ctx->opts, key, out, err);
+}
+
+int issuer_opt_duration_ms(const struct issuer_ctx *ctx, const char *key, int64_t *out_ms, struct tt_err *err)
+{
+	return tt_opts_duration_ms(ctx->opts, key, out_ms, err);
 }
 
 int issuer_db_open(const struct issuer_ctx *ctx, PGconn **out, struct tt_err *err)

@@ -80,7 +80,7 @@ static int add_cname(void *arg, const char *item, struct tt_err *err)
 	if (c->ncnames >= PREFLIGHT_MAX_EDGE)
 		return tt_fail(err, "--edge-cname: at most %d names", PREFLIGHT_MAX_EDGE);
 	if (tt_name_normalize(item, c->cnames[c->ncnames], err) < 0)
-		return err_wrap(err, "--edge-cname");
+		return tt_wrap(err, "--edge-cname");
 	c->ncnames++;
 	return 0;
 }

@@ -52,7 +52,6 @@ struct run {
 #define ARI_RECHECK_S (12 * 3600)
 /* A dormant domain's preflight is repeated once a day. */
 #define DORMANT_CHECK_S 86400
-#define DEFAULT_DORMANT_AFTER "30d"
 
 struct worker {
 	struct run *run;
@@ -426,7 +425,7 @@ static int store_issued(struct worker *w, const char *chain, const uint8_t *key,
 {
 	struct certinfo ci;
 	if (certinfo_parse(chain, strlen(chain), &ci, err) < 0)
-		return err_wrap(err, "downloaded chain");
+		return tt_wrap(err, "downloaded chain");
 	int rc = -1;
 	uint8_t *sealed = NULL;
 	size_t sealed_len = 0;
@@ -1054,14 +1053,14 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 {
 	long deadline, linger;
 	int64_t retention;
-	const char *ret = issuer_opt(ctx, "events-retention");
-	if (issuer_opt_int(ctx, "max-orders", 0, &r->max_orders, err) < 0 ||
-	    issuer_opt_int(ctx, "concurrency", 8, concurrency, err) < 0 ||
-	    issuer_opt_int(ctx, "deadline", 0, &deadline, err) < 0 ||
-	    issuer_opt_int(ctx, "order-budget", 300, &r->budget, err) < 0 ||
-	    issuer_opt_int(ctx, "max-failures", 8, &r->max_failures, err) < 0 ||
-	    issuer_opt_int(ctx, "linger", 0, &linger, err) < 0 ||
-	    (ret && tt_parse_duration_ms(ret, &retention, err) < 0) || served_config_parse(ctx, &r->served, err) < 0 ||
+	if (issuer_opt_int(ctx, "max-orders", &r->max_orders, err) < 0 ||
+	    issuer_opt_int(ctx, "concurrency", concurrency, err) < 0 ||
+	    issuer_opt_int(ctx, "deadline", &deadline, err) < 0 ||
+	    issuer_opt_int(ctx, "order-budget", &r->budget, err) < 0 ||
+	    issuer_opt_int(ctx, "max-failures", &r->max_failures, err) < 0 ||
+	    issuer_opt_int(ctx, "linger", &linger, err) < 0 ||
+	    issuer_opt_duration_ms(ctx, "events-retention", &retention, err) < 0 ||
+	    served_config_parse(ctx, &r->served, err) < 0 ||
 	    key_type_parse(issuer_opt(ctx, "key-type"), &r->key_type, err) < 0)
 		return -1;
 	if (*concurrency < 1 || *concurrency > 128)
@@ -1076,10 +1075,9 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 		r->linger_ms = r->deadline_ms;
 	if (r->linger_ms && !r->deadline_ms)
 		r->deadline_ms = r->linger_ms;
-	const char *da = issuer_opt(ctx, "dormant-after");
 	int64_t dormant_ms;
-	if (tt_parse_duration_ms(da ? da : DEFAULT_DORMANT_AFTER, &dormant_ms, err) < 0)
-		return err_wrap(err, "--dormant-after");
+	if (issuer_opt_duration_ms(ctx, "dormant-after", &dormant_ms, err) < 0)
+		return -1;
 	r->dormant_after_s = dormant_ms / 1000;
 	if (preflight_config_load(ctx, &r->preflight, err) < 0)
 		return -1;

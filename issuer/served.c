@@ -17,7 +17,7 @@ int served_config_parse(const struct issuer_ctx *ctx, struct served_config *out,
 	memset(out, 0, sizeof(*out));
 	const char *via = issuer_opt(ctx, "https-check-via");
 	if (via && tt_parse_hostport(via, out->via_host, sizeof(out->via_host), &out->via_port, err) < 0)
-		return err_wrap(err, "--https-check-via");
+		return tt_wrap(err, "--https-check-via");
 	if (via && !out->via_host[0])
 		snprintf(out->via_host, sizeof(out->via_host), "127.0.0.1");
 	out->ca_file = issuer_opt(ctx, "https-check-ca-file");
@@ -72,7 +72,7 @@ int served_check(CURL *h, const struct served_config *cfg, const char *name, con
 		return tt_fail(err, "TLS to %s: no certificate information", name);
 	struct certinfo ci;
 	if (certinfo_parse(pem, strlen(pem), &ci, err) < 0)
-		return err_wrap(err, "served certificate of %s", name);
+		return tt_wrap(err, "served certificate of %s", name);
 	int rc = strcmp(ci.serial, serial) == 0
 		     ? 0
 		     : tt_fail(err, "%s serves serial %s, stored %s", name, ci.serial, serial);

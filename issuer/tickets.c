@@ -7,11 +7,9 @@
 int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct tt_err *err)
 {
 	int64_t rotate_ms, lifetime_ms;
-	const char *rotate = issuer_opt(ctx, "ticket-rotate"), *lifetime = issuer_opt(ctx, "ticket-lifetime");
-	if (tt_parse_duration_ms(rotate ? rotate : "12h", &rotate_ms, err) < 0)
-		return err_wrap(err, "--ticket-rotate");
-	if (tt_parse_duration_ms(lifetime ? lifetime : "24h", &lifetime_ms, err) < 0)
-		return err_wrap(err, "--ticket-lifetime");
+	if (issuer_opt_duration_ms(ctx, "ticket-rotate", &rotate_ms, err) < 0 ||
+	    issuer_opt_duration_ms(ctx, "ticket-lifetime", &lifetime_ms, err) < 0)
+		return -1;
 	if (rotate_ms < 1000 || lifetime_ms < 1000)
 		return tt_fail(err, "--ticket-rotate and --ticket-lifetime: at least 1s");
 	/* Terminators load a new key by NOTIFY at once, and within their --ticket-refresh when they
@@ -20,7 +18,7 @@ int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt
 	    .rotate_s = rotate_ms / 1000, .lifetime_s = lifetime_ms / 1000, .lead_s = rotate_ms / 4000};
 	int created, retired;
 	if (tt_ticket_keys_rotate(db, kr, &policy, &created, &retired, err) < 0)
-		return err_wrap(err, "ticket keys");
+		return tt_wrap(err, "ticket keys");
 	tt_log(TT_INFO, "ticket_keys_rotated", "created=%d retired=%d rotate_s=%lld lifetime_s=%lld", created, retired,
 	       (long long)policy.rotate_s, (long long)policy.lifetime_s);
 	return 0;

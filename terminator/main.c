@@ -26,66 +26,79 @@
 /* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
 #define CAP_LAST_CAP_MAX 63
 
-struct opt {
-	const char *key, *env, *arg, *def, *help;
-};
-
-static const struct opt opts[] = {
-    {"config", "TRACKTLS_CONFIG", "FILE", NULL, "`key = value` file with any of these flags (flags and env win)"},
-    {"db", "TRACKTLS_DB", "CONNINFO", NULL, "PostgreSQL connection string (libpq; empty: PG* defaults)"},
-    {"db-listen", "TRACKTLS_DB_LISTEN", "CONNINFO", NULL,
+/* One row per option (see struct tt_opt in common.h); the reload column (TT_OPT_LIVE) is what SIGHUP
+ * applies, every other change is reported as needing a restart. */
+static const struct tt_opt opts[] = {
+    {"config", "TRACKTLS_CONFIG", TT_OPT_PATH, "FILE", NULL, TT_OPT_LIVE,
+     "`key = value` file with any of these flags (flags and env win)"},
+    {"db", "TRACKTLS_DB", TT_OPT_STRING, "CONNINFO", NULL, 0,
+     "PostgreSQL connection string (libpq; empty: PG* defaults)"},
+    {"db-listen", "TRACKTLS_DB_LISTEN", TT_OPT_STRING, "CONNINFO", NULL, 0,
      "connection for LISTEN/NOTIFY when --db is a read replica (standbys cannot LISTEN) [--db]"},
-    {"master-key-file", "TRACKTLS_MASTER_KEY_FILE", "FILE", NULL, "master key ring, mode 0600 (required)"},
-    {"https", "TRACKTLS_HTTPS", "ADDR:PORT", ":443", "TLS listener"},
-    {"http", "TRACKTLS_HTTP", "ADDR:PORT", ":80", "plain HTTP listener (ACME HTTP-01, plain requests)"},
-    {"backend", "TRACKTLS_BACKEND", "HOST:PORT", "127.0.0.1:8080", "where requests go (HTTP/1.1)"},
-    {"backend-mode", "TRACKTLS_BACKEND_MODE", "MODE", "http",
+    {"master-key-file", "TRACKTLS_MASTER_KEY_FILE", TT_OPT_PATH, "FILE", NULL, 0,
+     "master key ring, mode 0600 (required)"},
+    {"https", "TRACKTLS_HTTPS", TT_OPT_ADDR, "ADDR:PORT", ":443", 0, "TLS listener"},
+    {"http", "TRACKTLS_HTTP", TT_OPT_ADDR, "ADDR:PORT", ":80", 0, "plain HTTP listener (ACME HTTP-01, plain requests)"},
+    {"backend", "TRACKTLS_BACKEND", TT_OPT_ADDR, "HOST:PORT", "127.0.0.1:8080", TT_OPT_LIVE,
+     "where requests go (HTTP/1.1)"},
+    {"backend-mode", "TRACKTLS_BACKEND_MODE", TT_OPT_STRING, "MODE", "http", 0,
      "http (parse, forward with X-Forwarded-*) or proxy-v2 (PROXY v2 header, then raw bytes)"},
-    {"cache-size", "TRACKTLS_CACHE_SIZE", "N", "100000", "certificates kept in memory"},
-    {"cache-bytes", "TRACKTLS_CACHE_BYTES", "BYTES", "1073741824", "memory for cached certificates and keys"},
-    {"negative-ttl", "TRACKTLS_NEGATIVE_TTL", "DURATION", "10s", "how long an unknown name stays unknown"},
-    {"metrics", "TRACKTLS_METRICS", "ADDR:PORT", NULL, "Prometheus /metrics and /healthz (off if unset)"},
-    {"threads", "TRACKTLS_THREADS", "N", NULL, "event loop threads (default: the CPUs it may run on)"},
-    {"log-level", "TRACKTLS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error"},
-    {"handshake-timeout", "TRACKTLS_HANDSHAKE_TIMEOUT", "DURATION", "10s", "from accept to a finished handshake"},
-    {"header-timeout", "TRACKTLS_HEADER_TIMEOUT", "DURATION", "10s", "to read a whole request head"},
-    {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", "DURATION", "60s", "keep-alive between requests"},
-    {"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", "DURATION", "5s",
+    {"cache-size", "TRACKTLS_CACHE_SIZE", TT_OPT_SIZE, "N", "100000", TT_OPT_LIVE, "certificates kept in memory"},
+    {"cache-bytes", "TRACKTLS_CACHE_BYTES", TT_OPT_SIZE, "BYTES", "1073741824", TT_OPT_LIVE,
+     "memory for cached certificates and keys"},
+    {"negative-ttl", "TRACKTLS_NEGATIVE_TTL", TT_OPT_DURATION, "DURATION", "10s", TT_OPT_LIVE,
+     "how long an unknown name stays unknown"},
+    {"metrics", "TRACKTLS_METRICS", TT_OPT_ADDR, "ADDR:PORT", NULL, 0,
+     "Prometheus /metrics and /healthz (off if unset)"},
+    {"threads", "TRACKTLS_THREADS", TT_OPT_STRING, "N", NULL, 0,
+     "event loop threads (default: the CPUs it may run on)"},
+    {"log-level", "TRACKTLS_LOG_LEVEL", TT_OPT_STRING, "LEVEL", "info", TT_OPT_LIVE, "debug, info, warn or error"},
+    {"handshake-timeout", "TRACKTLS_HANDSHAKE_TIMEOUT", TT_OPT_DURATION, "DURATION", "10s", TT_OPT_LIVE,
+     "from accept to a finished handshake"},
+    {"header-timeout", "TRACKTLS_HEADER_TIMEOUT", TT_OPT_DURATION, "DURATION", "10s", TT_OPT_LIVE,
+     "to read a whole request head"},
+    {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE,
+     "keep-alive between requests"},
+    {"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", TT_OPT_DURATION, "DURATION", "5s", TT_OPT_LIVE,
      "to connect to the backend (and to PostgreSQL)"},
-    {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", "DURATION", "30s", "backend silence while a response is due"},
-    {"response-timeout", "TRACKTLS_RESPONSE_TIMEOUT", "DURATION", "60s",
+    {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", TT_OPT_DURATION, "DURATION", "30s", TT_OPT_LIVE,
+     "backend silence while a response is due"},
+    {"response-timeout", "TRACKTLS_RESPONSE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE,
      "from forwarding a request to the last byte of its response reaching the client (slow readers)"},
-    {"db-timeout", "TRACKTLS_DB_TIMEOUT", "DURATION", "1s", "one certificate or challenge lookup"},
-    {"cert-batch-max", "TRACKTLS_CERT_BATCH_MAX", "N", "128",
+    {"db-timeout", "TRACKTLS_DB_TIMEOUT", TT_OPT_DURATION, "DURATION", "1s", 0, "one certificate or challenge lookup"},
+    {"cert-batch-max", "TRACKTLS_CERT_BATCH_MAX", TT_OPT_SIZE, "N", "128", 0,
      "names per certificate query: misses that arrive together share one query (1: a query per name)"},
-    {"max-pending-misses", "TRACKTLS_MAX_PENDING_MISSES", "N", "1024",
+    {"max-pending-misses", "TRACKTLS_MAX_PENDING_MISSES", TT_OPT_SIZE, "N", "1024", 0,
      "misses waiting for the database per thread; beyond it misses are refused (throttled)"},
-    {"miss-latency-limit", "TRACKTLS_MISS_LATENCY_LIMIT", "DURATION", "250ms",
+    {"miss-latency-limit", "TRACKTLS_MISS_LATENCY_LIMIT", TT_OPT_DURATION, "DURATION", "250ms", 0,
      "refuse misses while database answers take longer than this and a full batch waits (0: never)"},
-    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", "N", "0",
+    {"max-misses-per-sec", "TRACKTLS_MAX_MISSES_PER_SEC", TT_OPT_SIZE, "N", "0", 0,
      "deprecated: a fixed ceiling on certificate queries per second and thread (0: none)"},
-    {"hot-names-file", "TRACKTLS_HOT_NAMES_FILE", "FILE", NULL,
+    {"hot-names-file", "TRACKTLS_HOT_NAMES_FILE", TT_OPT_PATH, "FILE", NULL, 0,
      "warm restarts: hot names (names only) written here at SIGTERM and on a timer; a new process prefetches"
      " them (off if unset)"},
-    {"hot-names-interval", "TRACKTLS_HOT_NAMES_INTERVAL", "DURATION", "60s",
+    {"hot-names-interval", "TRACKTLS_HOT_NAMES_INTERVAL", TT_OPT_DURATION, "DURATION", "60s", 0,
      "how often the hot-names file is rewritten while serving (0: only at SIGTERM)"},
-    {"hot-names-watch", "TRACKTLS_HOT_NAMES_WATCH", "DURATION", "2m",
+    {"hot-names-watch", "TRACKTLS_HOT_NAMES_WATCH", TT_OPT_DURATION, "DURATION", "2m", 0,
      "after start, how long the hot-names file is watched for the outgoing process's list (0: no prefetch)"},
-    {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
+    {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", TT_OPT_SIZE, "N", "1000000", 0,
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
-    {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",
+    {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", TT_OPT_DURATION, "DURATION", "5m", 0,
      "reload session ticket keys this often (and on NOTIFY)"},
-    {"drain-timeout", "TRACKTLS_DRAIN_TIMEOUT", "DURATION", "30s",
+    {"drain-timeout", "TRACKTLS_DRAIN_TIMEOUT", TT_OPT_DURATION, "DURATION", "30s", TT_OPT_LIVE,
      "on SIGTERM, how long in-flight requests get before what is left is closed"},
-    {"user", "TRACKTLS_USER", "NAME", NULL,
+    {"user", "TRACKTLS_USER", TT_OPT_STRING, "NAME", NULL, 0,
      "after binding and reading the key ring, run as this user and its group, without capabilities"},
-    {"allow-root", "TRACKTLS_ALLOW_ROOT", NULL, NULL, "serve as root (refused without it, unless --user is given)"},
-    {"version", NULL, NULL, NULL, "print versions and exit"},
-    {"help", NULL, NULL, NULL, "print this help and exit"},
+    {"allow-root", "TRACKTLS_ALLOW_ROOT", TT_OPT_BOOL, NULL, NULL, 0,
+     "serve as root (refused without it, unless --user is given)"},
+    {"version", NULL, TT_OPT_ACTION, NULL, NULL, 0, "print versions and exit"},
+    {"help", NULL, TT_OPT_ACTION, NULL, NULL, 0, "print this help and exit"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 /* A batch's names travel as one array parameter and its rows come back in one result. */
 #define CERT_BATCH_MAX_LIMIT 4096
+/* More loops than this only add contention, whatever the machine. */
+#define MAX_THREADS 1024
 
 struct worker {
 	int id;
@@ -100,28 +113,34 @@ struct worker {
 	struct tt_err err;
 };
 
+/* Errors about the options and at start-up go to stderr after this, then the process exits. */
+#define PROG "tracktls-terminator"
+/* --help lines stay readable in a 100-column terminal and in the man page. */
+#define HELP_WIDTH 100
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: terminator [flags]\n\nTerminates TLS for every domain in the tracktls database and passes "
 		   "requests\n"
-		   "to the backend. Certificates load on first use; start-up loads none.\n\nflags (environment):\n");
-	for (size_t i = 0; i < NOPTS; i++) {
-		char left[64];
-		snprintf(left, sizeof left, "--%s%s%s", opts[i].key, opts[i].arg ? " " : "",
-			 opts[i].arg ? opts[i].arg : "");
-		fprintf(f, "  %-34s %s", left, opts[i].help);
-		if (opts[i].def)
-			fprintf(f, " [%s]", opts[i].def);
-		if (opts[i].env)
-			fprintf(f, " (%s)", opts[i].env);
-		fputc('\n', f);
-	}
-	fprintf(f,
-		"\nDURATION: 500ms, 10s, 5m, 1h. Signals: SIGTERM or SIGINT drain (stop accepting, finish what is in\n"
-		"flight, exit by --drain-timeout; a second one stops at once); SIGHUP rereads the flags, the\n"
-		"--config file and the environment for the timeouts, cache limits, negative TTL, backend address and\n"
-		"log level (a bad configuration is refused and the old one stays) and reloads the ticket keys and the\n"
-		"master key ring (new keys become usable; dropping a key still in use is refused).\n");
+		   "to the backend. Certificates load on first use; start-up loads none.\n\nflags [default] "
+		   "(environment):\n");
+	tt_opts_help(f, opts, NOPTS, NULL);
+	fprintf(f, "\nDURATION: 500ms, 10s, 5m, 1h. Switches take yes/no, true/false, on/off or 1/0.\n"
+		   "Signals: SIGTERM or SIGINT drain (stop accepting, finish what is in flight, exit by\n"
+		   "--drain-timeout; a second one stops at once). SIGHUP rereads the flags, the --config file and\n"
+		   "the environment (a bad configuration is refused and the old one stays) and applies these at\n"
+		   "once; a change to any other needs a restart:\n ");
+	size_t col = 1;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].flags & TT_OPT_LIVE) {
+			if (col + strlen(opts[i].key) + 3 > HELP_WIDTH) {
+				fprintf(f, "\n ");
+				col = 1;
+			}
+			col += (size_t)fprintf(f, " --%s", opts[i].key);
+		}
+	fprintf(f, "\nIt also reloads the ticket keys and the master key ring (new keys become usable; dropping a\n"
+		   "key still in use is refused).\n");
 }
 
 static void version(void)
@@ -141,68 +160,13 @@ static void version(void)
 #endif
 }
 
-static const char *opt_value(struct tt_config_entry *cfg, const char *key)
-{
-	struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
-	return e ? e->value : NULL;
-}
-
-static int parse_flags(int argc, char **argv, struct tt_config_entry *cfg, bool *help, bool *ver, struct tt_err *err)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "-h") == 0) {
-			*help = true;
-			continue;
-		}
-		if (strncmp(a, "--", 2) != 0)
-			return tt_fail(err, "unexpected argument '%s'", a);
-		const char *eq = strchr(a + 2, '=');
-		char key[64];
-		size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-		if (kl >= sizeof key)
-			return tt_fail(err, "unknown flag %s", a);
-		memcpy(key, a + 2, kl);
-		key[kl] = 0;
-		if (strcmp(key, "help") == 0) {
-			*help = true;
-			continue;
-		}
-		if (strcmp(key, "version") == 0) {
-			*ver = true;
-			continue;
-		}
-		struct tt_config_entry *e = tt_config_find(cfg, NOPTS, key);
-		if (!e)
-			return tt_fail(err, "unknown flag --%s (see --help)", key);
-		if (!eq && !opts[e - cfg].arg)
-			e->value = "yes"; /* a switch */
-		else if (eq)
-			e->value = eq + 1;
-		else if (i + 1 < argc)
-			e->value = argv[++i];
-		else
-			return tt_fail(err, "--%s needs a value", key);
-	}
-	return 0;
-}
-
-/* Prefixes err's message with the flag it is about. tt_fail formats into err->msg, so the message
- * it wraps must be copied out first (formatting a buffer into itself garbled these messages). */
-static int flag_fail(struct tt_err *err, const char *flag)
-{
-	char why[sizeof err->msg];
-	memcpy(why, err->msg, sizeof why);
-	return tt_fail(err, "--%s: %s", flag, why);
-}
-
 static int resolve(const char *what, const char *spec, bool passive, struct sockaddr_storage *ss, socklen_t *len,
 		   struct tt_err *err)
 {
 	char host[256];
 	uint16_t port;
 	if (tt_parse_hostport(spec, host, sizeof host, &port, err) < 0)
-		return flag_fail(err, what);
+		return tt_wrap(err, "--%s", what);
 	struct addrinfo hints = {
 	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE | AI_NUMERICHOST : 0};
 	struct addrinfo *ai;
@@ -210,30 +174,10 @@ static int resolve(const char *what, const char *spec, bool passive, struct sock
 	snprintf(portstr, sizeof portstr, "%u", port);
 	int rc = getaddrinfo(*host ? host : NULL, portstr, &hints, &ai);
 	if (rc != 0)
-		return tt_fail(err, "--%s %s: %s", what, spec, gai_strerror(rc));
+		return tt_fail(err, "--%s: %s: %s", what, spec, gai_strerror(rc));
 	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
 	*len = ai->ai_addrlen;
 	freeaddrinfo(ai);
-	return 0;
-}
-
-static int parse_size(const char *what, const char *s, size_t *out, struct tt_err *err)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	unsigned long long mul = 1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1024;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1024 * 1024;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1024ULL * 1024 * 1024;
-	if (mul != 1)
-		end++;
-	if (errno || end == s || *end || *s == '-')
-		return tt_fail(err, "--%s: '%s' is not a size", what, s);
-	*out = (size_t)(v * mul);
 	return 0;
 }
 
@@ -249,16 +193,16 @@ static long usable_cpus(void)
 }
 
 /* Everything start-up and SIGHUP both read: a reload checks the whole of it before using a part. */
-static int build_config(struct tt_config_entry *cfg, struct term_config *tc, struct sni_cache_limits *limits,
-			int *threads, enum tt_level *level, int64_t *drain_ms, struct tt_err *err)
+static int build_config(const struct tt_opts *o, struct term_config *tc, struct sni_cache_limits *limits, int *threads,
+			enum tt_level *level, int64_t *drain_ms, struct tt_err *err)
 {
-	if (tt_log_parse_level(opt_value(cfg, "log-level"), level) < 0)
-		return tt_fail(err, "--log-level: '%s' is not debug, info, warn or error", opt_value(cfg, "log-level"));
+	if (tt_log_parse_level(tt_opts_get(o, "log-level"), level) < 0)
+		return tt_fail(err, "--log-level: '%s' is not debug, info, warn or error", tt_opts_get(o, "log-level"));
 	static const char *const timer_flags[TIMER_LINGER] = {"handshake-timeout", "header-timeout", "idle-timeout",
 							      "backend-connect-timeout", "backend-timeout"};
 	for (int k = 0; k < TIMER_LINGER; k++) {
-		if (tt_parse_duration_ms(opt_value(cfg, timer_flags[k]), &tc->timeout_ms[k], err) < 0)
-			return flag_fail(err, timer_flags[k]);
+		if (tt_opts_duration_ms(o, timer_flags[k], &tc->timeout_ms[k], err) < 0)
+			return -1;
 		if (tc->timeout_ms[k] <= 0)
 			return tt_fail(err, "--%s: must be positive", timer_flags[k]);
 	}
@@ -266,51 +210,51 @@ static int build_config(struct tt_config_entry *cfg, struct term_config *tc, str
 	 * then returns them for the rest of the idle timeout. */
 	tc->timeout_ms[TIMER_LINGER] = tc->timeout_ms[TIMER_IDLE] < 2000 ? tc->timeout_ms[TIMER_IDLE] / 2 : 1000;
 	tc->timeout_ms[TIMER_IDLE] -= tc->timeout_ms[TIMER_LINGER];
-	if (tt_parse_duration_ms(opt_value(cfg, "response-timeout"), &tc->response_timeout_ms, err) < 0)
-		return flag_fail(err, "response-timeout");
+	if (tt_opts_duration_ms(o, "response-timeout", &tc->response_timeout_ms, err) < 0)
+		return -1;
 	if (tc->response_timeout_ms <= 0)
 		return tt_fail(err, "--response-timeout: must be positive");
-	if (tt_parse_duration_ms(opt_value(cfg, "db-timeout"), &tc->db_timeout_ms, err) < 0)
-		return flag_fail(err, "db-timeout");
-	if (tt_parse_duration_ms(opt_value(cfg, "negative-ttl"), &limits->negative_ttl_ms, err) < 0)
-		return flag_fail(err, "negative-ttl");
+	if (tt_opts_duration_ms(o, "db-timeout", &tc->db_timeout_ms, err) < 0 ||
+	    tt_opts_duration_ms(o, "negative-ttl", &limits->negative_ttl_ms, err) < 0)
+		return -1;
 	size_t misses;
-	if (parse_size("cache-size", opt_value(cfg, "cache-size"), &limits->max_entries, err) < 0 ||
-	    parse_size("cache-bytes", opt_value(cfg, "cache-bytes"), &limits->max_bytes, err) < 0 ||
-	    parse_size("max-misses-per-sec", opt_value(cfg, "max-misses-per-sec"), &misses, err) < 0 ||
-	    parse_size("cert-batch-max", opt_value(cfg, "cert-batch-max"), &tc->cert_batch_max, err) < 0 ||
-	    parse_size("max-pending-misses", opt_value(cfg, "max-pending-misses"), &tc->max_pending_misses, err) < 0)
+	if (tt_opts_size(o, "cache-size", &limits->max_entries, err) < 0 ||
+	    tt_opts_size(o, "cache-bytes", &limits->max_bytes, err) < 0 ||
+	    tt_opts_size(o, "max-misses-per-sec", &misses, err) < 0 ||
+	    tt_opts_size(o, "cert-batch-max", &tc->cert_batch_max, err) < 0 ||
+	    tt_opts_size(o, "max-pending-misses", &tc->max_pending_misses, err) < 0)
 		return -1;
 	tc->max_misses_per_sec = (int64_t)misses;
 	if (tc->cert_batch_max < 1 || tc->cert_batch_max > CERT_BATCH_MAX_LIMIT)
 		return tt_fail(err, "--cert-batch-max: between 1 and %d", CERT_BATCH_MAX_LIMIT);
 	if (tc->max_pending_misses < 1)
 		return tt_fail(err, "--max-pending-misses: must be positive");
-	if (tt_parse_duration_ms(opt_value(cfg, "miss-latency-limit"), &tc->miss_latency_limit_ms, err) < 0)
-		return flag_fail(err, "miss-latency-limit");
+	if (tt_opts_duration_ms(o, "miss-latency-limit", &tc->miss_latency_limit_ms, err) < 0)
+		return -1;
 	if (tc->miss_latency_limit_ms == 0)
 		tc->miss_latency_limit_ms = -1;
-	if (resolve("https", opt_value(cfg, "https"), true, &tc->https_addr, &tc->https_len, err) < 0 ||
-	    resolve("http", opt_value(cfg, "http"), true, &tc->http_addr, &tc->http_len, err) < 0 ||
-	    resolve("backend", opt_value(cfg, "backend"), false, &tc->backend_addr, &tc->backend_len, err) < 0)
+	if (resolve("https", tt_opts_get(o, "https"), true, &tc->https_addr, &tc->https_len, err) < 0 ||
+	    resolve("http", tt_opts_get(o, "http"), true, &tc->http_addr, &tc->http_len, err) < 0 ||
+	    resolve("backend", tt_opts_get(o, "backend"), false, &tc->backend_addr, &tc->backend_len, err) < 0)
 		return -1;
-	const char *mode = opt_value(cfg, "backend-mode");
+	const char *mode = tt_opts_get(o, "backend-mode");
 	if (strcmp(mode, "http") == 0)
 		tc->backend_mode = BACKEND_HTTP;
 	else if (strcmp(mode, "proxy-v2") == 0)
 		tc->backend_mode = BACKEND_PROXY_V2;
 	else
 		return tt_fail(err, "--backend-mode: '%s' is neither http nor proxy-v2", mode);
-	const char *t = opt_value(cfg, "threads");
+	/* A string in the table: unset means the usable CPUs, so it is read here. */
+	const char *t = tt_opts_get(o, "threads");
 	char *end = NULL;
 	long n = t ? strtol(t, &end, 10) : usable_cpus();
-	if (n < 1 || n > 1024 || (t && *end))
-		return tt_fail(err, "--threads: '%s' is not a thread count", t ? t : "?");
+	if (n < 1 || n > MAX_THREADS || (t && *end))
+		return tt_fail(err, "--threads: '%s' is not a thread count (1 to %d)", t ? t : "?", MAX_THREADS);
 	*threads = (int)n;
-	tc->db_conninfo = opt_value(cfg, "db");
-	tc->db_listen_conninfo = opt_value(cfg, "db-listen") ? opt_value(cfg, "db-listen") : tc->db_conninfo;
-	if (tt_parse_duration_ms(opt_value(cfg, "drain-timeout"), drain_ms, err) < 0)
-		return flag_fail(err, "drain-timeout");
+	tc->db_conninfo = tt_opts_get(o, "db");
+	tc->db_listen_conninfo = tt_opts_get(o, "db-listen") ? tt_opts_get(o, "db-listen") : tc->db_conninfo;
+	if (tt_opts_duration_ms(o, "drain-timeout", drain_ms, err) < 0)
+		return -1;
 	if (*drain_ms <= 0)
 		return tt_fail(err, "--drain-timeout: must be positive");
 	return 0;
@@ -333,27 +277,19 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Flags, then the environment, then the --config file, then the defaults (first found wins). */
-static int load_settings(int argc, char **argv, struct tt_config_entry *cfg, bool *help, bool *ver, struct tt_err *err)
+/* Flags, then the environment, then the --config file, then the defaults (first found wins); with
+ * neither --help nor --version, every value must parse as its type. */
+static int load_settings(int argc, char **argv, struct tt_opts *o, struct tt_err *err)
 {
-	for (size_t i = 0; i < NOPTS; i++)
-		cfg[i] = (struct tt_config_entry){.key = opts[i].key, .env = opts[i].env};
-	if (parse_flags(argc, argv, cfg, help, ver, err) < 0)
+	o->v = NULL;
+	if (tt_opts_init(o, opts, NOPTS, err) < 0)
 		return -1;
-	tt_config_apply_env(cfg, NOPTS);
-	const char *file = opt_value(cfg, "config");
-	if (file && tt_config_load_file(cfg, NOPTS, file, err) < 0)
+	if (tt_opts_parse_argv(o, argc - 1, argv + 1, NULL, NULL, 0, NULL, err) < 0 ||
+	    tt_opts_resolve(o, "config", err) < 0)
 		return -1;
-	for (size_t i = 0; i < NOPTS; i++)
-		if (!cfg[i].value)
-			cfg[i].value = opts[i].def;
-	return 0;
-}
-
-static bool opt_yes(struct tt_config_entry *cfg, const char *key)
-{
-	const char *v = opt_value(cfg, key);
-	return v && (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+	if (tt_opts_bool(o, "help") || tt_opts_bool(o, "version"))
+		return 0;
+	return tt_opts_check(o, NULL, err);
 }
 
 /* Empties the capability bounding set, so no later execve (of a setuid or file-capability binary)
@@ -409,7 +345,7 @@ static int drop_privileges(const char *user, bool allow_root, struct tt_err *err
 struct ctx {
 	int argc;
 	char **argv;
-	struct tt_config_entry *cfg; /* as started; only reloaded copies differ */
+	const struct tt_opts *opts; /* as started; only reloaded copies differ */
 	const struct term_config *initial, *current;
 	const struct term_config **retired; /* replaced snapshots, freed once every loop moved on */
 	size_t nretired;
@@ -482,50 +418,28 @@ static void reload_keyring(struct ctx *x)
 static void reload(struct ctx *x, struct worker *workers, int started)
 {
 	reload_keyring(x);
-	struct tt_config_entry ncfg[NOPTS];
+	struct tt_opts next_opts = {0};
 	struct tt_err err = {{0}};
-	bool help = false, ver = false;
 	struct sni_cache_limits limits;
 	memset(&limits, 0, sizeof limits);
 	struct term_config *tc = calloc(1, sizeof *tc);
 	int threads = 0;
 	enum tt_level level = TT_INFO;
 	int64_t drain_ms = 0;
-	int rc = tc ? 0 : tt_fail(&err, "out of memory");
+	int rc = tc ? load_settings(x->argc, x->argv, &next_opts, &err) : tt_fail(&err, "out of memory");
 	if (rc == 0)
-		rc = load_settings(x->argc, x->argv, ncfg, &help, &ver, &err);
-	else
-		for (size_t i = 0; i < NOPTS; i++)
-			ncfg[i] = (struct tt_config_entry){.key = opts[i].key};
-	if (rc == 0)
-		rc = build_config(ncfg, tc, &limits, &threads, &level, &drain_ms, &err);
+		rc = build_config(&next_opts, tc, &limits, &threads, &level, &drain_ms, &err);
 	if (rc < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 		free(tc);
-		tt_config_free(ncfg, NOPTS);
+		tt_opts_free(&next_opts);
 		return;
 	}
-	static const char *const fixed[] = {"https",
-					    "http",
-					    "backend-mode",
-					    "db",
-					    "db-listen",
-					    "master-key-file",
-					    "threads",
-					    "metrics",
-					    "db-timeout",
-					    "max-misses-per-sec",
-					    "cert-batch-max",
-					    "max-pending-misses",
-					    "miss-latency-limit",
-					    "name-filter-names",
-					    "ticket-refresh",
-					    "user",
-					    "allow-root"};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		if (str_differs(opt_value(ncfg, fixed[i]), opt_value(x->cfg, fixed[i])))
-			tt_log(TT_WARN, "reload_needs_restart", "setting=%s", fixed[i]);
+	for (size_t i = 0; i < NOPTS; i++)
+		if (!(opts[i].flags & TT_OPT_LIVE) && opts[i].type != TT_OPT_ACTION &&
+		    str_differs(next_opts.v[i].value, x->opts->v[i].value))
+			tt_log(TT_WARN, "reload_needs_restart", "setting=%s", opts[i].key);
 	/* Only what can change live comes from the new settings. */
 	struct term_config next = *x->current;
 	memcpy(next.timeout_ms, tc->timeout_ms, sizeof next.timeout_ms);
@@ -537,7 +451,7 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	if (!r) {
 		tt_log(TT_ERROR, "reload_refused", "error=\"out of memory\"");
 		free(tc);
-		tt_config_free(ncfg, NOPTS);
+		tt_opts_free(&next_opts);
 		return;
 	}
 	x->retired = r;
@@ -552,9 +466,10 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	tickets_reload_soon(tc->tickets);
 	tt_log(TT_INFO, "reloaded",
 	       "backend=%s idle_timeout=%s cache_size=%s cache_bytes=%s negative_ttl=%s log_level=%s",
-	       opt_value(ncfg, "backend"), opt_value(ncfg, "idle-timeout"), opt_value(ncfg, "cache-size"),
-	       opt_value(ncfg, "cache-bytes"), opt_value(ncfg, "negative-ttl"), opt_value(ncfg, "log-level"));
-	tt_config_free(ncfg, NOPTS);
+	       tt_opts_get(&next_opts, "backend"), tt_opts_get(&next_opts, "idle-timeout"),
+	       tt_opts_get(&next_opts, "cache-size"), tt_opts_get(&next_opts, "cache-bytes"),
+	       tt_opts_get(&next_opts, "negative-ttl"), tt_opts_get(&next_opts, "log-level"));
+	tt_opts_free(&next_opts);
 }
 
 static void free_retired_now(struct ctx *x)
@@ -594,16 +509,15 @@ static uint64_t open_connections(struct metrics *const *ms, int n)
 
 /* --hot-names-file: the prefetcher starts at once (the loops may already be serving when it
  * loads its first batch); it builds contexts, so wolfSSL_Init has run. */
-static int start_handover(struct tt_config_entry *cfg, const struct term_config *tc, struct ctx *x, struct tt_err *err)
+static int start_handover(const struct tt_opts *o, const struct term_config *tc, struct ctx *x, struct tt_err *err)
 {
-	const char *path = opt_value(cfg, "hot-names-file");
+	const char *path = tt_opts_get(o, "hot-names-file");
 	int64_t watch_ms;
 	if (!path || !*path)
 		return 0;
-	if (tt_parse_duration_ms(opt_value(cfg, "hot-names-interval"), &x->hot_names_interval_ms, err) < 0)
-		return flag_fail(err, "hot-names-interval");
-	if (tt_parse_duration_ms(opt_value(cfg, "hot-names-watch"), &watch_ms, err) < 0)
-		return flag_fail(err, "hot-names-watch");
+	if (tt_opts_duration_ms(o, "hot-names-interval", &x->hot_names_interval_ms, err) < 0 ||
+	    tt_opts_duration_ms(o, "hot-names-watch", &watch_ms, err) < 0)
+		return -1;
 	struct handover_config hc = {.path = path,
 				     .conninfo = tc->db_conninfo,
 				     .keyring = tc->keyring,
@@ -780,20 +694,19 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &files);
 	}
 
-	struct tt_config_entry cfg[NOPTS];
+	struct tt_opts cfg;
 	struct tt_err err = {{0}};
-	bool help = false, ver = false;
-	if (load_settings(argc, argv, cfg, &help, &ver, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
-		tt_config_free(cfg, NOPTS);
+	if (load_settings(argc, argv, &cfg, &err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err.msg);
+		tt_opts_free(&cfg);
 		return 2;
 	}
-	if (help || ver) {
-		if (help)
+	if (tt_opts_bool(&cfg, "help") || tt_opts_bool(&cfg, "version")) {
+		if (tt_opts_bool(&cfg, "help"))
 			usage(stdout);
 		else
 			version();
-		tt_config_free(cfg, NOPTS);
+		tt_opts_free(&cfg);
 		return 0;
 	}
 
@@ -811,16 +724,11 @@ int main(int argc, char **argv)
 	struct challenge_set *challenges = NULL;
 	size_t filter_names = 0;
 	int64_t ticket_refresh_ms = 0, drain_ms = 0;
-	struct ctx x = {.argc = argc, .argv = argv, .cfg = cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
-	if (build_config(cfg, &tc, &limits, &threads, &level, &drain_ms, &err) < 0 ||
-	    parse_size("name-filter-names", opt_value(cfg, "name-filter-names"), &filter_names, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
-		rc = 2;
-		goto out;
-	}
-	if (tt_parse_duration_ms(opt_value(cfg, "ticket-refresh"), &ticket_refresh_ms, &err) < 0) {
-		flag_fail(&err, "ticket-refresh");
-		fprintf(stderr, "terminator: %s\n", err.msg);
+	struct ctx x = {.argc = argc, .argv = argv, .opts = &cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
+	if (build_config(&cfg, &tc, &limits, &threads, &level, &drain_ms, &err) < 0 ||
+	    tt_opts_size(&cfg, "name-filter-names", &filter_names, &err) < 0 ||
+	    tt_opts_duration_ms(&cfg, "ticket-refresh", &ticket_refresh_ms, &err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err.msg);
 		rc = 2;
 		goto out;
 	}
@@ -829,41 +737,41 @@ int main(int argc, char **argv)
 	x.drain_timeout_ms = drain_ms;
 	x.fds = calloc((size_t)threads, sizeof *x.fds);
 	if (!x.fds) {
-		fprintf(stderr, "terminator: out of memory\n");
+		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
 	}
 	for (int i = 0; i < threads; i++)
 		x.fds[i][0] = x.fds[i][1] = -1;
-	if (tt_keyring_load(opt_value(cfg, "master-key-file"), &kr, &err) < 0 ||
+	if (tt_keyring_load(tt_opts_get(&cfg, "master-key-file"), &kr, &err) < 0 ||
 	    sni_cache_new(&limits, &cache, &err) < 0 || tickets_new(&tickets, &err) < 0 ||
 	    challenge_set_new(&challenges, &err) < 0 ||
 	    (filter_names && name_filter_new(filter_names, &filter, &err) < 0)) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
+		fprintf(stderr, PROG ": %s\n", err.msg);
 		goto out;
 	}
 	/* Everything privileged happens here, while the process has one thread. */
 	for (int i = 0; i < threads; i++) {
 		if (loop_listen(&tc, x.fds[i], &err) < 0) {
-			fprintf(stderr, "terminator: %s\n", err.msg);
+			fprintf(stderr, PROG ": %s\n", err.msg);
 			goto out;
 		}
 	}
-	const char *metrics_addr = opt_value(cfg, "metrics");
+	const char *metrics_addr = tt_opts_get(&cfg, "metrics");
 	if (metrics_addr && *metrics_addr) {
 		struct sockaddr_storage ss;
 		socklen_t len;
 		if (resolve("metrics", metrics_addr, true, &ss, &len, &err) < 0) {
-			fprintf(stderr, "terminator: %s\n", err.msg);
+			fprintf(stderr, PROG ": %s\n", err.msg);
 			goto out;
 		}
 		if (loop_listen_on(&ss, len, &x.metrics_fd, &err) < 0) {
-			flag_fail(&err, "metrics");
-			fprintf(stderr, "terminator: %s\n", err.msg);
+			tt_wrap(&err, "--metrics");
+			fprintf(stderr, PROG ": %s\n", err.msg);
 			goto out;
 		}
 	}
-	if (drop_privileges(opt_value(cfg, "user"), opt_yes(cfg, "allow-root"), &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
+	if (drop_privileges(tt_opts_get(&cfg, "user"), tt_opts_bool(&cfg, "allow-root"), &err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err.msg);
 		goto out;
 	}
 	/* Signals are taken by sigtimedwait in this thread only (every thread inherits the mask);
@@ -873,17 +781,17 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (tickets_start_refresher(tickets, tc.db_listen_conninfo, kr, ticket_refresh_ms, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
+		fprintf(stderr, PROG ": %s\n", err.msg);
 		goto out;
 	}
 	if (challenge_set_start(challenges, tc.db_listen_conninfo, tc.db_timeout_ms, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
+		fprintf(stderr, PROG ": %s\n", err.msg);
 		goto out;
 	}
 	if (filter) {
 		sni_cache_set_filter(cache, filter);
 		if (name_filter_start(filter, tc.db_conninfo, &err) < 0) {
-			fprintf(stderr, "terminator: %s\n", err.msg);
+			fprintf(stderr, PROG ": %s\n", err.msg);
 			goto out;
 		}
 	}
@@ -896,17 +804,17 @@ int main(int argc, char **argv)
 
 	wolfSSL_Init();
 	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
-	       LIBWOLFSSL_VERSION_STRING, threads, opt_value(cfg, "https"), opt_value(cfg, "http"),
-	       opt_value(cfg, "backend"), (unsigned)getuid());
-	if (start_handover(cfg, &tc, &x, &err) < 0) {
-		fprintf(stderr, "terminator: %s\n", err.msg);
+	       LIBWOLFSSL_VERSION_STRING, threads, tt_opts_get(&cfg, "https"), tt_opts_get(&cfg, "http"),
+	       tt_opts_get(&cfg, "backend"), (unsigned)getuid());
+	if (start_handover(&cfg, &tc, &x, &err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err.msg);
 		wolfSSL_Cleanup();
 		goto out;
 	}
 	if (run(&x, &err) < 0) {
 		char q[600];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
-		fprintf(stderr, "terminator: %s\n", err.msg);
+		fprintf(stderr, PROG ": %s\n", err.msg);
 	} else {
 		tt_log(TT_INFO, "stopped", "threads=%d", threads);
 		rc = 0;
@@ -932,6 +840,6 @@ out:
 	tickets_free(tickets);
 	sni_cache_free(cache);
 	tt_keyring_free(kr);
-	tt_config_free(cfg, NOPTS);
+	tt_opts_free(&cfg);
 	return rc;
 }

@@ -1,7 +1,8 @@
 /* terminator: the whole map. One thread per core, each with its own io_uring, listeners and
  * database connection; the certificate cache is the only thing the threads share.
  *
- *   main.c      flags, configuration, threads, signals
+ *   main.c      the option table (flag, variable, type, default, help, live on SIGHUP or not; parsed by
+ *               common/options.c), threads, signals
  *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
  *               lists; hands completions, expiries and deferred work to their owners' callbacks
  *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,

@@ -77,3 +77,16 @@ check "  ... with a clear message" grep -q "cannot use the database" <<<"$out"
 out=$($I domain list --bogus 2>&1); rc=$?
 check "unknown flag: exit 2" test "$rc" = 2
 check "every command has --help" bash -c "'$I' run --help | grep -q -- --self-check-via && '$I' domain add --help | grep -q -- --owner"
+
+# One rule for switches: yes/no/true/false/on/off/1/0, anything else refused. --dry-run=off runs for
+# real (here it stops at once on a key ring that is not there, before any CA is asked).
+$I domain add dry.example >/dev/null 2>&1
+out=$($I run --dry-run=off --master-key-file "$T/no-such-keys" 2>&1); rc=$?
+check "--dry-run=off is not a dry run (exit $rc)" bash -c "test '$rc' = 2 && ! grep -q '^due ' <<<'$out'"
+out=$($I run --dry-run=on 2>/dev/null); rc=$?
+check "--dry-run=on lists what is due" bash -c "test '$rc' = 0 && grep -q '^due dry.example' <<<'$out'"
+out=$($I run --dry-run=maybe 2>&1); rc=$?
+check "--dry-run=maybe is refused: exit 2" test "$rc" = 2
+check "  ... in the one error format" grep -q "^tracktls-issuer: --dry-run: 'maybe' is not yes, no, true, false, on, off, 1 or 0" <<<"$out"
+out=$($I domain list --bogus 2>&1)
+check "an unknown flag is reported in the one error format" grep -q "^tracktls-issuer: --bogus: unknown flag" <<<"$out"
