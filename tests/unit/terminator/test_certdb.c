@@ -275,6 +275,8 @@ static void test_unknown(const char *conninfo)
 	load_and_wait(&f, "unknown.example", &unknown);
 	CHECK(unknown.calls == 1 && unknown.status == 1 && !unknown.entry, "unknown: status 1");
 	CHECK(sni_cache_lookup(f.cache, "unknown.example", &got) == SNI_NEGATIVE, "unknown: negative-cached");
+	if (unknown.entry)
+		cert_entry_release(unknown.entry);
 	fixture_stop(&f, "unknown");
 }
 
@@ -294,6 +296,8 @@ static void test_tampered(const char *conninfo)
 	certdb_stats(f.db, &st);
 	CHECK(bad.calls == 1 && bad.status == -1 && st.bad_certs == 1, "tampered: status -1 and counted");
 	CHECK(stored >= 1 && sql_id(sealed, 1, pb) == stored, "tampered: nothing deleted");
+	if (bad.entry)
+		cert_entry_release(bad.entry);
 	fixture_stop(&f, "tampered");
 }
 
@@ -309,6 +313,8 @@ static void test_removed(const char *conninfo)
 	struct answer removed = {0};
 	load_and_wait(&f, "removed.example", &removed);
 	CHECK(removed.calls == 1 && removed.status == 1 && !removed.entry, "removed: a removed domain is not served");
+	if (removed.entry)
+		cert_entry_release(removed.entry);
 	fixture_stop(&f, "removed");
 }
 
