@@ -274,7 +274,10 @@ static void test_unknown(const char *conninfo)
 	struct answer unknown = {0};
 	load_and_wait(&f, "unknown.example", &unknown);
 	CHECK(unknown.calls == 1 && unknown.status == 1 && !unknown.entry, "unknown: status 1");
-	CHECK(sni_cache_lookup(f.cache, "unknown.example", &got) == SNI_NEGATIVE, "unknown: negative-cached");
+	enum sni_result r = sni_cache_lookup(f.cache, "unknown.example", &got);
+	CHECK(r == SNI_NEGATIVE, "unknown: negative-cached");
+	if (r == SNI_HIT)
+		cert_entry_release(got);
 	if (unknown.entry)
 		cert_entry_release(unknown.entry);
 	fixture_stop(&f, "unknown");
