@@ -24,8 +24,9 @@
 /* Requests, and bytes of request heads, worked off per event before yielding back to the ring. */
 #define PROGRESS_REQUESTS 32
 #define PROGRESS_BYTES (64 * 1024)
-/* Room for what the rewrite adds to a request head: X-Forwarded-For/-Proto/-Host and Forwarded,
- * with an IPv6 address and a host name of TT_NAME_MAX, fit with margin. */
+/* Room for what the rewrite adds to a request head (it only drops the client's own forwarding
+ * headers): X-Forwarded-For, -Proto and -Host, with an IPv6 address and a host name of TT_NAME_MAX,
+ * fit with margin. */
 #define FORWARD_HEADERS_ROOM 1024
 /* A PROXY v2 header at most: 16 bytes, IPv6 addresses and ports (36), and TLVs for the SNI (at most
  * TT_NAME_MAX), ALPN, version and cipher names. */
