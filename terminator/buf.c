@@ -5,6 +5,9 @@
 
 #include "terminator.h"
 
+/* A first allocation that holds a typical request head or response head without growing. */
+#define BUF_FIRST_CAP 1024
+
 int buf_reserve(struct buf *b, size_t more)
 {
 	if (b->cap - b->len >= more)
@@ -16,7 +19,7 @@ int buf_reserve(struct buf *b, size_t more)
 		b->off = 0;
 		return 0;
 	}
-	size_t need = buf_size(b) + more, cap = b->cap ? b->cap : 1024;
+	size_t need = buf_size(b) + more, cap = b->cap ? b->cap : BUF_FIRST_CAP;
 	while (cap < need)
 		cap *= 2;
 	uint8_t *p = malloc(cap);

@@ -34,6 +34,9 @@
 #define CHALLENGE_WAITS_PER_SEC 100
 /* A key authorization is the token (at most 128 characters), a dot and a 43-character thumbprint. */
 #define KEY_AUTH_MAX 256
+/* Refusals are logged at most once a second, with the count since the last line: a flood of
+ * misses must not become a flood of log lines. */
+#define THROTTLE_LOG_EVERY_US 1000000
 
 static const char sql_cert[] = "SELECT c.id, c.chain_pem, c.sealed_key FROM domains d "
 			       "JOIN certificates c ON c.id = d.current_cert_id "
@@ -677,7 +680,7 @@ static void refuse(struct certdb *db, int cause, int64_t now_us)
 	static const char *const causes[CERTDB_REFUSAL_CAUSES] = {"queue", "latency", "rate"};
 	db->stats.refused[cause]++;
 	db->throttled_unlogged++;
-	if (now_us - db->throttle_logged_us >= 1000000) {
+	if (now_us - db->throttle_logged_us >= THROTTLE_LOG_EVERY_US) {
 		tt_log(TT_WARN, "cert_queries_throttled",
 		       "refused=%llu limit_per_sec=%.0f cause=%s waiting=%zu latency_ms=%.1f max_pending=%zu "
 		       "latency_limit_ms=%lld",

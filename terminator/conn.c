@@ -24,6 +24,13 @@
 /* Requests, and bytes of request heads, worked off per event before yielding back to the ring. */
 #define PROGRESS_REQUESTS 32
 #define PROGRESS_BYTES (64 * 1024)
+/* Room for what the rewrite adds to a request head (it only drops the client's own forwarding
+ * headers): X-Forwarded-For, -Proto and -Host, with an IPv6 address and a host name of TT_NAME_MAX,
+ * fit with margin. */
+#define FORWARD_HEADERS_ROOM 1024
+/* A PROXY v2 header at most: 16 bytes, IPv6 addresses and ports (36), and TLVs for the SNI (at most
+ * TT_NAME_MAX), ALPN, version and cipher names. */
+#define PROXY_V2_HEADER_ROOM 1024
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define TOKEN_MAX 128
 
@@ -600,7 +607,7 @@ static void conn_forward(struct conn *c, const struct http_request *r)
 	struct http_forward fwd = {
 	    .client_ip = conn_client_ip(c), .proto = c->tls ? "https" : "http", .host = fwd_host};
 	struct buf *out = &c->backend.s.out;
-	size_t room = r->head_len + 1024;
+	size_t room = r->head_len + FORWARD_HEADERS_ROOM;
 	if (buf_reserve(out, room) < 0) {
 		conn_close(c);
 		return;
@@ -739,7 +746,7 @@ static void conn_tunnel_start(struct conn *c)
 		tlsp = &tls;
 	}
 	struct buf *out = &c->backend.s.out;
-	if (buf_reserve(out, 1024) < 0) {
+	if (buf_reserve(out, PROXY_V2_HEADER_ROOM) < 0) {
 		conn_close(c);
 		return;
 	}

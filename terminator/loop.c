@@ -11,12 +11,22 @@
 
 #include "terminator.h"
 
+/* Submission queue slots: a round of the loop queues a send, a receive or a cancel per connection
+ * it touched; a full queue is flushed early (ring.c), so this sizes the batch per system call. */
 #define LOOP_RING_ENTRIES 4096
+/* Provided receive buffers: a completed receive holds one until the loop has handled it, so this
+ * bounds the receives the kernel completes between two rounds; past it a receive ends ENOBUFS. */
 #define LOOP_RECV_BUFS 1024
+/* Half a TLS record's worth: a ClientHello or a request head usually fits in one. */
 #define LOOP_RECV_BUF_SIZE 8192
+/* Completions taken per wait: enough to batch a busy round, small enough for the stack. */
 #define LOOP_EVENTS 256
+/* Pending connections the kernel queues per listener (capped by net.core.somaxconn): a burst of new
+ * clients after a failover or a restart waits for accept instead of being refused. */
+#define LOOP_LISTEN_BACKLOG 4096
 /* The loop wakes at least this often to notice loop_stop. */
 #define LOOP_MAX_WAIT_MS 250
+/* Out of descriptors: accepting waits this long for connections to close, rather than spinning. */
 #define LOOP_ACCEPT_PAUSE_MS 100
 
 int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err)
@@ -33,7 +43,7 @@ int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, s
 		close(fd);
 		return -1;
 	}
-	if (bind(fd, (const struct sockaddr *)sa, len) < 0 || listen(fd, 4096) < 0) {
+	if (bind(fd, (const struct sockaddr *)sa, len) < 0 || listen(fd, LOOP_LISTEN_BACKLOG) < 0) {
 		tt_fail(err, "bind/listen: %s", strerror(errno));
 		close(fd);
 		return -1;

@@ -6,16 +6,21 @@
  *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
  *               lists; hands completions, expiries and deferred work to their owners' callbacks
  *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
- *               poll, timeouts
+ *               poll, cancel, close; submits and waits for completions up to a timeout
  *   conn.c      per-connection state machine: ClientHello -> SNI -> certificate -> handshake ->
  *               request head -> backend -> response, and the plain port-80 path
  *   backend.c   the backend side of a connection and the loop's pool of idle backend connections
- *   tls.c       wolfSSL sessions over the ring's buffers: handshake, reads, writes, close_notify
+ *   tls.c       TLS without I/O: the ClientHello's record framing and SNI (read before any
+ *               session exists), the raw alerts sent then, and wolfSSL sessions that take
+ *               received ciphertext and append what they send to the connection's output buffer
+ *               (handshake, reads, writes, close_notify); conn.c moves the bytes through the ring
  *   buf.c       growable byte buffers, one per direction of a connection
  *   certctx.c   builds a ready WOLFSSL_CTX for one chain + key, with our TLS policy
+ *   tickets.c   TLS session tickets under the fleet's keys, reloaded by a refresher thread
  *   sni_cache.c sharded certificate cache shared by all threads, negative entries, eviction
  *   certdb.c    per-thread non-blocking PostgreSQL: certificate lookups (misses batched),
- *               LISTEN/NOTIFY for renewals; HTTP-01 lookups answered from the challenge set
+ *               LISTEN/NOTIFY for renewals, revalidating the cache shard by shard each time
+ *               LISTEN is back; HTTP-01 lookups answered from the challenge set
  *   challenge_set.c  the live HTTP-01 tokens in memory, fed by NOTIFY tracktls_challenge
  *   name_filter.c    Bloom filter of the names the database can serve
  *   handover.c  warm restarts: the hot-names file, and the prefetcher that loads its names
@@ -46,7 +51,7 @@
  * wolfSSL_Init must have run (main, before threads start). */
 int certctx_new(const char *chain_pem, size_t chain_len, const uint8_t *key, size_t key_len, WOLFSSL_CTX **out,
 		struct tt_err *err);
-/* Per-session part of the policy, to call right after wolfSSL_new(cert_entry_ctx(entry)): groups
+/* Per-session part of the policy, called by tls.c right after wolfSSL_new(cert_entry_ctx(entry)): groups
  * X25519 and P-256 (kept off the cached CTX to save memory per domain), ALPN http/1.1 continuing on
  * mismatch (this wolfSSL build, without OPENSSL_ALL, does not copy a CTX's ALPN select callback
  * into its sessions). */
@@ -93,7 +98,8 @@ void sni_cache_insert_negative_since(struct sni_cache *cache, uint64_t epoch, co
  * checked against the database and those whose current certificate changed are dropped, so the
  * certificates still current keep serving without a reload. */
 size_t sni_cache_begin_revalidation(struct sni_cache *cache); /* returns the shard count */
-/* The listener's connection dropped: notifications may be lost until LISTEN is back. */
+/* The listener's connection dropped: notifications may be lost until LISTEN is back, so the name
+ * filter stops ruling names out; the cache keeps serving until the revalidation. */
 void sni_cache_listener_lost(struct sni_cache *cache);
 /* Optional, set before the threads start: misses for names the filter rules out are SNI_NEGATIVE. */
 void sni_cache_set_filter(struct sni_cache *cache, struct name_filter *filter);
@@ -194,7 +200,8 @@ void challenge_set_stats(struct challenge_set *s, struct challenge_set_stats *ou
  * the one with listen set, runs LISTEN tracktls_cert for the shared cache: a change drops the
  * name (and reloads it if it was cached); each time LISTEN is (re)established, changes made
  * meanwhile were missed, so the cache is revalidated shard by shard (sni_cache_begin_revalidation):
- * names whose current certificate changed are dropped, the rest keep serving.
+ * names whose current certificate changed are dropped, the rest keep serving (only when a shard's
+ * names cannot be listed or a revalidation query fails is the whole cache dropped).
  * The loop: after certdb_new, certdb_load_cert, certdb_get_challenge and certdb_process, re-read
  * certdb_fd (the socket is replaced on reconnect), certdb_wants_write and
  * certdb_next_deadline_ms, and re-arm its poll and timer. libpq resolves host names with a
@@ -392,7 +399,8 @@ void tickets_stats(struct tickets *t, struct tickets_stats *out);
 /* Asks the refresher to reload the keys now (SIGHUP); returns at once. */
 void tickets_reload_soon(struct tickets *t);
 
-/* ---- ring.c, loop.c, conn.c, tls.c, metrics.c, main.c: declared below by their owner ---- */
+/* ---- ring.c, main.c, metrics.c, buf.c and tls.c, loop.c, backend.c, conn.c: below, each after
+ * the types it uses ---- */
 
 /* ---- ring.c: the only caller of io_uring_*. ----
  * Completions are tagged with a 64-bit token chosen by the caller. Receives use a ring of
@@ -500,7 +508,7 @@ void metrics_server_stop(struct metrics_server *srv);
 /* The Prometheus text into out (truncated at outsize); returns its length. */
 size_t metrics_render(const struct metrics_sources *src, char *out, size_t outsize);
 
-/* ---- buf.c and tls.c: byte buffers; wolfSSL sessions fed from the ring's buffers. ---- */
+/* ---- buf.c and tls.c: byte buffers; the ClientHello and wolfSSL sessions, without I/O. ---- */
 struct buf {
 	uint8_t *data;
 	size_t off, len, cap; /* live bytes are data[off, len) */

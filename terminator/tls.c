@@ -1,6 +1,8 @@
-/* tls: wolfSSL sessions over the ring. wolfSSL reads ciphertext from the bytes a receive just
- * delivered and writes ciphertext into the connection's output buffer; the loop does the I/O.
- * Everything that drives a session (handshake, reads, writes, close_notify) is here. */
+/* tls: TLS without I/O. Before a session exists: whether the ClientHello's record is complete, its
+ * server name, and the raw alerts that refuse a name. Then wolfSSL sessions: wolfSSL reads
+ * ciphertext from the bytes a receive just delivered (or the connection buffered) and writes
+ * ciphertext into the connection's output buffer; conn.c moves bytes through the ring. Everything
+ * that drives a session (handshake, reads, writes, close_notify) is here. */
 #include <string.h>
 
 #include "terminator.h"
