@@ -823,7 +823,7 @@ static void conn_tls_input(struct conn *c, const uint8_t *p, size_t len)
 
 static void conn_start_session(struct conn *c)
 {
-	if (tls_conn_start(&c->session, cert_entry_ctx(c->entry), &c->client.out) < 0) {
+	if (tls_conn_start(&c->session, cert_entry_ctx(c->entry), c->sni, &c->client.out) < 0) {
 		METRIC_ADD(c->loop->m, handshakes_failed, 1);
 		conn_close(c);
 		return;
