@@ -959,8 +959,10 @@ static void conn_progress(struct conn *c)
 	}
 	if (c->state == C_CLOSED)
 		return;
-	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits. */
-	if (conn_pending_from_client(c) > PENDING_HIGH)
+	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits, and so
+	 * does one that does not read what it asks for: TLS answers its records by itself (KeyUpdate),
+	 * without a byte of plaintext to hold back. */
+	if (conn_pending_from_client(c) > PENDING_HIGH || buf_size(&c->client.out) > PENDING_HIGH)
 		conn_pause_client(c);
 	else
 		conn_resume_client(c);
