@@ -830,7 +830,7 @@ static void conn_tls_input(struct conn *c, const uint8_t *p, size_t len)
 
 static void conn_start_session(struct conn *c)
 {
-	if (tls_conn_start(&c->session, cert_entry_ctx(c->entry), &c->client.out) < 0) {
+	if (tls_conn_start(&c->session, cert_entry_ctx(c->entry), c->sni, &c->client.out) < 0) {
 		METRIC_ADD(c->loop->m, handshakes_failed, 1);
 		conn_close(c);
 		return;
@@ -966,8 +966,10 @@ static void conn_progress(struct conn *c)
 	}
 	if (c->state == C_CLOSED)
 		return;
-	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits. */
-	if (conn_pending_from_client(c) > PENDING_HIGH)
+	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits, and so
+	 * does one that does not read what it asks for: TLS answers its records by itself (KeyUpdate),
+	 * without a byte of plaintext to hold back. */
+	if (conn_pending_from_client(c) > PENDING_HIGH || buf_size(&c->client.out) > PENDING_HIGH)
 		conn_pause_client(c);
 	else
 		conn_resume_client(c);

@@ -386,6 +386,9 @@ int tickets_new(struct tickets **out, struct tt_err *err);
 void tickets_free(struct tickets *t);
 /* Replaces the keys; -1 (the old ones stay) when locked memory runs out. */
 int tickets_set(struct tickets *t, const struct tt_ticket_key *keys, size_t n);
+/* A ticket is sealed with the server name of its session (the struct tls_io that is the session's
+ * IO read context, tls.c) and opens only under that name (RFC 6066 section 3), since every
+ * certificate's context shares the keys. */
 int tickets_attach(struct tickets *t, WOLFSSL_CTX *ctx);
 int tickets_reload(struct tickets *t, PGconn *conn, const struct tt_keyring *kr, struct tt_err *err);
 int tickets_start_refresher(struct tickets *t, const char *conninfo, const struct tt_keyring *kr, int64_t interval_ms,
@@ -529,8 +532,9 @@ static inline uint8_t *buf_head(const struct buf *b)
 struct tls_io {
 	const uint8_t *src; /* ciphertext the ring delivered, not yet read by wolfSSL */
 	size_t src_len;
-	struct buf *out; /* where ciphertext to send goes */
-	bool failed;	 /* out of memory while appending */
+	struct buf *out;	 /* where ciphertext to send goes */
+	const char *server_name; /* the name the session serves: its tickets resume under it only */
+	bool failed;		 /* out of memory while appending */
 };
 /* A TLS record is complete at the start of p: 1 yes, 0 need more, -1 not a handshake record. */
 int tls_hello_complete(const uint8_t *p, size_t len);
@@ -552,8 +556,9 @@ enum tls_result {
 	TLS_BROKEN,	      /* a read failed */
 	TLS_NOMEM,
 };
-/* Ciphertext to send goes to out. */
-int tls_conn_start(struct tls_conn *t, WOLFSSL_CTX *ctx, struct buf *out);
+/* Ciphertext to send goes to out. server_name (kept by the caller for the session's life) is the
+ * name the session serves: its tickets resume under that name only. */
+int tls_conn_start(struct tls_conn *t, WOLFSSL_CTX *ctx, const char *server_name, struct buf *out);
 /* Hands ciphertext at p (len 0: what waits in t->in) to the session: the handshake if it is not
  * finished (*established turns true when it just did), then plaintext into plain while it holds
  * less than limit. */

@@ -111,43 +111,53 @@ static const struct ticket_slot *find_slot(const struct tickets *t, const unsign
 	return NULL;
 }
 
-static void make_aad(unsigned char *aad, const unsigned char *name, const unsigned char *iv, int len)
+#define AAD_FIXED (WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2)
+
+/* The ticket's key name, IV and length, and the server name of the session: a ticket decrypts only
+ * under the name it was issued for, since every certificate's context shares the keys. */
+static size_t make_aad(unsigned char *aad, const unsigned char *name, const unsigned char *iv, int len, WOLFSSL *ssl)
 {
 	memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
 	memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
 	aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ] = (unsigned char)(len >> 8);
 	aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 1] = (unsigned char)len;
+	const struct tls_io *io = wolfSSL_GetIOReadCtx(ssl);
+	const char *server_name = io ? io->server_name : NULL;
+	if (!server_name)
+		return AAD_FIXED;
+	size_t n = strnlen(server_name, TT_NAME_MAX - 1);
+	memcpy(aad + AAD_FIXED, server_name, n);
+	return AAD_FIXED + n;
 }
 
 static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
 		     unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc,
 		     unsigned char *ticket, int len, int *out_len, void *arg)
 {
-	(void)ssl;
 	struct tickets *t = arg;
 	int64_t now = (int64_t)time(NULL);
-	unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2];
+	unsigned char aad[AAD_FIXED + TT_NAME_MAX];
+	size_t aad_len;
 	int rc = WOLFSSL_TICKET_RET_REJECT;
 	pthread_rwlock_rdlock(&t->lock);
 	if (enc) {
 		const struct ticket_slot *s = current_slot(t, now);
 		memcpy(key_name, s->key.name, WOLFSSL_TICKET_NAME_SZ);
 		randombytes_buf(iv, WOLFSSL_TICKET_IV_SZ);
-		make_aad(aad, key_name, iv, len);
+		aad_len = make_aad(aad, key_name, iv, len, ssl);
 		unsigned long long taglen = 0;
 		memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
 		crypto_aead_aes256gcm_encrypt_detached_afternm(ticket, mac, &taglen, ticket, (unsigned long long)len,
-							       aad, sizeof(aad), NULL, iv, &s->state);
+							       aad, aad_len, NULL, iv, &s->state);
 		*out_len = len;
 		atomic_fetch_add_explicit(&t->issued, 1, memory_order_relaxed);
 		rc = WOLFSSL_TICKET_RET_OK;
 	} else {
 		const struct ticket_slot *s = find_slot(t, key_name, now);
 		if (s) {
-			make_aad(aad, key_name, iv, len);
-			if (crypto_aead_aes256gcm_decrypt_detached_afternm(ticket, NULL, ticket,
-									   (unsigned long long)len, mac, aad,
-									   sizeof(aad), iv, &s->state) == 0) {
+			aad_len = make_aad(aad, key_name, iv, len, ssl);
+			if (crypto_aead_aes256gcm_decrypt_detached_afternm(
+				ticket, NULL, ticket, (unsigned long long)len, mac, aad, aad_len, iv, &s->state) == 0) {
 				*out_len = len;
 				/* A ticket under an older key resumes; the client gets one under the current key. */
 				rc = s == current_slot(t, now) ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;

@@ -83,9 +83,10 @@ static WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io)
 	return ssl;
 }
 
-int tls_conn_start(struct tls_conn *t, WOLFSSL_CTX *ctx, struct buf *out)
+int tls_conn_start(struct tls_conn *t, WOLFSSL_CTX *ctx, const char *server_name, struct buf *out)
 {
 	t->io.out = out;
+	t->io.server_name = server_name;
 	t->ssl = tls_session_new(ctx, &t->io);
 	return t->ssl ? 0 : -1;
 }
