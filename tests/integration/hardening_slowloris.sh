@@ -3,6 +3,8 @@
 # byte every half second) while good clients do full handshakes: every good request is served,
 # every slow client is closed by its timeout, and nothing stays open. (The handshake rate under
 # this load is measured in bench/slowloris.sh, with 10,000 slow clients.)
+# exclusive: 2,000 slow clients, each checked to be closed no later than 3 s after its timeout; the
+# test itself loads both cores, and other tests beside it push the closes past that bound.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
