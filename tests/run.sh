@@ -130,18 +130,18 @@ reap_one() {
 }
 
 # Every test, in order, as NAME<tab>EXCLUSIVE (0 or 1)<tab>COMMAND.
-TESTS=()
+QUEUE=()
 for t in $(find "$UNIT_DIR" -type f -name 'test_*' -perm -u+x 2>/dev/null | sort); do
-	TESTS+=("unit/${t#"$UNIT_DIR"/}	0	$t")
+	QUEUE+=("unit/${t#"$UNIT_DIR"/}	0	$t")
 done
 # Every fuzz target replays its seed corpus (built by `make fuzz-build`, which `make test` runs).
 for t in $(ls tests/fuzz/fuzz_*.c 2>/dev/null | sort); do
-	TESTS+=("fuzz/$(basename "$t" .c)	0	bash tests/fuzz/replay.sh $(basename "$t" .c)")
+	QUEUE+=("fuzz/$(basename "$t" .c)	0	bash tests/fuzz/replay.sh $(basename "$t" .c)")
 done
 for t in $(ls tests/integration/*.sh 2>/dev/null | sort); do
 	ex=0
 	grep -q '^# exclusive:' "$t" && ex=1
-	TESTS+=("integration/$(basename "$t" .sh)	$ex	bash $t")
+	QUEUE+=("integration/$(basename "$t" .sh)	$ex	bash $t")
 done
 
 # The exclusive ones first, one by one, on an otherwise quiet run; then the rest, JOBS at a time,
@@ -149,7 +149,7 @@ done
 # fill the gaps at the end).
 n=0
 for pass in exclusive integration short; do
-	for entry in "${TESTS[@]}"; do
+	for entry in "${QUEUE[@]}"; do
 		IFS=$'\t' read -r name ex cmd <<<"$entry"
 		selected "$name" || continue
 		case $pass in
