@@ -104,11 +104,12 @@ deps:
 
 # The suite runs against the sanitizer build; TEST_MODE=release runs it against bin/.
 TEST_MODE ?= asan
+# The release build and the fuzz targets (built by clang, whatever the MODE) go in one make, so
+# neither waits for the other's last link on one core; each thing is built once.
 test:
 	@scripts/deps.sh --if-missing
-	@$(MAKE) --no-print-directory -j2 all
+	@$(MAKE) --no-print-directory -j2 all fuzz-build
 	@$(MAKE) --no-print-directory -j2 MODE=$(TEST_MODE) all units
-	@$(MAKE) --no-print-directory -j2 fuzz-build
 	@tests/run.sh --mode $(TEST_MODE) $(TESTS)
 
 -include bench/bench.mk

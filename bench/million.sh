@@ -35,20 +35,9 @@ done
 B=$root/build/bench
 for t in load backend certgen; do [ -x "$B/$t" ] || { echo "million: $B/$t missing: make bench-tools" >&2; exit 1; }; done
 for b in terminator issuer; do [ -x "$root/bin/$b" ] || { echo "million: bin/$b missing: make" >&2; exit 1; }; done
-exec 9>"$B/run.lock"
-flock -w 900 9 || { echo "million: another bench run holds build/bench/run.lock" >&2; exit 1; }
-
-T=$(mktemp -d /tmp/tracktls-bench.XXXXXX)
-chmod 755 "$T"
-RESULTS=$T/results.jsonl
-: >"$RESULTS"
-say() { echo "million: $*" >&2; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$root/bench/setup.sh"
+bench_setup million
 now() { date +%s.%N; }
-record() { jq -c --arg sc "$1" '. + {scenario:$sc}' <<<"$2" >>"$RESULTS"; }
-ncpu=$(nproc)
-srv_cpus="0-$((ncpu / 2 - 1))" load_cpus="$((ncpu / 2))-$((ncpu - 1))" load_threads=$((ncpu - ncpu / 2))
-: "${threads:=$((ncpu / 2 > 0 ? ncpu / 2 : 1))}" # one per server core, as in bench/run
 
 PG_DIR=$B/pg TERM_PID= BACKEND_PID= HP_PID=
 cleanup() {

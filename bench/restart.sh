@@ -33,19 +33,8 @@ done
 
 B=$root/build/bench
 "$root/bench/million.sh" --build-only --names "$names" --real "$real" || exit 1
-exec 9>"$B/run.lock"
-flock -w 900 9 || { echo "restart: another bench run holds build/bench/run.lock" >&2; exit 1; }
-
-T=$(mktemp -d /tmp/tracktls-bench.XXXXXX)
-chmod 755 "$T"
-RESULTS=$T/results.jsonl
-: >"$RESULTS"
-say() { echo "restart: $*" >&2; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-record() { jq -c --arg sc "$1" '. + {scenario:$sc}' <<<"$2" >>"$RESULTS"; }
-ncpu=$(nproc)
-srv_cpus="0-$((ncpu / 2 - 1))" load_cpus="$((ncpu / 2))-$((ncpu - 1))" load_threads=$((ncpu - ncpu / 2))
-: "${threads:=$((ncpu / 2 > 0 ? ncpu / 2 : 1))}"
+. "$root/bench/setup.sh"
+bench_setup restart
 
 PG_DIR=$B/pg BACKEND_PID= PIDS=()
 cleanup() {

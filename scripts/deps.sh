@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS="build-essential pkg-config liburing-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libidn2-dev libc-ares-dev
 postgresql pebble curl openssl ca-certificates autoconf automake libtool dpkg-dev clang libclang-rt-14-dev
 haproxy hitch nginx-light procps iproute2 util-linux python3 testssl.sh valgrind
-debhelper lintian help2man man-db systemd prometheus prometheus-node-exporter python3-yaml"
+debhelper lintian help2man man-db systemd prometheus prometheus-node-exporter python3-yaml python3-cryptography"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -3,6 +3,8 @@
 # byte every half second) while good clients do full handshakes: every good request is served,
 # every slow client is closed by its timeout, and nothing stays open. (The handshake rate under
 # this load is measured in bench/slowloris.sh, with 10,000 slow clients.)
+# exclusive: 2,000 slow clients, each checked to be closed no later than 3 s after its timeout; the
+# test itself loads both cores, and other tests beside it push the closes past that bound.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
@@ -21,13 +23,13 @@ many_open() { test "$(metric tracktls_connections_open)" -ge 1900; }
 check "2,000 slow connections are open at once" wait_until 10 many_open
 rss_peak=$(rss)
 
-ok=0 worst=0
-for i in $(seq 1 30); do
-	read -r code t < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 3 "${R[@]}" "https://fast.test:$HTTPS_PORT/g$i")
-	[ "$code" = 200 ] && ok=$((ok + 1))
-	worst=$(awk -v a="$worst" -v b="$t" 'BEGIN { print (b > a ? b : a) }')
-done
+# One curl makes them in turn (no process start between them, which a loaded machine makes slow
+# enough to outlast the slow clients' 8 s), each on a new connection with a full handshake.
+urls=()
+for i in $(seq 1 30); do urls+=(-o /dev/null "https://fast.test:$HTTPS_PORT/g$i"); done
+curl -s --no-sessionid -H 'Connection: close' -w '%{http_code} %{time_total}\n' --max-time 3 "${R[@]}" "${urls[@]}" >"$T/good.txt"
 open_during=$(metric tracktls_connections_open)
+read -r ok worst < <(awk '$1 == 200 { ok++ } $2 > worst { worst = $2 } END { print ok + 0, worst + 0 }' "$T/good.txt")
 check "30 full-handshake requests, one after another, all served while they hang on (slowest ${worst}s)" test "$ok" = 30
 check "  ... the slow clients were still there when the last one was served ($open_during open)" test "$open_during" -ge 1500
 

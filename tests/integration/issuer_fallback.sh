@@ -7,17 +7,8 @@
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/issuer_env.sh"
 PEBBLE_BLOCKLIST=refused.test issuer_env_start
-A_DIR=$PEBBLE_DIRECTORY A_CA=$PEBBLE_CA A_ROOT=$PEBBLE_ROOT
-pebble_ports
-TT_CLEANUPS+=("pebble_stop '$T/pebble2'")
-pebble_start "$T/pebble2" "$HTTP" || { fail "second pebble_start"; exit 1; }
-B_DIR=$PEBBLE_DIRECTORY B_CA=$PEBBLE_CA B_ROOT=$PEBBLE_ROOT
+issuer_env_fallback_ca
 check "the two CAs have different roots" bash -c "! cmp -s '$A_ROOT' '$B_ROOT'"
-CAS=(--directory "$A_DIR" --ca-file "$A_CA" --chain-ca-file "$A_ROOT" --directory "$B_DIR" --ca-file "$B_CA"
-	--chain-ca-file "$B_ROOT")
-# The served check trusts both test CAs, as a host's trust store trusts both real ones.
-cat "$A_ROOT" "$B_ROOT" >"$T/both-roots.pem"
-export TRACKTLS_HTTPS_CHECK_CA_FILE=$T/both-roots.pem
 
 # every domain: one certificate, verifying against the root of the CA recorded as its issuer
 verify_all() {

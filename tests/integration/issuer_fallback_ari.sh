@@ -9,16 +9,7 @@
 PEBBLE_BIN=$("$TT_ROOT/scripts/fetch-pebble-ari.sh") || { fail "pebble 2.6 not available (scripts/fetch-pebble-ari.sh)"; exit 1; }
 export PEBBLE_BIN PEBBLE_VALIDITY=30
 PEBBLE_BLOCKLIST=refused.test issuer_env_start
-A_DIR=$PEBBLE_DIRECTORY A_CA=$PEBBLE_CA A_ROOT=$PEBBLE_ROOT
-pebble_ports
-TT_CLEANUPS+=("pebble_stop '$T/pebble2'")
-pebble_start "$T/pebble2" "$HTTP" || { fail "second pebble_start"; exit 1; }
-B_DIR=$PEBBLE_DIRECTORY B_CA=$PEBBLE_CA B_ROOT=$PEBBLE_ROOT
-CAS=(--directory "$A_DIR" --ca-file "$A_CA" --chain-ca-file "$A_ROOT" --directory "$B_DIR" --ca-file "$B_CA"
-	--chain-ca-file "$B_ROOT")
-# The served check trusts both test CAs, as a host's trust store trusts both real ones.
-cat "$A_ROOT" "$B_ROOT" >"$T/both-roots.pem"
-export TRACKTLS_HTTPS_CHECK_CA_FILE=$T/both-roots.pem
+issuer_env_fallback_ca
 issuer_of() { q "select c.directory_url from domains d join certificates c on c.id=d.current_cert_id where d.name='$1'"; }
 
 peb=$(cat "$T/pebble/pebble.pid")

@@ -2,6 +2,8 @@
 # First issuance against Pebble (HTTP-01 answered by the terminator): stored chain verifies against
 # Pebble's root, the sealed key opens and matches the leaf, the terminator serves it; the account
 # is created once; metrics file; renewal replaces the certificate.
+# exclusive: its certificates live 20 s, and their renewal is checked to fall due in a 5-second
+# window of that lifetime; a loaded machine stretches issuance and renewal past it.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/issuer_env.sh"
 PEBBLE_VALIDITY=20 issuer_env_start

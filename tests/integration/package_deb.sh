@@ -4,6 +4,8 @@
 # apt, its units accepted by systemd-analyze, an operator's key ring and edited conffile kept over
 # a reinstall, then removed and purged. The machine is left as found: the tracktls user and
 # /etc/tracktls are removed again when this test created them. Needs root (as `make test` does).
+# exclusive: installs, upgrades and purges a system package (apt and dpkg hold their locks, and
+# /etc, users and units change under every other test); it also builds the whole tree again.
 . "$TT_ROOT/tests/lib/common.sh"
 
 PKG=tracktls

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # /healthz on the metrics address: 200 while accepting with the database reachable or the cache
 # warm; 503 when the database is unreachable and the cache empty, and at once when draining.
+# exclusive: asserts /healthz flips to 503 within one second of draining.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 

@@ -6,6 +6,9 @@ Real ClientHellos come from Python's OpenSSL through a memory BIO, then get mang
   KIND: truncated, oversized_record, garbage, sslv2, sslv3, tls10_record, zero_record,
         wrong_type, bad_lengths, sni_nul, sni_long, split_hello, many_sni, empty_sni
   hostile.py PORT NAME names N   N handshakes with random unknown names; prints how many got an alert
+  hostile.py PORT NAME burst N KIND[,KIND...] [--timeout S]
+                                 N connections at once, the i-th sending the (i mod count)-th KIND;
+                                 a line per connection as above
 """
 import os
 import random
@@ -13,6 +16,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 
 
@@ -152,6 +156,24 @@ def main():
             how, _ = outcome(port, client_hello(rnd), False, timeout)
             alerts += how.startswith("alert=")
         print(alerts)
+        return
+    if kind == "burst":
+        n, kinds = int(sys.argv[4]), sys.argv[5].split(",")
+        ready = threading.Barrier(n)
+        lines = []
+
+        def one(k):
+            data, half_close = shape(k, name)
+            ready.wait()
+            how, dt = outcome(port, data, half_close, timeout)
+            lines.append("%s %s %.2f" % (k, how, dt))
+
+        threads = [threading.Thread(target=one, args=(kinds[i % len(kinds)],)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("\n".join(lines))
         return
     data, half_close = shape(kind, name)
     how, dt = outcome(port, data, half_close, timeout)

@@ -3,6 +3,7 @@
 #                        exports, TRACKTLS_ACME_DIRECTORY / TRACKTLS_ACME_CA_FILE for the issuer,
 #                        TRACKTLS_CHAIN_CA_FILE (Pebble's issuing root, which chains must verify to)
 #                        TRACKTLS_HTTPS_CHECK_VIA / _CA_FILE: the served check through the terminator
+#   issuer_env_fallback_ca -> a second CA beside the first: A_*, B_*, CAS (see below)
 # HTTP-01 is answered by the real terminator from the challenges table; ISSUER_RESPONDER=python
 # uses tests/lib/challenge_server.py instead (the stand-in from before the terminator existed).
 I=$TT_BIN/issuer
@@ -25,6 +26,22 @@ issuer_env_start() {
 	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA TRACKTLS_CHAIN_CA_FILE=$PEBBLE_ROOT
 	export TRACKTLS_ACME_DIRECTORY=$PEBBLE_DIRECTORY TRACKTLS_ACME_CA_FILE=$PEBBLE_CA
 	export TRACKTLS_HTTPS_CHECK_VIA=127.0.0.1:$HTTPS TRACKTLS_HTTPS_CHECK_CA_FILE=$PEBBLE_ROOT
+}
+
+# issuer_env_fallback_ca (after issuer_env_start): a second Pebble, with a root of its own, in
+# $T/pebble2 validating on the same port. A_DIR/A_CA/A_ROOT name the first (preferred) CA, B_* the
+# second, CAS holds the issuer's flags for both in that order, and the served check trusts both
+# roots, as a host's trust store trusts both real ones.
+issuer_env_fallback_ca() {
+	A_DIR=$PEBBLE_DIRECTORY A_CA=$PEBBLE_CA A_ROOT=$PEBBLE_ROOT
+	pebble_ports
+	TT_CLEANUPS+=("pebble_stop '$T/pebble2'")
+	pebble_start "$T/pebble2" "$HTTP" || { fail "second pebble_start"; exit 1; }
+	B_DIR=$PEBBLE_DIRECTORY B_CA=$PEBBLE_CA B_ROOT=$PEBBLE_ROOT
+	CAS=(--directory "$A_DIR" --ca-file "$A_CA" --chain-ca-file "$A_ROOT" --directory "$B_DIR" --ca-file "$B_CA"
+		--chain-ca-file "$B_ROOT")
+	cat "$A_ROOT" "$B_ROOT" >"$T/both-roots.pem"
+	export TRACKTLS_HTTPS_CHECK_CA_FILE=$T/both-roots.pem
 }
 
 q() { psql -qAtX -d "$TRACKTLS_DB" -c "$1"; }
