@@ -20,8 +20,8 @@
 #define HOT_NAMES_MAX_BYTES (256u << 20)
 /* How often the file is checked for a newer list during the watch window. */
 #define WATCH_POLL_MS 100
-/* The prefetcher yields to the loops: it only fills time they leave idle (nice 10 gets about a
- * tenth of a core that a loop at nice 0 wants). */
+/* After the list found at start, the prefetcher yields to the loops: it only fills time they leave
+ * idle (nice 10 gets about a tenth of a core that a loop at nice 0 wants). */
 #define PREFETCH_NICE 10
 #define PREFETCH_STATEMENT_TIMEOUT "10s"
 #define RECONNECT_MIN_MS 100
@@ -39,6 +39,7 @@ struct handover {
 	int64_t backoff_ms;
 	_Atomic uint64_t files_read, loaded, unknown, failed, queries, query_us, files_written, names_written;
 	_Atomic bool prefetching;
+	_Atomic bool initial_done; /* the list found at start is loaded, or there was none */
 };
 
 /* Sleeps up to ms unless stopped; true once stop is set. */
@@ -238,7 +239,6 @@ static void *prefetcher(void *arg)
 	int64_t start = tt_now_ms(), end = start + h->cfg.watch_ms;
 	struct stat last = {0};
 
-	setpriority(PRIO_PROCESS, (id_t)gettid(), PREFETCH_NICE);
 	while (!stopping(h) && tt_now_ms() < end) {
 		struct stat st;
 		if (stat(h->path, &st) == 0 &&
@@ -255,10 +255,14 @@ static void *prefetcher(void *arg)
 				h->prefetching = true;
 				tt_log(TT_INFO, "handover_prefetch_started", "path=%s names=%zu", h->path, n);
 				size_t i = 0;
-				for (; i < n && !stopping(h); i += h->cfg.batch)
-					if (!prefetch_batch(h, names + i, n - i < h->cfg.batch ? n - i : h->cfg.batch,
-							    end))
-						break;
+				/* The first list is loaded twice: loads that were in flight when the listener
+				 * first revalidated the cache were handed back uncached; the second pass asks
+				 * only for the names still missing. */
+				for (int pass = h->initial_done ? 1 : 0; pass < 2 && !stopping(h); pass++)
+					for (i = 0; i < n && !stopping(h); i += h->cfg.batch)
+						if (!prefetch_batch(h, names + i,
+								    n - i < h->cfg.batch ? n - i : h->cfg.batch, end))
+							break;
 				h->prefetching = false;
 				tt_log(TT_INFO, "handover_prefetch_done", "names=%zu loaded=%llu complete=%s ms=%lld",
 				       n, (unsigned long long)(h->loaded - loaded0), i >= n ? "true" : "false",
@@ -266,6 +270,12 @@ static void *prefetcher(void *arg)
 			}
 			free(names);
 			free(text);
+		}
+		if (!h->initial_done) {
+			/* The list found at start loads at full priority (a restart waits for it before it
+			 * accepts); later lists load while this process serves, and yield to its loops. */
+			setpriority(PRIO_PROCESS, (id_t)gettid(), PREFETCH_NICE);
+			h->initial_done = true;
 		}
 		pause_ms(h, WATCH_POLL_MS);
 	}
@@ -369,4 +379,5 @@ void handover_stats(const struct handover *h, struct handover_stats *out)
 	out->files_written = h->files_written;
 	out->names_written = h->names_written;
 	out->prefetching = h->prefetching;
+	out->initial_done = h->initial_done || !h->started;
 }
