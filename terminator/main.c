@@ -75,7 +75,7 @@ static const struct opt opts[] = {
      "after start, how long the hot-names file is watched for the outgoing process's list (0: no prefetch)"},
     {"warm-up-limit", "TRACKTLS_WARM_UP_LIMIT", "DURATION", "10s",
      "on a restart (another process serves the HTTPS address), accept only once the name filter and the"
-     " hot-names file's names are loaded, or after this long (0: accept at once)"},
+     " hottest hot-names are loaded, or after this long (0: accept at once)"},
     {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", "N", "1000000",
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
     {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", "DURATION", "5m",

@@ -272,10 +272,11 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
  * in the hot-names file (names only: never a certificate or a key); main calls it at SIGTERM and
  * on a timer. The file: a first line "# tracktls hot names v1 pid=P written=TIME names=N", then
  * one name a line; written to PATH.tmp.PID and renamed over PATH. For watch_ms after start a
- * thread of its own (its own blocking connection; nice 10 after the list found at start) loads the names of every new
- * version of the file written by another process, batch names a query, skipping names already cached (the list found at
- * start twice: see initial_done); if the database is down it retries until the window closes, and the names load on
- * demand. */
+ * thread of its own (its own blocking connection) loads the names of every new version of the
+ * file written by another process, batch names a query, skipping names already cached: of the
+ * list found at start the hottest 1,024 first, twice, at full priority (see initial_done), the
+ * rest and later lists at nice 10; if the database is down it retries until the window closes,
+ * and the names load on demand. */
 struct handover;
 struct handover_config {
 	const char *path;
@@ -293,7 +294,9 @@ void handover_stop(struct handover *h);
 struct handover_stats {
 	uint64_t files_read, loaded, unknown, failed, queries, query_us, files_written, names_written;
 	bool prefetching;
-	bool initial_done; /* the list found at start is loaded (or there was none): main's warm-up waits for it */
+	/* The hottest names of the list found at start are loaded (or there was none): main's
+	 * warm-up waits for it. */
+	bool initial_done;
 };
 void handover_stats(const struct handover *h, struct handover_stats *out);
 
