@@ -5,11 +5,14 @@
 # the same ports, wait for its /healthz, SIGTERM the old one. Per second over the switch: handshakes
 # completed and failed (client side), p50/p99 latency, database transactions (pg_stat_database).
 #   bench/restart.sh [--rate N (default: half the warm rate measured first)] [--zipf S] [--prewarm SEC]
-#                    [--warm SEC] [--after SEC] [--storm SEC] [--threads N]
+#                    [--warm SEC] [--after SEC] [--storm SEC (0: no storms)] [--threads N]
+#                    [--variants "before cold warm"] [--names N --real N (database size)]
 # Variants, each from an old process warmed by --prewarm seconds of closed-loop traffic first:
 #   before  the old behaviour: one query per miss, a fixed 1,000 misses/s per thread, no handover
 #   cold    batched misses and the adaptive miss limit, no handover (a new host under traffic)
 #   warm    the same with --hot-names-file: the old process hands its hot names to the new one
+#           (written every 5 s and at SIGTERM; the new one warms up from the last list before it
+#           accepts, then loads the SIGTERM list's newcomers)
 # Then the cold-name cost: closed-loop storms of names never served, one query per name
 # (--cert-batch-max 1) and batched, on fresh processes: server CPU, PostgreSQL CPU and database
 # time per cold name. Writes bench/results/<date>-restart.{json,md}.
@@ -17,7 +20,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
 
-rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000
+rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000 variants="before cold warm"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rate) rate=$2; shift 2 ;;
@@ -27,7 +30,10 @@ while [ $# -gt 0 ]; do
 	--after) after=$2; shift 2 ;;
 	--storm) storm=$2; shift 2 ;;
 	--threads) threads=$2; shift 2 ;;
-	*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+	--variants) variants=$2; shift 2 ;;
+	--names) names=$2; shift 2 ;;
+	--real) real=$2; shift 2 ;;
+	*) sed -n '2,19p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -91,6 +97,10 @@ start_terminator() {
 	exit 1
 }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { s += $2 } END { print s + 0 }'; }
+queries() {
+	curl -s --max-time 0.5 "http://127.0.0.1:$1/metrics" |
+		awk '$1 == "tracktls_db_queries_total" || $1 == "tracktls_handover_prefetch_queries_total" { s += $2 } END { print s + 0 }'
+}
 
 # ---- the warm sustainable rate: closed loop on a warmed process ----
 if [ -z "$rate" ]; then
@@ -123,14 +133,18 @@ variant() {
 	local load=$!
 	t0=$(date +%s%N)
 	: >"$T/$name.db"
-	# the database's transactions per second, sampled once a second (the sample's own subtracted)
+	# the database's transactions per second, sampled once a second (the sample's own subtracted),
+	# and the certificate queries both terminators sent (their misses and prefetches; a process
+	# not running counts 0)
 	(
-		x0=$(xacts)
+		x0=$(xacts) qo0=$(queries "$m_old") qn0=$(queries "$m_new")
 		for ((i = 1; i <= warm + after; i++)); do
 			sleep 1
-			x=$(xacts)
-			echo "{\"s\":$i,\"xacts\":$((x - x0 - 1))}"
-			x0=$x
+			x=$(xacts) qo=$(queries "$m_old") qn=$(queries "$m_new")
+			# a process that exited reads 0: only what each one added counts
+			dq=$(((qo > qo0 ? qo - qo0 : 0) + (qn > qn0 ? qn - qn0 : 0)))
+			echo "{\"s\":$i,\"xacts\":$((x - x0 - 1)),\"queries\":$dq}"
+			x0=$x qo0=$qo qn0=$qn
 		done >"$T/$name.db"
 	) &
 	local sampler=$!
@@ -153,18 +167,25 @@ variant() {
 		--argjson pl "$(metric "$m_new" 'tracktls_handover_prefetch_names_total{result="loaded"}')" \
 		--argjson bn "$(metric "$m_new" tracktls_db_cert_batched_names_total)" \
 		--argjson bb "$(metric "$m_new" tracktls_db_cert_batches_total)" \
+		--argjson wu "$(sed -n 's/.*event=warm_up_done ms=\([0-9]*\) .*/\1/p' "$T/terminator.$m_new.log" | head -n1 | grep . || echo null)" \
 		--slurpfile tl "$T/$name.timeline" --slurpfile dbs "$T/$name.db" \
 		'. + {switch_ms:$sw, new_healthy_ms:$h, new:{throttled:$thr, certificate_errors:$ce, cache_misses:$miss,
-		  db_queries:$dq, prefetch_queries:$pq, prefetch_loaded:$pl, batches:$bb, batched_names:$bn},
+		  db_queries:$dq, prefetch_queries:$pq, prefetch_loaded:$pl, batches:$bb, batched_names:$bn, warm_up_ms:$wu},
 		  timeline:$tl, db_per_second:$dbs}' <"$T/$name.load")"
 	say "$name: $(jq -r '"\(.requests) ok, \(.errors_total) errors; new process: \(.new.throttled) throttled, \(.new.certificate_errors) certificate errors, \(.new.cache_misses) misses, \(.new.db_queries) queries, \(.new.prefetch_loaded) prefetched in \(.new.prefetch_queries) queries"' <<<"$(tail -n1 "$RESULTS")")"
 	kill -TERM "$new"
 	wait "$new"
 }
-variant before "--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096" \
-	"--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096"
-variant cold "" ""
-variant warm "--hot-names-file $HOT --hot-names-interval 0" "--hot-names-file $HOT --hot-names-interval 0"
+for v in $variants; do
+	case $v in
+	# the old behaviour: no warm-up either (it listened at once)
+	before) variant before "--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096 --warm-up-limit 0" \
+		"--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096 --warm-up-limit 0" ;;
+	cold) variant cold "" "" ;;
+	warm) variant warm "--hot-names-file $HOT --hot-names-interval 5s" "--hot-names-file $HOT --hot-names-interval 5s" ;;
+	*) say "unknown variant $v"; exit 2 ;;
+	esac
+done
 
 # ---- cold-name cost: a storm of names never served, closed loop, one query per name vs batched ----
 tail -n +$((real / 2)) "$T/names.txt" >"$T/storm-names.txt"
@@ -194,11 +215,13 @@ storm_pass() { # NAME BATCH_MAX FIRST_LINE
 	kill -TERM "$NEW_PID"
 	wait "$NEW_PID"
 }
-storm_pass storm-single 1 1
-storm_pass storm-batched 128 25001
+if [ "$storm" -gt 0 ]; then
+	storm_pass storm-single 1 1
+	storm_pass storm-batched 128 25001
+fi
 
 mkdir -p "$root/bench/results"
-out=$root/bench/results/$(date -u +%Y-%m-%d)-restart
+out=$root/bench/results/$(date -u +%Y-%m-%d)-restart${RESTART_SUFFIX:+-$RESTART_SUFFIX}
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
 	--argjson cores "$ncpu" --arg terminator "$(git -C "$root" log -1 --format='%h %cs')" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
 	--argjson names "$names" --argjson real "$real" --argjson threads "$threads" --argjson rate "$rate" \

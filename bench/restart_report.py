@@ -69,15 +69,20 @@ for v in LABELS:
     xs = [x["xacts"] for x in dbs]
     rows.setdefault("database transactions/s after the switch: peak / mean", []).append(
         f"{max(xs):,} / {statistics.mean(xs):,.0f}" if xs else "-")
+    qs = [x["queries"] for x in dbs if "queries" in x]
+    rows.setdefault("certificate queries/s sent by the terminators after the switch: peak / mean", []).append(
+        f"{max(qs):,} / {statistics.mean(qs):,.1f}" if qs else "-")
     rows.setdefault("new process: cache misses, certificate queries (batches: names)", []).append(
         f"{n['cache_misses']:,}, {n['db_queries']:,} ({n['batches']:,}: {n['batched_names']:,})")
     rows.setdefault("new process: names prefetched, in queries", []).append(
         f"{n['prefetch_loaded']:,}, {n['prefetch_queries']:,}")
     rows.setdefault("new process healthy after, ms", []).append(f"{r['new_healthy_ms'] - r['switch_ms']:,}")
+    wu = n.get("warm_up_ms")
+    rows.setdefault("new process: warm-up before accepting, ms", []).append(f"{wu:,}" if wu is not None else "none")
 for k, vals in rows.items():
     print(f"| {k} | " + " | ".join(vals) + " |")
 
-print("\n## Per second after the switch (completed / failed, p99 ms, database transactions)\n")
+print("\n## Per second after the switch (completed / failed, p99 ms, database transactions, certificate queries)\n")
 vs = [v for v in LABELS if v in by]
 print("| s | " + " | ".join(vs) + " |")
 print("|---:|" + "---:|" * len(vs))
@@ -89,7 +94,9 @@ for i in range(-2, AFTER):
         s = int(sw) + i
         t = next((x for x in by[v]["timeline"] if x["s"] == s), None)
         db = next((x for x in by[v]["db_per_second"] if x["s"] == s + 1), None)
-        cells.append(f"{t['ok']} / {t['errors']}, {t['p99_us'] / 1000:.1f}, {db['xacts'] if db else '-'}" if t else "-")
+        q = db.get("queries", "-") if db else "-"
+        cells.append(f"{t['ok']} / {t['errors']}, {t['p99_us'] / 1000:.1f}, {db['xacts'] if db else '-'}, {q}"
+                     if t else "-")
     print(f"| {i:+d} | " + " | ".join(cells) + " |")
 
 print("\n## Cold-name cost: a storm of names never served (closed loop, 64 connections, fresh process, no latency limit)\n")

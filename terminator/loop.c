@@ -28,8 +28,12 @@
 #define LOOP_MAX_WAIT_MS 250
 /* Out of descriptors: accepting waits this long for connections to close, rather than spinning. */
 #define LOOP_ACCEPT_PAUSE_MS 100
+/* hold_accept: no accept is armed until loop_serve; the loop looks for it this often. */
+#define LOOP_ACCEPT_HELD INT64_MAX
+#define LOOP_HELD_POLL_MS 10
 
-int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err)
+/* Binds a SO_REUSEPORT socket on sa; listen_now also makes it a listener. */
+static int bind_on(const struct sockaddr_storage *sa, socklen_t len, bool listen_now, int *out, struct tt_err *err)
 {
 	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -43,7 +47,7 @@ int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, s
 		close(fd);
 		return -1;
 	}
-	if (bind(fd, (const struct sockaddr *)sa, len) < 0 || listen(fd, LOOP_LISTEN_BACKLOG) < 0) {
+	if (bind(fd, (const struct sockaddr *)sa, len) < 0 || (listen_now && listen(fd, LOOP_LISTEN_BACKLOG) < 0)) {
 		tt_fail(err, "bind/listen: %s", strerror(errno));
 		close(fd);
 		return -1;
@@ -52,16 +56,30 @@ int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, s
 	return 0;
 }
 
+int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err)
+{
+	return bind_on(sa, len, true, out, err);
+}
+
 int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err)
 {
 	fds[0] = fds[1] = -1;
-	if (loop_listen_on(&cfg->https_addr, cfg->https_len, &fds[0], err) < 0)
+	if (bind_on(&cfg->https_addr, cfg->https_len, !cfg->hold_accept, &fds[0], err) < 0)
 		return -1;
-	if (loop_listen_on(&cfg->http_addr, cfg->http_len, &fds[1], err) < 0) {
+	if (bind_on(&cfg->http_addr, cfg->http_len, !cfg->hold_accept, &fds[1], err) < 0) {
 		close(fds[0]);
 		fds[0] = -1;
 		return -1;
 	}
+	return 0;
+}
+
+int loop_serve(struct loop *l, struct tt_err *err)
+{
+	if ((l->https_fd >= 0 && listen(l->https_fd, LOOP_LISTEN_BACKLOG) < 0) ||
+	    (l->http_fd >= 0 && listen(l->http_fd, LOOP_LISTEN_BACKLOG) < 0))
+		return tt_fail(err, "listen: %s", strerror(errno));
+	atomic_store(&l->serve, true);
 	return 0;
 }
 
@@ -319,6 +337,8 @@ static int64_t loop_next_deadline(struct loop *l)
 		next = db;
 	if (l->accept_paused && l->accept_resume_ms < next)
 		next = l->accept_resume_ms;
+	if (l->accept_resume_ms == LOOP_ACCEPT_HELD && l->now_ms + LOOP_HELD_POLL_MS < next)
+		next = l->now_ms + LOOP_HELD_POLL_MS;
 	return next;
 }
 
@@ -355,8 +375,14 @@ static void loop_reap(struct loop *l)
 int loop_run(struct loop *l, struct tt_err *err)
 {
 	struct ring_event events[LOOP_EVENTS];
-	ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
-	ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
+	if (l->cfg->hold_accept) {
+		/* Paused until loop_serve: a drain before it closes the listeners unarmed. */
+		l->accept_paused = 3;
+		l->accept_resume_ms = LOOP_ACCEPT_HELD;
+	} else {
+		ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
+		ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
+	}
 	loop_db_watch(l, false);
 	tt_log(TT_INFO, "thread_started", "thread=%d ring=%s", l->id, ring_mode(l->ring));
 	while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
@@ -367,6 +393,8 @@ int loop_run(struct loop *l, struct tt_err *err)
 		}
 		if (!l->draining && atomic_load_explicit(&l->drain, memory_order_relaxed))
 			loop_begin_drain(l);
+		if (l->accept_resume_ms == LOOP_ACCEPT_HELD && atomic_load(&l->serve))
+			l->accept_resume_ms = tt_now_ms(); /* armed by loop_expire below */
 		if (l->draining && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
 			break;
 		l->now_ms = tt_now_ms();

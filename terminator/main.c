@@ -24,6 +24,8 @@
 #include "terminator.h"
 
 /* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
+/* TCP_LISTEN in the kernel's numbering, as /proc/net/tcp prints it. */
+#define TCP_STATE_LISTEN 0x0A
 #define CAP_LAST_CAP_MAX 63
 
 /* One row per option (see struct tt_opt in common.h); the reload column (TT_OPT_LIVE) is what SIGHUP
@@ -81,6 +83,9 @@ static const struct tt_opt opts[] = {
      "how often the hot-names file is rewritten while serving (0: only at SIGTERM)"},
     {"hot-names-watch", "TRACKTLS_HOT_NAMES_WATCH", TT_OPT_DURATION, "DURATION", "2m", 0,
      "after start, how long the hot-names file is watched for the outgoing process's list (0: no prefetch)"},
+    {"warm-up-limit", "TRACKTLS_WARM_UP_LIMIT", TT_OPT_DURATION, "DURATION", "10s", 0,
+     "on a restart (another process serves the HTTPS address), accept only once the name filter and the"
+     " hottest hot-names are loaded, or after this long (0: accept at once)"},
     {"name-filter-names", "TRACKTLS_NAME_FILTER_NAMES", TT_OPT_SIZE, "N", "1000000", 0,
      "size the filter of servable names for N names (0: no filter, every miss queries)"},
     {"ticket-refresh", "TRACKTLS_TICKET_REFRESH", TT_OPT_DURATION, "DURATION", "5m", 0,
@@ -353,6 +358,7 @@ struct ctx {
 	int (*fds)[2];
 	int metrics_fd;
 	const struct name_filter *filter;
+	int64_t warm_up_limit_ms;   /* 0: tc.hold_accept is off, the loops accept at once */
 	struct tt_keyring *keyring; /* the loops and the ticket refresher read it; SIGHUP changes it in place */
 	int64_t drain_timeout_ms;
 	struct handover *handover; /* NULL without --hot-names-file */
@@ -528,6 +534,62 @@ static int start_handover(const struct tt_opts *o, const struct term_config *tc,
 	return handover_start(&hc, &x->handover, err);
 }
 
+/* The warm-up is over once the name filter has been built (or failed to) and the hot-names file's
+ * names found at start are loaded; after warm_up_limit_ms it is over anyway, and at once when the
+ * database cannot be reached (a loop retried its connection and none is ready): then nothing
+ * loads, and the names are answered on demand as without a warm-up. db_seen: a loop was ready once. */
+static bool warmed_up(const struct ctx *x, struct metrics *const *ms, int n, int64_t started_ms, bool *db_seen)
+{
+	bool retried = false;
+	for (int i = 0; i < n; i++) {
+		*db_seen = *db_seen || atomic_load_explicit(&ms[i]->db_ready, memory_order_relaxed);
+		retried = retried || atomic_load_explicit(&ms[i]->db_reconnects, memory_order_relaxed) > 0;
+	}
+	struct name_filter_stats fs = {0};
+	struct handover_stats hs = {.initial_done = true};
+	if (x->filter)
+		name_filter_stats(x->filter, &fs);
+	if (x->handover)
+		handover_stats(x->handover, &hs);
+	bool filter_done = !x->filter || fs.trusted || fs.build_errors > 0;
+	/* A database that answered once is slow, not down: a query that timed out under the load of
+	 * a restart must not end the warm-up early. */
+	bool done = filter_done && hs.initial_done, db_down = !*db_seen && retried;
+	if (done || db_down || tt_now_ms() - started_ms >= x->warm_up_limit_ms) {
+		tt_log(TT_INFO, "warm_up_done", "ms=%lld complete=%s database=%s filter=%s prefetched=%llu",
+		       (long long)(tt_now_ms() - started_ms), done ? "true" : "false", db_down ? "down" : "up",
+		       fs.trusted    ? "trusted"
+		       : filter_done ? "failed"
+				     : "building",
+		       (unsigned long long)hs.loaded);
+		return true;
+	}
+	return false;
+}
+
+/* Another process listens on addr's port (the one a restart replaces): /proc/net/tcp{,6} lists
+ * the listeners of this network namespace; ours are bound but not listening yet. The port is
+ * enough: a listener on it at another address of this host would be another terminator too. */
+static bool address_served(const struct sockaddr_storage *sa)
+{
+	unsigned port = ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+							: ((const struct sockaddr_in *)sa)->sin_port);
+	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	bool served = false;
+	for (size_t t = 0; t < 2 && !served; t++) {
+		FILE *f = fopen(tables[t], "re");
+		char line[512];
+		unsigned lport, state;
+		if (!f)
+			continue;
+		while (!served && fgets(line, sizeof line, f))
+			served = sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport, &state) == 2 &&
+				 lport == port && state == TCP_STATE_LISTEN;
+		fclose(f);
+	}
+	return served;
+}
+
 static void write_hot_names(struct ctx *x)
 {
 	struct tt_err err = {{0}};
@@ -580,6 +642,11 @@ static int run(struct ctx *x, struct tt_err *err)
 			ok = false;
 		}
 	}
+	/* While warming, the loops run (certdb connects and LISTENs, which starts the filter scan)
+	 * but accept nothing; /healthz says so. */
+	_Atomic bool warming = x->current->hold_accept;
+	int64_t warm_start = tt_now_ms();
+	bool db_seen = false;
 	struct metrics_server *msrv = NULL;
 	if (ok && x->metrics_fd >= 0) {
 		int fd = x->metrics_fd;
@@ -592,7 +659,8 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .filter = x->filter,
 								   .challenges = x->current->challenges,
 								   .handover = x->handover,
-								   .draining = &draining},
+								   .draining = &draining,
+								   .warming = &warming},
 					 &msrv, err) < 0)
 			ok = false;
 	}
@@ -603,7 +671,7 @@ static int run(struct ctx *x, struct tt_err *err)
 		int64_t deadline = 0, drain_start = 0;
 		int64_t next_hot_names =
 		    x->hot_names_interval_ms > 0 ? tt_now_ms() + x->hot_names_interval_ms : INT64_MAX;
-		bool failed = false;
+		bool failed = false, serve_failed = false;
 		for (;;) {
 			struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
 			int sig = sigtimedwait(&set, NULL, &tick);
@@ -629,6 +697,13 @@ static int run(struct ctx *x, struct tt_err *err)
 				write_hot_names(x);
 				next_hot_names = INT64_MAX;
 			}
+			if (warming && !draining && warmed_up(x, ms, nthreads, warm_start, &db_seen)) {
+				for (int i = 0; i < started && !serve_failed; i++)
+					serve_failed = loop_serve(workers[i].loop, err) < 0;
+				atomic_store(&warming, false);
+				if (serve_failed)
+					break;
+			}
 			if (tt_now_ms() >= next_hot_names) {
 				write_hot_names(x);
 				next_hot_names = tt_now_ms() + x->hot_names_interval_ms;
@@ -647,7 +722,7 @@ static int run(struct ctx *x, struct tt_err *err)
 					break;
 			}
 		}
-		rc = 0;
+		rc = serve_failed ? -1 : 0;
 		for (int i = 0; i < started; i++)
 			loop_stop(workers[i].loop);
 		for (int i = 0; i < started; i++)
@@ -727,6 +802,7 @@ int main(int argc, char **argv)
 	struct ctx x = {.argc = argc, .argv = argv, .opts = &cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
 	if (build_config(&cfg, &tc, &limits, &threads, &level, &drain_ms, &err) < 0 ||
 	    tt_opts_size(&cfg, "name-filter-names", &filter_names, &err) < 0 ||
+	    tt_opts_duration_ms(&cfg, "warm-up-limit", &x.warm_up_limit_ms, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "ticket-refresh", &ticket_refresh_ms, &err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err.msg);
 		rc = 2;
@@ -749,6 +825,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err.msg);
 		goto out;
 	}
+	/* A restart: the process it replaces serves meanwhile, so this one warms up before it takes
+	 * connections (run() makes the listeners listen). */
+	tc.hold_accept = x.warm_up_limit_ms > 0 && address_served(&tc.https_addr);
 	/* Everything privileged happens here, while the process has one thread. */
 	for (int i = 0; i < threads; i++) {
 		if (loop_listen(&tc, x.fds[i], &err) < 0) {

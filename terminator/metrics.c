@@ -92,6 +92,8 @@ static const char *metrics_unhealthy(const struct metrics_sources *src)
 {
 	if (src->draining && atomic_load(src->draining))
 		return "draining";
+	if (src->warming && atomic_load(src->warming))
+		return "warming up";
 	for (int i = 0; i < src->nloops; i++)
 		if (atomic_load_explicit(&src->loops[i]->db_ready, memory_order_relaxed))
 			return NULL;

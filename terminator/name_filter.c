@@ -4,12 +4,15 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "terminator.h"
 
 #define HASHES 7
 #define BITS_PER_NAME 12 /* with 7 hashes: about 0.3% false positives at the expected count */
 #define MIN_BITS ((size_t)1 << 20)
+#define SCAN_NICE 10
 
 struct name_filter {
 	_Atomic uint64_t *bits;
@@ -128,22 +131,33 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 	for (size_t i = 0; i < f->nbits / 64; i++)
 		atomic_store_explicit(&f->bits[i], 0, memory_order_relaxed);
 	/* Names committed after this query's snapshot are notified to the listener, which adds them:
-	 * the caller starts a build only once LISTEN is in place. */
-	if (!PQsendQuery(conn, "SELECT name FROM domains WHERE current_cert_id IS NOT NULL AND state <> 'removed'") ||
-	    !PQsetSingleRowMode(conn))
+	 * the caller starts a build only once LISTEN is in place. COPY streams the names as lines in
+	 * a few large buffers: a row at a time (PGresult per row) cost about 6 s of the terminator's
+	 * CPU for 1,000,000 names, on the cores that serve. */
+	if (!PQsendQuery(conn,
+			 "COPY (SELECT name FROM domains WHERE current_cert_id IS NOT NULL AND state <> 'removed') "
+			 "TO STDOUT"))
 		return tt_fail(err, "name scan: %s", PQerrorMessage(conn));
 	while ((res = PQgetResult(conn)) != NULL) {
 		ExecStatusType st = PQresultStatus(res);
-		if (st == PGRES_SINGLE_TUPLE) {
-			name_filter_add(f, PQgetvalue(res, 0, 0));
-			if ((++n & 4095) == 0 && stopping(f)) {
-				PQclear(res);
-				return tt_fail(err, "stopped");
-			}
-		} else if (st != PGRES_TUPLES_OK && rc == 0) {
-			rc = tt_fail(err, "name scan: %s", PQresultErrorMessage(res));
-		}
 		PQclear(res);
+		if (st == PGRES_COPY_OUT) {
+			char *line;
+			int len;
+			while ((len = PQgetCopyData(conn, &line, 0)) > 0) {
+				/* One name a line; host names need no COPY escapes. */
+				if (line[len - 1] == '\n')
+					line[len - 1] = '\0';
+				name_filter_add(f, line);
+				PQfreemem(line);
+				if ((++n & 4095) == 0 && stopping(f))
+					return tt_fail(err, "stopped");
+			}
+			if (len == -2)
+				return tt_fail(err, "name scan: %s", PQerrorMessage(conn));
+		} else if (st != PGRES_COMMAND_OK && rc == 0) {
+			rc = tt_fail(err, "name scan: %s", PQerrorMessage(conn));
+		}
 	}
 	if (rc < 0)
 		return -1;
@@ -182,6 +196,9 @@ static void *builder(void *arg)
 			       name_filter_trusted(f) ? "true" : "false");
 		}
 		PQfinish(conn);
+		/* The first scan runs at full priority (a restart waits for it before it accepts); later
+		 * ones, after a lost listener, yield to the loops that serve meanwhile. */
+		setpriority(PRIO_PROCESS, (id_t)gettid(), SCAN_NICE);
 	}
 }
 

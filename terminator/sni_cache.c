@@ -544,7 +544,8 @@ int sni_cache_hot_names(struct sni_cache *cache, char **text, size_t *len, size_
 	}
 	char *p = rc == 0 ? malloc(size) : NULL;
 	if (p) {
-		qsort(hot, count, sizeof(*hot), hotter_first);
+		if (count) /* an empty cache has no array to sort (qsort's base must not be NULL) */
+			qsort(hot, count, sizeof(*hot), hotter_first);
 		*text = p;
 		for (size_t i = 0; i < count; i++)
 			p += sprintf(p, "%s\n", hot[i].name);

@@ -129,13 +129,12 @@ void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
 /* ---- name_filter.c ----
  * A Bloom filter of the names the database can serve (a current certificate, not removed), so a
  * flood of random SNI names costs no queries; its bits are picked by tt_name_hash2 under the
- * filter's own random key. A helper thread scans the names each time the
- * listener's LISTEN is (re)established; the listener adds every notified name; while a listener
- * is lost or a scan runs the filter is untrusted and rules nothing out. Wiring, in main:
- *   name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f);
- *   name_filter_start(f, conninfo, err);   ...   (after the loops stopped) name_filter_free(f);
- * expected: the number of names to size for (12 bits each, at least 128 KiB); beyond it the
- * filter rules out fewer names, never a name it holds. */
+ * filter's own random key. A helper thread scans the names with one COPY each time the
+ * listener's LISTEN is (re)established (after its first scan at nice 10: it yields to the loops); the listener adds
+ * every notified name; while a listener is lost or a scan runs the filter is untrusted and rules nothing out. Wiring,
+ * in main: name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f); name_filter_start(f, conninfo, err); ...
+ * (after the loops stopped) name_filter_free(f); expected: the number of names to size for (12 bits each, at least 128
+ * KiB); beyond it the filter rules out fewer names, never a name it holds. */
 struct name_filter;
 int name_filter_new(size_t expected_names, struct name_filter **out, struct tt_err *err);
 int name_filter_start(struct name_filter *f, const char *conninfo, struct tt_err *err);
@@ -281,9 +280,11 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
  * in the hot-names file (names only: never a certificate or a key); main calls it at SIGTERM and
  * on a timer. The file: a first line "# tracktls hot names v1 pid=P written=TIME names=N", then
  * one name a line; written to PATH.tmp.PID and renamed over PATH. For watch_ms after start a
- * thread of its own (nice 10, its own blocking connection) loads the names of every new version
- * of the file written by another process, batch names a query, skipping names already cached;
- * if the database is down it retries until the window closes, and the names load on demand. */
+ * thread of its own (its own blocking connection) loads the names of every new version of the
+ * file written by another process, batch names a query, skipping names already cached: of the
+ * list found at start the hottest 1,024 first, twice, at full priority (see initial_done), the
+ * rest and later lists at nice 10; if the database is down it retries until the window closes,
+ * and the names load on demand. */
 struct handover;
 struct handover_config {
 	const char *path;
@@ -301,6 +302,9 @@ void handover_stop(struct handover *h);
 struct handover_stats {
 	uint64_t files_read, loaded, unknown, failed, queries, query_us, files_written, names_written;
 	bool prefetching;
+	/* The hottest names of the list found at start are loaded (or there was none): main's
+	 * warm-up waits for it. */
+	bool initial_done;
 };
 void handover_stats(const struct handover *h, struct handover_stats *out);
 
@@ -466,6 +470,7 @@ struct term_config {
 	int64_t max_misses_per_sec;
 	size_t cert_batch_max, max_pending_misses;
 	int64_t miss_latency_limit_ms; /* -1: no latency limit */
+	bool hold_accept;	       /* a restart warms up first: no accept until loop_serve */
 };
 
 /* ---- metrics.c: per-loop counters, summed when scraped; /metrics and /healthz. ----
@@ -497,9 +502,9 @@ struct metrics_sources {
 	const struct name_filter *filter;
 	struct challenge_set *challenges;
 	const struct handover *handover; /* NULL without --hot-names-file */
-	/* /healthz answers 503 once this is set, and while no loop reaches the database and the cache
-	 * is empty. */
-	const _Atomic bool *draining;
+	/* /healthz answers 503 while warming (the listeners do not accept yet), once draining is set,
+	 * and while no loop reaches the database and the cache is empty. */
+	const _Atomic bool *draining, *warming;
 };
 struct metrics_server;
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
@@ -697,10 +702,15 @@ struct loop {
 	 * their response; loop_run returns once none is left. */
 	bool draining;
 	_Atomic bool drain, stop, done;
+	_Atomic bool serve; /* set by loop_serve: with cfg->hold_accept, accepts start then */
 };
 /* Binds one loop's SO_REUSEPORT listeners (https, http): main does it for every loop before it
- * drops privileges. */
+ * drops privileges. With cfg->hold_accept they are bound but not listening, so the kernel sends
+ * them no connection until loop_serve. */
 int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err);
+/* Called by main (not the loop's thread) once warm: the listeners listen, and the loop arms its
+ * accepts within a few milliseconds. */
+int loop_serve(struct loop *l, struct tt_err *err);
 /* One SO_REUSEPORT listener on sa (what loop_listen binds twice, and main the metrics port). */
 int loop_listen_on(const struct sockaddr_storage *sa, socklen_t len, int *out, struct tt_err *err);
 /* Takes the listeners from loop_listen (closed by loop_free, also when loop_new fails). */
