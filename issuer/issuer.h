@@ -242,7 +242,20 @@ json_t *jws_eab(const char *kid, const char *hmac_b64, const char *url, const st
 		struct tt_err *err);
 
 /* ---- acme.c ---- */
-enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
+/* What an ACME call came to. Callers switch on it: each class asks for different handling. */
+enum acme_status {
+	ACME_OK = 0,
+	ACME_FAIL = -1,		/* the order failed for the domain's sake (or our checks refused): its failure */
+	ACME_RATE_LIMITED = -2, /* 429, or 503 with Retry-After: put off, no failure counted */
+	ACME_UNAVAILABLE = -3,	/* transport error, timeout, 5xx, an order the CA never finished: its trouble */
+	ACME_ACCOUNT_GONE = -4, /* accountDoesNotExist: the next run registers again */
+};
+/* Problem types of ours for the CA's trouble (stored as the domain's last error; reason ca_unavailable). */
+#define ACME_PROBLEM_TRANSPORT "transport"
+#define ACME_PROBLEM_TIMEOUT "timeout"
+/* The CA's validator did not decide the authorization before the poll limit: the domain's failure
+ * (its host took the validator's connections and never answered, say). */
+#define ACME_PROBLEM_AUTHZ_PENDING "urn:tracktls:authorizationPending"
 /* Problem types of ours for what the CA sent and we refused (recorded on the domain). */
 #define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
 #define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
@@ -262,7 +275,7 @@ struct acme_directory {
 	bool eab_required;
 	json_t *profiles; /* meta.profiles or NULL */
 };
-/* An RFC 7807 problem document from the CA, or one of ours (selfCheck, transport, timeout). */
+/* An RFC 7807 problem document from the CA, or one of ours (ACME_PROBLEM_*, selfCheckFailed). */
 struct acme_problem {
 	long status;
 	char type[256];
@@ -295,21 +308,26 @@ void acme_directory_free(struct acme_directory *dir);
 int64_t acme_retry_after(const struct acme_client *c);
 /* How many badNonce answers this client retried (each is logged as acme_bad_nonce_retry). */
 long acme_bad_nonce_retries(const struct acme_client *c);
-/* The calls below return ACME_OK, ACME_FAIL or ACME_RATE_LIMITED (429, or 503 with Retry-After). */
-int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err);
-int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
-	      struct tt_err *err);
-int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
-			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err);
-/* newOrder -> http-01 -> finalize -> download -> chain_verify; *chain_pem is malloc'd. */
-int acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem, struct acme_problem *prob,
-	       struct tt_err *err);
-int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
-		struct tt_err *err);
+/* The calls below return an enum acme_status; prob says what the CA (or we) objected to. */
+enum acme_status acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob,
+			  struct tt_err *err);
+enum acme_status acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out,
+			   struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid,
+				       const char *eab_hmac, char *kid, size_t kid_size, struct acme_problem *prob,
+				       struct tt_err *err);
+/* newOrder -> http-01 -> finalize -> download -> chain_verify; *chain_pem is malloc'd. An
+ * authorization still pending at the poll limit is ACME_FAIL (ACME_PROBLEM_AUTHZ_PENDING); an
+ * order still processing is ACME_UNAVAILABLE. */
+enum acme_status acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem,
+			    struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
+			     struct tt_err *err);
 /* ARI (RFC 9773): the CA's suggested renewal window for a certificate id. */
-int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
-		      struct tt_err *err);
-int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end,
+				   struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob,
+				 struct tt_err *err);
 
 /* ---- acme_parse.c ---- */
 /* When line is header `name` (given with its colon, any case), copies its trimmed value. */

@@ -497,7 +497,7 @@ static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 		      a) < 0 ||
 	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
 		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
-	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : "transport");
+	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : ACME_PROBLEM_TRANSPORT);
 	snprintf(w->put_off_detail, sizeof(w->put_off_detail), "%s", prob->detail);
 }
 
@@ -669,8 +669,8 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 	size_t key_len = 0, csr_len = 0;
 	char *chain = NULL;
 	struct acme_problem prob = {0};
-	int rc = keygen_domain(r->key_type, w->name, &key, &key_len, &csr, &csr_len, &err);
-	if (rc == 0) {
+	enum acme_status st = ACME_FAIL;
+	if (keygen_domain(r->key_type, w->name, &key, &key_len, &csr, &csr_len, &err) == 0) {
 		struct acme_order_req req = {
 		    .name = w->name,
 		    .profile = pick_profile(w),
@@ -681,23 +681,23 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 		    .order_created = order_created,
 		    .arg = w,
 		};
-		rc = acme_order(w->acme[w->ca], &req, &chain, &prob, &err);
-		if (rc == ACME_OK && req.profile && !w->profile[0]) {
+		st = acme_order(w->acme[w->ca], &req, &chain, &prob, &err);
+		if (st == ACME_OK && req.profile && !w->profile[0]) {
 			char did[24];
 			snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
 			const char *p[] = {did, req.profile};
-			rc = tt_db_run(w->lock, &err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p);
+			if (tt_db_run(w->lock, &err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p) < 0)
+				st = ACME_FAIL;
 		}
-		if (rc == ACME_OK)
-			rc = store_issued(w, chain, key, key_len, kind, &err);
+		if (st == ACME_OK && store_issued(w, chain, key, key_len, kind, &err) < 0)
+			st = ACME_FAIL;
 	}
 	enum order_end end = ORDER_FAILED;
-	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
-	bool ca_trouble = rc < 0 && rc != ACME_RATE_LIMITED &&
-			  (strcmp(prob.type, "transport") == 0 || strcmp(prob.type, "timeout") == 0 ||
-			   strstr(prob.type, ":accountDoesNotExist") || prob.status >= 500);
 	int64_t now = tt_now_ms();
-	if (ca_trouble) {
+	switch (st) {
+	case ACME_UNAVAILABLE:
+	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
+	case ACME_ACCOUNT_GONE:
 		/* Not the domain's fault: no failure on its record; several in a row and the CA is down. */
 		tt_log(TT_WARN, "ca_unavailable", "name=%s directory=%s error=\"%s\"", w->name, directory, err.msg);
 		abandon_attempt(w, &prob);
@@ -708,7 +708,8 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 			another_ca = false;
 		}
 		end = another_ca ? ORDER_NEXT_CA : ORDER_DEFERRED;
-	} else if (rc == ACME_RATE_LIMITED) {
+		break;
+	case ACME_RATE_LIMITED: {
 		int64_t ra = acme_retry_after(w->acme[w->ca]);
 		int64_t pause = (ra > 0 ? ra : 60) * 1000;
 		tt_log(TT_WARN, "rate_limited", "name=%s directory=%s retry_after_s=%" PRId64 " type=%s", w->name,
@@ -725,7 +726,9 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 			pthread_mutex_unlock(&r->mu);
 			end = ORDER_DEFERRED;
 		}
-	} else if (rc == 0) {
+		break;
+	}
+	case ACME_OK:
 		cas_answered(r->cas, (size_t)w->ca);
 		if (tt_db_commit(w->lock, &err) < 0) {
 			tt_log(TT_ERROR, "store_failed", "name=%s error=\"%s\"", w->name, err.msg);
@@ -735,13 +738,15 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 			check_served(w);
 			end = ORDER_STORED;
 		}
-	} else if (another_ca && refused_name(&prob) && PQtransactionStatus(w->lock) == PQTRANS_INTRANS) {
+		break;
+	case ACME_FAIL:
 		cas_answered(r->cas, (size_t)w->ca);
-		tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory, prob.type);
-		abandon_attempt(w, &prob);
-		end = ORDER_NEXT_CA;
-	} else {
-		cas_answered(r->cas, (size_t)w->ca);
+		if (another_ca && refused_name(&prob) && PQtransactionStatus(w->lock) == PQTRANS_INTRANS) {
+			tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory, prob.type);
+			abandon_attempt(w, &prob);
+			end = ORDER_NEXT_CA;
+			break;
+		}
 		char msg[sizeof(err.msg)];
 		snprintf(msg, sizeof(msg), "%s", err.msg);
 		tt_log(TT_INFO, "order_error", "name=%s type=%s error=\"%s\"", w->name, prob.type, msg);
@@ -765,6 +770,7 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 			}
 		}
 		count_result(r, &r->failed, w->name);
+		break;
 	}
 done:
 	acme_problem_clear(&prob);
