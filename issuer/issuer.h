@@ -71,6 +71,7 @@
 #define ISSUER_DEFAULT_CAA_IDENTITY "letsencrypt.org"
 /* --directory given at most this often */
 #define ISSUER_MAX_CAS 8
+#define DAY_S 86400
 
 /* ---- main.c, options.c ---- */
 struct issuer_ctx {
@@ -225,6 +226,72 @@ struct cert_new {
 /* Inside the caller's transaction: the certificate row (replacing the current one),
  * domains.current_cert_id/state/next_attempt_at, the attempt marked valid, the challenge rows gone. */
 int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err);
+/* A due domain (the due_domains view, schema/006) as a run claims it. */
+struct due_claim {
+	int64_t id;
+	char name[TT_NAME_MAX];
+	int64_t current_cert_id; /* 0 when none */
+	char profile[64];
+	char ari_id[200];	/* the current certificate's ARI id, "" when none */
+	char directory[1024];	/* the directory that issued it, "" when unknown */
+	bool dormant;
+};
+/* Inside the caller's transaction: locks the next domain due by due_by (FOR NO KEY UPDATE SKIP
+ * LOCKED), soonest first. 1 claimed, 0 none due, -1 error. */
+int store_due_claim(PGconn *db, const char *due_by, struct due_claim *out, struct tt_err *err);
+/* Inside the caller's transaction: locks the domain again. 1 held, 0 locked by another, -1 error. */
+int store_domain_relock(PGconn *db, int64_t domain_id, struct tt_err *err);
+/* The database's now() as text (a later due_by) and whether any domain is due. */
+int store_due_now(PGconn *db, char *now, size_t size, bool *any, struct tt_err *err);
+/* Calls each for every due domain, soonest first (kind "new" or "renewal"); how many, or -1. */
+int store_due_each(PGconn *db, void (*each)(const char *name, const char *kind, void *arg), void *arg,
+		   struct tt_err *err);
+/* Sets next_attempt_at to at (Unix time), or to the database's now() when at is 0. */
+int store_domain_retry_at(PGconn *db, int64_t domain_id, time_t at, struct tt_err *err);
+/* Keeps the profile an order was placed with, so renewals ask for it again. */
+int store_domain_set_profile(PGconn *db, int64_t domain_id, const char *profile, struct tt_err *err);
+/* A passed preflight ends the failing streak; a dormant domain returns to pending or active. */
+int store_preflight_passed(PGconn *db, int64_t domain_id, struct tt_err *err);
+/* Last in a transaction that recorded a failure: the failed event, then paused or (once per
+ * certificate, when the renewal keeps failing under 7 days before expiry) expiring. */
+int store_failure_events(PGconn *db, int64_t domain_id, struct tt_err *err);
+
+/* ---- attempts.c ---- */
+/* The window of the shared order budget (--order-budget new orders per window), in seconds. */
+#define ORDER_BUDGET_WINDOW_S (3 * 3600)
+/* On an autocommit connection: marks the domain's attempts left started by a killed run abandoned,
+ * then, under an advisory lock shared by all runs, records a new attempt when it does not count
+ * against the budget or fewer than budget counted ones started in the window, with the domain's
+ * event (validating or renewing). 1 recorded (*attempt_id), 0 budget spent, -1 error. */
+int attempt_start(PGconn *db, int64_t domain_id, const char *kind, bool counts, long budget, const char *event,
+		  int64_t *attempt_id, struct tt_err *err);
+int attempt_set_order_url(PGconn *db, int64_t attempt_id, const char *url, struct tt_err *err);
+/* An order given up without judging the domain: the attempt abandoned, its challenges gone. */
+int attempt_abandon(PGconn *db, int64_t attempt_id, int64_t domain_id, struct tt_err *err);
+/* Makes token -> key authorization answerable by every terminator at once (autocommit). */
+int attempt_challenge_publish(PGconn *db, int64_t domain_id, const char *token, const char *key_auth,
+			      struct tt_err *err);
+/* Deletes the challenges whose time is up (left by a killed run). */
+int attempt_challenges_expire(PGconn *db, struct tt_err *err);
+/* The wait after the failures-th failure in a row: 1 min, 10 min, 100 min, then a day. */
+int64_t attempt_backoff_s(int failures);
+struct attempt_failure {
+	const char *type, *detail;
+	const char *doc_json; /* the problem document, stored with the attempt */
+	bool preflight;	      /* never pauses: a streak of dormant_after_s makes the domain dormant */
+	long max_failures;
+	int64_t dormant_after_s;
+};
+struct attempt_failed {
+	int failures;
+	bool paused, dormant;
+	int64_t retry_in_s;
+};
+/* Inside the claim transaction: the domain's failure (count, error, paused or dormant), its next
+ * attempt after the backoff (a dormant one's a day away), the attempt (0: none) failed with the
+ * problem, its challenges gone, then the events (store_failure_events). */
+int attempt_fail(PGconn *db, int64_t domain_id, int64_t attempt_id, const struct attempt_failure *f,
+		 struct attempt_failed *out, struct tt_err *err);
 
 /* ---- jws.c ---- */
 struct jws_key;

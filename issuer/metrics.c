@@ -45,8 +45,7 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		return 0;
 	PGresult *res;
 	if (tt_db_exec(db, &res, err,
-		       "SELECT (SELECT count(*) FROM domains WHERE state IN ('pending', 'active', 'failing')"
-		       "   AND next_attempt_at <= now()),"
+		       "SELECT (SELECT count(*) FROM due_domains),"
 		       " (SELECT COALESCE(extract(epoch FROM min(c.not_after))::bigint, 0) FROM domains d"
 		       "   JOIN certificates c ON c.id = d.current_cert_id WHERE d.state <> 'removed'),"
 		       " (SELECT count(*) FROM domains WHERE state = 'paused'),"

@@ -50,8 +50,6 @@ struct run {
 
 /* Without a Retry-After, a certificate's renewalInfo is asked again after 12 hours (twice a day). */
 #define ARI_RECHECK_S (12 * 3600)
-/* A dormant domain's preflight is repeated once a day. */
-#define DORMANT_CHECK_S 86400
 #define DEFAULT_DORMANT_AFTER "30d"
 
 struct worker {
@@ -143,87 +141,39 @@ static int claim(struct worker *w, struct tt_err *err)
 {
 	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
-	/* Due as of the pass's start: a domain this run put off (CA trouble) is not taken twice. */
 	char due_by[sizeof(w->run->started_at)];
 	pthread_mutex_lock(&w->run->mu);
 	memcpy(due_by, w->run->started_at, sizeof(due_by));
 	pthread_mutex_unlock(&w->run->mu);
-	const char *p[] = {due_by};
-	PGresult *res;
-	if (tt_db_exec(
-		w->lock, &res, err,
-		"SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
-		" COALESCE(c.ari_cert_id, ''), COALESCE(c.directory_url, ''), d.state = 'dormant'"
-		" FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
-		" WHERE d.state IN ('pending', 'active', 'failing', 'dormant') AND d.next_attempt_at <= $1::timestamptz"
-		" ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
-		1, p) < 0) {
+	struct due_claim d;
+	int n = store_due_claim(w->lock, due_by, &d, err);
+	if (n <= 0) {
 		tt_db_rollback(w->lock);
-		return -1;
+		return n;
 	}
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		tt_db_rollback(w->lock);
-		return 0;
-	}
-	w->domain_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	snprintf(w->name, sizeof(w->name), "%s", PQgetvalue(res, 0, 1));
-	w->current_cert_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	snprintf(w->profile, sizeof(w->profile), "%s", PQgetvalue(res, 0, 3));
-	snprintf(w->ari_id, sizeof(w->ari_id), "%s", PQgetvalue(res, 0, 4));
-	w->cert_ca = cas_find(w->run->cas, PQgetvalue(res, 0, 5));
-	w->dormant = PQgetvalue(res, 0, 6)[0] == 't';
-	PQclear(res);
+	w->domain_id = d.id;
+	snprintf(w->name, sizeof(w->name), "%s", d.name);
+	w->current_cert_id = d.current_cert_id;
+	snprintf(w->profile, sizeof(w->profile), "%s", d.profile);
+	snprintf(w->ari_id, sizeof(w->ari_id), "%s", d.ari_id);
+	w->cert_ca = cas_find(w->run->cas, d.directory);
+	w->dormant = d.dormant;
 	w->attempt_id = 0;
 	return 1;
 }
 
-/* Records a new attempt if the rolling 3-hour order budget allows. 1 ok, 0 budget spent, -1 error. */
+/* Records a new attempt if the shared order budget allows. 1 ok, 0 budget spent, -1 error. */
 static int start_attempt(struct worker *w, const char *kind, bool counts, struct tt_err *err)
 {
-	char did[24], budget[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	snprintf(budget, sizeof(budget), "%ld", w->run->budget);
-	const char *p[] = {did, kind, counts ? "t" : "f", budget};
-	/* Orders left behind by a killed run: the domain is locked by us now, so they are dead. */
-	if (tt_db_run(w->aux, err,
-		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now()"
-		      " WHERE domain_id = $1 AND state = 'started'",
-		      1, p) < 0 ||
-	    tt_db_begin(w->aux, err) < 0)
-		return -1;
-	PGresult *res;
-	/* Serialized across all runs so that parallel runs share one budget. */
-	if (tt_db_run(w->aux, err, "SELECT pg_advisory_xact_lock(hashtext('tracktls_order_budget'))", 0, NULL) < 0 ||
-	    tt_db_exec(w->aux, &res, err,
-		       "INSERT INTO issuance_attempts (domain_id, kind, counts_against_limit)"
-		       " SELECT $1, $2, $3::boolean WHERE NOT $3::boolean OR (SELECT count(*) FROM issuance_attempts"
-		       "  WHERE counts_against_limit AND started_at > now() - interval '3 hours') < $4::bigint"
-		       " RETURNING id",
-		       4, p) < 0) {
-		tt_db_rollback(w->aux);
-		return -1;
-	}
-	int ok = PQntuples(res) > 0;
-	if (ok)
-		w->attempt_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	if ((ok && store_event(w->aux, w->domain_id, w->current_cert_id ? "renewing" : "validating", NULL, err) < 0) ||
-	    tt_db_commit(w->aux, err) < 0) {
-		tt_db_rollback(w->aux);
-		return -1;
-	}
-	return ok;
+	return attempt_start(w->aux, w->domain_id, kind, counts, w->run->budget,
+			     w->current_cert_id ? "renewing" : "validating", &w->attempt_id, err);
 }
 
 static void order_created(void *arg, const char *url)
 {
 	struct worker *w = arg;
-	char aid[24];
-	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-	const char *p[] = {url, aid};
 	struct tt_err err;
-	if (tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET order_url = $1 WHERE id = $2", 2, p) < 0)
+	if (attempt_set_order_url(w->aux, w->attempt_id, url, &err) < 0)
 		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=\"%s\"", w->name, err.msg);
 }
 
@@ -314,49 +264,11 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 static int publish(void *arg, const char *token, const char *key_auth, struct acme_problem *prob, struct tt_err *err)
 {
 	struct worker *w = arg;
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {token, key_auth, did};
-	if (tt_db_run(w->aux, err,
-		      "INSERT INTO challenges (token, key_authorization, domain_id, expires_at)"
-		      " VALUES ($1, $2, $3, now() + interval '1 hour') ON CONFLICT (token) DO UPDATE"
-		      " SET key_authorization = EXCLUDED.key_authorization, domain_id = EXCLUDED.domain_id,"
-		      " expires_at = EXCLUDED.expires_at",
-		      3, p) < 0) {
+	if (attempt_challenge_publish(w->aux, w->domain_id, token, key_auth, err) < 0) {
 		acme_problem_set(prob, 0, "urn:tracktls:database", err->msg, NULL);
 		return -1;
 	}
 	return w->run->self_check ? self_check(w, token, key_auth, prob, err) : 0;
-}
-
-static int64_t backoff_s(int failures)
-{
-	static const int64_t steps[] = {60, 600, 6000};
-	return failures >= 1 && failures <= 3 ? steps[failures - 1] : 86400;
-}
-
-/* Last in the claim transaction: failed, then paused or (once per certificate, when the renewal
- * keeps failing under 7 days before expiry) expiring. */
-static int failure_events(struct worker *w, struct tt_err *err)
-{
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
-	PGresult *res;
-	if (tt_db_exec(w->lock, &res, err,
-		       "SELECT s.state, s.state = 'expiring' AND NOT EXISTS (SELECT 1 FROM domain_events e"
-		       "  WHERE e.name = d.name AND e.kind = 'expiring' AND e.at >= c.created_at)"
-		       " FROM domains d JOIN domain_status s ON s.name = d.name"
-		       " LEFT JOIN certificates c ON c.id = d.current_cert_id WHERE d.id = $1",
-		       1, p) < 0)
-		return -1;
-	bool paused = strcmp(PQgetvalue(res, 0, 0), "paused") == 0, expiring = PQgetvalue(res, 0, 1)[0] == 't';
-	PQclear(res);
-	if (store_event(w->lock, w->domain_id, "failed", NULL, err) < 0 ||
-	    (paused && store_event(w->lock, w->domain_id, "paused", NULL, err) < 0) ||
-	    (expiring && store_event(w->lock, w->domain_id, "expiring", NULL, err) < 0))
-		return -1;
-	return 0;
 }
 
 /* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. A
@@ -364,11 +276,6 @@ static int failure_events(struct worker *w, struct tt_err *err)
 static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
 			  struct tt_err *err)
 {
-	char did[24], aid[24], max[24], dormant_after[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-	snprintf(max, sizeof(max), "%ld", w->run->max_failures);
-	snprintf(dormant_after, sizeof(dormant_after), "%" PRId64, w->run->dormant_after_s);
 	const char *type = prob->type[0] ? prob->type : "urn:tracktls:error";
 	const char *detail = prob->detail[0] ? prob->detail : msg;
 	json_t *doc = prob->doc ? json_deep_copy(prob->doc) : json_object();
@@ -378,46 +285,25 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 		json_object_set_new(doc, "detail", json_string(detail));
 	char *doc_s = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
-	PGresult *res;
-	const char *p[] = {did, type, detail, max, preflight ? "t" : "f", dormant_after};
-	int rc = tt_db_exec(
-	    w->lock, &res, err,
-	    "UPDATE domains SET failures = failures + 1, last_error_type = $2, last_error_detail = $3,"
-	    " last_error_at = now(),"
-	    " preflight_failing_since = CASE WHEN $5::boolean THEN COALESCE(preflight_failing_since, now()) END,"
-	    " state = CASE WHEN $5::boolean AND COALESCE(preflight_failing_since, now())"
-	    "   <= now() - make_interval(secs => $6::bigint) THEN 'dormant'"
-	    "  WHEN $5::boolean THEN 'failing' WHEN failures + 1 >= $4::int THEN 'paused' ELSE 'failing' END"
-	    " WHERE id = $1 RETURNING failures, state",
-	    6, p);
-	if (rc == 0) {
-		int failures = atoi(PQgetvalue(res, 0, 0));
-		bool paused = strcmp(PQgetvalue(res, 0, 1), "paused") == 0;
-		bool dormant = strcmp(PQgetvalue(res, 0, 1), "dormant") == 0;
-		w->dormant = dormant;
-		PQclear(res);
-		char secs[24];
-		snprintf(secs, sizeof(secs), "%" PRId64, dormant ? (int64_t)DORMANT_CHECK_S : backoff_s(failures));
-		const char *q[] = {did, secs};
-		rc = tt_db_run(
-		    w->lock, err,
-		    "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::int) WHERE id = $1", 2, q);
-		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d dormant=%d type=%s",
-		       w->name, failures, secs, paused, dormant, type);
-	}
-	if (rc == 0 && w->attempt_id) {
-		const char *a[] = {aid, type, detail, doc_s};
-		rc = tt_db_run(w->lock, err,
-			       "UPDATE issuance_attempts SET state = 'failed', finished_at = now(), problem_type = $2,"
-			       " problem_detail = $3, problem = $4::jsonb WHERE id = $1",
-			       4, a);
-	}
-	if (rc == 0)
-		rc = tt_db_run(w->lock, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p);
-	if (rc == 0)
-		rc = failure_events(w, err);
+	struct attempt_failure f = {
+	    .type = type,
+	    .detail = detail,
+	    .doc_json = doc_s,
+	    .preflight = preflight,
+	    .max_failures = w->run->max_failures,
+	    .dormant_after_s = w->run->dormant_after_s,
+	};
+	struct attempt_failed out;
+	int rc = attempt_fail(w->lock, w->domain_id, w->attempt_id, &f, &out, err);
 	free(doc_s);
-	return rc;
+	if (rc < 0)
+		return -1;
+	w->dormant = out.dormant;
+	char q[2 * sizeof(((struct acme_problem *)0)->type)];
+	tt_log(TT_WARN, "order_failed",
+	       "name=%s failures=%d retry_in_s=%" PRId64 " paused=%d dormant=%d type=%s", w->name, out.failures,
+	       out.retry_in_s, out.paused, out.dormant, tt_log_quote(q, sizeof(q), type));
+	return 0;
 }
 
 /* Checks and stores what the CA sent, sealed, in the claim transaction. */
@@ -487,15 +373,8 @@ static const char *pick_profile(struct worker *w)
  * the reason is shown (domain_status) but no failure is counted. */
 static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 {
-	char aid[24], did[24];
-	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *a[] = {aid}, *d[] = {did};
 	struct tt_err err;
-	if (tt_db_run(w->aux, &err,
-		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1", 1,
-		      a) < 0 ||
-	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
+	if (attempt_abandon(w->aux, w->attempt_id, w->domain_id, &err) < 0)
 		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
 	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : ACME_PROBLEM_TRANSPORT);
 	snprintf(w->put_off_detail, sizeof(w->put_off_detail), "%s", prob->detail);
@@ -512,17 +391,10 @@ static void note_put_off(struct worker *w)
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
 static int claim_again(struct worker *w, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
-	PGresult *res;
-	if (tt_db_begin(w->lock, err) < 0 ||
-	    tt_db_exec(w->lock, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) <
-		0)
+	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
-	int n = PQntuples(res);
-	PQclear(res);
-	if (n == 0)
+	int n = store_domain_relock(w->lock, w->domain_id, err);
+	if (n <= 0)
 		tt_db_rollback(w->lock);
 	return n;
 }
@@ -552,12 +424,7 @@ static int ari_check(struct worker *w)
 	time_t recheck = now + (again > 0 ? again : ARI_RECHECK_S);
 	if (recheck < at)
 		at = recheck;
-	char did[24], ts[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	snprintf(ts, sizeof(ts), "%lld", (long long)at);
-	const char *p[] = {did, ts};
-	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = to_timestamp($2) WHERE id = $1", 2, p) < 0 ||
-	    tt_db_commit(w->lock, &err) < 0) {
+	if (store_domain_retry_at(w->lock, w->domain_id, at, &err) < 0 || tt_db_commit(w->lock, &err) < 0) {
 		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=\"%s\"", w->name, err.msg);
 		tt_db_rollback(w->lock);
 		return 0;
@@ -596,17 +463,10 @@ static int preflight(struct worker *w, bool *permits)
 					     .account_uri = r->cas->s[i].kid[0] ? r->cas->s[i].kid : NULL};
 	struct preflight_verdict v;
 	struct tt_err err = {{0}};
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
 	if (preflight_check(w->dns, &r->preflight, w->name, who, r->cas->n, &v) == PREFLIGHT_OK) {
 		memcpy(permits, v.permits, sizeof(v.permits));
 		/* the streak is over; a dormant domain is back to normal issuance */
-		if (tt_db_run(w->lock, &err,
-			      "UPDATE domains SET preflight_failing_since = NULL, state = CASE WHEN state <> 'dormant'"
-			      " THEN state WHEN current_cert_id IS NULL THEN 'pending' ELSE 'active' END"
-			      " WHERE id = $1 AND (preflight_failing_since IS NOT NULL OR state = 'dormant')",
-			      1, p) < 0) {
+		if (store_preflight_passed(w->lock, w->domain_id, &err) < 0) {
 			tt_db_rollback(w->lock);
 			return -1;
 		}
@@ -659,7 +519,7 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 		tt_db_rollback(w->lock);
 		if (s < 0)
 			return ORDER_DB_GONE;
-		tt_log(TT_WARN, "order_budget_spent", "budget=%ld window=3h", r->budget);
+		tt_log(TT_WARN, "order_budget_spent", "budget=%ld window_s=%d", r->budget, ORDER_BUDGET_WINDOW_S);
 		pthread_mutex_lock(&r->mu);
 		r->stop = true;
 		pthread_mutex_unlock(&r->mu);
@@ -682,13 +542,9 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 		    .arg = w,
 		};
 		st = acme_order(w->acme[w->ca], &req, &chain, &prob, &err);
-		if (st == ACME_OK && req.profile && !w->profile[0]) {
-			char did[24];
-			snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-			const char *p[] = {did, req.profile};
-			if (tt_db_run(w->lock, &err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p) < 0)
-				st = ACME_FAIL;
-		}
+		if (st == ACME_OK && req.profile && !w->profile[0] &&
+		    store_domain_set_profile(w->lock, w->domain_id, req.profile, &err) < 0)
+			st = ACME_FAIL;
 		if (st == ACME_OK && store_issued(w, chain, key, key_len, kind, &err) < 0)
 			st = ACME_FAIL;
 	}
@@ -833,13 +689,9 @@ static int process(struct worker *w)
 	}
 	/* No CA its CAA permits can take it in this run (down, or paused past the deadline): due again
 	 * for the next run, but not claimed over and over by this one. */
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
 	struct tt_err err = {{0}};
 	tt_log(TT_WARN, "no_ca_available", "name=%s", w->name);
-	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = now() WHERE id = $1", 1, p) < 0 ||
-	    tt_db_commit(w->lock, &err) < 0) {
+	if (store_domain_retry_at(w->lock, w->domain_id, 0, &err) < 0 || tt_db_commit(w->lock, &err) < 0) {
 		tt_db_rollback(w->lock);
 		return PQstatus(w->lock) == CONNECTION_OK ? 0 : -1;
 	}
@@ -955,23 +807,19 @@ static void *signal_main(void *arg)
 static void wake_if_due(struct run *r, PGconn *db)
 {
 	struct tt_err err = {{0}};
-	PGresult *res;
-	if (tt_db_exec(
-		db, &res, &err,
-		"SELECT now()::text, EXISTS (SELECT 1 FROM domains WHERE state IN ('pending', 'active', 'failing')"
-		" AND next_attempt_at <= now())",
-		0, NULL) < 0) {
+	char now[sizeof(r->started_at)];
+	bool any;
+	if (store_due_now(db, now, sizeof(now), &any, &err) < 0) {
 		tt_log(TT_WARN, "linger_query_failed", "error=\"%s\"", err.msg);
 		return;
 	}
-	if (PQgetvalue(res, 0, 1)[0] == 't') {
+	if (any) {
 		pthread_mutex_lock(&r->mu);
-		snprintf(r->started_at, sizeof(r->started_at), "%s", PQgetvalue(res, 0, 0));
+		memcpy(r->started_at, now, sizeof(now));
 		r->wake_gen++;
 		pthread_cond_broadcast(&r->wake);
 		pthread_mutex_unlock(&r->mu);
 	}
-	PQclear(res);
 }
 
 /* Waits up to ms for notifications: 1 some came, 0 none, -1 the connection is gone. */
@@ -1036,23 +884,20 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 		tt_db_run(db, &err, "UNLISTEN *", 0, NULL);
 }
 
+static void print_due(const char *name, const char *kind, void *arg)
+{
+	printf("due %s %s\n", name, kind);
+}
+
 static int dry_run(PGconn *db)
 {
 	struct tt_err err = {{0}};
-	PGresult *res;
-	if (tt_db_exec(
-		db, &res, &err,
-		"SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
-		" WHERE state IN ('pending', 'active', 'failing', 'dormant') AND next_attempt_at <= now() ORDER BY "
-		"next_attempt_at",
-		0, NULL) < 0) {
+	int n = store_due_each(db, print_due, NULL, &err);
+	if (n < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);
 		return 2;
 	}
-	for (int i = 0; i < PQntuples(res); i++)
-		printf("due %s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-	tt_log(TT_INFO, "run_done", "dry_run=1 due=%d", PQntuples(res));
-	PQclear(res);
+	tt_log(TT_INFO, "run_done", "dry_run=1 due=%d", n);
 	return 0;
 }
 
@@ -1143,15 +988,13 @@ int run_main(struct issuer_ctx *ctx)
 		tt_log(TT_ERROR, "run_failed", "reason=ca");
 		goto out;
 	}
-	PGresult *res;
-	if (tt_db_exec(db, &res, &err, "SELECT now()::text", 0, NULL) < 0) {
+	bool any_due;
+	if (store_due_now(db, r.started_at, sizeof(r.started_at), &any_due, &err) < 0) {
 		fprintf(stderr, "issuer run: %s\n", err.msg);
 		goto out;
 	}
-	snprintf(r.started_at, sizeof(r.started_at), "%s", PQgetvalue(res, 0, 0));
-	PQclear(res);
 	/* tokens left by a killed run are useless once expired */
-	if (tt_db_run(db, &err, "DELETE FROM challenges WHERE expires_at < now()", 0, NULL) < 0)
+	if (attempt_challenges_expire(db, &err) < 0)
 		tt_log(TT_WARN, "challenge_cleanup_failed", "error=\"%s\"", err.msg);
 	for (size_t i = 0; i < cas.n; i++)
 		cas.s[i].cfg.cancel = &r.cancel;
