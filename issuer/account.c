@@ -139,7 +139,7 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	if (t && (tt_parse_duration_ms(t, &ms, err) < 0 || ms <= 0))
 		return tt_fail(err, "--timeout: %s", t);
 	s->cfg.timeout_ms = (long)ms;
-	s->cfg.poll_limit_ms = ms * 2;
+	s->cfg.poll_limit_ms = ms * POLL_LIMIT_TIMEOUTS;
 	struct acme_client *c;
 	if (acme_client_new(&s->cfg, &c, err) < 0)
 		return -1;

@@ -21,6 +21,8 @@
 #define POLL_MAX_GAP_MS 2000
 #define POLL_MIN_GAP_MS 20
 #define POLL_MAX_RETRY_AFTER_MS 10000
+/* A connection to the CA is given at most this long (or --timeout, when shorter). */
+#define CONNECT_TIMEOUT_MAX_MS 10000L
 /* A transient failure is retried after 200 ms, then twice as long each time. */
 #define TRANSIENT_FIRST_GAP_MS 200
 
@@ -105,7 +107,8 @@ int acme_client_new(const struct acme_config *cfg, struct acme_client **out, str
 	CURL *h = c->curl;
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cfg->timeout_ms < 10000 ? cfg->timeout_ms : 10000L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+			 cfg->timeout_ms < CONNECT_TIMEOUT_MAX_MS ? cfg->timeout_ms : CONNECT_TIMEOUT_MAX_MS);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "tracktls-issuer/" TT_VERSION);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
@@ -318,8 +321,8 @@ static int fresh_nonce(struct acme_client *c, struct tt_err *err)
 
 /* Signs and POSTs; payload NULL means POST-as-GET. With jwk set the request carries the key
  * instead of the account URL (newAccount). */
-static enum acme_status post_signed(struct acme_client *c, const char *url, const char *payload, bool jwk,
-				    json_t **out, struct acme_problem *prob, struct tt_err *err)
+static enum acme_status post_signed(struct acme_client *c, const char *url, const char *payload, bool jwk, json_t **out,
+				    struct acme_problem *prob, struct tt_err *err)
 {
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/jose+json");
 	int transient_left = TRANSIENT_RETRIES, nonce_left = NONCE_RETRIES;
@@ -483,8 +486,8 @@ static enum acme_status poll_status(struct acme_client *c, const char *url, enum
 			return kind == POLL_AUTHZ ? ACME_FAIL : ACME_UNAVAILABLE;
 		}
 		int64_t ra = acme_retry_after(c);
-		int64_t sleep_ms = ra >= 0 ? (ra * 1000 > POLL_MAX_RETRY_AFTER_MS ? POLL_MAX_RETRY_AFTER_MS : ra * 1000)
-					   : wait_ms;
+		int64_t sleep_ms =
+		    ra >= 0 ? (ra * 1000 > POLL_MAX_RETRY_AFTER_MS ? POLL_MAX_RETRY_AFTER_MS : ra * 1000) : wait_ms;
 		if (sleep_ms < POLL_MIN_GAP_MS)
 			sleep_ms = POLL_MIN_GAP_MS;
 		tt_sleep_ms(sleep_ms);

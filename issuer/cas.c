@@ -30,7 +30,9 @@ int cas_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *
 			/* the next CA may carry the run; alone, this is why the run cannot work */
 			snprintf(err->msg, sizeof(err->msg), "%s", e.msg);
 			out->st[i].down = true;
-			tt_log(TT_WARN, "ca_down", "directory=%s error=\"%s\"", out->s[i].directory, e.msg);
+			char q[TT_LOG_QUOTED_MAX];
+			tt_log(TT_WARN, "ca_down", "directory=%s error=%s", out->s[i].directory,
+			       tt_log_quote(q, sizeof(q), e.msg));
 			continue;
 		}
 		opened++;

@@ -90,7 +90,9 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 		goto out;
 	}
 	if (tt_db_commit(a.db, &err) < 0) {
-		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=\"%s\"", a.s.kid, err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=%s", a.s.kid,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		goto out;
 	}
 	printf("account %s now uses key %s\n", a.s.kid, jws_key_thumbprint(nk));

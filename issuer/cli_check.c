@@ -78,7 +78,8 @@ int cli_domain_check(struct issuer_ctx *ctx)
 	}
 	/* Without a database the check still runs: only accounturi parameters cannot match then. */
 	if (issuer_db_open(ctx, &db, &err) < 0) {
-		tt_log(TT_DEBUG, "check_without_database", "error=\"%s\"", err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_DEBUG, "check_without_database", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 		db = NULL;
 	}
 	for (size_t i = 0; i < ncas; i++) {

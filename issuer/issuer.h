@@ -109,6 +109,8 @@ int cli_revoke(struct issuer_ctx *ctx);
 int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
 int run_main(struct issuer_ctx *ctx);
+/* The run_failed event of a run that cannot work (exit 2): reason options, dns, database, keyring or ca. */
+void run_failed(const char *reason, const char *error);
 int cli_tickets_rotate(struct issuer_ctx *ctx);
 int cli_domain_check(struct issuer_ctx *ctx);
 
@@ -232,8 +234,8 @@ struct due_claim {
 	char name[TT_NAME_MAX];
 	int64_t current_cert_id; /* 0 when none */
 	char profile[64];
-	char ari_id[200];	/* the current certificate's ARI id, "" when none */
-	char directory[1024];	/* the directory that issued it, "" when unknown */
+	char ari_id[200];     /* the current certificate's ARI id, "" when none */
+	char directory[1024]; /* the directory that issued it, "" when unknown */
 	bool dormant;
 };
 /* Inside the caller's transaction: locks the next domain due by due_by (FOR NO KEY UPDATE SKIP
@@ -329,6 +331,8 @@ enum acme_status {
 #define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
 /* The self-check's target is loopback, private or reserved (peer_addr.c) and --self-check-via is unset. */
 #define ACME_PROBLEM_SELF_CHECK_REFUSED "urn:tracktls:selfCheckRefused"
+/* An authorization or order may stay pending for this many --timeout before the poll gives up. */
+#define POLL_LIMIT_TIMEOUTS 2
 struct acme_config {
 	const char *directory;
 	const char *ca_file;
@@ -399,7 +403,10 @@ enum acme_status acme_key_change(struct acme_client *c, struct jws_key *new_key,
 /* ---- acme_parse.c ---- */
 /* When line is header `name` (given with its colon, any case), copies its trimmed value. */
 bool acme_header_value(const char *line, size_t len, const char *name, char *out, size_t size);
-/* Seconds of a Retry-After value (delta-seconds or HTTP date), capped at a day; -1 if malformed. */
+/* A day is the longest pause worth honouring in one run; a longer Retry-After is the same. */
+#define ACME_RETRY_AFTER_MAX_S DAY_S
+/* Seconds of a Retry-After value (delta-seconds or HTTP date), 0..ACME_RETRY_AFTER_MAX_S; -1 if
+ * malformed. */
 int64_t acme_parse_retry_after(const char *v);
 int acme_parse_rfc3339(const char *s, time_t *out);
 /* An HTTP-01 token is base64url (RFC 8555 8.1); more than this is not a token any CA sends. */

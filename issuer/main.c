@@ -312,7 +312,11 @@ int main(int argc, char **argv)
 	}
 	struct issuer_ctx ctx = {.cfg = cfg, .ncfg = NOPTS, .argc = npos, .argv = pos};
 	rc = cmd->fn(&ctx);
+	tt_config_free(cfg, NOPTS);
+	return rc;
 out:
+	if (rc == 2 && cmd->fn == run_main)
+		run_failed("options", "refused before the run (see stderr)");
 	tt_config_free(cfg, NOPTS);
 	return rc;
 }

@@ -48,6 +48,12 @@ struct run {
 	size_t failed_len;
 };
 
+/* A 429 without a Retry-After pauses new work this long. */
+#define RATE_LIMIT_PAUSE_S 60
+/* A worker waiting out a pause looks again at least this often (a stop, the deadline). */
+#define PAUSE_RECHECK_MS 1000
+/* A lingering worker waiting for new work looks again at least this often. */
+#define LINGER_RECHECK_S 1
 /* Without a Retry-After, a certificate's renewalInfo is asked again after 12 hours (twice a day). */
 #define ARI_RECHECK_S (12 * 3600)
 #define DEFAULT_DORMANT_AFTER "30d"
@@ -109,7 +115,7 @@ static int take_slot(struct run *r)
 			return 0;
 		}
 		pthread_mutex_unlock(&r->mu);
-		tt_sleep_ms(pause > 1000 ? 1000 : pause);
+		tt_sleep_ms(pause > PAUSE_RECHECK_MS ? PAUSE_RECHECK_MS : pause);
 	}
 }
 
@@ -173,12 +179,21 @@ static void order_created(void *arg, const char *url)
 {
 	struct worker *w = arg;
 	struct tt_err err;
-	if (attempt_set_order_url(w->aux, w->attempt_id, url, &err) < 0)
-		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	if (attempt_set_order_url(w->aux, w->attempt_id, url, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
+	}
 }
 
 /* Enough for a key authorization (token "." thumbprint); more is cut off and fails the check. */
 #define SELF_CHECK_BODY_MAX 512
+/* The self-check's GET: each try may take the timeout; a try that fails is repeated after a gap
+ * that starts at the first and doubles (50 ms to 1.6 s: about 3 s for a terminator to see the
+ * challenge row), and the check gives up after the last try. */
+#define SELF_CHECK_TIMEOUT_MS 5000L
+#define SELF_CHECK_FIRST_GAP_MS 50
+#define SELF_CHECK_TRIES 6
 
 static size_t collect(char *ptr, size_t size, size_t n, void *arg)
 {
@@ -221,7 +236,7 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, SELF_CHECK_TIMEOUT_MS);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
@@ -232,8 +247,8 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 		peer_guard_arm(h, &guard);
 	long status = 0;
 	CURLcode cc = CURLE_OK;
-	int64_t gap = 50;
-	for (int attempt = 0; attempt < 6; attempt++, gap *= 2) {
+	int64_t gap = SELF_CHECK_FIRST_GAP_MS;
+	for (int attempt = 0; attempt < SELF_CHECK_TRIES; attempt++, gap *= 2) {
 		body[0] = 0;
 		status = 0;
 		cc = curl_easy_perform(h);
@@ -300,9 +315,8 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 		return -1;
 	w->dormant = out.dormant;
 	char q[2 * sizeof(((struct acme_problem *)0)->type)];
-	tt_log(TT_WARN, "order_failed",
-	       "name=%s failures=%d retry_in_s=%" PRId64 " paused=%d dormant=%d type=%s", w->name, out.failures,
-	       out.retry_in_s, out.paused, out.dormant, tt_log_quote(q, sizeof(q), type));
+	tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%" PRId64 " paused=%d dormant=%d type=%s",
+	       w->name, out.failures, out.retry_in_s, out.paused, out.dormant, tt_log_quote(q, sizeof(q), type));
 	return 0;
 }
 
@@ -374,8 +388,10 @@ static const char *pick_profile(struct worker *w)
 static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 {
 	struct tt_err err;
-	if (attempt_abandon(w->aux, w->attempt_id, w->domain_id, &err) < 0)
-		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	if (attempt_abandon(w->aux, w->attempt_id, w->domain_id, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=%s", w->name, tt_log_quote(q, sizeof(q), err.msg));
+	}
 	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : ACME_PROBLEM_TRANSPORT);
 	snprintf(w->put_off_detail, sizeof(w->put_off_detail), "%s", prob->detail);
 }
@@ -384,8 +400,11 @@ static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 static void note_put_off(struct worker *w)
 {
 	struct tt_err err = {{0}};
-	if (w->put_off_type[0] && store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0)
-		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	if (w->put_off_type[0] &&
+	    store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=%s", w->name, tt_log_quote(q, sizeof(q), err.msg));
+	}
 }
 
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
@@ -411,7 +430,8 @@ static int ari_check(struct worker *w)
 	int rc = acme_renewal_info(ca, w->ari_id, &start, &end, &prob, &err);
 	acme_problem_clear(&prob);
 	if (rc < 0) {
-		tt_log(TT_WARN, "ari_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "ari_failed", "name=%s error=%s", w->name, tt_log_quote(q, sizeof(q), err.msg));
 		return -1;
 	}
 	time_t now = time(NULL);
@@ -425,7 +445,9 @@ static int ari_check(struct worker *w)
 	if (recheck < at)
 		at = recheck;
 	if (store_domain_retry_at(w->lock, w->domain_id, at, &err) < 0 || tt_db_commit(w->lock, &err) < 0) {
-		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		tt_db_rollback(w->lock);
 		return 0;
 	}
@@ -484,7 +506,8 @@ static int preflight(struct worker *w, bool *permits)
 	int rc = record_failure(w, &prob, v.detail, true, &err);
 	acme_problem_clear(&prob);
 	if (rc < 0 || tt_db_commit(w->lock, &err) < 0) {
-		tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		tt_log(TT_ERROR, "record_failure_failed", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		tt_db_rollback(w->lock);
 		return -1;
 	}
@@ -550,12 +573,14 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 	}
 	enum order_end end = ORDER_FAILED;
 	int64_t now = tt_now_ms();
+	char q[TT_LOG_QUOTED_MAX], qt[TT_LOG_QUOTED_MAX];
 	switch (st) {
 	case ACME_UNAVAILABLE:
 	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
 	case ACME_ACCOUNT_GONE:
 		/* Not the domain's fault: no failure on its record; several in a row and the CA is down. */
-		tt_log(TT_WARN, "ca_unavailable", "name=%s directory=%s error=\"%s\"", w->name, directory, err.msg);
+		tt_log(TT_WARN, "ca_unavailable", "name=%s directory=%s error=%s", w->name, directory,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		abandon_attempt(w, &prob);
 		if (cas_failed(r->cas, (size_t)w->ca)) {
 			char msg[sizeof(r->fatal_msg)];
@@ -567,9 +592,9 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 		break;
 	case ACME_RATE_LIMITED: {
 		int64_t ra = acme_retry_after(w->acme[w->ca]);
-		int64_t pause = (ra > 0 ? ra : 60) * 1000;
+		int64_t pause = (ra > 0 ? ra : RATE_LIMIT_PAUSE_S) * 1000;
 		tt_log(TT_WARN, "rate_limited", "name=%s directory=%s retry_after_s=%" PRId64 " type=%s", w->name,
-		       directory, pause / 1000, prob.type);
+		       directory, pause / 1000, tt_log_quote(qt, sizeof(qt), prob.type));
 		abandon_attempt(w, &prob);
 		if (another_ca && r->deadline_ms && now + pause >= r->deadline_ms) {
 			/* the limit outlasts this run: the other CAs carry it */
@@ -587,7 +612,8 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 	case ACME_OK:
 		cas_answered(r->cas, (size_t)w->ca);
 		if (tt_db_commit(w->lock, &err) < 0) {
-			tt_log(TT_ERROR, "store_failed", "name=%s error=\"%s\"", w->name, err.msg);
+			tt_log(TT_ERROR, "store_failed", "name=%s error=%s", w->name,
+			       tt_log_quote(q, sizeof(q), err.msg));
 			end = ORDER_DB_GONE;
 		} else {
 			count_result(r, w->current_cert_id ? &r->renewed : &r->issued, NULL);
@@ -598,14 +624,16 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 	case ACME_FAIL:
 		cas_answered(r->cas, (size_t)w->ca);
 		if (another_ca && refused_name(&prob) && PQtransactionStatus(w->lock) == PQTRANS_INTRANS) {
-			tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory, prob.type);
+			tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory,
+			       tt_log_quote(qt, sizeof(qt), prob.type));
 			abandon_attempt(w, &prob);
 			end = ORDER_NEXT_CA;
 			break;
 		}
 		char msg[sizeof(err.msg)];
 		snprintf(msg, sizeof(msg), "%s", err.msg);
-		tt_log(TT_INFO, "order_error", "name=%s type=%s error=\"%s\"", w->name, prob.type, msg);
+		tt_log(TT_INFO, "order_error", "name=%s type=%s error=%s", w->name,
+		       tt_log_quote(qt, sizeof(qt), prob.type), tt_log_quote(q, sizeof(q), msg));
 		if (PQstatus(w->lock) != CONNECTION_OK) {
 			end = ORDER_DB_GONE;
 		} else {
@@ -620,7 +648,8 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 				}
 			}
 			if (record_failure(w, &prob, msg, false, &e2) < 0 || tt_db_commit(w->lock, &e2) < 0) {
-				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, e2.msg);
+				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=%s", w->name,
+				       tt_log_quote(q, sizeof(q), e2.msg));
 				tt_db_rollback(w->lock);
 				end = ORDER_DB_GONE;
 			}
@@ -706,7 +735,7 @@ static bool linger_wait(struct run *r, unsigned *seen)
 	while (!r->stop && r->wake_gen == *seen && r->linger_ms && tt_now_ms() < r->linger_ms) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1; /* re-checks stop and the end of lingering each second */
+		ts.tv_sec += LINGER_RECHECK_S; /* re-checks stop and the end of lingering */
 		pthread_cond_timedwait(&r->wake, &r->mu, &ts);
 	}
 	bool more = r->wake_gen != *seen && !r->stop;
@@ -810,7 +839,8 @@ static void wake_if_due(struct run *r, PGconn *db)
 	char now[sizeof(r->started_at)];
 	bool any;
 	if (store_due_now(db, now, sizeof(now), &any, &err) < 0) {
-		tt_log(TT_WARN, "linger_query_failed", "error=\"%s\"", err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "linger_query_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 		return;
 	}
 	if (any) {
@@ -862,8 +892,11 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 			wait = next_sweep - now > 0 ? next_sweep - now : 0;
 		int n = listening ? wait_notified(db, wait) : 0;
 		if (!listening || n < 0) {
-			if (listening)
-				tt_log(TT_WARN, "linger_db_lost", "error=\"%s\"", PQerrorMessage(db));
+			if (listening) {
+				char q[TT_LOG_QUOTED_MAX];
+				tt_log(TT_WARN, "linger_db_lost", "error=%s",
+				       tt_log_quote(q, sizeof(q), PQerrorMessage(db)));
+			}
 			if (!listening)
 				tt_sleep_ms(wait < SERVED_RECHECK_MS ? wait : SERVED_RECHECK_MS);
 			PQreset(db);
@@ -875,8 +908,10 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 		if (n > 0 || sweep)
 			wake_if_due(r, db);
 		if (sweep) {
-			if (served_sweep(db, tls, &r->served, LINGER_SWEEP_LIMIT, &err) < 0)
-				tt_log(TT_WARN, "served_sweep_failed", "error=\"%s\"", err.msg);
+			if (served_sweep(db, tls, &r->served, LINGER_SWEEP_LIMIT, &err) < 0) {
+				char q[TT_LOG_QUOTED_MAX];
+				tt_log(TT_WARN, "served_sweep_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+			}
 			next_sweep = tt_now_ms() + SERVED_RECHECK_MS;
 		}
 	}
@@ -944,15 +979,27 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 	return 0;
 }
 
+void run_failed(const char *reason, const char *error)
+{
+	char q[TT_LOG_QUOTED_MAX];
+	tt_log(TT_ERROR, "run_failed", "reason=%s error=%s", reason, tt_log_quote(q, sizeof(q), error));
+}
+
+/* A run that cannot do its job says why on stderr and in its run_failed event. Returns 2. */
+static int cannot_run(const char *reason, const char *prefix, const struct tt_err *err)
+{
+	fprintf(stderr, "issuer run: %s%s\n", prefix, err->msg);
+	run_failed(reason, err->msg);
+	return 2;
+}
+
 int run_main(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	struct run r = {.ctx = ctx};
 	long concurrency;
-	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
-		return 2;
-	}
+	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0)
+		return cannot_run("options", "", &err);
 	int64_t started = tt_now_ms();
 	PGconn *db = NULL;
 	struct tt_keyring *kr = NULL;
@@ -960,13 +1007,11 @@ int run_main(struct issuer_ctx *ctx)
 	int rc = 2;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (r.preflight.enabled && dns_library_init(&err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
 		curl_global_cleanup();
-		return 2;
+		return cannot_run("dns", "", &err);
 	}
 	if (issuer_db_open(ctx, &db, &err) < 0) {
-		fprintf(stderr, "issuer run: cannot use the database: %s\n", err.msg);
-		tt_log(TT_ERROR, "run_failed", "reason=database");
+		cannot_run("database", "cannot use the database: ", &err);
 		goto out;
 	}
 	if (issuer_flag(ctx, "dry-run")) {
@@ -974,36 +1019,39 @@ int run_main(struct issuer_ctx *ctx)
 		goto out;
 	}
 	if (issuer_keyring_open(ctx, &kr, &err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
+		cannot_run("keyring", "", &err);
 		goto out;
 	}
 	/* Before the CA is involved, so ticket keys keep rotating through a CA outage; a failure here
 	 * leaves the current keys serving and does not stop the certificates' work. */
 	if (ticket_keys_rotate(ctx, db, kr, &err) < 0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_ERROR, "ticket_keys_rotate_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 	}
 	if (cas_open(ctx, db, kr, &cas, &err) != 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
-		tt_log(TT_ERROR, "run_failed", "reason=ca");
+		cannot_run("ca", "", &err);
 		goto out;
 	}
 	bool any_due;
 	if (store_due_now(db, r.started_at, sizeof(r.started_at), &any_due, &err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
+		cannot_run("database", "", &err);
 		goto out;
 	}
 	/* tokens left by a killed run are useless once expired */
-	if (attempt_challenges_expire(db, &err) < 0)
-		tt_log(TT_WARN, "challenge_cleanup_failed", "error=\"%s\"", err.msg);
+	if (attempt_challenges_expire(db, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "challenge_cleanup_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	for (size_t i = 0; i < cas.n; i++)
 		cas.s[i].cfg.cancel = &r.cancel;
 	r.kr = kr;
 	r.cas = &cas;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.wake, NULL);
-	if (events_prune(ctx, db, &err) < 0)
-		tt_log(TT_WARN, "events_prune_failed", "error=\"%s\"", err.msg);
+	if (events_prune(ctx, db, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "events_prune_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	CURL *tls = curl_easy_init();
 	struct worker *ws = calloc((size_t)concurrency, sizeof(*ws));
 	pthread_t *ts = calloc((size_t)concurrency, sizeof(*ts));
@@ -1055,8 +1103,10 @@ int run_main(struct issuer_ctx *ctx)
 	pthread_cond_destroy(&r.wake);
 	pthread_mutex_destroy(&r.mu);
 	/* The retry of the served check for a run that does not linger (cron is its timer). */
-	if (served_sweep(db, tls, &r.served, SWEEP_LIMIT, &err) < 0)
-		tt_log(TT_WARN, "served_sweep_failed", "error=\"%s\"", err.msg);
+	if (served_sweep(db, tls, &r.served, SWEEP_LIMIT, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "served_sweep_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	curl_easy_cleanup(tls);
 
 	if (r.fatal)
