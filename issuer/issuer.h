@@ -8,36 +8,42 @@
  *   cli_domain.c  `domain add|remove|list|show`
  *   cli_cert.c    `cert import`, `cert import-batch`, `revoke`
  *   cli_account.c `account show|rollover`
- *   names.c       user input -> normalized A-label name (libidn2, then tt_name_normalize)
+ *   name_input.c  what an operator types -> normalized A-label name (libidn2, then
+ *                 tt_name_normalize)
  *   certinfo.c    reads certificates with wolfSSL: serial, validity, SANs, key match
  *   chain.c       verifies a downloaded chain (signatures to a trusted root, dates, CSR key and
  *                 name) before acme.c hands it on to be stored
  *   keygen.c      fresh domain keys (P-256 or RSA-2048) and their CSRs, with wolfSSL
  *   keystore.c    the only module that sees the master key: seals and opens private keys
  *   store.c       domain and certificate rows: add, find, remove, list (domain_status), store a
- *                 certificate, record served; domain_events rows (store_event)
+ *                 certificate, record served; domain_events rows (store_event); for the run:
+ *                 claim a due domain (the due_domains view), reschedule it, the preflight streak
+ *   attempts.c    issuance_attempts rows: start one within the shared order budget, abandon or
+ *                 fail it (the domain's failure count, backoff, paused/dormant); challenge rows
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
  *   acme_parse.c  hand-written parsers of the CA's header values, dates and tokens (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
- *   account.c     our ACME account per directory: load the sealed key, check the CA still has
- *                 it, or register (once, under an advisory lock)
+ *   account.c     our ACME account per directory (struct ca_account, account_*): load the sealed
+ *                 key, check the CA still has it, or register (once, under an advisory lock)
  *   cas.c         the run's CAs in order of preference (--directory repeated), down or paused
  *                 ones skipped: which CA a domain is ordered from
  *   peer_addr.c   which addresses a customer's DNS may send the issuer to (the self-check's
  *                 guard against private and loopback targets)
- *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
- *                 hold the row for the whole order; the preflight (failures make a domain dormant
- *                 after --dormant-after), CAs tried in order of preference, attempts and the shared
- *                 order budget, HTTP-01 publish + self-check, failures with backoff, ARI at the
- *                 issuing CA, deadline, signals, summary; --linger: LISTEN tracktls_domain_event
- *                 and wake the waiting workers when a domain becomes due; every change is
- *                 recorded with its domain_events row
+ *   run.c         the batch run: order workers claim due domains (store.c) and hold the row for
+ *                 the whole order; the preflight (failures make a domain dormant after
+ *                 --dormant-after), CAs tried in order of preference (by the acme_status class of
+ *                 each failure), attempts (attempts.c), HTTP-01 publish + self-check, ARI at the
+ *                 issuing CA, deadline, signals, summary, run_failed; --linger: LISTEN
+ *                 tracktls_domain_event and wake the waiting workers when a domain becomes due.
+ *                 It holds no SQL of its own but LISTEN
  *   served.c      https_ready: a TLS handshake with SNI through the edge, chain verified, serial
  *                 compared with the stored certificate; sweeps the stored-but-not-served ones
  *   events.c      `events [--since ID] [--follow]`: domain_events in id order, LISTEN across
  *                 reconnects; pruning after --events-retention
- *   metrics.c     the Prometheus textfile written at the end of a run
+ *   metrics_file.c the Prometheus textfile written at the end of a run
+ *   ticket_rotation.c the fleet's session-ticket keys: the next one created before the newest
+ *                 ends, expired ones deleted; each run and `tickets rotate`
  *   dns.c         c-ares queries (A, AAAA with the CNAME chain, CAA), one resolver per thread
  *   caa.c         RFC 8659 CAA record sets and RFC 8657 parameters: may this CA issue? (fuzzed)
  *   preflight.c   before any order: does the name reach the edge, does CAA permit a CA of ours;
@@ -114,7 +120,7 @@ void run_failed(const char *reason, const char *error);
 int cli_tickets_rotate(struct issuer_ctx *ctx);
 int cli_domain_check(struct issuer_ctx *ctx);
 
-/* ---- tickets.c ---- */
+/* ---- ticket_rotation.c ---- */
 /* Creates the next session-ticket key when the newest ends soon and deletes expired ones, by
  * --ticket-rotate and --ticket-lifetime (tt_ticket_keys_rotate; several hosts may run it at once). */
 int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct tt_err *err);
@@ -125,7 +131,7 @@ struct domain_row;
 int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason,
 		   struct tt_err *err);
 
-/* ---- names.c ---- */
+/* ---- name_input.c ---- */
 /* Accepts a U-label or A-label name; writes the normalized A-label form. */
 int name_to_ascii(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
 
@@ -329,6 +335,8 @@ enum acme_status {
 #define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
 #define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
 #define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
+/* Our own GET of the challenge did not get the key authorization (reason dns_not_pointed). */
+#define ACME_PROBLEM_SELF_CHECK_FAILED "urn:tracktls:selfCheckFailed"
 /* The self-check's target is loopback, private or reserved (peer_addr.c) and --self-check-via is unset. */
 #define ACME_PROBLEM_SELF_CHECK_REFUSED "urn:tracktls:selfCheckRefused"
 /* An authorization or order may stay pending for this many --timeout before the poll gives up. */
@@ -346,7 +354,9 @@ struct acme_directory {
 	bool eab_required;
 	json_t *profiles; /* meta.profiles or NULL */
 };
-/* An RFC 7807 problem document from the CA, or one of ours (ACME_PROBLEM_*, selfCheckFailed). */
+/* An RFC 7807 problem document. type: the CA's, one of ours (ACME_PROBLEM_*), or a bare word for
+ * what in the CA's answer was unusable (http, authorization, unsupportedChallenge, malformedOrder,
+ * orderNotReady, orderInvalid, badCertificate: reason internal). */
 struct acme_problem {
 	long status;
 	char type[256];
@@ -419,7 +429,7 @@ int acme_url_check(const char *directory, const char *url, char *why, size_t why
 
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */
-struct acme_session {
+struct ca_account {
 	size_t index; /* which --directory, 0 the preferred */
 	char directory[1024], ca_file[1024], chain_ca_file[1024], eab_kid[256], eab_hmac[256];
 	char caa_identity[TT_NAME_MAX]; /* --caa-identity for this directory */
@@ -431,21 +441,21 @@ struct acme_session {
 	size_t key_len;
 };
 /* The settings of the index-th --directory (its CA file, EAB, CAA identity), without contacting it. */
-void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_session *s);
-/* session_settings, then reads the directory and our account for it; with create, registers one
+void account_settings(const struct issuer_ctx *ctx, size_t index, struct ca_account *s);
+/* account_settings, then reads the directory and our account for it; with create, registers one
  * (once, under an advisory lock, with EAB when given or required) and stores its key sealed.
  * 1 = no account. */
-int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create, size_t index,
-		 struct acme_session *s, struct tt_err *err);
-void session_close(struct acme_session *s);
-/* A client and key of the thread's own, logged in as the session's account. */
-int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
-/* session_open without registering, then session_client: for the commands that act as the
+int account_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create, size_t index,
+		 struct ca_account *s, struct tt_err *err);
+void account_close(struct ca_account *s);
+/* A client and key of the thread's own, logged in as the account. */
+int account_client(const struct ca_account *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+/* account_open without registering, then account_client: for the commands that act as the
  * existing account (account show/rollover, revoke). directory: the configured --directory to use
  * (revoke: the one that issued the certificate), NULL or not configured: the first. Fails when
  * there is no account yet. */
-int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
-			struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+int account_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
+			struct ca_account *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
 
 /* ---- cas.c ---- */
 struct ca_state {
@@ -454,7 +464,7 @@ struct ca_state {
 	int64_t paused_until_ms; /* monotonic: a rate limit that outlasts the run's deadline */
 };
 struct cas {
-	struct acme_session *s; /* one per --directory, preferred first */
+	struct ca_account *s; /* one per --directory, preferred first */
 	size_t n;
 	pthread_mutex_t mu;
 	struct ca_state st[ISSUER_MAX_CAS];
@@ -508,7 +518,7 @@ int cli_events(struct issuer_ctx *ctx);
 /* Deletes events older than --events-retention (default 30 days). */
 int events_prune(const struct issuer_ctx *ctx, PGconn *db, struct tt_err *err);
 
-/* ---- metrics.c ---- */
+/* ---- metrics_file.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters, its exit status and the store's state. */
 int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, int status,
 		  struct tt_err *err);

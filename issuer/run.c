@@ -58,7 +58,7 @@ struct run {
 #define ARI_RECHECK_S (12 * 3600)
 #define DEFAULT_DORMANT_AFTER "30d"
 
-struct worker {
+struct order_worker {
 	struct run *run;
 	PGconn *lock; /* holds the claimed domain row in an open transaction */
 	PGconn *aux;  /* autocommit: attempts, challenges (visible to terminators at once) */
@@ -143,7 +143,7 @@ static void count_result(struct run *r, long *counter, const char *failed_name)
 }
 
 /* Claims the next due domain. 1 claimed (transaction open on w->lock), 0 none due, -1 error. */
-static int claim(struct worker *w, struct tt_err *err)
+static int claim(struct order_worker *w, struct tt_err *err)
 {
 	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
@@ -169,7 +169,7 @@ static int claim(struct worker *w, struct tt_err *err)
 }
 
 /* Records a new attempt if the shared order budget allows. 1 ok, 0 budget spent, -1 error. */
-static int start_attempt(struct worker *w, const char *kind, bool counts, struct tt_err *err)
+static int start_attempt(struct order_worker *w, const char *kind, bool counts, struct tt_err *err)
 {
 	return attempt_start(w->aux, w->domain_id, kind, counts, w->run->budget,
 			     w->current_cert_id ? "renewing" : "validating", &w->attempt_id, err);
@@ -177,7 +177,7 @@ static int start_attempt(struct worker *w, const char *kind, bool counts, struct
 
 static void order_created(void *arg, const char *url)
 {
-	struct worker *w = arg;
+	struct order_worker *w = arg;
 	struct tt_err err;
 	if (attempt_set_order_url(w->aux, w->attempt_id, url, &err) < 0) {
 		char q[TT_LOG_QUOTED_MAX];
@@ -205,7 +205,7 @@ static size_t collect(char *ptr, size_t size, size_t n, void *arg)
 	return add;
 }
 
-static int self_check_refused(const struct worker *w, const struct peer_guard *g, struct acme_problem *prob,
+static int self_check_refused(const struct order_worker *w, const struct peer_guard *g, struct acme_problem *prob,
 			      struct tt_err *err)
 {
 	char detail[700];
@@ -219,7 +219,7 @@ static int self_check_refused(const struct worker *w, const struct peer_guard *g
 }
 
 /* GETs our own port-80 answer for the token before the CA is asked to look. */
-static int self_check(struct worker *w, const char *token, const char *key_auth, struct acme_problem *prob,
+static int self_check(struct order_worker *w, const char *token, const char *key_auth, struct acme_problem *prob,
 		      struct tt_err *err)
 {
 	struct run *r = w->run;
@@ -272,13 +272,13 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	else
 		snprintf(detail, sizeof(detail), "self-check GET %s: HTTP %ld, %s", url, status,
 			 status == 200 ? "wrong key authorization" : "not served");
-	acme_problem_set(prob, 0, "urn:tracktls:selfCheckFailed", detail, NULL);
+	acme_problem_set(prob, 0, ACME_PROBLEM_SELF_CHECK_FAILED, detail, NULL);
 	return tt_fail(err, "%s", detail);
 }
 
 static int publish(void *arg, const char *token, const char *key_auth, struct acme_problem *prob, struct tt_err *err)
 {
-	struct worker *w = arg;
+	struct order_worker *w = arg;
 	if (attempt_challenge_publish(w->aux, w->domain_id, token, key_auth, err) < 0) {
 		acme_problem_set(prob, 0, "urn:tracktls:database", err->msg, NULL);
 		return -1;
@@ -288,7 +288,7 @@ static int publish(void *arg, const char *token, const char *key_auth, struct ac
 
 /* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. A
  * preflight failure never pauses: its streak makes the domain dormant after --dormant-after. */
-static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
+static int record_failure(struct order_worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
 			  struct tt_err *err)
 {
 	const char *type = prob->type[0] ? prob->type : "urn:tracktls:error";
@@ -321,7 +321,7 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 }
 
 /* Checks and stores what the CA sent, sealed, in the claim transaction. */
-static int store_issued(struct worker *w, const char *chain, const uint8_t *key, size_t key_len, const char *kind,
+static int store_issued(struct order_worker *w, const char *chain, const uint8_t *key, size_t key_len, const char *kind,
 			struct tt_err *err)
 {
 	struct certinfo ci;
@@ -371,7 +371,7 @@ out:
 }
 
 /* The profile to ask for: the domain's, else the run's, and only if the CA lists it. */
-static const char *pick_profile(struct worker *w)
+static const char *pick_profile(struct order_worker *w)
 {
 	const char *p = w->profile[0] ? w->profile : w->run->profile;
 	if (!p)
@@ -385,7 +385,7 @@ static const char *pick_profile(struct worker *w)
 
 /* An order given up without judging the domain (rate limit, CA trouble): attempt and challenges go;
  * the reason is shown (domain_status) but no failure is counted. */
-static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
+static void abandon_attempt(struct order_worker *w, const struct acme_problem *prob)
 {
 	struct tt_err err;
 	if (attempt_abandon(w->aux, w->attempt_id, w->domain_id, &err) < 0) {
@@ -397,7 +397,7 @@ static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
 }
 
 /* Once the claim is released: why the CAs put the domain off (a rate limit, an outage). */
-static void note_put_off(struct worker *w)
+static void note_put_off(struct order_worker *w)
 {
 	struct tt_err err = {{0}};
 	if (w->put_off_type[0] &&
@@ -408,7 +408,7 @@ static void note_put_off(struct worker *w)
 }
 
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
-static int claim_again(struct worker *w, struct tt_err *err)
+static int claim_again(struct order_worker *w, struct tt_err *err)
 {
 	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
@@ -421,7 +421,7 @@ static int claim_again(struct worker *w, struct tt_err *err)
 /* Asks renewalInfo of the CA that issued the current certificate whether to renew now. 1 yes (with
  * replaces, to that CA only), 0 not yet (the domain is rescheduled inside the suggested window and
  * the claim committed), -1 no answer: renew as usual. */
-static int ari_check(struct worker *w)
+static int ari_check(struct order_worker *w)
 {
 	time_t start, end;
 	struct acme_problem prob = {0};
@@ -458,7 +458,7 @@ static int ari_check(struct worker *w)
 
 /* Once right after storing, so a lingering run reports https_ready within the second; the
  * sweeps retry what the edge did not serve yet. */
-static void check_served(struct worker *w)
+static void check_served(struct order_worker *w)
 {
 	struct tt_err err = {{0}};
 	int rc = served_check_and_record(w->aux, w->check, &w->run->served, w->domain_id, w->name, w->new_cert_id,
@@ -472,7 +472,7 @@ static void check_served(struct worker *w)
 
 /* Before any order: the DNS and CAA preflight. 1 passed (permits[i]: CAA lets CA i issue), 0 failed
  * and recorded (claim ended, nothing asked of a CA), -1 the database is gone. */
-static int preflight(struct worker *w, bool *permits)
+static int preflight(struct order_worker *w, bool *permits)
 {
 	struct run *r = w->run;
 	for (size_t i = 0; i < ISSUER_MAX_CAS; i++)
@@ -532,7 +532,7 @@ static bool refused_name(const struct acme_problem *prob)
 }
 
 /* The domain's order at CA w->ca, from new attempt to stored certificate or recorded outcome. */
-static enum order_end order_at(struct worker *w, const char *kind, const char *replaces, bool another_ca)
+static enum order_end order_at(struct order_worker *w, const char *kind, const char *replaces, bool another_ca)
 {
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
@@ -668,7 +668,7 @@ done:
 
 /* One claimed domain from preflight to stored certificate (or recorded failure), trying the CAs in
  * order of preference. Ends the claim transaction. Returns -1 only when the database is gone. */
-static int process(struct worker *w)
+static int process(struct order_worker *w)
 {
 	struct run *r = w->run;
 	bool permits[ISSUER_MAX_CAS];
@@ -746,7 +746,7 @@ static bool linger_wait(struct run *r, unsigned *seen)
 
 static void *worker_main(void *arg)
 {
-	struct worker *w = arg;
+	struct order_worker *w = arg;
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
 	const char *conninfo = issuer_opt(r->ctx, "db");
@@ -756,7 +756,7 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	for (size_t i = 0; i < r->cas->n; i++)
-		if (r->cas->s[i].key_pem && session_client(&r->cas->s[i], &w->acme[i], &w->key[i], &err) < 0) {
+		if (r->cas->s[i].key_pem && account_client(&r->cas->s[i], &w->acme[i], &w->key[i], &err) < 0) {
 			run_fatal(r, err.msg);
 			return NULL;
 		}
@@ -788,7 +788,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void worker_free(struct worker *w)
+static void worker_free(struct order_worker *w)
 {
 	if (w->lock)
 		PQfinish(w->lock);
@@ -1053,7 +1053,7 @@ int run_main(struct issuer_ctx *ctx)
 		tt_log(TT_WARN, "events_prune_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 	}
 	CURL *tls = curl_easy_init();
-	struct worker *ws = calloc((size_t)concurrency, sizeof(*ws));
+	struct order_worker *ws = calloc((size_t)concurrency, sizeof(*ws));
 	pthread_t *ts = calloc((size_t)concurrency, sizeof(*ts));
 	long started_threads = 0;
 	if (!ws || !ts || !tls) {

@@ -1,4 +1,4 @@
-/* metrics: the run's Prometheus textfile for node_exporter's textfile collector, written to a
+/* metrics_file: the run's Prometheus textfile for node_exporter's textfile collector, written to a
  * temporary file and renamed so the collector never reads half a file. */
 #include <errno.h>
 #include <stdio.h>
