@@ -7,17 +7,7 @@
 issuer_env_start
 # Pebble's DNS sends stuck.test to 127.0.0.3, where a listener takes the validator's connections
 # and never answers them: the authorization stays pending for longer than the issuer polls it.
-bg python3 -c '
-import socket, sys, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.3", int(sys.argv[1])))
-s.listen(64)
-held = []
-while True:
-    c, _ = s.accept()
-    held.append(c)
-' "$HTTP"
+bg python3 "$TT_ROOT/tests/lib/black_hole.py" 127.0.0.3 "$HTTP"
 wait_until 10 port_open 127.0.0.3 "$HTTP" || fail "silent listener did not start"
 curl -sf -X POST -d '{"host":"stuck.test.","addresses":["127.0.0.3"]}' "http://127.0.0.1:$PEBBLE_CHALL_MGMT_PORT/add-a" >/dev/null ||
 	fail "challtestsrv add-a"
