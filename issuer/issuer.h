@@ -249,7 +249,7 @@ struct due_claim {
 int store_due_claim(PGconn *db, const char *due_by, struct due_claim *out, struct tt_err *err);
 /* Inside the caller's transaction: locks the domain again. 1 held, 0 locked by another, -1 error. */
 int store_domain_relock(PGconn *db, int64_t domain_id, struct tt_err *err);
-/* The database's now() as text (a later due_by) and whether any domain is due. */
+/* The database's now() as text (a later due_by) and whether any domain is due (any may be NULL). */
 int store_due_now(PGconn *db, char *now, size_t size, bool *any, struct tt_err *err);
 /* Calls each for every due domain, soonest first (kind "new" or "renewal"); how many, or -1. */
 int store_due_each(PGconn *db, void (*each)(const char *name, const char *kind, void *arg), void *arg,

@@ -1032,8 +1032,7 @@ int run_main(struct issuer_ctx *ctx)
 		cannot_run("ca", "", &err);
 		goto out;
 	}
-	bool any_due;
-	if (store_due_now(db, r.started_at, sizeof(r.started_at), &any_due, &err) < 0) {
+	if (store_due_now(db, r.started_at, sizeof(r.started_at), NULL, &err) < 0) {
 		cannot_run("database", "", &err);
 		goto out;
 	}

@@ -289,7 +289,8 @@ int store_due_now(PGconn *db, char *now, size_t size, bool *any, struct tt_err *
 	if (tt_db_exec(db, &res, err, "SELECT now()::text, EXISTS (SELECT 1 FROM due_domains)", 0, NULL) < 0)
 		return -1;
 	snprintf(now, size, "%s", PQgetvalue(res, 0, 0));
-	*any = PQgetvalue(res, 0, 1)[0] == 't';
+	if (any)
+		*any = PQgetvalue(res, 0, 1)[0] == 't';
 	PQclear(res);
 	return 0;
 }
