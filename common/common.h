@@ -12,6 +12,9 @@
 #include <libpq-fe.h>
 
 #define TT_VERSION "0.1.0"
+/* A numeric macro as a string literal, for help texts that must agree with the code. */
+#define TT_STRINGIFY_(x) #x
+#define TT_STRINGIFY(x) TT_STRINGIFY_(x)
 
 /* ---- err.c: errors are values. A failing function fills a tt_err and returns -1. ---- */
 struct tt_err {
@@ -31,6 +34,8 @@ int tt_log_parse_level(const char *s, enum tt_level *out);
 void tt_log(enum tt_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Writes s as a logfmt value (quoted and escaped when needed) into buf; returns buf. */
 const char *tt_log_quote(char *buf, size_t size, const char *s);
+/* Room for a tt_err message (or a libpq or curl error of that size) quoted by tt_log_quote. */
+#define TT_LOG_QUOTED_MAX (2 * sizeof(((struct tt_err *)0)->msg) + 2)
 
 /* ---- config.c: flags, environment and an optional `key = value` file share one key space. ----
  * Precedence: command-line flag > environment variable > config file > built-in default. */

@@ -9,7 +9,7 @@
 
 #include "issuer.h"
 
-static int load(PGconn *db, const struct tt_keyring *kr, struct acme_session *s, struct tt_err *err)
+static int load(PGconn *db, const struct tt_keyring *kr, struct ca_account *s, struct tt_err *err)
 {
 	const char *p[] = {s->cfg.directory};
 	PGresult *res;
@@ -36,14 +36,14 @@ static int load(PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
 	return 0;
 }
 
-static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct acme_session *s,
+static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct ca_account *s,
 		  struct tt_err *err)
 {
 	if (keygen_account(&s->key_pem, &s->key_len, err) < 0)
 		return -1;
 	struct acme_client *c;
 	struct jws_key *k;
-	if (session_client(s, &c, &k, err) < 0)
+	if (account_client(s, &c, &k, err) < 0)
 		return -1;
 	struct acme_problem prob = {0};
 	int rc = acme_account_register(c, issuer_opt(ctx, "contact"), s->eab_kid[0] ? s->eab_kid : NULL,
@@ -81,11 +81,11 @@ static int create(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyr
 
 /* 0 when the CA still knows the account, 1 when it says it does not exist (a CA that lost its
  * state, or a deactivated account), -1 when it cannot be asked. */
-static int account_alive(const struct acme_session *s, struct tt_err *err)
+static int account_alive(const struct ca_account *s, struct tt_err *err)
 {
 	struct acme_client *c;
 	struct jws_key *k;
-	if (session_client(s, &c, &k, err) < 0)
+	if (account_client(s, &c, &k, err) < 0)
 		return -1;
 	struct acme_problem prob = {0};
 	json_t *acct = NULL;
@@ -105,7 +105,7 @@ static int account_alive(const struct acme_session *s, struct tt_err *err)
 }
 
 /* Drops the row of an account the CA no longer has (unless another run already replaced it). */
-static int forget(PGconn *db, struct acme_session *s, struct tt_err *err)
+static int forget(PGconn *db, struct ca_account *s, struct tt_err *err)
 {
 	char id[24];
 	snprintf(id, sizeof(id), "%" PRId64, s->account_id);
@@ -115,7 +115,7 @@ static int forget(PGconn *db, struct acme_session *s, struct tt_err *err)
 	return tt_db_run(db, err, "DELETE FROM acme_accounts WHERE id = $1 AND account_url = $2", 2, p) < 0 ? -1 : 1;
 }
 
-void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_session *s)
+void account_settings(const struct issuer_ctx *ctx, size_t index, struct ca_account *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->index = index;
@@ -130,17 +130,17 @@ void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_se
 		snprintf(s->caa_identity, sizeof(s->caa_identity), "%s", ISSUER_DEFAULT_CAA_IDENTITY);
 }
 
-int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
-		 size_t index, struct acme_session *s, struct tt_err *err)
+int account_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
+		 size_t index, struct ca_account *s, struct tt_err *err)
 {
-	session_settings(ctx, index, s);
+	account_settings(ctx, index, s);
 	int64_t ms;
 	if (issuer_opt_duration_ms(ctx, "timeout", &ms, err) < 0)
 		return -1;
 	if (ms <= 0)
 		return tt_fail(err, "--timeout: must be positive");
 	s->cfg.timeout_ms = (long)ms;
-	s->cfg.poll_limit_ms = ms * 2;
+	s->cfg.poll_limit_ms = ms * POLL_LIMIT_TIMEOUTS;
 	struct acme_client *c;
 	if (acme_client_new(&s->cfg, &c, err) < 0)
 		return -1;
@@ -171,21 +171,21 @@ int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	return rc;
 }
 
-int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
-			struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err)
+int account_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
+			struct ca_account *s, struct acme_client **c, struct jws_key **k, struct tt_err *err)
 {
 	size_t index = 0;
 	char buf[sizeof(s->directory)];
 	for (size_t i = 0; directory && i < issuer_opt_count(ctx, "directory"); i++)
 		if (issuer_opt_item(ctx, "directory", i, buf, sizeof(buf)) && strcmp(buf, directory) == 0)
 			index = i;
-	int rc = session_open(ctx, db, kr, false, index, s, err);
+	int rc = account_open(ctx, db, kr, false, index, s, err);
 	if (rc == 1)
 		return tt_fail(err, "no ACME account for %s yet (the first `issuer run` creates it)", s->cfg.directory);
-	return rc < 0 ? -1 : session_client(s, c, k, err);
+	return rc < 0 ? -1 : account_client(s, c, k, err);
 }
 
-void session_close(struct acme_session *s)
+void account_close(struct ca_account *s)
 {
 	if (s->key_pem)
 		tt_secret_free(s->key_pem, s->key_len);
@@ -193,7 +193,7 @@ void session_close(struct acme_session *s)
 	acme_directory_free(&s->dir);
 }
 
-int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err)
+int account_client(const struct ca_account *s, struct acme_client **c, struct jws_key **k, struct tt_err *err)
 {
 	if (jws_key_load(s->key_pem, s->key_len, k, err) < 0)
 		return -1;

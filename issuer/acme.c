@@ -15,6 +15,16 @@
 
 #define NONCE_RETRIES 20
 #define TRANSIENT_RETRIES 3
+/* Polling a pending authorization or order: gaps grow by half from the first to the largest; a
+ * Retry-After is honoured up to its cap, and no gap is shorter than the smallest. */
+#define POLL_FIRST_GAP_MS 50
+#define POLL_MAX_GAP_MS 2000
+#define POLL_MIN_GAP_MS 20
+#define POLL_MAX_RETRY_AFTER_MS 10000
+/* A connection to the CA is given at most this long (or --timeout, when shorter). */
+#define CONNECT_TIMEOUT_MAX_MS 10000L
+/* A transient failure is retried after 200 ms, then twice as long each time. */
+#define TRANSIENT_FIRST_GAP_MS 200
 
 struct acme_client {
 	CURL *curl;
@@ -97,7 +107,8 @@ int acme_client_new(const struct acme_config *cfg, struct acme_client **out, str
 	CURL *h = c->curl;
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cfg->timeout_ms < 10000 ? cfg->timeout_ms : 10000L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+			 cfg->timeout_ms < CONNECT_TIMEOUT_MAX_MS ? cfg->timeout_ms : CONNECT_TIMEOUT_MAX_MS);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "tracktls-issuer/" TT_VERSION);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
@@ -211,7 +222,7 @@ static bool retry_transient(const struct acme_client *c, int *left)
 	if (*left <= 0)
 		return false;
 	(*left)--;
-	tt_sleep_ms(200LL << (TRANSIENT_RETRIES - *left - 1));
+	tt_sleep_ms((int64_t)TRANSIENT_FIRST_GAP_MS << (TRANSIENT_RETRIES - *left - 1));
 	return true;
 }
 
@@ -220,19 +231,29 @@ static bool transient(long status)
 	return status >= 500 || status == 0;
 }
 
-int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err)
+/* A request that got no usable answer: the CA's trouble, unless we refused its URL. */
+static enum acme_status transport_failed(const struct acme_client *c, struct acme_problem *prob,
+					 const struct tt_err *err)
+{
+	acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : ACME_PROBLEM_TRANSPORT, err->msg, NULL);
+	return c->refused ? ACME_FAIL : ACME_UNAVAILABLE;
+}
+
+enum acme_status acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob,
+			  struct tt_err *err)
 {
 	int rc, left = TRANSIENT_RETRIES;
 	do
 		rc = perform(c, url, NULL, NULL, false, err);
 	while ((rc < 0 || transient(c->status)) && retry_transient(c, &left));
 	if (rc < 0) {
-		acme_problem_set(prob, 0, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg, NULL);
-		return ACME_FAIL;
+		c->status = 0;
+		return transport_failed(c, prob, err);
 	}
 	if (c->status >= 400) {
 		acme_problem_set(prob, c->status, "http", c->body, NULL);
-		return tt_fail(err, "GET %s: HTTP %ld", url, c->status);
+		tt_fail(err, "GET %s: HTTP %ld", url, c->status);
+		return transient(c->status) ? ACME_UNAVAILABLE : ACME_FAIL;
 	}
 	json_error_t jerr;
 	*out = json_loadb(c->body ? c->body : "", c->len, 0, &jerr);
@@ -300,17 +321,17 @@ static int fresh_nonce(struct acme_client *c, struct tt_err *err)
 
 /* Signs and POSTs; payload NULL means POST-as-GET. With jwk set the request carries the key
  * instead of the account URL (newAccount). */
-static int post_signed(struct acme_client *c, const char *url, const char *payload, bool jwk, json_t **out,
-		       struct acme_problem *prob, struct tt_err *err)
+static enum acme_status post_signed(struct acme_client *c, const char *url, const char *payload, bool jwk, json_t **out,
+				    struct acme_problem *prob, struct tt_err *err)
 {
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/jose+json");
-	int transient_left = TRANSIENT_RETRIES, nonce_left = NONCE_RETRIES, rc = ACME_FAIL;
+	int transient_left = TRANSIENT_RETRIES, nonce_left = NONCE_RETRIES;
+	enum acme_status rc = ACME_FAIL;
 	if (out)
 		*out = NULL;
 	for (;;) {
 		if (!c->nonce[0] && fresh_nonce(c, err) < 0) {
-			acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg,
-					 NULL);
+			rc = transport_failed(c, prob, err);
 			break;
 		}
 		json_t *prot = json_object();
@@ -345,8 +366,7 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 				continue;
 			if (prc == 0)
 				tt_fail(err, "%s: HTTP %ld", url, c->status);
-			acme_problem_set(prob, c->status, c->refused ? ACME_PROBLEM_BAD_URL : "transport", err->msg,
-					 NULL);
+			rc = transport_failed(c, prob, err);
 			break;
 		}
 		json_error_t jerr;
@@ -364,6 +384,8 @@ static int post_signed(struct acme_client *c, const char *url, const char *paylo
 			acme_problem_set(prob, c->status, type ? type : "http", detail ? detail : c->body, doc);
 			if (c->status == 429 || (type && strstr(type, ":rateLimited")))
 				rc = ACME_RATE_LIMITED;
+			else if (type && strstr(type, ":accountDoesNotExist"))
+				rc = ACME_ACCOUNT_GONE;
 			tt_fail(err, "%s: HTTP %ld %s %s", url, c->status, type ? type : "", detail ? detail : "");
 			break;
 		}
@@ -383,14 +405,15 @@ long acme_bad_nonce_retries(const struct acme_client *c)
 	return c->bad_nonce_retries;
 }
 
-int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
-	      struct tt_err *err)
+enum acme_status acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out,
+			   struct acme_problem *prob, struct tt_err *err)
 {
 	return post_signed(c, url, payload, false, out, prob, err);
 }
 
-int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
-			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err)
+enum acme_status acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid,
+				       const char *eab_hmac, char *kid, size_t kid_size, struct acme_problem *prob,
+				       struct tt_err *err)
 {
 	if (c->dir->eab_required && (!eab_kid || !eab_hmac))
 		return tt_fail(err, "the CA requires external account binding: give --eab-kid and --eab-hmac-key");
@@ -411,11 +434,13 @@ int acme_account_register(struct acme_client *c, const char *contact, const char
 	char *p = json_dumps(payload, JSON_COMPACT);
 	json_decref(payload);
 	json_t *acct = NULL;
-	int rc = post_signed(c, c->dir->new_account, p, true, &acct, prob, err);
+	enum acme_status rc = post_signed(c, c->dir->new_account, p, true, &acct, prob, err);
 	free(p);
 	const char *status = json_string_value(json_object_get(acct, "status"));
-	if (rc == ACME_OK && (!c->location[0] || (status && strcmp(status, "valid") != 0)))
-		rc = tt_fail(err, "newAccount: no account URL or status %s", status ? status : "?");
+	if (rc == ACME_OK && (!c->location[0] || (status && strcmp(status, "valid") != 0))) {
+		tt_fail(err, "newAccount: no account URL or status %s", status ? status : "?");
+		rc = ACME_FAIL;
+	}
 	if (rc == ACME_OK && url_allowed(c, "account", c->location, err) < 0) {
 		acme_problem_set(prob, 0, ACME_PROBLEM_BAD_URL, err->msg, NULL);
 		rc = ACME_FAIL;
@@ -426,33 +451,48 @@ int acme_account_register(struct acme_client *c, const char *contact, const char
 	return rc;
 }
 
+/* How an object still pending at the poll limit counts. */
+enum poll_kind {
+	POLL_AUTHZ, /* the validator could not decide: the domain's failure */
+	POLL_ORDER, /* the CA did not finish its own work: the CA's trouble */
+};
+
 /* Polls url until its status leaves pending/processing, with growing gaps that honour Retry-After. */
-static int poll_status(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob,
-		       struct tt_err *err)
+static enum acme_status poll_status(struct acme_client *c, const char *url, enum poll_kind kind, json_t **out,
+				    struct acme_problem *prob, struct tt_err *err)
 {
-	int64_t wait_ms = 50, waited = 0, limit = c->cfg->poll_limit_ms;
+	int64_t wait_ms = POLL_FIRST_GAP_MS, waited = 0, limit = c->cfg->poll_limit_ms;
 	for (;;) {
 		json_t *o;
-		int rc = acme_post(c, url, NULL, &o, prob, err);
+		enum acme_status rc = acme_post(c, url, NULL, &o, prob, err);
 		if (rc < 0)
 			return rc;
-		const char *st = json_string_value(json_object_get(o, "status"));
-		if (!st || (strcmp(st, "pending") != 0 && strcmp(st, "processing") != 0)) {
+		const char *status = json_string_value(json_object_get(o, "status"));
+		if (!status || (strcmp(status, "pending") != 0 && strcmp(status, "processing") != 0)) {
 			*out = o;
 			return ACME_OK;
 		}
+		/* the status outlives the object: it is named in the error */
+		char st[16];
+		snprintf(st, sizeof(st), "%s", status);
 		json_decref(o);
 		if (waited >= limit) {
-			acme_problem_set(prob, 0, "timeout", "the CA did not finish in time", NULL);
-			return tt_fail(err, "%s still %s after %lld ms", url, st, (long long)waited);
+			if (kind == POLL_AUTHZ)
+				acme_problem_set(prob, 0, ACME_PROBLEM_AUTHZ_PENDING,
+						 "the CA's validator did not decide in time", NULL);
+			else
+				acme_problem_set(prob, 0, ACME_PROBLEM_TIMEOUT, "the CA did not finish in time", NULL);
+			tt_fail(err, "%s still %s after %lld ms", url, st, (long long)waited);
+			return kind == POLL_AUTHZ ? ACME_FAIL : ACME_UNAVAILABLE;
 		}
 		int64_t ra = acme_retry_after(c);
-		int64_t sleep_ms = ra >= 0 ? (ra * 1000 > 10000 ? 10000 : ra * 1000) : wait_ms;
-		if (sleep_ms < 20)
-			sleep_ms = 20;
+		int64_t sleep_ms =
+		    ra >= 0 ? (ra * 1000 > POLL_MAX_RETRY_AFTER_MS ? POLL_MAX_RETRY_AFTER_MS : ra * 1000) : wait_ms;
+		if (sleep_ms < POLL_MIN_GAP_MS)
+			sleep_ms = POLL_MIN_GAP_MS;
 		tt_sleep_ms(sleep_ms);
 		waited += sleep_ms;
-		wait_ms = wait_ms * 3 / 2 > 2000 ? 2000 : wait_ms * 3 / 2;
+		wait_ms = wait_ms * 3 / 2 > POLL_MAX_GAP_MS ? POLL_MAX_GAP_MS : wait_ms * 3 / 2;
 	}
 }
 
@@ -465,11 +505,11 @@ static void problem_from(struct acme_problem *prob, json_t *doc, const char *fal
 }
 
 /* Answers one authorization with HTTP-01 unless it is already valid. */
-static int authorize(struct acme_client *c, const char *authz_url, const struct acme_order_req *req,
-		     struct acme_problem *prob, struct tt_err *err)
+static enum acme_status authorize(struct acme_client *c, const char *authz_url, const struct acme_order_req *req,
+				  struct acme_problem *prob, struct tt_err *err)
 {
 	json_t *authz;
-	int rc = acme_post(c, authz_url, NULL, &authz, prob, err);
+	enum acme_status rc = acme_post(c, authz_url, NULL, &authz, prob, err);
 	if (rc < 0)
 		return rc;
 	const char *st = json_string_value(json_object_get(authz, "status"));
@@ -519,7 +559,7 @@ static int authorize(struct acme_client *c, const char *authz_url, const struct 
 	rc = acme_post(c, ch_url_copy, "{}", NULL, prob, err);
 	if (rc < 0)
 		return rc;
-	rc = poll_status(c, authz_url, &authz, prob, err);
+	rc = poll_status(c, authz_url, POLL_AUTHZ, &authz, prob, err);
 	if (rc < 0)
 		return rc;
 	st = json_string_value(json_object_get(authz, "status"));
@@ -539,8 +579,8 @@ static int authorize(struct acme_client *c, const char *authz_url, const struct 
 	return ACME_OK;
 }
 
-int acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem, struct acme_problem *prob,
-	       struct tt_err *err)
+enum acme_status acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem,
+			    struct acme_problem *prob, struct tt_err *err)
 {
 	*chain_pem = NULL;
 	json_t *payload = json_pack("{s:[{s:s, s:s}]}", "identifiers", "type", "dns", "value", req->name);
@@ -551,7 +591,7 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	char *p = json_dumps(payload, JSON_COMPACT);
 	json_decref(payload);
 	json_t *order = NULL;
-	int rc = acme_post(c, c->dir->new_order, p, &order, prob, err);
+	enum acme_status rc = acme_post(c, c->dir->new_order, p, &order, prob, err);
 	free(p);
 	if (rc < 0)
 		return rc;
@@ -582,7 +622,7 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	json_decref(authzs);
 	if (rc < 0)
 		return rc;
-	if ((rc = poll_status(c, order_url, &order, prob, err)) < 0)
+	if ((rc = poll_status(c, order_url, POLL_ORDER, &order, prob, err)) < 0)
 		return rc;
 	const char *st = json_string_value(json_object_get(order, "status"));
 	if (!st || strcmp(st, "ready") != 0) {
@@ -604,7 +644,7 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	st = json_string_value(json_object_get(order, "status"));
 	if (st && strcmp(st, "processing") == 0) {
 		json_decref(order);
-		if ((rc = poll_status(c, order_url, &order, prob, err)) < 0)
+		if ((rc = poll_status(c, order_url, POLL_ORDER, &order, prob, err)) < 0)
 			return rc;
 		st = json_string_value(json_object_get(order, "status"));
 	}
@@ -634,7 +674,8 @@ int acme_order(struct acme_client *c, const struct acme_order_req *req, char **c
 	return *chain_pem ? ACME_OK : tt_fail(err, "out of memory");
 }
 
-int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob, struct tt_err *err)
+enum acme_status acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
+			     struct tt_err *err)
 {
 	if (!c->dir->revoke_cert[0])
 		return tt_fail(err, "the directory has no revokeCert");
@@ -647,12 +688,13 @@ int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct
 	free(b);
 	char *p = json_dumps(payload, JSON_COMPACT);
 	json_decref(payload);
-	int rc = acme_post(c, c->dir->revoke_cert, p, NULL, prob, err);
+	enum acme_status rc = acme_post(c, c->dir->revoke_cert, p, NULL, prob, err);
 	free(p);
 	return rc;
 }
 
-int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob, struct tt_err *err)
+enum acme_status acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob,
+				 struct tt_err *err)
 {
 	if (!c->dir->key_change[0])
 		return tt_fail(err, "the directory has no keyChange");
@@ -667,26 +709,28 @@ int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_
 		return -1;
 	char *p = json_dumps(inner, JSON_COMPACT);
 	json_decref(inner);
-	int rc = acme_post(c, c->dir->key_change, p, NULL, prob, err);
+	enum acme_status rc = acme_post(c, c->dir->key_change, p, NULL, prob, err);
 	free(p);
 	return rc;
 }
 
-int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
-		      struct tt_err *err)
+enum acme_status acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end,
+				   struct acme_problem *prob, struct tt_err *err)
 {
 	if (!c->dir->renewal_info[0])
 		return tt_fail(err, "the directory has no renewalInfo");
 	char url[1024];
 	snprintf(url, sizeof(url), "%s/%s", c->dir->renewal_info, ari_id);
 	json_t *o;
-	int rc = acme_get(c, url, &o, prob, err);
+	enum acme_status rc = acme_get(c, url, &o, prob, err);
 	if (rc < 0)
 		return rc;
 	json_t *w = json_object_get(o, "suggestedWindow");
 	if (acme_parse_rfc3339(json_string_value(json_object_get(w, "start")), start) < 0 ||
-	    acme_parse_rfc3339(json_string_value(json_object_get(w, "end")), end) < 0 || *end < *start)
-		rc = tt_fail(err, "renewalInfo for %s has no usable suggestedWindow", ari_id);
+	    acme_parse_rfc3339(json_string_value(json_object_get(w, "end")), end) < 0 || *end < *start) {
+		tt_fail(err, "renewalInfo for %s has no usable suggestedWindow", ari_id);
+		rc = ACME_FAIL;
+	}
 	json_decref(o);
 	return rc;
 }

@@ -36,7 +36,8 @@ int64_t acme_parse_retry_after(const char *v)
 		if (v[digits] != 0)
 			return -1;
 		/* a day is the longest pause worth honouring in one run; more is the same as a day */
-		return digits > 6 ? 86400 : strtoll(v, NULL, 10) > 86400 ? 86400 : strtoll(v, NULL, 10);
+		return digits > 6 || strtoll(v, NULL, 10) > ACME_RETRY_AFTER_MAX_S ? ACME_RETRY_AFTER_MAX_S
+										   : strtoll(v, NULL, 10);
 	}
 	struct tm tm;
 	memset(&tm, 0, sizeof(tm));
@@ -44,7 +45,7 @@ int64_t acme_parse_retry_after(const char *v)
 	if (!end || *end)
 		return -1;
 	int64_t d = (int64_t)timegm(&tm) - (int64_t)time(NULL);
-	return d < 0 ? 0 : d > 86400 ? 86400 : d;
+	return d < 0 ? 0 : d > ACME_RETRY_AFTER_MAX_S ? ACME_RETRY_AFTER_MAX_S : d;
 }
 
 int acme_parse_rfc3339(const char *s, time_t *out)

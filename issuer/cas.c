@@ -26,11 +26,13 @@ int cas_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *
 	size_t opened = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct tt_err e = {{0}};
-		if (session_open(ctx, db, kr, true, i, &out->s[i], &e) != 0) {
+		if (account_open(ctx, db, kr, true, i, &out->s[i], &e) != 0) {
 			/* the next CA may carry the run; alone, this is why the run cannot work */
 			snprintf(err->msg, sizeof(err->msg), "%s", e.msg);
 			out->st[i].down = true;
-			tt_log(TT_WARN, "ca_down", "directory=%s error=\"%s\"", out->s[i].directory, e.msg);
+			char q[TT_LOG_QUOTED_MAX];
+			tt_log(TT_WARN, "ca_down", "directory=%s error=%s", out->s[i].directory,
+			       tt_log_quote(q, sizeof(q), e.msg));
 			continue;
 		}
 		opened++;
@@ -43,7 +45,7 @@ void cas_close(struct cas *c)
 	if (!c->s)
 		return;
 	for (size_t i = 0; i < c->n; i++)
-		session_close(&c->s[i]);
+		account_close(&c->s[i]);
 	free(c->s);
 	pthread_mutex_destroy(&c->mu);
 	memset(c, 0, sizeof(*c));

@@ -198,7 +198,7 @@ time_t certinfo_renew_at(time_t not_before, time_t not_after)
 	int64_t life = (int64_t)not_after - (int64_t)not_before;
 	if (life <= 0)
 		return not_after;
-	int64_t window = life < 10 * 86400 ? life / 2 : life / 3;
+	int64_t window = life < 10 * DAY_S ? life / 2 : life / 3;
 	int64_t spread = window / 3;
 	if (sodium_init() < 0 || spread <= 0)
 		return (time_t)(not_after - window);

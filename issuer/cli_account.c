@@ -9,7 +9,7 @@
 struct account_cmd {
 	PGconn *db;
 	struct tt_keyring *kr;
-	struct acme_session s;
+	struct ca_account s;
 	struct acme_client *c;
 	struct jws_key *k;
 	struct acme_problem prob;
@@ -19,7 +19,7 @@ static int account_cmd_open(struct issuer_ctx *ctx, struct account_cmd *a, struc
 {
 	if (issuer_db_open(ctx, &a->db, err) < 0 || issuer_keyring_open(ctx, &a->kr, err) < 0)
 		return -1;
-	return session_open_client(ctx, a->db, a->kr, NULL, &a->s, &a->c, &a->k, err);
+	return account_open_client(ctx, a->db, a->kr, NULL, &a->s, &a->c, &a->k, err);
 }
 
 static void account_cmd_close(struct account_cmd *a)
@@ -27,7 +27,7 @@ static void account_cmd_close(struct account_cmd *a)
 	acme_problem_clear(&a->prob);
 	acme_client_free(a->c);
 	jws_key_free(a->k);
-	session_close(&a->s);
+	account_close(&a->s);
 	tt_keyring_free(a->kr);
 	PQfinish(a->db);
 }
@@ -90,7 +90,9 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 		goto out;
 	}
 	if (tt_db_commit(a.db, &err) < 0) {
-		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=\"%s\"", a.s.kid, err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=%s", a.s.kid,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		goto out;
 	}
 	printf("account %s now uses key %s\n", a.s.kid, jws_key_thumbprint(nk));

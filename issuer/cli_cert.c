@@ -248,13 +248,13 @@ int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain
 		return tt_fail(err, "%s has no current certificate", d->name);
 	}
 	struct tt_keyring *kr = NULL;
-	struct acme_session s = {0};
+	struct ca_account s = {0};
 	struct acme_client *c = NULL;
 	struct jws_key *k = NULL;
 	struct acme_problem prob = {0};
 	int rc = -1;
 	if (issuer_keyring_open(ctx, &kr, err) < 0 ||
-	    session_open_client(ctx, db, kr, PQgetvalue(res, 0, 1), &s, &c, &k, err) < 0 ||
+	    account_open_client(ctx, db, kr, PQgetvalue(res, 0, 1), &s, &c, &k, err) < 0 ||
 	    acme_revoke(c, PQgetvalue(res, 0, 0), reason, &prob, err) != ACME_OK)
 		goto out;
 	/* A revoked certificate is replaced at once, not inside a renewal window: no ARI id to ask about. */
@@ -267,7 +267,7 @@ out:
 	acme_problem_clear(&prob);
 	acme_client_free(c);
 	jws_key_free(k);
-	session_close(&s);
+	account_close(&s);
 	tt_keyring_free(kr);
 	PQclear(res);
 	return rc;

@@ -22,7 +22,7 @@ static void account_url(PGconn *db, const char *directory, char *out, size_t siz
 	PQclear(res);
 }
 
-static void print_verdict(const char *name, const struct preflight_verdict *v, const struct acme_session *cas,
+static void print_verdict(const char *name, const struct preflight_verdict *v, const struct ca_account *cas,
 			  const struct caa_issuer *who, size_t ncas, bool json)
 {
 	bool ok = v->reason == PREFLIGHT_OK;
@@ -66,7 +66,7 @@ int cli_domain_check(struct issuer_ctx *ctx)
 	}
 	size_t ncas = issuer_opt_count(ctx, "directory");
 	ncas = ncas < 1 ? 1 : ncas > ISSUER_MAX_CAS ? ISSUER_MAX_CAS : ncas;
-	struct acme_session *cas = calloc(ncas, sizeof(*cas));
+	struct ca_account *cas = calloc(ncas, sizeof(*cas));
 	char(*accounts)[1024] = calloc(ncas, sizeof(*accounts));
 	struct caa_issuer who[ISSUER_MAX_CAS];
 	struct dns_resolver *r = NULL;
@@ -78,11 +78,12 @@ int cli_domain_check(struct issuer_ctx *ctx)
 	}
 	/* Without a database the check still runs: only accounturi parameters cannot match then. */
 	if (issuer_db_open(ctx, &db, &err) < 0) {
-		tt_log(TT_DEBUG, "check_without_database", "error=\"%s\"", err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_DEBUG, "check_without_database", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 		db = NULL;
 	}
 	for (size_t i = 0; i < ncas; i++) {
-		session_settings(ctx, i, &cas[i]);
+		account_settings(ctx, i, &cas[i]);
 		account_url(db, cas[i].directory, accounts[i], sizeof(accounts[i]));
 		who[i] = (struct caa_issuer){.identity = cas[i].caa_identity,
 					     .account_uri = accounts[i][0] ? accounts[i] : NULL};

@@ -9,36 +9,42 @@
  *   cli_domain.c  `domain add|remove|list|show`
  *   cli_cert.c    `cert import`, `cert import-batch`, `revoke`
  *   cli_account.c `account show|rollover`
- *   names.c       user input -> normalized A-label name (libidn2, then tt_name_normalize)
+ *   name_input.c  what an operator types -> normalized A-label name (libidn2, then
+ *                 tt_name_normalize)
  *   certinfo.c    reads certificates with wolfSSL: serial, validity, SANs, key match
  *   chain.c       verifies a downloaded chain (signatures to a trusted root, dates, CSR key and
  *                 name) before acme.c hands it on to be stored
  *   keygen.c      fresh domain keys (P-256 or RSA-2048) and their CSRs, with wolfSSL
  *   keystore.c    the only module that sees the master key: seals and opens private keys
  *   store.c       domain and certificate rows: add, find, remove, list (domain_status), store a
- *                 certificate, record served; domain_events rows (store_event)
+ *                 certificate, record served; domain_events rows (store_event); for the run:
+ *                 claim a due domain (the due_domains view), reschedule it, the preflight streak
+ *   attempts.c    issuance_attempts rows: start one within the shared order budget, abandon or
+ *                 fail it (the domain's failure count, backoff, paused/dormant); challenge rows
  *   jws.c         base64url, JWS ES256 with the account key, JWK thumbprint
  *   acme_parse.c  hand-written parsers of the CA's header values, dates and tokens (fuzzed)
  *   acme.c        RFC 8555 over libcurl: directory, nonces, account, orders, challenges,
  *                 finalize, download, revoke, keyChange, renewalInfo
- *   account.c     our ACME account per directory: load the sealed key, check the CA still has
- *                 it, or register (once, under an advisory lock)
+ *   account.c     our ACME account per directory (struct ca_account, account_*): load the sealed
+ *                 key, check the CA still has it, or register (once, under an advisory lock)
  *   cas.c         the run's CAs in order of preference (--directory repeated), down or paused
  *                 ones skipped: which CA a domain is ordered from
  *   peer_addr.c   which addresses a customer's DNS may send the issuer to (the self-check's
  *                 guard against private and loopback targets)
- *   run.c         the batch run: workers claim due domains (FOR NO KEY UPDATE SKIP LOCKED) and
- *                 hold the row for the whole order; the preflight (failures make a domain dormant
- *                 after --dormant-after), CAs tried in order of preference, attempts and the shared
- *                 order budget, HTTP-01 publish + self-check, failures with backoff, ARI at the
- *                 issuing CA, deadline, signals, summary; --linger: LISTEN tracktls_domain_event
- *                 and wake the waiting workers when a domain becomes due; every change is
- *                 recorded with its domain_events row
+ *   run.c         the batch run: order workers claim due domains (store.c) and hold the row for
+ *                 the whole order; the preflight (failures make a domain dormant after
+ *                 --dormant-after), CAs tried in order of preference (by the acme_status class of
+ *                 each failure), attempts (attempts.c), HTTP-01 publish + self-check, ARI at the
+ *                 issuing CA, deadline, signals, summary, run_failed; --linger: LISTEN
+ *                 tracktls_domain_event and wake the waiting workers when a domain becomes due.
+ *                 It holds no SQL of its own but LISTEN
  *   served.c      https_ready: a TLS handshake with SNI through the edge, chain verified, serial
  *                 compared with the stored certificate; sweeps the stored-but-not-served ones
  *   events.c      `events [--since ID] [--follow]`: domain_events in id order, LISTEN across
  *                 reconnects; pruning after --events-retention
- *   metrics.c     the Prometheus textfile written at the end of a run
+ *   metrics_file.c the Prometheus textfile written at the end of a run
+ *   ticket_rotation.c the fleet's session-ticket keys: the next one created before the newest
+ *                 ends, expired ones deleted; each run and `tickets rotate`
  *   dns.c         c-ares queries (A, AAAA with the CNAME chain, CAA), one resolver per thread
  *   caa.c         RFC 8659 CAA record sets and RFC 8657 parameters: may this CA issue? (fuzzed)
  *   preflight.c   before any order: does the name reach the edge, does CAA permit a CA of ours;
@@ -72,6 +78,7 @@
 #define ISSUER_DEFAULT_CAA_IDENTITY "letsencrypt.org"
 /* --directory given at most this often */
 #define ISSUER_MAX_CAS 8
+#define DAY_S 86400
 
 /* ---- main.c, options.c ---- */
 struct issuer_ctx {
@@ -108,10 +115,12 @@ int cli_revoke(struct issuer_ctx *ctx);
 int cli_account_show(struct issuer_ctx *ctx);
 int cli_account_rollover(struct issuer_ctx *ctx);
 int run_main(struct issuer_ctx *ctx);
+/* The run_failed event of a run that cannot work (exit 2): reason options, dns, database, keyring or ca. */
+void run_failed(const char *reason, const char *error);
 int cli_tickets_rotate(struct issuer_ctx *ctx);
 int cli_domain_check(struct issuer_ctx *ctx);
 
-/* ---- tickets.c ---- */
+/* ---- ticket_rotation.c ---- */
 /* Creates the next session-ticket key when the newest ends soon and deletes expired ones, by
  * --ticket-rotate and --ticket-lifetime (tt_ticket_keys_rotate; several hosts may run it at once). */
 int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct tt_err *err);
@@ -122,7 +131,7 @@ struct domain_row;
 int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason,
 		   struct tt_err *err);
 
-/* ---- names.c ---- */
+/* ---- name_input.c ---- */
 /* Accepts a U-label or A-label name; writes the normalized A-label form. */
 int name_to_ascii(const char *in, char out[TT_NAME_MAX], struct tt_err *err);
 
@@ -225,6 +234,74 @@ struct cert_new {
 /* Inside the caller's transaction: the certificate row (replacing the current one),
  * domains.current_cert_id/state/next_attempt_at, the attempt marked valid, the challenge rows gone. */
 int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err);
+/* A due domain (the due_domains view, schema/006) as a run claims it. */
+struct due_claim {
+	int64_t id;
+	char name[TT_NAME_MAX];
+	int64_t current_cert_id; /* 0 when none */
+	char profile[64];
+	char ari_id[200];     /* the current certificate's ARI id, "" when none */
+	char directory[1024]; /* the directory that issued it, "" when unknown */
+	bool dormant;
+};
+/* Inside the caller's transaction: locks the next domain due by due_by (FOR NO KEY UPDATE SKIP
+ * LOCKED), soonest first. 1 claimed, 0 none due, -1 error. */
+int store_due_claim(PGconn *db, const char *due_by, struct due_claim *out, struct tt_err *err);
+/* Inside the caller's transaction: locks the domain again. 1 held, 0 locked by another, -1 error. */
+int store_domain_relock(PGconn *db, int64_t domain_id, struct tt_err *err);
+/* The database's now() as text (a later due_by) and whether any domain is due (any may be NULL). */
+int store_due_now(PGconn *db, char *now, size_t size, bool *any, struct tt_err *err);
+/* Calls each for every due domain, soonest first (kind "new" or "renewal"); how many, or -1. */
+int store_due_each(PGconn *db, void (*each)(const char *name, const char *kind, void *arg), void *arg,
+		   struct tt_err *err);
+/* Sets next_attempt_at to at (Unix time), or to the database's now() when at is 0. */
+int store_domain_retry_at(PGconn *db, int64_t domain_id, time_t at, struct tt_err *err);
+/* Keeps the profile an order was placed with, so renewals ask for it again. */
+int store_domain_set_profile(PGconn *db, int64_t domain_id, const char *profile, struct tt_err *err);
+/* A passed preflight ends the failing streak; a dormant domain returns to pending or active. */
+int store_preflight_passed(PGconn *db, int64_t domain_id, struct tt_err *err);
+/* Last in a transaction that recorded a failure: the failed event, then paused or (once per
+ * certificate, when the renewal keeps failing under 7 days before expiry) expiring. */
+int store_failure_events(PGconn *db, int64_t domain_id, struct tt_err *err);
+
+/* ---- attempts.c ---- */
+/* The window of the shared order budget (--order-budget new orders per window): Let's Encrypt
+ * counts new orders per account over 3 hours. Hours for --help, seconds for the SQL and the log. */
+#define ORDER_BUDGET_WINDOW_H 3
+#define ORDER_BUDGET_WINDOW_S (ORDER_BUDGET_WINDOW_H * 3600)
+/* On an autocommit connection: marks the domain's attempts left started by a killed run abandoned,
+ * then, under an advisory lock shared by all runs, records a new attempt when it does not count
+ * against the budget or fewer than budget counted ones started in the window, with the domain's
+ * event (validating or renewing). 1 recorded (*attempt_id), 0 budget spent, -1 error. */
+int attempt_start(PGconn *db, int64_t domain_id, const char *kind, bool counts, long budget, const char *event,
+		  int64_t *attempt_id, struct tt_err *err);
+int attempt_set_order_url(PGconn *db, int64_t attempt_id, const char *url, struct tt_err *err);
+/* An order given up without judging the domain: the attempt abandoned, its challenges gone. */
+int attempt_abandon(PGconn *db, int64_t attempt_id, int64_t domain_id, struct tt_err *err);
+/* Makes token -> key authorization answerable by every terminator at once (autocommit). */
+int attempt_challenge_publish(PGconn *db, int64_t domain_id, const char *token, const char *key_auth,
+			      struct tt_err *err);
+/* Deletes the challenges whose time is up (left by a killed run). */
+int attempt_challenges_expire(PGconn *db, struct tt_err *err);
+/* The wait after the failures-th failure in a row: 1 min, 10 min, 100 min, then a day. */
+int64_t attempt_backoff_s(int failures);
+struct attempt_failure {
+	const char *type, *detail;
+	const char *doc_json; /* the problem document, stored with the attempt */
+	bool preflight;	      /* never pauses: a streak of dormant_after_s makes the domain dormant */
+	long max_failures;
+	int64_t dormant_after_s;
+};
+struct attempt_failed {
+	int failures;
+	bool paused, dormant;
+	int64_t retry_in_s;
+};
+/* Inside the claim transaction: the domain's failure (count, error, paused or dormant), its next
+ * attempt after the backoff (a dormant one's a day away), the attempt (0: none) failed with the
+ * problem, its challenges gone, then the events (store_failure_events). */
+int attempt_fail(PGconn *db, int64_t domain_id, int64_t attempt_id, const struct attempt_failure *f,
+		 struct attempt_failed *out, struct tt_err *err);
 
 /* ---- jws.c ---- */
 struct jws_key;
@@ -242,13 +319,30 @@ json_t *jws_eab(const char *kid, const char *hmac_b64, const char *url, const st
 		struct tt_err *err);
 
 /* ---- acme.c ---- */
-enum { ACME_OK = 0, ACME_FAIL = -1, ACME_RATE_LIMITED = -2 };
+/* What an ACME call came to. Callers switch on it: each class asks for different handling. */
+enum acme_status {
+	ACME_OK = 0,
+	ACME_FAIL = -1,		/* the order failed for the domain's sake (or our checks refused): its failure */
+	ACME_RATE_LIMITED = -2, /* 429, or 503 with Retry-After: put off, no failure counted */
+	ACME_UNAVAILABLE = -3,	/* transport error, timeout, 5xx, an order the CA never finished: its trouble */
+	ACME_ACCOUNT_GONE = -4, /* accountDoesNotExist: the next run registers again */
+};
+/* Problem types of ours for the CA's trouble (stored as the domain's last error; reason ca_unavailable). */
+#define ACME_PROBLEM_TRANSPORT "transport"
+#define ACME_PROBLEM_TIMEOUT "timeout"
+/* The CA's validator did not decide the authorization before the poll limit: the domain's failure
+ * (its host took the validator's connections and never answered, say). */
+#define ACME_PROBLEM_AUTHZ_PENDING "urn:tracktls:authorizationPending"
 /* Problem types of ours for what the CA sent and we refused (recorded on the domain). */
 #define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
 #define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
 #define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
+/* Our own GET of the challenge did not get the key authorization (reason dns_not_pointed). */
+#define ACME_PROBLEM_SELF_CHECK_FAILED "urn:tracktls:selfCheckFailed"
 /* The self-check's target is loopback, private or reserved (peer_addr.c) and --self-check-via is unset. */
 #define ACME_PROBLEM_SELF_CHECK_REFUSED "urn:tracktls:selfCheckRefused"
+/* An authorization or order may stay pending for this many --timeout before the poll gives up. */
+#define POLL_LIMIT_TIMEOUTS 2
 struct acme_config {
 	const char *directory;
 	const char *ca_file;
@@ -262,7 +356,9 @@ struct acme_directory {
 	bool eab_required;
 	json_t *profiles; /* meta.profiles or NULL */
 };
-/* An RFC 7807 problem document from the CA, or one of ours (selfCheck, transport, timeout). */
+/* An RFC 7807 problem document. type: the CA's, one of ours (ACME_PROBLEM_*), or a bare word for
+ * what in the CA's answer was unusable (http, authorization, unsupportedChallenge, malformedOrder,
+ * orderNotReady, orderInvalid, badCertificate: reason internal). */
 struct acme_problem {
 	long status;
 	char type[256];
@@ -295,26 +391,34 @@ void acme_directory_free(struct acme_directory *dir);
 int64_t acme_retry_after(const struct acme_client *c);
 /* How many badNonce answers this client retried (each is logged as acme_bad_nonce_retry). */
 long acme_bad_nonce_retries(const struct acme_client *c);
-/* The calls below return ACME_OK, ACME_FAIL or ACME_RATE_LIMITED (429, or 503 with Retry-After). */
-int acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob, struct tt_err *err);
-int acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out, struct acme_problem *prob,
-	      struct tt_err *err);
-int acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid, const char *eab_hmac,
-			  char *kid, size_t kid_size, struct acme_problem *prob, struct tt_err *err);
-/* newOrder -> http-01 -> finalize -> download -> chain_verify; *chain_pem is malloc'd. */
-int acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem, struct acme_problem *prob,
-	       struct tt_err *err);
-int acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
-		struct tt_err *err);
+/* The calls below return an enum acme_status; prob says what the CA (or we) objected to. */
+enum acme_status acme_get(struct acme_client *c, const char *url, json_t **out, struct acme_problem *prob,
+			  struct tt_err *err);
+enum acme_status acme_post(struct acme_client *c, const char *url, const char *payload, json_t **out,
+			   struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_account_register(struct acme_client *c, const char *contact, const char *eab_kid,
+				       const char *eab_hmac, char *kid, size_t kid_size, struct acme_problem *prob,
+				       struct tt_err *err);
+/* newOrder -> http-01 -> finalize -> download -> chain_verify; *chain_pem is malloc'd. An
+ * authorization still pending at the poll limit is ACME_FAIL (ACME_PROBLEM_AUTHZ_PENDING); an
+ * order still processing is ACME_UNAVAILABLE. */
+enum acme_status acme_order(struct acme_client *c, const struct acme_order_req *req, char **chain_pem,
+			    struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_revoke(struct acme_client *c, const char *chain_pem, int reason, struct acme_problem *prob,
+			     struct tt_err *err);
 /* ARI (RFC 9773): the CA's suggested renewal window for a certificate id. */
-int acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end, struct acme_problem *prob,
-		      struct tt_err *err);
-int acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_renewal_info(struct acme_client *c, const char *ari_id, time_t *start, time_t *end,
+				   struct acme_problem *prob, struct tt_err *err);
+enum acme_status acme_key_change(struct acme_client *c, struct jws_key *new_key, struct acme_problem *prob,
+				 struct tt_err *err);
 
 /* ---- acme_parse.c ---- */
 /* When line is header `name` (given with its colon, any case), copies its trimmed value. */
 bool acme_header_value(const char *line, size_t len, const char *name, char *out, size_t size);
-/* Seconds of a Retry-After value (delta-seconds or HTTP date), capped at a day; -1 if malformed. */
+/* A day is the longest pause worth honouring in one run; a longer Retry-After is the same. */
+#define ACME_RETRY_AFTER_MAX_S DAY_S
+/* Seconds of a Retry-After value (delta-seconds or HTTP date), 0..ACME_RETRY_AFTER_MAX_S; -1 if
+ * malformed. */
 int64_t acme_parse_retry_after(const char *v);
 int acme_parse_rfc3339(const char *s, time_t *out);
 /* An HTTP-01 token is base64url (RFC 8555 8.1); more than this is not a token any CA sends. */
@@ -327,7 +431,7 @@ int acme_url_check(const char *directory, const char *url, char *why, size_t why
 
 /* ---- account.c ---- */
 /* What every thread needs to talk to the CA as our account. */
-struct acme_session {
+struct ca_account {
 	size_t index; /* which --directory, 0 the preferred */
 	char directory[1024], ca_file[1024], chain_ca_file[1024], eab_kid[256], eab_hmac[256];
 	char caa_identity[TT_NAME_MAX]; /* --caa-identity for this directory */
@@ -339,21 +443,21 @@ struct acme_session {
 	size_t key_len;
 };
 /* The settings of the index-th --directory (its CA file, EAB, CAA identity), without contacting it. */
-void session_settings(const struct issuer_ctx *ctx, size_t index, struct acme_session *s);
-/* session_settings, then reads the directory and our account for it; with create, registers one
+void account_settings(const struct issuer_ctx *ctx, size_t index, struct ca_account *s);
+/* account_settings, then reads the directory and our account for it; with create, registers one
  * (once, under an advisory lock, with EAB when given or required) and stores its key sealed.
  * 1 = no account. */
-int session_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create, size_t index,
-		 struct acme_session *s, struct tt_err *err);
-void session_close(struct acme_session *s);
-/* A client and key of the thread's own, logged in as the session's account. */
-int session_client(const struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
-/* session_open without registering, then session_client: for the commands that act as the
+int account_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create, size_t index,
+		 struct ca_account *s, struct tt_err *err);
+void account_close(struct ca_account *s);
+/* A client and key of the thread's own, logged in as the account. */
+int account_client(const struct ca_account *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+/* account_open without registering, then account_client: for the commands that act as the
  * existing account (account show/rollover, revoke). directory: the configured --directory to use
  * (revoke: the one that issued the certificate), NULL or not configured: the first. Fails when
  * there is no account yet. */
-int session_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
-			struct acme_session *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
+int account_open_client(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, const char *directory,
+			struct ca_account *s, struct acme_client **c, struct jws_key **k, struct tt_err *err);
 
 /* ---- cas.c ---- */
 struct ca_state {
@@ -362,7 +466,7 @@ struct ca_state {
 	int64_t paused_until_ms; /* monotonic: a rate limit that outlasts the run's deadline */
 };
 struct cas {
-	struct acme_session *s; /* one per --directory, preferred first */
+	struct ca_account *s; /* one per --directory, preferred first */
 	size_t n;
 	pthread_mutex_t mu;
 	struct ca_state st[ISSUER_MAX_CAS];
@@ -416,7 +520,7 @@ int cli_events(struct issuer_ctx *ctx);
 /* Deletes events older than --events-retention (default 30 days). */
 int events_prune(const struct issuer_ctx *ctx, PGconn *db, struct tt_err *err);
 
-/* ---- metrics.c ---- */
+/* ---- metrics_file.c ---- */
 /* Writes --metrics-file (if set) atomically: the run's counters, its exit status and the store's state. */
 int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long renewed, long failed, int status,
 		  struct tt_err *err);

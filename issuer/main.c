@@ -49,7 +49,7 @@ static const struct tt_opt opts[] = {
     {"concurrency", NULL, TT_OPT_INT, "N", "8", 0, "orders in flight"},
     {"deadline", NULL, TT_OPT_INT, "SECONDS", "0", 0, "stop taking new work after this long (0: no deadline)"},
     {"dry-run", NULL, TT_OPT_BOOL, NULL, NULL, 0, "list the domains that are due, order nothing"},
-    {"order-budget", NULL, TT_OPT_INT, "N", "300", 0, "new orders per rolling 3 hours, shared by all runs"},
+    {"order-budget", NULL, TT_OPT_INT, "N", "300", 0, "new orders per rolling " TT_STRINGIFY(ORDER_BUDGET_WINDOW_H) " hours, shared by all runs"},
     {"max-failures", NULL, TT_OPT_INT, "N", "8", 0, "consecutive failures before a domain is paused"},
     {"self-check-via", NULL, TT_OPT_ADDR, "ADDR:PORT", NULL, 0, "send the challenge self-check to this address"},
     {"no-self-check", NULL, TT_OPT_BOOL, NULL, NULL, 0, "answer challenges without checking our own port 80 first"},
@@ -225,7 +225,11 @@ int main(int argc, char **argv)
 	tt_log_set_level(level);
 	struct issuer_ctx ctx = {.opts = &o, .argc = npos, .argv = pos};
 	rc = cmd->fn(&ctx);
+	tt_opts_free(&o);
+	return rc;
 out:
+	if (rc == 2 && cmd->fn == run_main)
+		run_failed("options", err.msg[0] ? err.msg : "usage");
 	tt_opts_free(&o);
 	return rc;
 }

@@ -48,12 +48,16 @@ struct run {
 	size_t failed_len;
 };
 
+/* A 429 without a Retry-After pauses new work this long. */
+#define RATE_LIMIT_PAUSE_S 60
+/* A worker waiting out a pause looks again at least this often (a stop, the deadline). */
+#define PAUSE_RECHECK_MS 1000
+/* A lingering worker waiting for new work looks again at least this often. */
+#define LINGER_RECHECK_S 1
 /* Without a Retry-After, a certificate's renewalInfo is asked again after 12 hours (twice a day). */
 #define ARI_RECHECK_S (12 * 3600)
-/* A dormant domain's preflight is repeated once a day. */
-#define DORMANT_CHECK_S 86400
 
-struct worker {
+struct order_worker {
 	struct run *run;
 	PGconn *lock; /* holds the claimed domain row in an open transaction */
 	PGconn *aux;  /* autocommit: attempts, challenges (visible to terminators at once) */
@@ -110,7 +114,7 @@ static int take_slot(struct run *r)
 			return 0;
 		}
 		pthread_mutex_unlock(&r->mu);
-		tt_sleep_ms(pause > 1000 ? 1000 : pause);
+		tt_sleep_ms(pause > PAUSE_RECHECK_MS ? PAUSE_RECHECK_MS : pause);
 	}
 }
 
@@ -138,96 +142,57 @@ static void count_result(struct run *r, long *counter, const char *failed_name)
 }
 
 /* Claims the next due domain. 1 claimed (transaction open on w->lock), 0 none due, -1 error. */
-static int claim(struct worker *w, struct tt_err *err)
+static int claim(struct order_worker *w, struct tt_err *err)
 {
 	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
-	/* Due as of the pass's start: a domain this run put off (CA trouble) is not taken twice. */
 	char due_by[sizeof(w->run->started_at)];
 	pthread_mutex_lock(&w->run->mu);
 	memcpy(due_by, w->run->started_at, sizeof(due_by));
 	pthread_mutex_unlock(&w->run->mu);
-	const char *p[] = {due_by};
-	PGresult *res;
-	if (tt_db_exec(
-		w->lock, &res, err,
-		"SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
-		" COALESCE(c.ari_cert_id, ''), COALESCE(c.directory_url, ''), d.state = 'dormant'"
-		" FROM domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
-		" WHERE d.state IN ('pending', 'active', 'failing', 'dormant') AND d.next_attempt_at <= $1::timestamptz"
-		" ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
-		1, p) < 0) {
+	struct due_claim d;
+	int n = store_due_claim(w->lock, due_by, &d, err);
+	if (n <= 0) {
 		tt_db_rollback(w->lock);
-		return -1;
+		return n;
 	}
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		tt_db_rollback(w->lock);
-		return 0;
-	}
-	w->domain_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	snprintf(w->name, sizeof(w->name), "%s", PQgetvalue(res, 0, 1));
-	w->current_cert_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	snprintf(w->profile, sizeof(w->profile), "%s", PQgetvalue(res, 0, 3));
-	snprintf(w->ari_id, sizeof(w->ari_id), "%s", PQgetvalue(res, 0, 4));
-	w->cert_ca = cas_find(w->run->cas, PQgetvalue(res, 0, 5));
-	w->dormant = PQgetvalue(res, 0, 6)[0] == 't';
-	PQclear(res);
+	w->domain_id = d.id;
+	snprintf(w->name, sizeof(w->name), "%s", d.name);
+	w->current_cert_id = d.current_cert_id;
+	snprintf(w->profile, sizeof(w->profile), "%s", d.profile);
+	snprintf(w->ari_id, sizeof(w->ari_id), "%s", d.ari_id);
+	w->cert_ca = cas_find(w->run->cas, d.directory);
+	w->dormant = d.dormant;
 	w->attempt_id = 0;
 	return 1;
 }
 
-/* Records a new attempt if the rolling 3-hour order budget allows. 1 ok, 0 budget spent, -1 error. */
-static int start_attempt(struct worker *w, const char *kind, bool counts, struct tt_err *err)
+/* Records a new attempt if the shared order budget allows. 1 ok, 0 budget spent, -1 error. */
+static int start_attempt(struct order_worker *w, const char *kind, bool counts, struct tt_err *err)
 {
-	char did[24], budget[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	snprintf(budget, sizeof(budget), "%ld", w->run->budget);
-	const char *p[] = {did, kind, counts ? "t" : "f", budget};
-	/* Orders left behind by a killed run: the domain is locked by us now, so they are dead. */
-	if (tt_db_run(w->aux, err,
-		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now()"
-		      " WHERE domain_id = $1 AND state = 'started'",
-		      1, p) < 0 ||
-	    tt_db_begin(w->aux, err) < 0)
-		return -1;
-	PGresult *res;
-	/* Serialized across all runs so that parallel runs share one budget. */
-	if (tt_db_run(w->aux, err, "SELECT pg_advisory_xact_lock(hashtext('tracktls_order_budget'))", 0, NULL) < 0 ||
-	    tt_db_exec(w->aux, &res, err,
-		       "INSERT INTO issuance_attempts (domain_id, kind, counts_against_limit)"
-		       " SELECT $1, $2, $3::boolean WHERE NOT $3::boolean OR (SELECT count(*) FROM issuance_attempts"
-		       "  WHERE counts_against_limit AND started_at > now() - interval '3 hours') < $4::bigint"
-		       " RETURNING id",
-		       4, p) < 0) {
-		tt_db_rollback(w->aux);
-		return -1;
-	}
-	int ok = PQntuples(res) > 0;
-	if (ok)
-		w->attempt_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	if ((ok && store_event(w->aux, w->domain_id, w->current_cert_id ? "renewing" : "validating", NULL, err) < 0) ||
-	    tt_db_commit(w->aux, err) < 0) {
-		tt_db_rollback(w->aux);
-		return -1;
-	}
-	return ok;
+	return attempt_start(w->aux, w->domain_id, kind, counts, w->run->budget,
+			     w->current_cert_id ? "renewing" : "validating", &w->attempt_id, err);
 }
 
 static void order_created(void *arg, const char *url)
 {
-	struct worker *w = arg;
-	char aid[24];
-	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-	const char *p[] = {url, aid};
+	struct order_worker *w = arg;
 	struct tt_err err;
-	if (tt_db_run(w->aux, &err, "UPDATE issuance_attempts SET order_url = $1 WHERE id = $2", 2, p) < 0)
-		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	if (attempt_set_order_url(w->aux, w->attempt_id, url, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "attempt_update_failed", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
+	}
 }
 
 /* Enough for a key authorization (token "." thumbprint); more is cut off and fails the check. */
 #define SELF_CHECK_BODY_MAX 512
+/* The self-check's GET: each try may take the timeout; a try that fails is repeated after a gap
+ * that starts at the first and doubles (50 ms to 1.6 s: about 3 s for a terminator to see the
+ * challenge row), and the check gives up after the last try. */
+#define SELF_CHECK_TIMEOUT_MS 5000L
+#define SELF_CHECK_FIRST_GAP_MS 50
+#define SELF_CHECK_TRIES 6
 
 static size_t collect(char *ptr, size_t size, size_t n, void *arg)
 {
@@ -239,7 +204,7 @@ static size_t collect(char *ptr, size_t size, size_t n, void *arg)
 	return add;
 }
 
-static int self_check_refused(const struct worker *w, const struct peer_guard *g, struct acme_problem *prob,
+static int self_check_refused(const struct order_worker *w, const struct peer_guard *g, struct acme_problem *prob,
 			      struct tt_err *err)
 {
 	char detail[700];
@@ -253,7 +218,7 @@ static int self_check_refused(const struct worker *w, const struct peer_guard *g
 }
 
 /* GETs our own port-80 answer for the token before the CA is asked to look. */
-static int self_check(struct worker *w, const char *token, const char *key_auth, struct acme_problem *prob,
+static int self_check(struct order_worker *w, const char *token, const char *key_auth, struct acme_problem *prob,
 		      struct tt_err *err)
 {
 	struct run *r = w->run;
@@ -270,7 +235,7 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, SELF_CHECK_TIMEOUT_MS);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
@@ -281,8 +246,8 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 		peer_guard_arm(h, &guard);
 	long status = 0;
 	CURLcode cc = CURLE_OK;
-	int64_t gap = 50;
-	for (int attempt = 0; attempt < 6; attempt++, gap *= 2) {
+	int64_t gap = SELF_CHECK_FIRST_GAP_MS;
+	for (int attempt = 0; attempt < SELF_CHECK_TRIES; attempt++, gap *= 2) {
 		body[0] = 0;
 		status = 0;
 		cc = curl_easy_perform(h);
@@ -306,68 +271,25 @@ static int self_check(struct worker *w, const char *token, const char *key_auth,
 	else
 		snprintf(detail, sizeof(detail), "self-check GET %s: HTTP %ld, %s", url, status,
 			 status == 200 ? "wrong key authorization" : "not served");
-	acme_problem_set(prob, 0, "urn:tracktls:selfCheckFailed", detail, NULL);
+	acme_problem_set(prob, 0, ACME_PROBLEM_SELF_CHECK_FAILED, detail, NULL);
 	return tt_fail(err, "%s", detail);
 }
 
 static int publish(void *arg, const char *token, const char *key_auth, struct acme_problem *prob, struct tt_err *err)
 {
-	struct worker *w = arg;
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {token, key_auth, did};
-	if (tt_db_run(w->aux, err,
-		      "INSERT INTO challenges (token, key_authorization, domain_id, expires_at)"
-		      " VALUES ($1, $2, $3, now() + interval '1 hour') ON CONFLICT (token) DO UPDATE"
-		      " SET key_authorization = EXCLUDED.key_authorization, domain_id = EXCLUDED.domain_id,"
-		      " expires_at = EXCLUDED.expires_at",
-		      3, p) < 0) {
+	struct order_worker *w = arg;
+	if (attempt_challenge_publish(w->aux, w->domain_id, token, key_auth, err) < 0) {
 		acme_problem_set(prob, 0, "urn:tracktls:database", err->msg, NULL);
 		return -1;
 	}
 	return w->run->self_check ? self_check(w, token, key_auth, prob, err) : 0;
 }
 
-static int64_t backoff_s(int failures)
-{
-	static const int64_t steps[] = {60, 600, 6000};
-	return failures >= 1 && failures <= 3 ? steps[failures - 1] : 86400;
-}
-
-/* Last in the claim transaction: failed, then paused or (once per certificate, when the renewal
- * keeps failing under 7 days before expiry) expiring. */
-static int failure_events(struct worker *w, struct tt_err *err)
-{
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
-	PGresult *res;
-	if (tt_db_exec(w->lock, &res, err,
-		       "SELECT s.state, s.state = 'expiring' AND NOT EXISTS (SELECT 1 FROM domain_events e"
-		       "  WHERE e.name = d.name AND e.kind = 'expiring' AND e.at >= c.created_at)"
-		       " FROM domains d JOIN domain_status s ON s.name = d.name"
-		       " LEFT JOIN certificates c ON c.id = d.current_cert_id WHERE d.id = $1",
-		       1, p) < 0)
-		return -1;
-	bool paused = strcmp(PQgetvalue(res, 0, 0), "paused") == 0, expiring = PQgetvalue(res, 0, 1)[0] == 't';
-	PQclear(res);
-	if (store_event(w->lock, w->domain_id, "failed", NULL, err) < 0 ||
-	    (paused && store_event(w->lock, w->domain_id, "paused", NULL, err) < 0) ||
-	    (expiring && store_event(w->lock, w->domain_id, "expiring", NULL, err) < 0))
-		return -1;
-	return 0;
-}
-
 /* Inside the claim transaction: problem on the domain and the attempt, backoff, maybe paused. A
  * preflight failure never pauses: its streak makes the domain dormant after --dormant-after. */
-static int record_failure(struct worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
+static int record_failure(struct order_worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
 			  struct tt_err *err)
 {
-	char did[24], aid[24], max[24], dormant_after[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-	snprintf(max, sizeof(max), "%ld", w->run->max_failures);
-	snprintf(dormant_after, sizeof(dormant_after), "%" PRId64, w->run->dormant_after_s);
 	const char *type = prob->type[0] ? prob->type : "urn:tracktls:error";
 	const char *detail = prob->detail[0] ? prob->detail : msg;
 	json_t *doc = prob->doc ? json_deep_copy(prob->doc) : json_object();
@@ -377,50 +299,28 @@ static int record_failure(struct worker *w, const struct acme_problem *prob, con
 		json_object_set_new(doc, "detail", json_string(detail));
 	char *doc_s = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
-	PGresult *res;
-	const char *p[] = {did, type, detail, max, preflight ? "t" : "f", dormant_after};
-	int rc = tt_db_exec(
-	    w->lock, &res, err,
-	    "UPDATE domains SET failures = failures + 1, last_error_type = $2, last_error_detail = $3,"
-	    " last_error_at = now(),"
-	    " preflight_failing_since = CASE WHEN $5::boolean THEN COALESCE(preflight_failing_since, now()) END,"
-	    " state = CASE WHEN $5::boolean AND COALESCE(preflight_failing_since, now())"
-	    "   <= now() - make_interval(secs => $6::bigint) THEN 'dormant'"
-	    "  WHEN $5::boolean THEN 'failing' WHEN failures + 1 >= $4::int THEN 'paused' ELSE 'failing' END"
-	    " WHERE id = $1 RETURNING failures, state",
-	    6, p);
-	if (rc == 0) {
-		int failures = atoi(PQgetvalue(res, 0, 0));
-		bool paused = strcmp(PQgetvalue(res, 0, 1), "paused") == 0;
-		bool dormant = strcmp(PQgetvalue(res, 0, 1), "dormant") == 0;
-		w->dormant = dormant;
-		PQclear(res);
-		char secs[24];
-		snprintf(secs, sizeof(secs), "%" PRId64, dormant ? (int64_t)DORMANT_CHECK_S : backoff_s(failures));
-		const char *q[] = {did, secs};
-		rc = tt_db_run(
-		    w->lock, err,
-		    "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::int) WHERE id = $1", 2, q);
-		tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%s paused=%d dormant=%d type=%s",
-		       w->name, failures, secs, paused, dormant, type);
-	}
-	if (rc == 0 && w->attempt_id) {
-		const char *a[] = {aid, type, detail, doc_s};
-		rc = tt_db_run(w->lock, err,
-			       "UPDATE issuance_attempts SET state = 'failed', finished_at = now(), problem_type = $2,"
-			       " problem_detail = $3, problem = $4::jsonb WHERE id = $1",
-			       4, a);
-	}
-	if (rc == 0)
-		rc = tt_db_run(w->lock, err, "DELETE FROM challenges WHERE domain_id = $1", 1, p);
-	if (rc == 0)
-		rc = failure_events(w, err);
+	struct attempt_failure f = {
+	    .type = type,
+	    .detail = detail,
+	    .doc_json = doc_s,
+	    .preflight = preflight,
+	    .max_failures = w->run->max_failures,
+	    .dormant_after_s = w->run->dormant_after_s,
+	};
+	struct attempt_failed out;
+	int rc = attempt_fail(w->lock, w->domain_id, w->attempt_id, &f, &out, err);
 	free(doc_s);
-	return rc;
+	if (rc < 0)
+		return -1;
+	w->dormant = out.dormant;
+	char q[2 * sizeof(((struct acme_problem *)0)->type)];
+	tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%" PRId64 " paused=%d dormant=%d type=%s",
+	       w->name, out.failures, out.retry_in_s, out.paused, out.dormant, tt_log_quote(q, sizeof(q), type));
+	return 0;
 }
 
 /* Checks and stores what the CA sent, sealed, in the claim transaction. */
-static int store_issued(struct worker *w, const char *chain, const uint8_t *key, size_t key_len, const char *kind,
+static int store_issued(struct order_worker *w, const char *chain, const uint8_t *key, size_t key_len, const char *kind,
 			struct tt_err *err)
 {
 	struct certinfo ci;
@@ -470,7 +370,7 @@ out:
 }
 
 /* The profile to ask for: the domain's, else the run's, and only if the CA lists it. */
-static const char *pick_profile(struct worker *w)
+static const char *pick_profile(struct order_worker *w)
 {
 	const char *p = w->profile[0] ? w->profile : w->run->profile;
 	if (!p)
@@ -484,44 +384,35 @@ static const char *pick_profile(struct worker *w)
 
 /* An order given up without judging the domain (rate limit, CA trouble): attempt and challenges go;
  * the reason is shown (domain_status) but no failure is counted. */
-static void abandon_attempt(struct worker *w, const struct acme_problem *prob)
+static void abandon_attempt(struct order_worker *w, const struct acme_problem *prob)
 {
-	char aid[24], did[24];
-	snprintf(aid, sizeof(aid), "%" PRId64, w->attempt_id);
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *a[] = {aid}, *d[] = {did};
 	struct tt_err err;
-	if (tt_db_run(w->aux, &err,
-		      "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1", 1,
-		      a) < 0 ||
-	    tt_db_run(w->aux, &err, "DELETE FROM challenges WHERE domain_id = $1", 1, d) < 0)
-		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
-	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : "transport");
+	if (attempt_abandon(w->aux, w->attempt_id, w->domain_id, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=%s", w->name, tt_log_quote(q, sizeof(q), err.msg));
+	}
+	snprintf(w->put_off_type, sizeof(w->put_off_type), "%s", prob->type[0] ? prob->type : ACME_PROBLEM_TRANSPORT);
 	snprintf(w->put_off_detail, sizeof(w->put_off_detail), "%s", prob->detail);
 }
 
 /* Once the claim is released: why the CAs put the domain off (a rate limit, an outage). */
-static void note_put_off(struct worker *w)
+static void note_put_off(struct order_worker *w)
 {
 	struct tt_err err = {{0}};
-	if (w->put_off_type[0] && store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0)
-		tt_log(TT_WARN, "abandon_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	if (w->put_off_type[0] &&
+	    store_note_error(w->aux, w->domain_id, w->put_off_type, w->put_off_detail, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "abandon_failed", "name=%s error=%s", w->name, tt_log_quote(q, sizeof(q), err.msg));
+	}
 }
 
 /* Re-takes the lock on the domain in hand after its transaction aborted. 1 held, 0 gone, -1 error. */
-static int claim_again(struct worker *w, struct tt_err *err)
+static int claim_again(struct order_worker *w, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
-	PGresult *res;
-	if (tt_db_begin(w->lock, err) < 0 ||
-	    tt_db_exec(w->lock, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) <
-		0)
+	if (tt_db_begin(w->lock, err) < 0)
 		return -1;
-	int n = PQntuples(res);
-	PQclear(res);
-	if (n == 0)
+	int n = store_domain_relock(w->lock, w->domain_id, err);
+	if (n <= 0)
 		tt_db_rollback(w->lock);
 	return n;
 }
@@ -529,7 +420,7 @@ static int claim_again(struct worker *w, struct tt_err *err)
 /* Asks renewalInfo of the CA that issued the current certificate whether to renew now. 1 yes (with
  * replaces, to that CA only), 0 not yet (the domain is rescheduled inside the suggested window and
  * the claim committed), -1 no answer: renew as usual. */
-static int ari_check(struct worker *w)
+static int ari_check(struct order_worker *w)
 {
 	time_t start, end;
 	struct acme_problem prob = {0};
@@ -538,7 +429,8 @@ static int ari_check(struct worker *w)
 	int rc = acme_renewal_info(ca, w->ari_id, &start, &end, &prob, &err);
 	acme_problem_clear(&prob);
 	if (rc < 0) {
-		tt_log(TT_WARN, "ari_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "ari_failed", "name=%s error=%s", w->name, tt_log_quote(q, sizeof(q), err.msg));
 		return -1;
 	}
 	time_t now = time(NULL);
@@ -551,13 +443,10 @@ static int ari_check(struct worker *w)
 	time_t recheck = now + (again > 0 ? again : ARI_RECHECK_S);
 	if (recheck < at)
 		at = recheck;
-	char did[24], ts[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	snprintf(ts, sizeof(ts), "%lld", (long long)at);
-	const char *p[] = {did, ts};
-	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = to_timestamp($2) WHERE id = $1", 2, p) < 0 ||
-	    tt_db_commit(w->lock, &err) < 0) {
-		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=\"%s\"", w->name, err.msg);
+	if (store_domain_retry_at(w->lock, w->domain_id, at, &err) < 0 || tt_db_commit(w->lock, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "ari_schedule_failed", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		tt_db_rollback(w->lock);
 		return 0;
 	}
@@ -568,7 +457,7 @@ static int ari_check(struct worker *w)
 
 /* Once right after storing, so a lingering run reports https_ready within the second; the
  * sweeps retry what the edge did not serve yet. */
-static void check_served(struct worker *w)
+static void check_served(struct order_worker *w)
 {
 	struct tt_err err = {{0}};
 	int rc = served_check_and_record(w->aux, w->check, &w->run->served, w->domain_id, w->name, w->new_cert_id,
@@ -582,7 +471,7 @@ static void check_served(struct worker *w)
 
 /* Before any order: the DNS and CAA preflight. 1 passed (permits[i]: CAA lets CA i issue), 0 failed
  * and recorded (claim ended, nothing asked of a CA), -1 the database is gone. */
-static int preflight(struct worker *w, bool *permits)
+static int preflight(struct order_worker *w, bool *permits)
 {
 	struct run *r = w->run;
 	for (size_t i = 0; i < ISSUER_MAX_CAS; i++)
@@ -595,17 +484,10 @@ static int preflight(struct worker *w, bool *permits)
 					     .account_uri = r->cas->s[i].kid[0] ? r->cas->s[i].kid : NULL};
 	struct preflight_verdict v;
 	struct tt_err err = {{0}};
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
 	if (preflight_check(w->dns, &r->preflight, w->name, who, r->cas->n, &v) == PREFLIGHT_OK) {
 		memcpy(permits, v.permits, sizeof(v.permits));
 		/* the streak is over; a dormant domain is back to normal issuance */
-		if (tt_db_run(w->lock, &err,
-			      "UPDATE domains SET preflight_failing_since = NULL, state = CASE WHEN state <> 'dormant'"
-			      " THEN state WHEN current_cert_id IS NULL THEN 'pending' ELSE 'active' END"
-			      " WHERE id = $1 AND (preflight_failing_since IS NOT NULL OR state = 'dormant')",
-			      1, p) < 0) {
+		if (store_preflight_passed(w->lock, w->domain_id, &err) < 0) {
 			tt_db_rollback(w->lock);
 			return -1;
 		}
@@ -623,7 +505,8 @@ static int preflight(struct worker *w, bool *permits)
 	int rc = record_failure(w, &prob, v.detail, true, &err);
 	acme_problem_clear(&prob);
 	if (rc < 0 || tt_db_commit(w->lock, &err) < 0) {
-		tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, err.msg);
+		tt_log(TT_ERROR, "record_failure_failed", "name=%s error=%s", w->name,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		tt_db_rollback(w->lock);
 		return -1;
 	}
@@ -648,7 +531,7 @@ static bool refused_name(const struct acme_problem *prob)
 }
 
 /* The domain's order at CA w->ca, from new attempt to stored certificate or recorded outcome. */
-static enum order_end order_at(struct worker *w, const char *kind, const char *replaces, bool another_ca)
+static enum order_end order_at(struct order_worker *w, const char *kind, const char *replaces, bool another_ca)
 {
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
@@ -658,7 +541,7 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 		tt_db_rollback(w->lock);
 		if (s < 0)
 			return ORDER_DB_GONE;
-		tt_log(TT_WARN, "order_budget_spent", "budget=%ld window=3h", r->budget);
+		tt_log(TT_WARN, "order_budget_spent", "budget=%ld window_s=%d", r->budget, ORDER_BUDGET_WINDOW_S);
 		pthread_mutex_lock(&r->mu);
 		r->stop = true;
 		pthread_mutex_unlock(&r->mu);
@@ -668,8 +551,8 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 	size_t key_len = 0, csr_len = 0;
 	char *chain = NULL;
 	struct acme_problem prob = {0};
-	int rc = keygen_domain(r->key_type, w->name, &key, &key_len, &csr, &csr_len, &err);
-	if (rc == 0) {
+	enum acme_status st = ACME_FAIL;
+	if (keygen_domain(r->key_type, w->name, &key, &key_len, &csr, &csr_len, &err) == 0) {
 		struct acme_order_req req = {
 		    .name = w->name,
 		    .profile = pick_profile(w),
@@ -680,25 +563,23 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 		    .order_created = order_created,
 		    .arg = w,
 		};
-		rc = acme_order(w->acme[w->ca], &req, &chain, &prob, &err);
-		if (rc == ACME_OK && req.profile && !w->profile[0]) {
-			char did[24];
-			snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-			const char *p[] = {did, req.profile};
-			rc = tt_db_run(w->lock, &err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p);
-		}
-		if (rc == ACME_OK)
-			rc = store_issued(w, chain, key, key_len, kind, &err);
+		st = acme_order(w->acme[w->ca], &req, &chain, &prob, &err);
+		if (st == ACME_OK && req.profile && !w->profile[0] &&
+		    store_domain_set_profile(w->lock, w->domain_id, req.profile, &err) < 0)
+			st = ACME_FAIL;
+		if (st == ACME_OK && store_issued(w, chain, key, key_len, kind, &err) < 0)
+			st = ACME_FAIL;
 	}
 	enum order_end end = ORDER_FAILED;
-	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
-	bool ca_trouble = rc < 0 && rc != ACME_RATE_LIMITED &&
-			  (strcmp(prob.type, "transport") == 0 || strcmp(prob.type, "timeout") == 0 ||
-			   strstr(prob.type, ":accountDoesNotExist") || prob.status >= 500);
 	int64_t now = tt_now_ms();
-	if (ca_trouble) {
+	char q[TT_LOG_QUOTED_MAX], qt[TT_LOG_QUOTED_MAX];
+	switch (st) {
+	case ACME_UNAVAILABLE:
+	/* The account vanishing at the CA is not the domain's fault either; the next run re-registers. */
+	case ACME_ACCOUNT_GONE:
 		/* Not the domain's fault: no failure on its record; several in a row and the CA is down. */
-		tt_log(TT_WARN, "ca_unavailable", "name=%s directory=%s error=\"%s\"", w->name, directory, err.msg);
+		tt_log(TT_WARN, "ca_unavailable", "name=%s directory=%s error=%s", w->name, directory,
+		       tt_log_quote(q, sizeof(q), err.msg));
 		abandon_attempt(w, &prob);
 		if (cas_failed(r->cas, (size_t)w->ca)) {
 			char msg[sizeof(r->fatal_msg)];
@@ -707,11 +588,12 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 			another_ca = false;
 		}
 		end = another_ca ? ORDER_NEXT_CA : ORDER_DEFERRED;
-	} else if (rc == ACME_RATE_LIMITED) {
+		break;
+	case ACME_RATE_LIMITED: {
 		int64_t ra = acme_retry_after(w->acme[w->ca]);
-		int64_t pause = (ra > 0 ? ra : 60) * 1000;
+		int64_t pause = (ra > 0 ? ra : RATE_LIMIT_PAUSE_S) * 1000;
 		tt_log(TT_WARN, "rate_limited", "name=%s directory=%s retry_after_s=%" PRId64 " type=%s", w->name,
-		       directory, pause / 1000, prob.type);
+		       directory, pause / 1000, tt_log_quote(qt, sizeof(qt), prob.type));
 		abandon_attempt(w, &prob);
 		if (another_ca && r->deadline_ms && now + pause >= r->deadline_ms) {
 			/* the limit outlasts this run: the other CAs carry it */
@@ -724,26 +606,33 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 			pthread_mutex_unlock(&r->mu);
 			end = ORDER_DEFERRED;
 		}
-	} else if (rc == 0) {
+		break;
+	}
+	case ACME_OK:
 		cas_answered(r->cas, (size_t)w->ca);
 		if (tt_db_commit(w->lock, &err) < 0) {
-			tt_log(TT_ERROR, "store_failed", "name=%s error=\"%s\"", w->name, err.msg);
+			tt_log(TT_ERROR, "store_failed", "name=%s error=%s", w->name,
+			       tt_log_quote(q, sizeof(q), err.msg));
 			end = ORDER_DB_GONE;
 		} else {
 			count_result(r, w->current_cert_id ? &r->renewed : &r->issued, NULL);
 			check_served(w);
 			end = ORDER_STORED;
 		}
-	} else if (another_ca && refused_name(&prob) && PQtransactionStatus(w->lock) == PQTRANS_INTRANS) {
+		break;
+	case ACME_FAIL:
 		cas_answered(r->cas, (size_t)w->ca);
-		tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory, prob.type);
-		abandon_attempt(w, &prob);
-		end = ORDER_NEXT_CA;
-	} else {
-		cas_answered(r->cas, (size_t)w->ca);
+		if (another_ca && refused_name(&prob) && PQtransactionStatus(w->lock) == PQTRANS_INTRANS) {
+			tt_log(TT_WARN, "ca_refused", "name=%s directory=%s type=%s", w->name, directory,
+			       tt_log_quote(qt, sizeof(qt), prob.type));
+			abandon_attempt(w, &prob);
+			end = ORDER_NEXT_CA;
+			break;
+		}
 		char msg[sizeof(err.msg)];
 		snprintf(msg, sizeof(msg), "%s", err.msg);
-		tt_log(TT_INFO, "order_error", "name=%s type=%s error=\"%s\"", w->name, prob.type, msg);
+		tt_log(TT_INFO, "order_error", "name=%s type=%s error=%s", w->name,
+		       tt_log_quote(qt, sizeof(qt), prob.type), tt_log_quote(q, sizeof(q), msg));
 		if (PQstatus(w->lock) != CONNECTION_OK) {
 			end = ORDER_DB_GONE;
 		} else {
@@ -758,12 +647,14 @@ static enum order_end order_at(struct worker *w, const char *kind, const char *r
 				}
 			}
 			if (record_failure(w, &prob, msg, false, &e2) < 0 || tt_db_commit(w->lock, &e2) < 0) {
-				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=\"%s\"", w->name, e2.msg);
+				tt_log(TT_ERROR, "record_failure_failed", "name=%s error=%s", w->name,
+				       tt_log_quote(q, sizeof(q), e2.msg));
 				tt_db_rollback(w->lock);
 				end = ORDER_DB_GONE;
 			}
 		}
 		count_result(r, &r->failed, w->name);
+		break;
 	}
 done:
 	acme_problem_clear(&prob);
@@ -776,7 +667,7 @@ done:
 
 /* One claimed domain from preflight to stored certificate (or recorded failure), trying the CAs in
  * order of preference. Ends the claim transaction. Returns -1 only when the database is gone. */
-static int process(struct worker *w)
+static int process(struct order_worker *w)
 {
 	struct run *r = w->run;
 	bool permits[ISSUER_MAX_CAS];
@@ -826,13 +717,9 @@ static int process(struct worker *w)
 	}
 	/* No CA its CAA permits can take it in this run (down, or paused past the deadline): due again
 	 * for the next run, but not claimed over and over by this one. */
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, w->domain_id);
-	const char *p[] = {did};
 	struct tt_err err = {{0}};
 	tt_log(TT_WARN, "no_ca_available", "name=%s", w->name);
-	if (tt_db_run(w->lock, &err, "UPDATE domains SET next_attempt_at = now() WHERE id = $1", 1, p) < 0 ||
-	    tt_db_commit(w->lock, &err) < 0) {
+	if (store_domain_retry_at(w->lock, w->domain_id, 0, &err) < 0 || tt_db_commit(w->lock, &err) < 0) {
 		tt_db_rollback(w->lock);
 		return PQstatus(w->lock) == CONNECTION_OK ? 0 : -1;
 	}
@@ -847,7 +734,7 @@ static bool linger_wait(struct run *r, unsigned *seen)
 	while (!r->stop && r->wake_gen == *seen && r->linger_ms && tt_now_ms() < r->linger_ms) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1; /* re-checks stop and the end of lingering each second */
+		ts.tv_sec += LINGER_RECHECK_S; /* re-checks stop and the end of lingering */
 		pthread_cond_timedwait(&r->wake, &r->mu, &ts);
 	}
 	bool more = r->wake_gen != *seen && !r->stop;
@@ -858,7 +745,7 @@ static bool linger_wait(struct run *r, unsigned *seen)
 
 static void *worker_main(void *arg)
 {
-	struct worker *w = arg;
+	struct order_worker *w = arg;
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
 	const char *conninfo = issuer_opt(r->ctx, "db");
@@ -868,7 +755,7 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	for (size_t i = 0; i < r->cas->n; i++)
-		if (r->cas->s[i].key_pem && session_client(&r->cas->s[i], &w->acme[i], &w->key[i], &err) < 0) {
+		if (r->cas->s[i].key_pem && account_client(&r->cas->s[i], &w->acme[i], &w->key[i], &err) < 0) {
 			run_fatal(r, err.msg);
 			return NULL;
 		}
@@ -900,7 +787,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void worker_free(struct worker *w)
+static void worker_free(struct order_worker *w)
 {
 	if (w->lock)
 		PQfinish(w->lock);
@@ -948,23 +835,20 @@ static void *signal_main(void *arg)
 static void wake_if_due(struct run *r, PGconn *db)
 {
 	struct tt_err err = {{0}};
-	PGresult *res;
-	if (tt_db_exec(
-		db, &res, &err,
-		"SELECT now()::text, EXISTS (SELECT 1 FROM domains WHERE state IN ('pending', 'active', 'failing')"
-		" AND next_attempt_at <= now())",
-		0, NULL) < 0) {
-		tt_log(TT_WARN, "linger_query_failed", "error=\"%s\"", err.msg);
+	char now[sizeof(r->started_at)];
+	bool any;
+	if (store_due_now(db, now, sizeof(now), &any, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "linger_query_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 		return;
 	}
-	if (PQgetvalue(res, 0, 1)[0] == 't') {
+	if (any) {
 		pthread_mutex_lock(&r->mu);
-		snprintf(r->started_at, sizeof(r->started_at), "%s", PQgetvalue(res, 0, 0));
+		memcpy(r->started_at, now, sizeof(now));
 		r->wake_gen++;
 		pthread_cond_broadcast(&r->wake);
 		pthread_mutex_unlock(&r->mu);
 	}
-	PQclear(res);
 }
 
 /* Waits up to ms for notifications: 1 some came, 0 none, -1 the connection is gone. */
@@ -1007,8 +891,11 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 			wait = next_sweep - now > 0 ? next_sweep - now : 0;
 		int n = listening ? wait_notified(db, wait) : 0;
 		if (!listening || n < 0) {
-			if (listening)
-				tt_log(TT_WARN, "linger_db_lost", "error=\"%s\"", PQerrorMessage(db));
+			if (listening) {
+				char q[TT_LOG_QUOTED_MAX];
+				tt_log(TT_WARN, "linger_db_lost", "error=%s",
+				       tt_log_quote(q, sizeof(q), PQerrorMessage(db)));
+			}
 			if (!listening)
 				tt_sleep_ms(wait < SERVED_RECHECK_MS ? wait : SERVED_RECHECK_MS);
 			PQreset(db);
@@ -1020,8 +907,10 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 		if (n > 0 || sweep)
 			wake_if_due(r, db);
 		if (sweep) {
-			if (served_sweep(db, tls, &r->served, LINGER_SWEEP_LIMIT, &err) < 0)
-				tt_log(TT_WARN, "served_sweep_failed", "error=\"%s\"", err.msg);
+			if (served_sweep(db, tls, &r->served, LINGER_SWEEP_LIMIT, &err) < 0) {
+				char q[TT_LOG_QUOTED_MAX];
+				tt_log(TT_WARN, "served_sweep_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+			}
 			next_sweep = tt_now_ms() + SERVED_RECHECK_MS;
 		}
 	}
@@ -1029,23 +918,20 @@ static void linger(struct run *r, PGconn *db, CURL *tls)
 		tt_db_run(db, &err, "UNLISTEN *", 0, NULL);
 }
 
+static void print_due(const char *name, const char *kind, void *arg)
+{
+	printf("due %s %s\n", name, kind);
+}
+
 static int dry_run(PGconn *db)
 {
 	struct tt_err err = {{0}};
-	PGresult *res;
-	if (tt_db_exec(
-		db, &res, &err,
-		"SELECT name, CASE WHEN current_cert_id IS NULL THEN 'new' ELSE 'renewal' END FROM domains"
-		" WHERE state IN ('pending', 'active', 'failing', 'dormant') AND next_attempt_at <= now() ORDER BY "
-		"next_attempt_at",
-		0, NULL) < 0) {
+	int n = store_due_each(db, print_due, NULL, &err);
+	if (n < 0) {
 		fprintf(stderr, "issuer: %s\n", err.msg);
 		return 2;
 	}
-	for (int i = 0; i < PQntuples(res); i++)
-		printf("due %s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-	tt_log(TT_INFO, "run_done", "dry_run=1 due=%d", PQntuples(res));
-	PQclear(res);
+	tt_log(TT_INFO, "run_done", "dry_run=1 due=%d", n);
 	return 0;
 }
 
@@ -1091,15 +977,27 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 	return 0;
 }
 
+void run_failed(const char *reason, const char *error)
+{
+	char q[TT_LOG_QUOTED_MAX];
+	tt_log(TT_ERROR, "run_failed", "reason=%s error=%s", reason, tt_log_quote(q, sizeof(q), error));
+}
+
+/* A run that cannot do its job says why on stderr and in its run_failed event. Returns 2. */
+static int cannot_run(const char *reason, const char *prefix, const struct tt_err *err)
+{
+	fprintf(stderr, "issuer run: %s%s\n", prefix, err->msg);
+	run_failed(reason, err->msg);
+	return 2;
+}
+
 int run_main(struct issuer_ctx *ctx)
 {
 	struct tt_err err = {{0}};
 	struct run r = {.ctx = ctx};
 	long concurrency;
-	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
-		return 2;
-	}
+	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0)
+		return cannot_run("options", "", &err);
 	int64_t started = tt_now_ms();
 	PGconn *db = NULL;
 	struct tt_keyring *kr = NULL;
@@ -1107,13 +1005,11 @@ int run_main(struct issuer_ctx *ctx)
 	int rc = 2;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (r.preflight.enabled && dns_library_init(&err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
 		curl_global_cleanup();
-		return 2;
+		return cannot_run("dns", "", &err);
 	}
 	if (issuer_db_open(ctx, &db, &err) < 0) {
-		fprintf(stderr, "issuer run: cannot use the database: %s\n", err.msg);
-		tt_log(TT_ERROR, "run_failed", "reason=database");
+		cannot_run("database", "cannot use the database: ", &err);
 		goto out;
 	}
 	if (issuer_flag(ctx, "dry-run")) {
@@ -1121,40 +1017,40 @@ int run_main(struct issuer_ctx *ctx)
 		goto out;
 	}
 	if (issuer_keyring_open(ctx, &kr, &err) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
+		cannot_run("keyring", "", &err);
 		goto out;
 	}
 	/* Before the CA is involved, so ticket keys keep rotating through a CA outage; a failure here
 	 * leaves the current keys serving and does not stop the certificates' work. */
 	if (ticket_keys_rotate(ctx, db, kr, &err) < 0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_ERROR, "ticket_keys_rotate_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 	}
 	if (cas_open(ctx, db, kr, &cas, &err) != 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
-		tt_log(TT_ERROR, "run_failed", "reason=ca");
+		cannot_run("ca", "", &err);
 		goto out;
 	}
-	PGresult *res;
-	if (tt_db_exec(db, &res, &err, "SELECT now()::text", 0, NULL) < 0) {
-		fprintf(stderr, "issuer run: %s\n", err.msg);
+	if (store_due_now(db, r.started_at, sizeof(r.started_at), NULL, &err) < 0) {
+		cannot_run("database", "", &err);
 		goto out;
 	}
-	snprintf(r.started_at, sizeof(r.started_at), "%s", PQgetvalue(res, 0, 0));
-	PQclear(res);
 	/* tokens left by a killed run are useless once expired */
-	if (tt_db_run(db, &err, "DELETE FROM challenges WHERE expires_at < now()", 0, NULL) < 0)
-		tt_log(TT_WARN, "challenge_cleanup_failed", "error=\"%s\"", err.msg);
+	if (attempt_challenges_expire(db, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "challenge_cleanup_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	for (size_t i = 0; i < cas.n; i++)
 		cas.s[i].cfg.cancel = &r.cancel;
 	r.kr = kr;
 	r.cas = &cas;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.wake, NULL);
-	if (events_prune(ctx, db, &err) < 0)
-		tt_log(TT_WARN, "events_prune_failed", "error=\"%s\"", err.msg);
+	if (events_prune(ctx, db, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "events_prune_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	CURL *tls = curl_easy_init();
-	struct worker *ws = calloc((size_t)concurrency, sizeof(*ws));
+	struct order_worker *ws = calloc((size_t)concurrency, sizeof(*ws));
 	pthread_t *ts = calloc((size_t)concurrency, sizeof(*ts));
 	long started_threads = 0;
 	if (!ws || !ts || !tls) {
@@ -1204,8 +1100,10 @@ int run_main(struct issuer_ctx *ctx)
 	pthread_cond_destroy(&r.wake);
 	pthread_mutex_destroy(&r.mu);
 	/* The retry of the served check for a run that does not linger (cron is its timer). */
-	if (served_sweep(db, tls, &r.served, SWEEP_LIMIT, &err) < 0)
-		tt_log(TT_WARN, "served_sweep_failed", "error=\"%s\"", err.msg);
+	if (served_sweep(db, tls, &r.served, SWEEP_LIMIT, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "served_sweep_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
+	}
 	curl_easy_cleanup(tls);
 
 	if (r.fatal)

@@ -1,5 +1,6 @@
 /* store: the domain and certificate rows that several commands and the run share: add, find,
- * remove, list, and storing a certificate with its sealed key. */
+ * remove, list, storing a certificate with its sealed key, and the run's view of them: claiming a
+ * due domain (the due_domains view), rescheduling it, the preflight's streak, failure events. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,4 +241,123 @@ int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 	bool first = PQgetvalue(res, 0, 0)[0] == 't';
 	PQclear(res);
 	return first ? store_event(db, c->domain_id, "issued", NULL, err) : 0;
+}
+
+int store_due_claim(PGconn *db, const char *due_by, struct due_claim *out, struct tt_err *err)
+{
+	const char *p[] = {due_by};
+	PGresult *res;
+	/* Due as of due_by (the pass's start): a domain this run put off (CA trouble) is not taken twice. */
+	if (tt_db_exec(db, &res, err,
+		       "SELECT d.id, d.name, COALESCE(d.current_cert_id, 0), COALESCE(d.profile, ''),"
+		       " COALESCE(c.ari_cert_id, ''), COALESCE(c.directory_url, ''), d.state = 'dormant'"
+		       " FROM due_domains d LEFT JOIN certificates c ON c.id = d.current_cert_id"
+		       " WHERE d.next_attempt_at <= $1::timestamptz"
+		       " ORDER BY d.next_attempt_at LIMIT 1 FOR NO KEY UPDATE OF d SKIP LOCKED",
+		       1, p) < 0)
+		return -1;
+	int n = PQntuples(res);
+	if (n) {
+		out->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(res, 0, 1));
+		out->current_cert_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		snprintf(out->profile, sizeof(out->profile), "%s", PQgetvalue(res, 0, 3));
+		snprintf(out->ari_id, sizeof(out->ari_id), "%s", PQgetvalue(res, 0, 4));
+		snprintf(out->directory, sizeof(out->directory), "%s", PQgetvalue(res, 0, 5));
+		out->dormant = PQgetvalue(res, 0, 6)[0] == 't';
+	}
+	PQclear(res);
+	return n > 0;
+}
+
+int store_domain_relock(PGconn *db, int64_t domain_id, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	const char *p[] = {did};
+	PGresult *res;
+	if (tt_db_exec(db, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) < 0)
+		return -1;
+	int n = PQntuples(res);
+	PQclear(res);
+	return n > 0;
+}
+
+int store_due_now(PGconn *db, char *now, size_t size, bool *any, struct tt_err *err)
+{
+	PGresult *res;
+	if (tt_db_exec(db, &res, err, "SELECT now()::text, EXISTS (SELECT 1 FROM due_domains)", 0, NULL) < 0)
+		return -1;
+	snprintf(now, size, "%s", PQgetvalue(res, 0, 0));
+	if (any)
+		*any = PQgetvalue(res, 0, 1)[0] == 't';
+	PQclear(res);
+	return 0;
+}
+
+int store_due_each(PGconn *db, void (*each)(const char *name, const char *kind, void *arg), void *arg,
+		   struct tt_err *err)
+{
+	PGresult *res;
+	if (tt_db_exec(db, &res, err, "SELECT name, kind FROM due_domains ORDER BY next_attempt_at", 0, NULL) < 0)
+		return -1;
+	int n = PQntuples(res);
+	for (int i = 0; i < n; i++)
+		each(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), arg);
+	PQclear(res);
+	return n;
+}
+
+int store_domain_retry_at(PGconn *db, int64_t domain_id, time_t at, struct tt_err *err)
+{
+	char did[24], ts[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	snprintf(ts, sizeof(ts), "%lld", (long long)at);
+	const char *p[] = {did, ts};
+	return tt_db_run(db, err,
+			 "UPDATE domains SET next_attempt_at = CASE WHEN $2::bigint = 0 THEN now()"
+			 " ELSE to_timestamp($2::bigint) END WHERE id = $1",
+			 2, p);
+}
+
+int store_domain_set_profile(PGconn *db, int64_t domain_id, const char *profile, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	const char *p[] = {did, profile};
+	return tt_db_run(db, err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p);
+}
+
+int store_preflight_passed(PGconn *db, int64_t domain_id, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	const char *p[] = {did};
+	return tt_db_run(db, err,
+			 "UPDATE domains SET preflight_failing_since = NULL, state = CASE WHEN state <> 'dormant'"
+			 " THEN state WHEN current_cert_id IS NULL THEN 'pending' ELSE 'active' END"
+			 " WHERE id = $1 AND (preflight_failing_since IS NOT NULL OR state = 'dormant')",
+			 1, p);
+}
+
+int store_failure_events(PGconn *db, int64_t domain_id, struct tt_err *err)
+{
+	char did[24];
+	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	const char *p[] = {did};
+	PGresult *res;
+	if (tt_db_exec(db, &res, err,
+		       "SELECT s.state, s.state = 'expiring' AND NOT EXISTS (SELECT 1 FROM domain_events e"
+		       "  WHERE e.name = d.name AND e.kind = 'expiring' AND e.at >= c.created_at)"
+		       " FROM domains d JOIN domain_status s ON s.name = d.name"
+		       " LEFT JOIN certificates c ON c.id = d.current_cert_id WHERE d.id = $1",
+		       1, p) < 0)
+		return -1;
+	bool paused = strcmp(PQgetvalue(res, 0, 0), "paused") == 0, expiring = PQgetvalue(res, 0, 1)[0] == 't';
+	PQclear(res);
+	if (store_event(db, domain_id, "failed", NULL, err) < 0 ||
+	    (paused && store_event(db, domain_id, "paused", NULL, err) < 0) ||
+	    (expiring && store_event(db, domain_id, "expiring", NULL, err) < 0))
+		return -1;
+	return 0;
 }

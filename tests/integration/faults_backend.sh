@@ -7,18 +7,7 @@
 tt_setup_db
 make_cert b.test
 # A backend that accepts and never answers.
-cat >"$T/black_hole.py" <<'PY'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(4096)
-held = []
-while True:
-    c, _ = s.accept()
-    held.append(c)
-PY
-bg python3 "$T/black_hole.py" "$BACKEND_PORT"
+bg python3 "$TT_ROOT/tests/lib/black_hole.py" 127.0.0.1 "$BACKEND_PORT"
 wait_until 10 port_open 127.0.0.1 "$BACKEND_PORT"
 # A small ASan quarantine, so freed memory is reused and RSS shows what the terminator keeps.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=4"

@@ -1,4 +1,4 @@
-/* certinfo.c and names.c: renewal points relative to the lifetime, name coverage, name input. */
+/* certinfo.c and name_input.c: renewal points relative to the lifetime, name coverage, name input. */
 #include <string.h>
 
 #include "check.h"

@@ -1,4 +1,4 @@
-/* metrics: the run's Prometheus textfile for node_exporter's textfile collector, written to a
+/* metrics_file: the run's Prometheus textfile for node_exporter's textfile collector, written to a
  * temporary file and renamed so the collector never reads half a file. */
 #include <errno.h>
 #include <stdio.h>
@@ -29,7 +29,8 @@ static void write_refusals(FILE *f, PGconn *db)
 			db, &res, &err,
 			"SELECT count(*) FROM domains WHERE state IN ('failing', 'paused') AND last_error_type = $1", 1,
 			p) < 0) {
-			tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err.msg);
+			char q[TT_LOG_QUOTED_MAX];
+			tt_log(TT_WARN, "metrics_failed", "error=%s", tt_log_quote(q, sizeof(q), err.msg));
 			continue;
 		}
 		fprintf(f, "tracktls_issuer_refused{what=\"%s\"} %s\n", kinds[i].label, PQgetvalue(res, 0, 0));
@@ -45,8 +46,7 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		return 0;
 	PGresult *res;
 	if (tt_db_exec(db, &res, err,
-		       "SELECT (SELECT count(*) FROM domains WHERE state IN ('pending', 'active', 'failing')"
-		       "   AND next_attempt_at <= now()),"
+		       "SELECT (SELECT count(*) FROM due_domains),"
 		       " (SELECT COALESCE(extract(epoch FROM min(c.not_after))::bigint, 0) FROM domains d"
 		       "   JOIN certificates c ON c.id = d.current_cert_id WHERE d.state <> 'removed'),"
 		       " (SELECT count(*) FROM domains WHERE state = 'paused'),"
@@ -55,7 +55,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		       "   AND d.served_cert_id IS DISTINCT FROM d.current_cert_id),"
 		       " (SELECT count(*) FROM domains WHERE state = 'dormant')",
 		       0, NULL) < 0) {
-		tt_log(TT_WARN, "metrics_failed", "error=\"%s\"", err->msg);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "metrics_failed", "error=%s", tt_log_quote(q, sizeof(q), err->msg));
 		return -1;
 	}
 	char tmp[4096];
@@ -63,7 +64,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
 		PQclear(res);
-		tt_log(TT_WARN, "metrics_failed", "path=%s error=\"%s\"", tmp, strerror(errno));
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "metrics_failed", "path=%s error=%s", tmp, tt_log_quote(q, sizeof(q), strerror(errno)));
 		return tt_fail(err, "cannot write %s: %s", tmp, strerror(errno));
 	}
 	fprintf(f,
@@ -94,7 +96,9 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 	write_refusals(f, db);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);
-		tt_log(TT_WARN, "metrics_failed", "path=%s error=\"%s\"", path, strerror(errno));
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "metrics_failed", "path=%s error=%s", path,
+		       tt_log_quote(q, sizeof(q), strerror(errno)));
 		return tt_fail(err, "cannot write %s: %s", path, strerror(errno));
 	}
 	return 0;

@@ -1,4 +1,4 @@
-/* names: turns what an operator types into the one stored form of a name (IDNA A-labels, then the
+/* name_input: turns what an operator types into the one stored form of a name (IDNA A-labels, then the
  * shared tt_name_normalize rules). */
 #include <idn2.h>
 #include <stdlib.h>

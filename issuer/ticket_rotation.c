@@ -1,4 +1,4 @@
-/* tickets: creates and retires the fleet's TLS session-ticket keys, at the start of every run and
+/* ticket_rotation: creates and retires the fleet's TLS session-ticket keys, at the start of every run and
  * by `issuer tickets rotate` on hosts that run no ACME; terminators pick them up by NOTIFY. */
 #include <stdio.h>
 
