@@ -135,7 +135,7 @@ int tt_ticket_keys_load(PGconn *conn, const struct tt_keyring *kr, struct tt_tic
 		    tt_envelope_open(kr, aad, al, blob, bloblen, &plain, &plainlen, &e) != 0 ||
 		    plainlen != TT_TICKET_NAME_BYTES + TT_TICKET_SECRET_BYTES) {
 			/* One bad row must not take resumption down: skip it, loudly. */
-			char q[600];
+			char q[TT_LOG_QUOTED_MAX];
 			tt_log(TT_ERROR, "ticket_key_unusable", "id=%lld error=%s", (long long)k->id,
 			       tt_log_quote(q, sizeof(q), plain ? "wrong length" : e.msg));
 			free(blob);

@@ -665,7 +665,7 @@ enum acme_status acme_order(struct acme_client *c, const struct acme_order_req *
 	/* Nothing the CA sent is stored, nor served, before it verifies as what we ordered. */
 	if (chain_verify(c->cfg->chain_ca_file, c->body, c->len, req->name, req->csr, req->csr_len, time(NULL), err) <
 	    0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_WARN, "chain_refused", "name=%s reason=%s", req->name, tt_log_quote(q, sizeof(q), err->msg));
 		problem_from(prob, NULL, ACME_PROBLEM_BAD_CHAIN, err->msg);
 		return tt_wrap(err, "refused the chain downloaded for %s", req->name);

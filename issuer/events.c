@@ -115,7 +115,7 @@ int cli_events(struct issuer_ctx *ctx)
 		if (rc == 0 && follow_wait(db) == 0)
 			continue;
 		/* The connection is gone: reconnect until it is back, then read from the last id. */
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_WARN, "events_reconnect", "last_id=%" PRId64 " error=%s", last,
 		       tt_log_quote(q, sizeof(q), PQerrorMessage(db)));
 		PQfinish(db);

@@ -463,7 +463,7 @@ static void check_served(struct order_worker *w)
 	int rc = served_check_and_record(w->aux, w->check, &w->run->served, w->domain_id, w->name, w->new_cert_id,
 					 w->new_serial, &err);
 	if (rc <= 0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(rc < 0 ? TT_WARN : TT_INFO, "https_not_served", "name=%s error=%s", w->name,
 		       tt_log_quote(q, sizeof(q), err.msg));
 	}

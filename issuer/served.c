@@ -127,7 +127,7 @@ int served_sweep(PGconn *db, CURL *h, const struct served_config *cfg, long limi
 		}
 		if (rc == 0) {
 			left++;
-			char q[600];
+			char q[TT_LOG_QUOTED_MAX];
 			tt_log(TT_DEBUG, "https_not_served", "name=%s error=%s", PQgetvalue(res, i, 1),
 			       tt_log_quote(q, sizeof(q), e.msg));
 		}

@@ -145,7 +145,7 @@ struct certdb {
 
 static const char *one_line(char *buf, size_t size, const char *msg)
 {
-	char flat[512];
+	char flat[sizeof(((struct tt_err *)0)->msg)];
 	size_t n = 0;
 	for (; msg[n] && n < sizeof(flat) - 1; n++)
 		flat[n] = msg[n] == '\n' || msg[n] == '\t' ? ' ' : msg[n];
@@ -261,7 +261,7 @@ static void fail_all(struct certdb *db)
 
 static void disconnect(struct certdb *db, int64_t now_ms, const char *why)
 {
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 	if (db->listen && db->state == DB_READY)
 		sni_cache_listener_lost(db->cache);
 	tt_log(TT_WARN, "db_disconnected", "listener=%s pending=%zu retry_ms=%lld error=%s",
@@ -412,7 +412,7 @@ static void became_ready(struct certdb *db, int64_t now_ms)
 /* Server notices (shutdown warnings and the like) become log lines instead of raw stderr. */
 static void notice(void *arg, const char *message)
 {
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 	tt_log(TT_WARN, "db_notice", "message=%s", one_line(buf, sizeof(buf), message));
 }
 
@@ -488,7 +488,7 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
 static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res, int row, int col)
 {
 	const struct certdb_loader ld = {.keyring = db->keyring, .tickets = db->tickets, .cache = db->cache};
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 	struct tt_err err = {{0}};
 	int64_t cert_id = -1;
 	struct cert_entry *entry = NULL;
@@ -627,7 +627,7 @@ static void batch_loaded(struct certdb *db, struct item *batch, const PGresult *
 {
 	struct item **by_pos = calloc(batch->nmembers, sizeof(*by_pos));
 	size_t pos = 0;
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 
 	if (!by_pos) {
 		db->stats.query_errors += batch->nmembers;
@@ -730,7 +730,7 @@ static void handle_result(struct certdb *db, struct item *it, const PGresult *re
 {
 	ExecStatusType st = PQresultStatus(res);
 	bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 
 	if (!ok) {
 		tt_log(TT_ERROR, "db_query_failed", "query=%s error=%s", kind_names[it->kind],
@@ -899,7 +899,7 @@ int certdb_new(const struct certdb_config *config, struct certdb **out, struct t
 	*out = NULL;
 	opts = PQconninfoParse(conninfo, &perr);
 	if (!opts) {
-		char buf[600];
+		char buf[TT_LOG_QUOTED_MAX];
 		tt_fail(err, "database connection string: %s",
 			one_line(buf, sizeof(buf), perr ? perr : "out of memory"));
 		PQfreemem(perr);

@@ -263,7 +263,7 @@ static int follow(struct challenge_set *s, PGconn *conn, struct tt_err *err)
 static void *helper(void *arg)
 {
 	struct challenge_set *s = arg;
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 	for (;;) {
 		struct tt_err err = {{0}};
 		PGconn *conn = tt_db_connect_bounded(s->conninfo, &err);

@@ -78,7 +78,7 @@ static bool stopping(struct handover *h)
 static bool connected(struct handover *h, int64_t end_ms)
 {
 	struct tt_err err = {{0}};
-	char q[600];
+	char q[TT_LOG_QUOTED_MAX];
 
 	if (h->conn && PQstatus(h->conn) == CONNECTION_OK)
 		return true;
@@ -140,7 +140,7 @@ static bool prefetch_batch(struct handover *h, char **names, size_t n, int64_t e
 		h->queries++;
 		h->query_us += (uint64_t)(tt_now_us() - t0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			char q[600];
+			char q[TT_LOG_QUOTED_MAX];
 			tt_log(TT_WARN, "handover_query_failed", "names=%zu error=%s", k,
 			       tt_log_quote(q, sizeof(q), PQerrorMessage(h->conn)));
 			PQclear(res);
@@ -165,7 +165,7 @@ static bool prefetch_batch(struct handover *h, char **names, size_t n, int64_t e
 			found[pos - 1] = true;
 			if (certdb_entry_from_row(&ld, epochs[pos - 1], want[pos - 1], res, r, 1, &cert_id, &entry,
 						  &err) < 0) {
-				char q[600];
+				char q[TT_LOG_QUOTED_MAX];
 				h->failed++;
 				tt_log(TT_ERROR, "cert_load_failed", "name=%s cert_id=%lld error=%s", want[pos - 1],
 				       (long long)cert_id, tt_log_quote(q, sizeof(q), err.msg));

@@ -104,8 +104,12 @@ static const struct tt_opt opts[] = {
 #define CERT_BATCH_MAX_LIMIT 4096
 /* More loops than this only add contention, whatever the machine. */
 #define MAX_THREADS 1024
+/* How long an idle connection keeps its buffers before it returns them (see build_config). */
+#define IDLE_LINGER_MS 1000
+/* The main thread waits for signals this long at a time, then checks drain, hot names and health. */
+#define CONTROL_TICK_MS 50
 
-struct worker {
+struct core_thread {
 	int id;
 	pthread_t thread;
 	const struct term_config *cfg;
@@ -212,8 +216,9 @@ static int build_config(const struct tt_opts *o, struct term_config *tc, struct 
 			return tt_fail(err, "--%s: must be positive", timer_flags[k]);
 	}
 	/* An idle connection keeps its buffers for a second (the next request usually comes sooner),
-	 * then returns them for the rest of the idle timeout. */
-	tc->timeout_ms[TIMER_LINGER] = tc->timeout_ms[TIMER_IDLE] < 2000 ? tc->timeout_ms[TIMER_IDLE] / 2 : 1000;
+	 * then returns them for the rest of the idle timeout; a short idle timeout lingers half of it. */
+	tc->timeout_ms[TIMER_LINGER] =
+	    tc->timeout_ms[TIMER_IDLE] < 2 * IDLE_LINGER_MS ? tc->timeout_ms[TIMER_IDLE] / 2 : IDLE_LINGER_MS;
 	tc->timeout_ms[TIMER_IDLE] -= tc->timeout_ms[TIMER_LINGER];
 	if (tt_opts_duration_ms(o, "response-timeout", &tc->response_timeout_ms, err) < 0)
 		return -1;
@@ -265,15 +270,15 @@ static int build_config(const struct tt_opts *o, struct term_config *tc, struct 
 	return 0;
 }
 
-static void *worker_main(void *arg)
+static void *core_main(void *arg)
 {
-	struct worker *w = arg;
+	struct core_thread *w = arg;
 	/* The ring belongs to the thread that made it (SINGLE_ISSUER), so each loop is built here. */
 	w->status = loop_new(w->id, w->cfg, w->fds, w->m, &w->loop, &w->err);
 	int status = w->status;
 	sem_post(w->ready);
 	if (status == 0 && loop_run(w->loop, &w->err) < 0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_ERROR, "thread_failed", "thread=%d error=%s", w->id, tt_log_quote(q, sizeof q, w->err.msg));
 		/* A core that stopped serving stops the process, so a supervisor restarts it whole. */
 		atomic_store(&w->failed, true);
@@ -413,7 +418,7 @@ static void reload_keyring(struct ctx *x)
 {
 	struct tt_keyring_change ch;
 	struct tt_err err = {{0}};
-	char q[600];
+	char q[TT_LOG_QUOTED_MAX];
 	if (tt_keyring_reload(x->keyring, keys_unused, (void *)x->current->db_listen_conninfo, &ch, &err) < 0)
 		tt_log(TT_ERROR, "keyring_reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 	else
@@ -421,7 +426,7 @@ static void reload_keyring(struct ctx *x)
 		       tt_keyring_count(x->keyring), tt_keyring_newest_id(x->keyring), ch.added, ch.dropped);
 }
 
-static void reload(struct ctx *x, struct worker *workers, int started)
+static void reload(struct ctx *x, struct core_thread *cores, int started)
 {
 	reload_keyring(x);
 	struct tt_opts next_opts = {0};
@@ -436,7 +441,7 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	if (rc == 0)
 		rc = build_config(&next_opts, tc, &limits, &threads, &level, &drain_ms, &err);
 	if (rc < 0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_ERROR, "reload_refused", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 		free(tc);
 		tt_opts_free(&next_opts);
@@ -464,8 +469,8 @@ static void reload(struct ctx *x, struct worker *workers, int started)
 	x->retired[x->nretired++] = x->current;
 	x->current = tc;
 	for (int i = 0; i < started; i++)
-		if (workers[i].status == 0)
-			atomic_store_explicit(&workers[i].loop->cfg_next, tc, memory_order_release);
+		if (cores[i].status == 0)
+			atomic_store_explicit(&cores[i].loop->cfg_next, tc, memory_order_release);
 	sni_cache_set_limits(tc->cache, &limits);
 	tt_log_set_level(level);
 	x->drain_timeout_ms = drain_ms;
@@ -487,11 +492,11 @@ static void free_retired_now(struct ctx *x)
 }
 
 /* Replaced snapshots go once every loop has picked up the current one. */
-static void free_retired(struct ctx *x, struct worker *workers, int started)
+static void free_retired(struct ctx *x, struct core_thread *cores, int started)
 {
 	for (int i = 0; i < started; i++)
-		if (workers[i].status == 0 && !atomic_load(&workers[i].loop->done) &&
-		    atomic_load_explicit(&workers[i].loop->cfg_seen, memory_order_acquire) != x->current)
+		if (cores[i].status == 0 && !atomic_load(&cores[i].loop->done) &&
+		    atomic_load_explicit(&cores[i].loop->cfg_seen, memory_order_acquire) != x->current)
 			return;
 	free_retired_now(x);
 }
@@ -594,7 +599,7 @@ static void write_hot_names(struct ctx *x)
 {
 	struct tt_err err = {{0}};
 	size_t n;
-	char q[600];
+	char q[TT_LOG_QUOTED_MAX];
 	if (x->handover && handover_write(x->handover, &n, &err) < 0)
 		tt_log(TT_ERROR, "hot_names_write_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 }
@@ -602,12 +607,12 @@ static void write_hot_names(struct ctx *x)
 static int run(struct ctx *x, struct tt_err *err)
 {
 	int nthreads = x->nthreads;
-	struct worker *workers = calloc((size_t)nthreads, sizeof *workers);
+	struct core_thread *cores = calloc((size_t)nthreads, sizeof *cores);
 	struct metrics **ms = calloc((size_t)nthreads, sizeof *ms);
 	sem_t ready;
 	_Atomic bool draining = false;
 	int rc = -1, started = 0;
-	if (!workers || !ms) {
+	if (!cores || !ms) {
 		tt_fail(err, "out of memory");
 		goto out;
 	}
@@ -620,9 +625,9 @@ static int run(struct ctx *x, struct tt_err *err)
 	}
 	sem_init(&ready, 0, 0);
 	for (int i = 0; i < nthreads; i++) {
-		workers[i] = (struct worker){
+		cores[i] = (struct core_thread){
 		    .id = i, .cfg = x->current, .m = ms[i], .ready = &ready, .fds = {x->fds[i][0], x->fds[i][1]}};
-		int e = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+		int e = pthread_create(&cores[i].thread, NULL, core_main, &cores[i]);
 		if (e != 0) {
 			tt_fail(err, "thread: %s", strerror(e));
 			break;
@@ -636,9 +641,9 @@ static int run(struct ctx *x, struct tt_err *err)
 			;
 	bool ok = started == nthreads;
 	for (int i = 0; i < started; i++) {
-		if (workers[i].status < 0) {
+		if (cores[i].status < 0) {
 			if (ok)
-				tt_fail(err, "%s", workers[i].err.msg);
+				tt_fail(err, "%s", cores[i].err.msg);
 			ok = false;
 		}
 	}
@@ -673,10 +678,10 @@ static int run(struct ctx *x, struct tt_err *err)
 		    x->hot_names_interval_ms > 0 ? tt_now_ms() + x->hot_names_interval_ms : INT64_MAX;
 		bool failed = false, serve_failed = false;
 		for (;;) {
-			struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+			struct timespec tick = {.tv_sec = 0, .tv_nsec = CONTROL_TICK_MS * 1000000L};
 			int sig = sigtimedwait(&set, NULL, &tick);
 			if (sig == SIGHUP) {
-				reload(x, workers, started);
+				reload(x, cores, started);
 			} else if (sig == SIGTERM || sig == SIGINT) {
 				const char *name = sig == SIGTERM ? "TERM" : "INT";
 				if (draining) {
@@ -691,7 +696,7 @@ static int run(struct ctx *x, struct tt_err *err)
 				       (long long)x->drain_timeout_ms,
 				       (unsigned long long)open_connections(ms, nthreads));
 				for (int i = 0; i < started; i++)
-					loop_drain(workers[i].loop);
+					loop_drain(cores[i].loop);
 				/* The listeners are closing: the incoming process takes the traffic now, and
 				 * these names are what it should load first. */
 				write_hot_names(x);
@@ -699,7 +704,7 @@ static int run(struct ctx *x, struct tt_err *err)
 			}
 			if (warming && !draining && warmed_up(x, ms, nthreads, warm_start, &db_seen)) {
 				for (int i = 0; i < started && !serve_failed; i++)
-					serve_failed = loop_serve(workers[i].loop, err) < 0;
+					serve_failed = loop_serve(cores[i].loop, err) < 0;
 				atomic_store(&warming, false);
 				if (serve_failed)
 					break;
@@ -709,44 +714,44 @@ static int run(struct ctx *x, struct tt_err *err)
 				next_hot_names = tt_now_ms() + x->hot_names_interval_ms;
 			}
 			if (x->nretired)
-				free_retired(x, workers, started);
+				free_retired(x, cores, started);
 			for (int i = 0; i < started; i++)
-				failed = failed || atomic_load(&workers[i].failed);
+				failed = failed || atomic_load(&cores[i].failed);
 			if (failed)
 				break;
 			if (draining) {
 				bool all = true;
 				for (int i = 0; i < started; i++)
-					all = all && atomic_load(&workers[i].loop->done);
+					all = all && atomic_load(&cores[i].loop->done);
 				if (all || tt_now_ms() >= deadline)
 					break;
 			}
 		}
 		rc = serve_failed ? -1 : 0;
 		for (int i = 0; i < started; i++)
-			loop_stop(workers[i].loop);
+			loop_stop(cores[i].loop);
 		for (int i = 0; i < started; i++)
-			pthread_join(workers[i].thread, NULL);
+			pthread_join(cores[i].thread, NULL);
 		if (draining) {
 			size_t left = 0;
 			for (int i = 0; i < started; i++)
-				left += workers[i].loop->nconns;
+				left += cores[i].loop->nconns;
 			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(tt_now_ms() - drain_start),
 			       left);
 		}
 	} else {
 		for (int i = 0; i < started; i++)
-			if (workers[i].status == 0)
-				loop_stop(workers[i].loop);
+			if (cores[i].status == 0)
+				loop_stop(cores[i].loop);
 		for (int i = 0; i < started; i++)
-			pthread_join(workers[i].thread, NULL);
+			pthread_join(cores[i].thread, NULL);
 	}
 	for (int i = 0; i < started; i++) {
-		if (atomic_load(&workers[i].failed)) {
-			tt_fail(err, "thread %d failed: %s", i, workers[i].err.msg);
+		if (atomic_load(&cores[i].failed)) {
+			tt_fail(err, "thread %d failed: %s", i, cores[i].err.msg);
 			rc = -1;
 		}
-		loop_free(workers[i].loop);
+		loop_free(cores[i].loop);
 	}
 	metrics_server_stop(msrv);
 	sem_destroy(&ready);
@@ -755,7 +760,7 @@ out:
 		for (int i = 0; i < nthreads; i++)
 			free(ms[i]);
 	free(ms);
-	free(workers);
+	free(cores);
 	return rc;
 }
 
@@ -891,7 +896,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (run(&x, &err) < 0) {
-		char q[600];
+		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
 		fprintf(stderr, PROG ": %s\n", err.msg);
 	} else {

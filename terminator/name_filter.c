@@ -173,7 +173,7 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 static void *builder(void *arg)
 {
 	struct name_filter *f = arg;
-	char buf[600];
+	char buf[TT_LOG_QUOTED_MAX];
 
 	for (;;) {
 		pthread_mutex_lock(&f->lock);

@@ -198,7 +198,7 @@ static void *refresher(void *arg)
 	struct tickets *t = arg;
 	PGconn *conn = NULL;
 	int64_t backoff_ms = RETRY_MIN_MS;
-	char q[600];
+	char q[TT_LOG_QUOTED_MAX];
 	for (;;) {
 		struct tt_err err;
 		if (!conn) {
