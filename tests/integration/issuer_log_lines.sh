@@ -5,8 +5,9 @@
 . "$TT_ROOT/tests/lib/issuer_env.sh"
 issuer_env_start
 logfmt() { python3 "$TT_ROOT/tests/lib/logfmt_check.py" "$@"; }
-# The events of a log, without the "issuer run: why" line a run that cannot work prints for people.
-events() { grep -v '^issuer' "$1" >"$1.events"; echo "$1.events"; }
+# The events of a log, without the "tracktls-issuer: why" (options) or "issuer run: why" line a run
+# that cannot work prints for people.
+events() { grep -vE '^(tracktls-issuer|issuer run): ' "$1" >"$1.events"; echo "$1.events"; }
 
 # Every run deletes expired challenges first; make that statement fail with a message that has a
 # quote in its first line and a newline before its DETAIL, as PostgreSQL's errors do.

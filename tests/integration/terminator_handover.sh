@@ -96,3 +96,27 @@ check "  ... from the cache, without a miss" test "$(mval "$C" tracktls_cert_cac
 kill -TERM "$C_PID"
 wait "$C_PID"; rc=$?
 check "C stops with exit 0" test "$rc" = 0
+
+# ---- a new host: no process to hand over from; it starts from a copy of a peer's file ----
+mkdir -m 1777 "$T/newhost"
+cp "$HOT" "$T/newhost/hot-names"
+D=$(free_port) D_HTTPS=$(free_port)
+bg "$TT_BIN/terminator" --https "127.0.0.1:$D_HTTPS" --http "127.0.0.1:$(free_port)" \
+	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$D" --threads 2 --user nobody \
+	--hot-names-file "$T/newhost/hot-names" --hot-names-interval 0 >>"$T/terminator.$D.log" 2>&1
+D_PID=$!
+check "a new host starts alone with a peer's hot-names file" wait_until 15 curl -sf "http://127.0.0.1:$D/healthz"
+check "  ... and listens at once (nobody else serves its address)" grep -q "event=listening" "$T/terminator.$D.log"
+Dloaded() { test "$(mval "$D" "tracktls_handover_prefetch_names_total{result=\"loaded\"}")" = "${#NAMES[@]}"; }
+check "  ... prefetches the peer's hot names" wait_until 20 Dloaded
+misses0=$(mval "$D" tracktls_cert_cache_misses_total)
+served_on_d() {
+	local n
+	for n in "${NAMES[@]}"; do
+		[ "$(HTTPS_PORT=$D_HTTPS served "$n.test" subject)" = "subject=CN = $n.test" ] || return 1
+	done
+}
+check "  ... and serves them" served_on_d
+check "  ... from the cache, without a miss" test "$(mval "$D" tracktls_cert_cache_misses_total)" = "$misses0"
+kill -TERM "$D_PID"
+wait "$D_PID"
