@@ -23,6 +23,12 @@
 /* After the hottest names of the list found at start, the prefetcher yields to the loops: it only
  * fills time they leave idle (nice 10 gets about a tenth of a core that a loop at nice 0 wants). */
 #define PREFETCH_NICE 10
+/* Nice alone did not keep the loops' headroom: at half the warm rate, 10,000 names prefetched
+ * after a takeover held the p99 at 9x warm for 16 s (bench/restart.sh, cold: 3.4x), since the
+ * prefetch takes every idle moment of the core and a burst then queues behind it. After the
+ * warm-up each batch is followed by a pause of this many times its own duration, so the rest of
+ * the list loads in at most a fifth of the time; a busy core stretches the batch and so the pause. */
+#define PREFETCH_PAUSE_FACTOR 4
 /* A restart waits for this many of the hottest names (at full priority) before it accepts: with
  * Zipf traffic over 62,500 names the first 1,024 take about 60 % of the handshakes, and each costs
  * about 2 ms of CPU on a core the outgoing process still serves from. */
@@ -282,10 +288,14 @@ static void *prefetcher(void *arg)
 							break;
 				if (!h->initial_done)
 					warmed(h);
-				for (; i < n && !stopping(h); i += h->cfg.batch)
+				for (; i < n && !stopping(h); i += h->cfg.batch) {
+					int64_t b0 = tt_now_ms();
 					if (!prefetch_batch(h, names + i, n - i < h->cfg.batch ? n - i : h->cfg.batch,
 							    end))
 						break;
+					if (pause_ms(h, (tt_now_ms() - b0) * PREFETCH_PAUSE_FACTOR))
+						break;
+				}
 				h->prefetching = false;
 				tt_log(TT_INFO, "handover_prefetch_done", "names=%zu loaded=%llu complete=%s ms=%lld",
 				       n, (unsigned long long)(h->loaded - loaded0), i >= n ? "true" : "false",
