@@ -34,8 +34,10 @@ int tt_log_parse_level(const char *s, enum tt_level *out);
 void tt_log(enum tt_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Writes s as a logfmt value (quoted and escaped when needed) into buf; returns buf. */
 const char *tt_log_quote(char *buf, size_t size, const char *s);
+/* Room for n bytes quoted by tt_log_quote: every byte may become \xNN, plus the two quotes and NUL. */
+#define TT_LOG_QUOTED_SIZE(n) (4 * (n) + 3)
 /* Room for a tt_err message (or a libpq or curl error of that size) quoted by tt_log_quote. */
-#define TT_LOG_QUOTED_MAX (2 * sizeof(((struct tt_err *)0)->msg) + 2)
+#define TT_LOG_QUOTED_MAX TT_LOG_QUOTED_SIZE(sizeof(((struct tt_err *)0)->msg))
 
 /* ---- config.c: flags, environment and an optional `key = value` file share one key space. ----
  * Precedence: command-line flag > environment variable > config file > built-in default. */

@@ -30,8 +30,9 @@ int cas_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *
 			/* the next CA may carry the run; alone, this is why the run cannot work */
 			snprintf(err->msg, sizeof(err->msg), "%s", e.msg);
 			out->st[i].down = true;
-			char q[TT_LOG_QUOTED_MAX];
-			tt_log(TT_WARN, "ca_down", "directory=%s error=%s", out->s[i].directory,
+			char q[TT_LOG_QUOTED_MAX], qdir[TT_LOG_QUOTED_MAX];
+			tt_log(TT_WARN, "ca_down", "directory=%s error=%s",
+			       tt_log_quote(qdir, sizeof(qdir), out->s[i].directory),
 			       tt_log_quote(q, sizeof(q), e.msg));
 			continue;
 		}
@@ -80,8 +81,9 @@ bool cas_failed(struct cas *c, size_t i)
 	pthread_mutex_lock(&c->mu);
 	if (++c->st[i].failures_in_row >= CA_FAILURES_TO_STOP && !c->st[i].down) {
 		c->st[i].down = true;
-		tt_log(TT_WARN, "ca_down", "directory=%s failures_in_row=%d", c->s[i].directory,
-		       c->st[i].failures_in_row);
+		char qdir[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "ca_down", "directory=%s failures_in_row=%d",
+		       tt_log_quote(qdir, sizeof(qdir), c->s[i].directory), c->st[i].failures_in_row);
 	}
 	bool all = true;
 	for (size_t k = 0; k < c->n; k++)

@@ -90,8 +90,8 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 		goto out;
 	}
 	if (tt_db_commit(a.db, &err) < 0) {
-		char q[TT_LOG_QUOTED_MAX];
-		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=%s", a.s.kid,
+		char q[TT_LOG_QUOTED_MAX], qa[TT_LOG_QUOTED_MAX];
+		tt_log(TT_ERROR, "account_rollover_lost", "account=%s error=%s", tt_log_quote(qa, sizeof(qa), a.s.kid),
 		       tt_log_quote(q, sizeof(q), err.msg));
 		goto out;
 	}

@@ -337,6 +337,10 @@ enum acme_status {
 #define ACME_PROBLEM_BAD_TOKEN "urn:tracktls:caTokenRefused"
 #define ACME_PROBLEM_BAD_URL "urn:tracktls:caUrlRefused"
 #define ACME_PROBLEM_BAD_CHAIN "urn:tracktls:chainRefused"
+/* Problem types of ours for our own trouble (reason internal): publishing the challenge to the
+ * database failed, or a failure came without a problem document. */
+#define ACME_PROBLEM_DATABASE "urn:tracktls:database"
+#define ACME_PROBLEM_ERROR "urn:tracktls:error"
 /* Our own GET of the challenge did not get the key authorization (reason dns_not_pointed). */
 #define ACME_PROBLEM_SELF_CHECK_FAILED "urn:tracktls:selfCheckFailed"
 /* The self-check's target is loopback, private or reserved (peer_addr.c) and --self-check-via is unset. */

@@ -64,8 +64,9 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
 		PQclear(res);
-		char q[TT_LOG_QUOTED_MAX];
-		tt_log(TT_WARN, "metrics_failed", "path=%s error=%s", tmp, tt_log_quote(q, sizeof(q), strerror(errno)));
+		char q[TT_LOG_QUOTED_MAX], qp[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "metrics_failed", "path=%s error=%s", tt_log_quote(qp, sizeof(qp), tmp),
+		       tt_log_quote(q, sizeof(q), strerror(errno)));
 		return tt_fail(err, "cannot write %s: %s", tmp, strerror(errno));
 	}
 	fprintf(f,
@@ -75,7 +76,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 		"# TYPE tracktls_issuer_renewed gauge\ntracktls_issuer_renewed %ld\n"
 		"# HELP tracktls_issuer_failed Domains whose order failed in the last run.\n"
 		"# TYPE tracktls_issuer_failed gauge\ntracktls_issuer_failed %ld\n"
-		"# HELP tracktls_issuer_pending Domains due for an order after the last run.\n"
+		"# HELP tracktls_issuer_pending Domains due after the last run (view due_domains: an order,"
+		" or a dormant domain's daily preflight).\n"
 		"# TYPE tracktls_issuer_pending gauge\ntracktls_issuer_pending %s\n"
 		"# HELP tracktls_issuer_paused Domains paused after repeated failures.\n"
 		"# TYPE tracktls_issuer_paused gauge\ntracktls_issuer_paused %s\n"
@@ -96,8 +98,8 @@ int metrics_write(const struct issuer_ctx *ctx, PGconn *db, long issued, long re
 	write_refusals(f, db);
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);
-		char q[TT_LOG_QUOTED_MAX];
-		tt_log(TT_WARN, "metrics_failed", "path=%s error=%s", path,
+		char q[TT_LOG_QUOTED_MAX], qp[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "metrics_failed", "path=%s error=%s", tt_log_quote(qp, sizeof(qp), path),
 		       tt_log_quote(q, sizeof(q), strerror(errno)));
 		return tt_fail(err, "cannot write %s: %s", path, strerror(errno));
 	}

@@ -279,7 +279,7 @@ static int publish(void *arg, const char *token, const char *key_auth, struct ac
 {
 	struct order_worker *w = arg;
 	if (attempt_challenge_publish(w->aux, w->domain_id, token, key_auth, err) < 0) {
-		acme_problem_set(prob, 0, "urn:tracktls:database", err->msg, NULL);
+		acme_problem_set(prob, 0, ACME_PROBLEM_DATABASE, err->msg, NULL);
 		return -1;
 	}
 	return w->run->self_check ? self_check(w, token, key_auth, prob, err) : 0;
@@ -290,7 +290,7 @@ static int publish(void *arg, const char *token, const char *key_auth, struct ac
 static int record_failure(struct order_worker *w, const struct acme_problem *prob, const char *msg, bool preflight,
 			  struct tt_err *err)
 {
-	const char *type = prob->type[0] ? prob->type : "urn:tracktls:error";
+	const char *type = prob->type[0] ? prob->type : ACME_PROBLEM_ERROR;
 	const char *detail = prob->detail[0] ? prob->detail : msg;
 	json_t *doc = prob->doc ? json_deep_copy(prob->doc) : json_object();
 	if (!json_object_get(doc, "type"))
@@ -313,7 +313,7 @@ static int record_failure(struct order_worker *w, const struct acme_problem *pro
 	if (rc < 0)
 		return -1;
 	w->dormant = out.dormant;
-	char q[2 * sizeof(((struct acme_problem *)0)->type)];
+	char q[TT_LOG_QUOTED_SIZE(sizeof(((struct acme_problem *)0)->type))];
 	tt_log(TT_WARN, "order_failed", "name=%s failures=%d retry_in_s=%" PRId64 " paused=%d dormant=%d type=%s",
 	       w->name, out.failures, out.retry_in_s, out.paused, out.dormant, tt_log_quote(q, sizeof(q), type));
 	return 0;
@@ -359,10 +359,12 @@ static int store_issued(struct order_worker *w, const char *chain, const uint8_t
 	rc = store_cert_insert(w->lock, &c, err);
 	w->new_cert_id = id;
 	snprintf(w->new_serial, sizeof(w->new_serial), "%s", ci.serial);
-	if (rc == 0)
+	if (rc == 0) {
+		char qdir[TT_LOG_QUOTED_MAX];
 		tt_log(TT_INFO, "cert_issued",
 		       "name=%s kind=%s cert_id=%" PRId64 " serial=%s not_after=%lld directory=%s", w->name, kind, id,
-		       ci.serial, (long long)ci.not_after, c.directory);
+		       ci.serial, (long long)ci.not_after, tt_log_quote(qdir, sizeof(qdir), c.directory));
+	}
 out:
 	free(sealed);
 	certinfo_free(&ci);
@@ -535,7 +537,9 @@ static enum order_end order_at(struct order_worker *w, const char *kind, const c
 {
 	struct run *r = w->run;
 	struct tt_err err = {{0}};
-	const char *directory = r->cas->s[w->ca].directory;
+	/* Only logged: the operator's URL, quoted once for every line below. */
+	char qdir[TT_LOG_QUOTED_MAX];
+	const char *directory = tt_log_quote(qdir, sizeof(qdir), r->cas->s[w->ca].directory);
 	int s = start_attempt(w, kind, !replaces, &err);
 	if (s <= 0) {
 		tt_db_rollback(w->lock);
