@@ -172,6 +172,9 @@ size_t tt_envelope_aad_account(char *buf, size_t size, const char *directory_url
 size_t tt_envelope_aad_ticket(char *buf, size_t size, int64_t ticket_key_id);
 
 /* ---- db.c: PostgreSQL. ---- */
+/* A row id as a text query parameter; buf needs TT_DB_ID_TEXT bytes. Returns buf. */
+#define TT_DB_ID_TEXT 24
+const char *tt_db_id_text(char *buf, int64_t id);
 /* Connects (blocking) with a libpq connection string; NULL or "" means libpq's PG* defaults. */
 int tt_db_connect(const char *conninfo, PGconn **out, struct tt_err *err);
 /* The same for a helper thread's long-lived connection: connecting is bounded (10 s) and a dead

@@ -1,5 +1,7 @@
 /* db: blocking PostgreSQL helpers for the issuer and for start-up work; the terminator's hot path
  * uses its own non-blocking connection (terminator/certdb.c). */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,5 +148,11 @@ char *tt_db_text_array(const char *const *items, size_t n)
 	}
 	*p++ = '}';
 	*p = '\0';
+	return buf;
+}
+
+const char *tt_db_id_text(char *buf, int64_t id)
+{
+	snprintf(buf, TT_DB_ID_TEXT, "%" PRId64, id);
 	return buf;
 }

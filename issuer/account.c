@@ -107,8 +107,8 @@ static int account_alive(const struct ca_account *s, struct tt_err *err)
 /* Drops the row of an account the CA no longer has (unless another run already replaced it). */
 static int forget(PGconn *db, struct ca_account *s, struct tt_err *err)
 {
-	char id[24];
-	snprintf(id, sizeof(id), "%" PRId64, s->account_id);
+	char id[TT_DB_ID_TEXT];
+	tt_db_id_text(id, s->account_id);
 	const char *p[] = {id, s->kid};
 	tt_secret_free(s->key_pem, s->key_len);
 	s->key_pem = NULL;

@@ -10,16 +10,11 @@
 /* A published token stays answerable this long; a killed run's tokens expire after it. */
 #define CHALLENGE_TTL_S 3600
 
-static void id_text(char buf[24], int64_t id)
-{
-	snprintf(buf, 24, "%" PRId64, id);
-}
-
 int attempt_start(PGconn *db, int64_t domain_id, const char *kind, bool counts, long budget, const char *event,
 		  int64_t *attempt_id, struct tt_err *err)
 {
-	char did[24], lim[24], window[24];
-	id_text(did, domain_id);
+	char did[TT_DB_ID_TEXT], lim[24], window[24];
+	tt_db_id_text(did, domain_id);
 	snprintf(lim, sizeof(lim), "%ld", budget);
 	snprintf(window, sizeof(window), "%d", ORDER_BUDGET_WINDOW_S);
 	const char *p[] = {did, kind, counts ? "t" : "f", lim, window};
@@ -56,17 +51,17 @@ int attempt_start(PGconn *db, int64_t domain_id, const char *kind, bool counts, 
 
 int attempt_set_order_url(PGconn *db, int64_t attempt_id, const char *url, struct tt_err *err)
 {
-	char aid[24];
-	id_text(aid, attempt_id);
+	char aid[TT_DB_ID_TEXT];
+	tt_db_id_text(aid, attempt_id);
 	const char *p[] = {url, aid};
 	return tt_db_run(db, err, "UPDATE issuance_attempts SET order_url = $1 WHERE id = $2", 2, p);
 }
 
 int attempt_abandon(PGconn *db, int64_t attempt_id, int64_t domain_id, struct tt_err *err)
 {
-	char aid[24], did[24];
-	id_text(aid, attempt_id);
-	id_text(did, domain_id);
+	char aid[TT_DB_ID_TEXT], did[TT_DB_ID_TEXT];
+	tt_db_id_text(aid, attempt_id);
+	tt_db_id_text(did, domain_id);
 	const char *a[] = {aid}, *d[] = {did};
 	if (tt_db_run(db, err, "UPDATE issuance_attempts SET state = 'abandoned', finished_at = now() WHERE id = $1", 1,
 		      a) < 0)
@@ -77,8 +72,8 @@ int attempt_abandon(PGconn *db, int64_t attempt_id, int64_t domain_id, struct tt
 int attempt_challenge_publish(PGconn *db, int64_t domain_id, const char *token, const char *key_auth,
 			      struct tt_err *err)
 {
-	char did[24], ttl[24];
-	id_text(did, domain_id);
+	char did[TT_DB_ID_TEXT], ttl[24];
+	tt_db_id_text(did, domain_id);
 	snprintf(ttl, sizeof(ttl), "%d", CHALLENGE_TTL_S);
 	const char *p[] = {token, key_auth, did, ttl};
 	return tt_db_run(db, err,
@@ -103,11 +98,11 @@ int64_t attempt_backoff_s(int failures)
 int attempt_fail(PGconn *db, int64_t domain_id, int64_t attempt_id, const struct attempt_failure *f,
 		 struct attempt_failed *out, struct tt_err *err)
 {
-	char did[24], aid[24], max[24], dormant_after[24];
-	id_text(did, domain_id);
-	id_text(aid, attempt_id);
+	char did[TT_DB_ID_TEXT], aid[TT_DB_ID_TEXT], max[24], dormant_after[24];
+	tt_db_id_text(did, domain_id);
+	tt_db_id_text(aid, attempt_id);
 	snprintf(max, sizeof(max), "%ld", f->max_failures);
-	snprintf(dormant_after, sizeof(dormant_after), "%" PRId64, f->dormant_after_s);
+	tt_db_id_text(dormant_after, f->dormant_after_s);
 	PGresult *res;
 	const char *p[] = {did, f->type, f->detail, max, f->preflight ? "t" : "f", dormant_after};
 	if (tt_db_exec(
@@ -128,7 +123,7 @@ int attempt_fail(PGconn *db, int64_t domain_id, int64_t attempt_id, const struct
 	/* A dormant domain's preflight is repeated once a day. */
 	out->retry_in_s = out->dormant ? DAY_S : attempt_backoff_s(out->failures);
 	char secs[24];
-	snprintf(secs, sizeof(secs), "%" PRId64, out->retry_in_s);
+	tt_db_id_text(secs, out->retry_in_s);
 	const char *q[] = {did, secs};
 	if (tt_db_run(db, err,
 		      "UPDATE domains SET next_attempt_at = now() + make_interval(secs => $2::bigint) WHERE id = $1", 2,

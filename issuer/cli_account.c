@@ -70,7 +70,7 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 	    keystore_seal_account(a.kr, a.s.cfg.directory, pem, pem_len, &blob, &blob_len, &err) < 0)
 		goto out;
 	b = tt_db_bytea_param(blob, blob_len);
-	char id[24], mk[16];
+	char id[TT_DB_ID_TEXT], mk[16];
 	snprintf(id, sizeof(id), "%lld", (long long)a.s.account_id);
 	snprintf(mk, sizeof(mk), "%u", keystore_newest_id(a.kr));
 	const char *p[] = {id, b, mk};

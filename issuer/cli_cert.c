@@ -236,8 +236,8 @@ fatal:
 
 int revoke_current(const struct issuer_ctx *ctx, PGconn *db, const struct domain_row *d, int reason, struct tt_err *err)
 {
-	char cid[24], rs[16];
-	snprintf(cid, sizeof(cid), "%" PRId64, d->current_cert_id);
+	char cid[TT_DB_ID_TEXT], rs[16];
+	tt_db_id_text(cid, d->current_cert_id);
 	snprintf(rs, sizeof(rs), "%d", reason);
 	const char *p[] = {cid, rs};
 	PGresult *res;
@@ -282,9 +282,9 @@ out:
  * terminator drops it from its cache (and its load query needs a sealed key). */
 static int replace_revoked(PGconn *db, const struct domain_row *d, int reason, struct tt_err *err)
 {
-	char did[24], cid[24];
-	snprintf(did, sizeof(did), "%" PRId64, d->id);
-	snprintf(cid, sizeof(cid), "%" PRId64, d->current_cert_id);
+	char did[TT_DB_ID_TEXT], cid[TT_DB_ID_TEXT];
+	tt_db_id_text(did, d->id);
+	tt_db_id_text(cid, d->current_cert_id);
 	const char *p[] = {did, cid};
 	int rc;
 	if (reason != REASON_KEY_COMPROMISE)

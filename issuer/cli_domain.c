@@ -137,7 +137,7 @@ int cli_domain_show(struct issuer_ctx *ctx)
 /* Only certificates we ordered are ours to revoke, and only once. */
 static bool needs_revoke(PGconn *db, int64_t cert_id)
 {
-	char id[24];
+	char id[TT_DB_ID_TEXT];
 	snprintf(id, sizeof(id), "%lld", (long long)cert_id);
 	const char *p[] = {id};
 	PGresult *res;

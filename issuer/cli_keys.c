@@ -66,8 +66,8 @@ static long reseal_batch(PGconn *db, const struct tt_keyring *kr, enum keystore_
 		free(blob);
 		char *b = rc == 0 ? tt_db_bytea_param(sealed, sealed_len) : NULL;
 		free(sealed);
-		char ids[24];
-		snprintf(ids, sizeof(ids), "%" PRId64, id);
+		char ids[TT_DB_ID_TEXT];
+		tt_db_id_text(ids, id);
 		const char *u[] = {ids, b, newest};
 		if (rc == 0)
 			rc = b ? tt_db_run(db, err, update_sql[kind], 3, u) : tt_fail(err, "out of memory");

@@ -84,8 +84,8 @@ int served_check_and_record(PGconn *db, CURL *h, const struct served_config *cfg
 			    int64_t cert_id, const char *serial, struct tt_err *err)
 {
 	if (served_check(h, cfg, name, serial, err) < 0) {
-		char did[24];
-		snprintf(did, sizeof(did), "%" PRId64, domain_id);
+		char did[TT_DB_ID_TEXT];
+		tt_db_id_text(did, domain_id);
 		const char *p[] = {did};
 		struct tt_err e2;
 		/* Remembered so a sweep tries the others first; a row held by an order is left alone. */

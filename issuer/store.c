@@ -80,8 +80,8 @@ int store_domain_find(PGconn *db, const char *name, struct domain_row *out, stru
 
 int store_domain_remove(PGconn *db, int64_t domain_id, struct tt_err *err)
 {
-	char id[24];
-	snprintf(id, sizeof(id), "%" PRId64, domain_id);
+	char id[TT_DB_ID_TEXT];
+	tt_db_id_text(id, domain_id);
 	const char *p[] = {id};
 	if (tt_db_begin(db, err) < 0)
 		return -1;
@@ -122,16 +122,16 @@ int store_domain_json(PGconn *db, const char *name, const char *state, json_t **
 
 int store_event(PGconn *db, int64_t domain_id, const char *kind, const char *detail, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
 	const char *p[] = {did, kind, detail};
 	return tt_db_run(db, err, "SELECT tracktls_domain_event($1, $2, $3)", 3, p);
 }
 
 int store_note_error(PGconn *db, int64_t domain_id, const char *type, const char *detail, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
 	const char *p[] = {did, type, detail};
 	return tt_db_run(db, err,
 			 "UPDATE domains SET last_error_type = $2, last_error_detail = $3, last_error_at = now()"
@@ -141,9 +141,9 @@ int store_note_error(PGconn *db, int64_t domain_id, const char *type, const char
 
 int store_served(PGconn *db, int64_t domain_id, int64_t cert_id, struct tt_err *err)
 {
-	char did[24], cid[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
-	snprintf(cid, sizeof(cid), "%" PRId64, cert_id);
+	char did[TT_DB_ID_TEXT], cid[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
+	tt_db_id_text(cid, cert_id);
 	const char *p[] = {did, cid};
 	PGresult *res;
 	if (tt_db_begin(db, err) < 0)
@@ -185,14 +185,14 @@ int64_t store_cert_next_id(PGconn *db, struct tt_err *err)
 
 int store_cert_insert(PGconn *db, const struct cert_new *c, struct tt_err *err)
 {
-	char id[24], did[24], mk[16], nb[24], na[24], ra[24], aid[24];
-	snprintf(id, sizeof(id), "%" PRId64, c->id);
-	snprintf(did, sizeof(did), "%" PRId64, c->domain_id);
+	char id[TT_DB_ID_TEXT], did[TT_DB_ID_TEXT], mk[16], nb[24], na[24], ra[24], aid[TT_DB_ID_TEXT];
+	tt_db_id_text(id, c->id);
+	tt_db_id_text(did, c->domain_id);
 	snprintf(mk, sizeof(mk), "%u", c->master_key_id);
 	snprintf(nb, sizeof(nb), "%lld", (long long)c->info->not_before);
 	snprintf(na, sizeof(na), "%lld", (long long)c->info->not_after);
 	snprintf(ra, sizeof(ra), "%lld", (long long)c->renew_at);
-	snprintf(aid, sizeof(aid), "%" PRId64, c->attempt_id);
+	tt_db_id_text(aid, c->attempt_id);
 	char *sealed = tt_db_bytea_param(c->sealed_key, c->sealed_len);
 	if (!sealed)
 		return tt_fail(err, "out of memory");
@@ -272,8 +272,8 @@ int store_due_claim(PGconn *db, const char *due_by, struct due_claim *out, struc
 
 int store_domain_relock(PGconn *db, int64_t domain_id, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
 	const char *p[] = {did};
 	PGresult *res;
 	if (tt_db_exec(db, &res, err, "SELECT id FROM domains WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED", 1, p) < 0)
@@ -310,8 +310,8 @@ int store_due_each(PGconn *db, void (*each)(const char *name, const char *kind, 
 
 int store_domain_retry_at(PGconn *db, int64_t domain_id, time_t at, struct tt_err *err)
 {
-	char did[24], ts[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT], ts[24];
+	tt_db_id_text(did, domain_id);
 	snprintf(ts, sizeof(ts), "%lld", (long long)at);
 	const char *p[] = {did, ts};
 	return tt_db_run(db, err,
@@ -322,16 +322,16 @@ int store_domain_retry_at(PGconn *db, int64_t domain_id, time_t at, struct tt_er
 
 int store_domain_set_profile(PGconn *db, int64_t domain_id, const char *profile, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
 	const char *p[] = {did, profile};
 	return tt_db_run(db, err, "UPDATE domains SET profile = $2 WHERE id = $1", 2, p);
 }
 
 int store_preflight_passed(PGconn *db, int64_t domain_id, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
 	const char *p[] = {did};
 	return tt_db_run(db, err,
 			 "UPDATE domains SET preflight_failing_since = NULL, state = CASE WHEN state <> 'dormant'"
@@ -342,8 +342,8 @@ int store_preflight_passed(PGconn *db, int64_t domain_id, struct tt_err *err)
 
 int store_failure_events(PGconn *db, int64_t domain_id, struct tt_err *err)
 {
-	char did[24];
-	snprintf(did, sizeof(did), "%" PRId64, domain_id);
+	char did[TT_DB_ID_TEXT];
+	tt_db_id_text(did, domain_id);
 	const char *p[] = {did};
 	PGresult *res;
 	if (tt_db_exec(db, &res, err,
