@@ -71,7 +71,7 @@ int cli_account_rollover(struct issuer_ctx *ctx)
 		goto out;
 	b = tt_db_bytea_param(blob, blob_len);
 	char id[TT_DB_ID_TEXT], mk[16];
-	snprintf(id, sizeof(id), "%lld", (long long)a.s.account_id);
+	tt_db_id_text(id, a.s.account_id);
 	snprintf(mk, sizeof(mk), "%u", keystore_newest_id(a.kr));
 	const char *p[] = {id, b, mk};
 	/* The row stays locked while the CA switches keys, so no run uses a half-rolled account. */

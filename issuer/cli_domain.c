@@ -138,7 +138,7 @@ int cli_domain_show(struct issuer_ctx *ctx)
 static bool needs_revoke(PGconn *db, int64_t cert_id)
 {
 	char id[TT_DB_ID_TEXT];
-	snprintf(id, sizeof(id), "%lld", (long long)cert_id);
+	tt_db_id_text(id, cert_id);
 	const char *p[] = {id};
 	PGresult *res;
 	struct tt_err err;
