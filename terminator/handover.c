@@ -20,16 +20,13 @@
 #define HOT_NAMES_MAX_BYTES (256u << 20)
 /* How often the file is checked for a newer list during the watch window. */
 #define WATCH_POLL_MS 100
-/* After the hottest names of the list found at start, the prefetcher yields to the loops: it only
- * fills time they leave idle (nice 10 gets about a tenth of a core that a loop at nice 0 wants). */
-#define PREFETCH_NICE 10
 /* Nice alone did not keep the loops' headroom: at half the warm rate, 10,000 names prefetched
  * after a takeover held the p99 at 9x warm for 16 s (bench/restart.sh, cold: 3.4x), since the
  * prefetch takes every idle moment of the core and a burst then queues behind it. After the
  * warm-up each batch is followed by a pause of this many times its own duration, so the rest of
  * the list loads in at most a fifth of the time; a busy core stretches the batch and so the pause. */
 #define PREFETCH_PAUSE_FACTOR 4
-/* A restart waits for this many of the hottest names (at full priority) before it accepts: with
+/* A restart waits for this many of the hottest names before it accepts: with
  * Zipf traffic over 62,500 names the first 1,024 take about 60 % of the handshakes, and each costs
  * about 2 ms of CPU on a core the outgoing process still serves from. */
 #define WARM_UP_NAMES 1024
@@ -250,7 +247,6 @@ static char **read_names(struct handover *h, size_t *n, char **text)
  * follows loads while this process serves, and yields to its loops. */
 static void warmed(struct handover *h)
 {
-	setpriority(PRIO_PROCESS, (id_t)gettid(), PREFETCH_NICE);
 	h->initial_done = true;
 }
 
@@ -258,6 +254,7 @@ static void *prefetcher(void *arg)
 {
 	struct handover *h = arg;
 	int64_t start = tt_now_ms(), end = start + h->cfg.watch_ms;
+	setpriority(PRIO_PROCESS, (id_t)gettid(), TERM_BACKGROUND_NICE);
 	struct stat last = {0};
 
 	while (!stopping(h) && tt_now_ms() < end) {

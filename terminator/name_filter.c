@@ -12,7 +12,6 @@
 #define HASHES 7
 #define BITS_PER_NAME 12 /* with 7 hashes: about 0.3% false positives at the expected count */
 #define MIN_BITS ((size_t)1 << 20)
-#define SCAN_NICE 10
 
 struct name_filter {
 	_Atomic uint64_t *bits;
@@ -174,6 +173,7 @@ static void *builder(void *arg)
 {
 	struct name_filter *f = arg;
 	char buf[TT_LOG_QUOTED_MAX];
+	setpriority(PRIO_PROCESS, (id_t)gettid(), TERM_BACKGROUND_NICE);
 
 	for (;;) {
 		pthread_mutex_lock(&f->lock);
@@ -196,9 +196,6 @@ static void *builder(void *arg)
 			       name_filter_trusted(f) ? "true" : "false");
 		}
 		PQfinish(conn);
-		/* The first scan runs at full priority (a restart waits for it before it accepts); later
-		 * ones, after a lost listener, yield to the loops that serve meanwhile. */
-		setpriority(PRIO_PROCESS, (id_t)gettid(), SCAN_NICE);
 	}
 }
 

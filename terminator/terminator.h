@@ -44,6 +44,13 @@
 
 #include "common.h"
 
+/* The nice value of the threads that warm the process (name_filter.c's scan, handover.c's
+ * prefetch): at nice 10 a thread gets about a tenth of a core a nice-0 thread wants, so the loops,
+ * and during a restart the outgoing process on the same cores, keep serving. At full priority a
+ * 1,000,000-name scan and 1,024 hot names starved the outgoing process for the second of the
+ * warm-up (bench/restart.sh: 500 of 1,400 handshakes that second, p99 0.7 s). */
+#define TERM_BACKGROUND_NICE 10
+
 /* ---- certctx.c ---- */
 /* A WOLFSSL_CTX holding chain_pem (leaf first) and the clear private key (DER or PEM), set up with
  * the terminator's policy: TLS 1.2 and 1.3 only, AEAD suites, no renegotiation, no compression.
@@ -282,9 +289,9 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
  * one name a line; written to PATH.tmp.PID and renamed over PATH. For watch_ms after start a
  * thread of its own (its own blocking connection) loads the names of every new version of the
  * file written by another process, batch names a query, skipping names already cached: of the
- * list found at start the hottest 1,024 first, twice, at full priority (see initial_done), the
- * rest and later lists at nice 10; if the database is down it retries until the window closes,
- * and the names load on demand. */
+ * list found at start the hottest 1,024 first, twice (see initial_done), then the rest and later
+ * lists with a pause after each batch; all at TERM_BACKGROUND_NICE. If the database is down it
+ * retries until the window closes, and the names load on demand. */
 struct handover;
 struct handover_config {
 	const char *path;
