@@ -24,9 +24,9 @@
 #include "terminator.h"
 
 /* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
+#define CAP_LAST_CAP_MAX 63
 /* TCP_LISTEN in the kernel's numbering, as /proc/net/tcp prints it. */
 #define TCP_STATE_LISTEN 0x0A
-#define CAP_LAST_CAP_MAX 63
 
 /* One row per option (see struct tt_opt in common.h); the reload column (TT_OPT_LIVE) is what SIGHUP
  * applies, every other change is reported as needing a restart. */

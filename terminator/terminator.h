@@ -2,7 +2,9 @@
  * database connection; the certificate cache is the only thing the threads share.
  *
  *   main.c      the option table (flag, variable, type, default, help, live on SIGHUP or not; parsed by
- *               common/options.c), threads, signals
+ *               common/options.c), threads, signals; the warm-up of a restart (address_served: is
+ *               another process listening on the --https address, then hold the listeners; the
+ *               control tick polls warmed_up and calls loop_serve once warm or at --warm-up-limit)
  *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
  *               lists; hands completions, expiries and deferred work to their owners' callbacks
  *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
