@@ -658,7 +658,9 @@ static int run(struct ctx *x, struct tt_err *err)
 	struct core_thread *cores = calloc((size_t)nthreads, sizeof *cores);
 	struct metrics **ms = calloc((size_t)nthreads, sizeof *ms);
 	sem_t ready;
-	_Atomic bool draining = false;
+	/* PHASE_WARMING: the loops run (certdb connects and LISTENs, which starts the filter scan)
+	 * but accept nothing; /healthz says so. */
+	_Atomic(enum process_phase) phase = x->current->hold_accept ? PHASE_WARMING : PHASE_SERVING;
 	int rc = -1, started = 0;
 	if (!cores || !ms) {
 		tt_fail(err, "out of memory");
@@ -695,9 +697,6 @@ static int run(struct ctx *x, struct tt_err *err)
 			ok = false;
 		}
 	}
-	/* While warming, the loops run (certdb connects and LISTENs, which starts the filter scan)
-	 * but accept nothing; /healthz says so. */
-	_Atomic bool warming = x->current->hold_accept;
 	int64_t warm_start = tt_now_ms();
 	bool db_seen = false;
 	struct metrics_server *msrv = NULL;
@@ -712,8 +711,7 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .filter = x->filter,
 								   .challenges = x->current->challenges,
 								   .handover = x->handover,
-								   .draining = &draining,
-								   .warming = &warming},
+								   .phase = &phase},
 					 &msrv, err) < 0)
 			ok = false;
 	}
@@ -732,12 +730,12 @@ static int run(struct ctx *x, struct tt_err *err)
 				reload(x, cores, started);
 			} else if (sig == SIGTERM || sig == SIGINT) {
 				const char *name = sig == SIGTERM ? "TERM" : "INT";
-				if (draining) {
+				if (phase == PHASE_DRAINING) {
 					tt_log(TT_INFO, "stopping", "signal=%s open=%llu", name,
 					       (unsigned long long)open_connections(ms, nthreads));
 					break;
 				}
-				atomic_store(&draining, true);
+				atomic_store(&phase, PHASE_DRAINING);
 				drain_start = tt_now_ms();
 				deadline = drain_start + x->drain_timeout_ms;
 				tt_log(TT_INFO, "draining", "signal=%s timeout_ms=%lld open=%llu", name,
@@ -750,10 +748,10 @@ static int run(struct ctx *x, struct tt_err *err)
 				write_hot_names(x);
 				next_hot_names = INT64_MAX;
 			}
-			if (warming && !draining && warmed_up(x, ms, nthreads, warm_start, &db_seen)) {
+			if (phase == PHASE_WARMING && warmed_up(x, ms, nthreads, warm_start, &db_seen)) {
 				for (int i = 0; i < started && !serve_failed; i++)
 					serve_failed = loop_serve(cores[i].loop, err) < 0;
-				atomic_store(&warming, false);
+				atomic_store(&phase, PHASE_SERVING);
 				if (serve_failed)
 					break;
 			}
@@ -767,7 +765,7 @@ static int run(struct ctx *x, struct tt_err *err)
 				failed = failed || atomic_load(&cores[i].failed);
 			if (failed)
 				break;
-			if (draining) {
+			if (phase == PHASE_DRAINING) {
 				bool all = true;
 				for (int i = 0; i < started; i++)
 					all = all && atomic_load(&cores[i].loop->done);
@@ -780,7 +778,7 @@ static int run(struct ctx *x, struct tt_err *err)
 			loop_stop(cores[i].loop);
 		for (int i = 0; i < started; i++)
 			pthread_join(cores[i].thread, NULL);
-		if (draining) {
+		if (phase == PHASE_DRAINING) {
 			size_t left = 0;
 			for (int i = 0; i < started; i++)
 				left += cores[i].loop->nconns;

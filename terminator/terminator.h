@@ -495,6 +495,9 @@ struct metrics {
 #define METRIC_ADD(m, field, n)                                                                                        \
 	atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n),              \
 			      memory_order_relaxed)
+/* What the process does, set by main's control tick: warming (a restart's listeners do not listen
+ * yet), serving, draining (SIGTERM). */
+enum process_phase { PHASE_SERVING, PHASE_WARMING, PHASE_DRAINING };
 /* What a scrape reads: the loops' counters and the shared parts (tickets and filter may be NULL). */
 struct metrics_sources {
 	struct metrics *const *loops;
@@ -504,9 +507,9 @@ struct metrics_sources {
 	const struct name_filter *filter;
 	struct challenge_set *challenges;
 	const struct handover *handover; /* NULL without --hot-names-file */
-	/* /healthz answers 503 while warming (the listeners do not accept yet), once draining is set,
-	 * and while no loop reaches the database and the cache is empty. */
-	const _Atomic bool *draining, *warming;
+	/* /healthz answers 503 but while serving (NULL: serving), and while no loop reaches the
+	 * database and the cache is empty. */
+	const _Atomic(enum process_phase) *phase;
 };
 struct metrics_server;
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
