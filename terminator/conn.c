@@ -317,7 +317,8 @@ static void conn_response_done(struct conn *c)
 	bool reusable = x->req == REQ_SENT && x->backend_keep_alive && !x->until_close;
 	backend_release(c->loop, &c->backend, &c->timer, reusable);
 	/* A body the client has not finished sending can no longer go anywhere. */
-	if (!x->client_keep_alive || x->until_close || x->req != REQ_SENT || c->client.eof || c->loop->draining)
+	if (!x->client_keep_alive || x->until_close || x->req != REQ_SENT || c->client.eof ||
+	    c->loop->accept == ACCEPT_DRAINING)
 		conn_finish(c);
 }
 
@@ -352,7 +353,7 @@ static ssize_t conn_relay_head(struct conn *c, const uint8_t *p, size_t len)
 		conn_backend_failed(c, 502);
 		return -1;
 	}
-	bool closing = c->loop->draining && r.status >= 200;
+	bool closing = c->loop->accept == ACCEPT_DRAINING && r.status >= 200;
 	if (closing)
 		x->client_keep_alive = false;
 	if ((closing ? conn_write_head_closing(c, p, r.head_len) : conn_write(c, p, r.head_len)) < 0) {
@@ -520,7 +521,7 @@ static void conn_challenge_answer(struct conn *c, int status, const char *key_au
 {
 	char out[1024];
 	ssize_t n;
-	bool keep = c->x.client_keep_alive && !c->loop->draining;
+	bool keep = c->x.client_keep_alive && c->loop->accept != ACCEPT_DRAINING;
 	if (status == 0)
 		n = http_write_simple(200, key_auth, keep, out, sizeof out);
 	else

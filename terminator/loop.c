@@ -28,8 +28,7 @@
 #define LOOP_MAX_WAIT_MS 250
 /* Out of descriptors: accepting waits this long for connections to close, rather than spinning. */
 #define LOOP_ACCEPT_PAUSE_MS 100
-/* hold_accept: no accept is armed until loop_serve; the loop looks for it this often. */
-#define LOOP_ACCEPT_HELD INT64_MAX
+/* ACCEPT_HELD: the loop looks this often whether loop_serve was called. */
 #define LOOP_HELD_POLL_MS 10
 
 /* Binds a SO_REUSEPORT socket on sa; listen_now also makes it a listener. */
@@ -255,19 +254,38 @@ static void loop_listener_close(struct loop *l, bool tls)
 	*fd = -1;
 }
 
+static unsigned listener_bit(bool tls)
+{
+	return tls ? LISTENER_HTTPS : LISTENER_HTTP;
+}
+
+/* Arms the accepts of the listeners in the bits given: the loop accepts on all of them now. */
+static void loop_arm_accepts(struct loop *l, unsigned listeners)
+{
+	if (listeners & LISTENER_HTTPS)
+		ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
+	if (listeners & LISTENER_HTTP)
+		ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
+	l->accept = ACCEPT_ARMED;
+	l->accept_paused = 0;
+}
+
 static void loop_begin_drain(struct loop *l)
 {
-	l->draining = true;
+	unsigned unarmed = l->accept == ACCEPT_HELD	? LISTENER_HTTPS | LISTENER_HTTP
+			   : l->accept == ACCEPT_PAUSED ? l->accept_paused
+							: 0;
+	l->accept = ACCEPT_DRAINING;
+	l->accept_paused = 0;
 	for (int i = 0; i < 2; i++) {
 		bool tls = i == 0;
-		if (l->accept_paused & (tls ? 1 : 2)) {
+		if (unarmed & listener_bit(tls)) {
 			/* No accept armed: nothing to wait for. */
 			loop_listener_close(l, tls);
 		} else {
 			ring_cancel(l->ring, loop_token(l, tls ? OP_ACCEPT_TLS : OP_ACCEPT_PLAIN));
 		}
 	}
-	l->accept_paused = 0;
 	for (int k = 0; k < TIMER_KINDS; k++) {
 		struct timer *head = &l->lists[k], *t = head->next;
 		while (t != head) {
@@ -286,7 +304,7 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 	case OP_ACCEPT_TLS:
 	case OP_ACCEPT_PLAIN: {
 		int lfd = op == OP_ACCEPT_TLS ? l->https_fd : l->http_fd;
-		if (l->draining) {
+		if (l->accept == ACCEPT_DRAINING) {
 			if (ev->res >= 0)
 				conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
 			if (!ev->more)
@@ -301,8 +319,9 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 			if (!l->accept_starved)
 				tt_log(TT_WARN, "accept_paused", "thread=%d error=%s", l->id, strerror(-ev->res));
 			l->accept_starved = true;
+			l->accept = ACCEPT_PAUSED;
 			l->accept_resume_ms = l->now_ms + LOOP_ACCEPT_PAUSE_MS;
-			l->accept_paused |= op == OP_ACCEPT_TLS ? 1 : 2;
+			l->accept_paused |= listener_bit(op == OP_ACCEPT_TLS);
 			break;
 		}
 		if (!ev->more && !atomic_load_explicit(&l->stop, memory_order_relaxed))
@@ -335,9 +354,9 @@ static int64_t loop_next_deadline(struct loop *l)
 	int64_t db = certdb_next_deadline_ms(l->db);
 	if (db >= 0 && db < next)
 		next = db;
-	if (l->accept_paused && l->accept_resume_ms < next)
+	if (l->accept == ACCEPT_PAUSED && l->accept_resume_ms < next)
 		next = l->accept_resume_ms;
-	if (l->accept_resume_ms == LOOP_ACCEPT_HELD && l->now_ms + LOOP_HELD_POLL_MS < next)
+	if (l->accept == ACCEPT_HELD && l->now_ms + LOOP_HELD_POLL_MS < next)
 		next = l->now_ms + LOOP_HELD_POLL_MS;
 	return next;
 }
@@ -352,14 +371,8 @@ static void loop_expire(struct loop *l)
 	int64_t db = certdb_next_deadline_ms(l->db);
 	if (db >= 0 && db <= l->now_ms)
 		loop_db_run(l, true);
-	if (l->accept_paused && l->accept_resume_ms <= l->now_ms) {
-		if (l->accept_paused & 1)
-			ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
-		if (l->accept_paused & 2)
-			ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
-		l->accept_paused = 0;
-		l->accept_resume_ms = 0;
-	}
+	if (l->accept == ACCEPT_PAUSED && l->accept_resume_ms <= l->now_ms)
+		loop_arm_accepts(l, l->accept_paused);
 }
 
 static void loop_reap(struct loop *l)
@@ -375,14 +388,10 @@ static void loop_reap(struct loop *l)
 int loop_run(struct loop *l, struct tt_err *err)
 {
 	struct ring_event events[LOOP_EVENTS];
-	if (l->cfg->hold_accept) {
-		/* Paused until loop_serve: a drain before it closes the listeners unarmed. */
-		l->accept_paused = 3;
-		l->accept_resume_ms = LOOP_ACCEPT_HELD;
-	} else {
-		ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
-		ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
-	}
+	/* Held until loop_serve: a drain before it closes the listeners unarmed. */
+	l->accept = ACCEPT_HELD;
+	if (!l->cfg->hold_accept)
+		loop_arm_accepts(l, LISTENER_HTTPS | LISTENER_HTTP);
 	loop_db_watch(l, false);
 	tt_log(TT_INFO, "thread_started", "thread=%d ring=%s", l->id, ring_mode(l->ring));
 	while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
@@ -391,11 +400,11 @@ int loop_run(struct loop *l, struct tt_err *err)
 			l->cfg = next;
 			atomic_store_explicit(&l->cfg_seen, next, memory_order_release);
 		}
-		if (!l->draining && atomic_load_explicit(&l->drain, memory_order_relaxed))
+		if (l->accept != ACCEPT_DRAINING && atomic_load_explicit(&l->drain, memory_order_relaxed))
 			loop_begin_drain(l);
-		if (l->accept_resume_ms == LOOP_ACCEPT_HELD && atomic_load(&l->serve))
-			l->accept_resume_ms = tt_now_ms(); /* armed by loop_expire below */
-		if (l->draining && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
+		if (l->accept == ACCEPT_HELD && atomic_load(&l->serve))
+			loop_arm_accepts(l, LISTENER_HTTPS | LISTENER_HTTP);
+		if (l->accept == ACCEPT_DRAINING && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
 			break;
 		l->now_ms = tt_now_ms();
 		int64_t wait = l->deferred ? 0 : loop_next_deadline(l) - l->now_ms;

@@ -24,9 +24,9 @@
 #include "terminator.h"
 
 /* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
+#define CAP_LAST_CAP_MAX 63
 /* TCP_LISTEN in the kernel's numbering, as /proc/net/tcp prints it. */
 #define TCP_STATE_LISTEN 0x0A
-#define CAP_LAST_CAP_MAX 63
 
 /* One row per option (see struct tt_opt in common.h); the reload column (TT_OPT_LIVE) is what SIGHUP
  * applies, every other change is reported as needing a restart. */
@@ -572,24 +572,72 @@ static bool warmed_up(const struct ctx *x, struct metrics *const *ms, int n, int
 	return false;
 }
 
-/* Another process listens on addr's port (the one a restart replaces): /proc/net/tcp{,6} lists
- * the listeners of this network namespace; ours are bound but not listening yet. The port is
- * enough: a listener on it at another address of this host would be another terminator too. */
+/* sa's address as IPv6 (an IPv4 one mapped, ::ffff:a.b.c.d), in the kernel's 32-bit words. */
+static void address_words(const struct sockaddr_storage *sa, uint32_t w[4])
+{
+	if (sa->ss_family == AF_INET6) {
+		memcpy(w, &((const struct sockaddr_in6 *)sa)->sin6_addr, 4 * sizeof *w);
+		return;
+	}
+	struct in6_addr mapped = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
+	memcpy(&mapped.s6_addr[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	memcpy(w, &mapped, 4 * sizeof *w);
+}
+
+/* A /proc/net/tcp{,6} local address: 8 hex digits (IPv4) or 32 (IPv6), each group of 8 one 32-bit
+ * word as the kernel holds it, which is how address_words lays ours out. */
+static bool parse_proc_address(const char *hex, uint32_t w[4])
+{
+	size_t len = strlen(hex);
+	uint32_t words[4];
+	if (len != 8 && len != 32)
+		return false;
+	for (size_t i = 0; i < len / 8; i++) {
+		char part[9];
+		memcpy(part, hex + 8 * i, 8);
+		part[8] = 0;
+		words[i] = (uint32_t)strtoul(part, NULL, 16);
+	}
+	if (len == 32) {
+		memcpy(w, words, sizeof words);
+		return true;
+	}
+	struct sockaddr_storage v4 = {.ss_family = AF_INET};
+	memcpy(&((struct sockaddr_in *)&v4)->sin_addr, &words[0], 4);
+	address_words(&v4, w);
+	return true;
+}
+
+/* Another process listens where connections to sa would go (the one a restart replaces):
+ * /proc/net/tcp{,6} lists the listeners of this network namespace; ours are bound but not
+ * listening yet. It counts when it listens on sa's port at sa's address or at a wildcard one
+ * that covers it (0.0.0.0 for IPv4, :: for both); a listener at another address of the port
+ * (another service on another IP) receives none of sa's connections. */
 static bool address_served(const struct sockaddr_storage *sa)
 {
 	unsigned port = ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
 							: ((const struct sockaddr_in *)sa)->sin_port);
+	uint32_t ours[4], any6[4], any4[4];
+	address_words(sa, ours);
+	address_words(&(struct sockaddr_storage){.ss_family = AF_INET6}, any6);
+	address_words(&(struct sockaddr_storage){.ss_family = AF_INET}, any4);
+	bool ours_v4 = sa->ss_family == AF_INET;
 	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
 	bool served = false;
 	for (size_t t = 0; t < 2 && !served; t++) {
 		FILE *f = fopen(tables[t], "re");
-		char line[512];
+		char line[512], hex[33];
 		unsigned lport, state;
+		uint32_t theirs[4];
 		if (!f)
 			continue;
-		while (!served && fgets(line, sizeof line, f))
-			served = sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport, &state) == 2 &&
-				 lport == port && state == TCP_STATE_LISTEN;
+		while (!served && fgets(line, sizeof line, f)) {
+			if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", hex, &lport, &state) != 3 ||
+			    lport != port || state != TCP_STATE_LISTEN || !parse_proc_address(hex, theirs))
+				continue;
+			served = memcmp(theirs, ours, sizeof ours) == 0 || memcmp(theirs, any6, sizeof any6) == 0 ||
+				 (ours_v4 && memcmp(theirs, any4, sizeof any4) == 0);
+		}
 		fclose(f);
 	}
 	return served;
@@ -610,7 +658,9 @@ static int run(struct ctx *x, struct tt_err *err)
 	struct core_thread *cores = calloc((size_t)nthreads, sizeof *cores);
 	struct metrics **ms = calloc((size_t)nthreads, sizeof *ms);
 	sem_t ready;
-	_Atomic bool draining = false;
+	/* PHASE_WARMING: the loops run (certdb connects and LISTENs, which starts the filter scan)
+	 * but accept nothing; /healthz says so. */
+	_Atomic(enum process_phase) phase = x->current->hold_accept ? PHASE_WARMING : PHASE_SERVING;
 	int rc = -1, started = 0;
 	if (!cores || !ms) {
 		tt_fail(err, "out of memory");
@@ -647,9 +697,6 @@ static int run(struct ctx *x, struct tt_err *err)
 			ok = false;
 		}
 	}
-	/* While warming, the loops run (certdb connects and LISTENs, which starts the filter scan)
-	 * but accept nothing; /healthz says so. */
-	_Atomic bool warming = x->current->hold_accept;
 	int64_t warm_start = tt_now_ms();
 	bool db_seen = false;
 	struct metrics_server *msrv = NULL;
@@ -664,8 +711,7 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .filter = x->filter,
 								   .challenges = x->current->challenges,
 								   .handover = x->handover,
-								   .draining = &draining,
-								   .warming = &warming},
+								   .phase = &phase},
 					 &msrv, err) < 0)
 			ok = false;
 	}
@@ -684,12 +730,12 @@ static int run(struct ctx *x, struct tt_err *err)
 				reload(x, cores, started);
 			} else if (sig == SIGTERM || sig == SIGINT) {
 				const char *name = sig == SIGTERM ? "TERM" : "INT";
-				if (draining) {
+				if (phase == PHASE_DRAINING) {
 					tt_log(TT_INFO, "stopping", "signal=%s open=%llu", name,
 					       (unsigned long long)open_connections(ms, nthreads));
 					break;
 				}
-				atomic_store(&draining, true);
+				atomic_store(&phase, PHASE_DRAINING);
 				drain_start = tt_now_ms();
 				deadline = drain_start + x->drain_timeout_ms;
 				tt_log(TT_INFO, "draining", "signal=%s timeout_ms=%lld open=%llu", name,
@@ -702,10 +748,10 @@ static int run(struct ctx *x, struct tt_err *err)
 				write_hot_names(x);
 				next_hot_names = INT64_MAX;
 			}
-			if (warming && !draining && warmed_up(x, ms, nthreads, warm_start, &db_seen)) {
+			if (phase == PHASE_WARMING && warmed_up(x, ms, nthreads, warm_start, &db_seen)) {
 				for (int i = 0; i < started && !serve_failed; i++)
 					serve_failed = loop_serve(cores[i].loop, err) < 0;
-				atomic_store(&warming, false);
+				atomic_store(&phase, PHASE_SERVING);
 				if (serve_failed)
 					break;
 			}
@@ -719,7 +765,7 @@ static int run(struct ctx *x, struct tt_err *err)
 				failed = failed || atomic_load(&cores[i].failed);
 			if (failed)
 				break;
-			if (draining) {
+			if (phase == PHASE_DRAINING) {
 				bool all = true;
 				for (int i = 0; i < started; i++)
 					all = all && atomic_load(&cores[i].loop->done);
@@ -732,7 +778,7 @@ static int run(struct ctx *x, struct tt_err *err)
 			loop_stop(cores[i].loop);
 		for (int i = 0; i < started; i++)
 			pthread_join(cores[i].thread, NULL);
-		if (draining) {
+		if (phase == PHASE_DRAINING) {
 			size_t left = 0;
 			for (int i = 0; i < started; i++)
 				left += cores[i].loop->nconns;

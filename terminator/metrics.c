@@ -90,9 +90,10 @@ static void gauge(struct out *o, const char *name, const char *help, uint64_t v)
  * clients through a database outage, so only a cold cache without a database is unhealthy. */
 static const char *metrics_unhealthy(const struct metrics_sources *src)
 {
-	if (src->draining && atomic_load(src->draining))
+	enum process_phase phase = src->phase ? atomic_load(src->phase) : PHASE_SERVING;
+	if (phase == PHASE_DRAINING)
 		return "draining";
-	if (src->warming && atomic_load(src->warming))
+	if (phase == PHASE_WARMING)
 		return "warming up";
 	for (int i = 0; i < src->nloops; i++)
 		if (atomic_load_explicit(&src->loops[i]->db_ready, memory_order_relaxed))

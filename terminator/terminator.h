@@ -2,7 +2,9 @@
  * database connection; the certificate cache is the only thing the threads share.
  *
  *   main.c      the option table (flag, variable, type, default, help, live on SIGHUP or not; parsed by
- *               common/options.c), threads, signals
+ *               common/options.c), threads, signals; the warm-up of a restart (address_served: is
+ *               another process listening on the --https address, then hold the listeners; the
+ *               control tick polls warmed_up and calls loop_serve once warm or at --warm-up-limit)
  *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
  *               lists; hands completions, expiries and deferred work to their owners' callbacks
  *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
@@ -500,6 +502,9 @@ struct metrics {
 #define METRIC_ADD(m, field, n)                                                                                        \
 	atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n),              \
 			      memory_order_relaxed)
+/* What the process does, set by main's control tick: warming (a restart's listeners do not listen
+ * yet), serving, draining (SIGTERM). */
+enum process_phase { PHASE_SERVING, PHASE_WARMING, PHASE_DRAINING };
 /* What a scrape reads: the loops' counters and the shared parts (tickets and filter may be NULL). */
 struct metrics_sources {
 	struct metrics *const *loops;
@@ -509,9 +514,9 @@ struct metrics_sources {
 	const struct name_filter *filter;
 	struct challenge_set *challenges;
 	const struct handover *handover; /* NULL without --hot-names-file */
-	/* /healthz answers 503 while warming (the listeners do not accept yet), once draining is set,
-	 * and while no loop reaches the database and the cache is empty. */
-	const _Atomic bool *draining, *warming;
+	/* /healthz answers 503 but while serving (NULL: serving), and while no loop reaches the
+	 * database and the cache is empty. */
+	const _Atomic(enum process_phase) *phase;
 };
 struct metrics_server;
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
@@ -684,6 +689,17 @@ void backend_pool_put(struct loop *l, int fd);
 void backend_pool_free(struct backend_pool *p);
 void backend_destroy(struct backend *b);
 
+/* Where a loop's listeners are, both at once: the one place the loop keeps its accept state. */
+enum accept_state {
+	ACCEPT_HELD,	 /* cfg->hold_accept until loop_serve: bound, not listening, no accept armed */
+	ACCEPT_ARMED,	 /* both listeners' accepts armed */
+	ACCEPT_PAUSED,	 /* out of descriptors: the listeners in accept_paused re-arm at accept_resume_ms */
+	ACCEPT_DRAINING, /* accepts cancelled (a listener closes once its cancel completes); connections
+			  * drain: idle keep-alive ones close, the rest after their response */
+};
+/* The listeners, as bits of loop.accept_paused. */
+enum listener_bits { LISTENER_HTTPS = 1 << 0, LISTENER_HTTP = 1 << 1 };
+
 /* Configuration changes (SIGHUP) reach a loop as a new immutable snapshot in cfg_next, picked up at
  * the top of its next iteration; it says so in cfg_seen, after which main may free the old one. */
 struct loop {
@@ -699,17 +715,19 @@ struct loop {
 	struct timer *deferred, *deferred_tail; /* owners whose work yielded, run before the next wait */
 	int db_fd;
 	bool db_armed, db_armed_write, db_removing;
-	int accept_paused;   /* listeners whose accept waits for descriptors: 1 https, 2 http */
-	bool accept_starved; /* logged once until an accept succeeds again */
-	bool backend_down;   /* logged once until a backend connect succeeds again */
+	/* Set and read by the loop's thread only; loop_run returns once ACCEPT_DRAINING left no
+	 * connection and closed both listeners. */
+	enum accept_state accept;
+	unsigned accept_paused;	  /* ACCEPT_PAUSED: the listener_bits whose accept waits */
+	int64_t accept_resume_ms; /* ACCEPT_PAUSED: when they are armed again */
+	bool accept_starved;	  /* accept_paused logged once until an accept succeeds again */
+	bool backend_down;	  /* logged once until a backend connect succeeds again */
 	struct backend_pool pool;
-	int64_t accept_resume_ms;
 	size_t nconns; /* accepted and not yet freed */
-	/* Draining (SIGTERM): no new accepts, idle keep-alive connections close, the rest close after
-	 * their response; loop_run returns once none is left. */
-	bool draining;
-	_Atomic bool drain, stop, done;
-	_Atomic bool serve; /* set by loop_serve: with cfg->hold_accept, accepts start then */
+	/* Requests from main's thread, taken at the top of the loop's next round: drain (SIGTERM,
+	 * to ACCEPT_DRAINING), stop, and serve (loop_serve: ACCEPT_HELD to ACCEPT_ARMED); done is
+	 * the loop's answer that loop_run returned. */
+	_Atomic bool drain, stop, done, serve;
 };
 /* Binds one loop's SO_REUSEPORT listeners (https, http): main does it for every loop before it
  * drops privileges. With cfg->hold_accept they are bound but not listening, so the kernel sends

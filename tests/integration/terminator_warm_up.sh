@@ -6,7 +6,8 @@
 # warm-up is bounded by --warm-up-limit. To make "meanwhile" observable, a lock on the domains
 # table holds the new one's set-up, name scan and prefetch back, and later holds a
 # warm-up back past its limit. Also: a terminator with nothing cached writes an empty list (its
-# sort of no names was undefined behaviour, which the sanitizer build stopped on).
+# sort of no names was undefined behaviour, which the sanitizer build stopped on). And a listener of
+# another service on the same port at another address does not hold a start back.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
@@ -52,6 +53,20 @@ check "  ... an empty one" test "$(tail -n +2 "$T/run/empty" | wc -l)" = 0
 kill -TERM "$Z_PID"
 wait "$Z_PID"; rc=$?
 check "  ... and stops with exit 0 ($rc)" test "$rc" = 0
+
+# ---- another service on the port, at another address: not a restart ----
+SHARED=$(free_port) O=$(free_port)
+bg python3 "$TT_ROOT/tests/lib/black_hole.py" 127.0.0.2 "$SHARED"
+check "another service listens on 127.0.0.2:$SHARED" wait_until 10 port_open 127.0.0.2 "$SHARED"
+bg "$TT_BIN/terminator" --https "127.0.0.1:$SHARED" --http "127.0.0.1:$(free_port)" \
+	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$O" --threads 2 --user nobody \
+	--warm-up-limit 60s >>"$T/terminator.$O.log" 2>&1
+O_PID=$!
+check "a terminator on 127.0.0.1 of that port turns healthy" \
+	wait_until 15 curl -sf "http://127.0.0.1:$O/healthz"
+check "  ... without a warm-up" bash -c "! grep -q event=warm_up_done '$T/terminator.$O.log'"
+kill -TERM "$O_PID"
+wait "$O_PID"
 
 # ---- a warm restart ----
 A=$(free_port)
