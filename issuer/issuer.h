@@ -78,6 +78,10 @@
 #define ISSUER_DEFAULT_CAA_IDENTITY "letsencrypt.org"
 /* --directory given at most this often */
 #define ISSUER_MAX_CAS 8
+/* Errors about the options and usage go to stderr after this (tt_prog_fail), exit 2. */
+#define ISSUER_PROG "tracktls-issuer"
+/* Orders in flight in one run: each is a thread with its own ACME connections per CA. */
+#define RUN_MAX_CONCURRENCY 128
 #define DAY_S 86400
 
 /* ---- main.c, options.c ---- */
