@@ -74,9 +74,10 @@ int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
  * A row per option; adding an option is adding a row:
  *   {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE, "keep-alive"},
  * Values resolve flag > environment > --config file > default (tt_opts_parse_argv, tt_opts_resolve);
- * tt_opts_check then parses each by its type. Errors read "--flag: reason" (the binaries print them
- * after "tracktls-terminator: " or "tracktls-issuer: " and exit 2). Switches take yes/no/true/false/
- * on/off/1/0 and nothing else. */
+ * tt_opts_check then parses each by its type and holds it to its range, if the binary gave one
+ * (tt_opts.ranges). Errors read "--flag: reason" (the binaries print them with tt_prog_fail after
+ * "tracktls-terminator" or "tracktls-issuer" and exit 2). Switches take yes/no/true/false/on/off/1/0
+ * and nothing else. */
 enum tt_opt_type {
 	TT_OPT_STRING,
 	TT_OPT_PATH,

@@ -1,8 +1,8 @@
 /* issuer: the whole map. A batch binary that cron starts: it takes its share of the due domains,
  * obtains or renews their certificates from an ACME CA, stores them sealed, and exits.
  *
- *   main.c        the option table (one row per flag; common/options.c parses it), command
- *                 dispatch, --help per command
+ *   main.c        the option table (one row per flag; common/options.c parses it) and the
+ *                 values' ranges, command dispatch, --help per command
  *   options.c     reading the resolved options; opening the database and the key ring
  *   cli_db.c      `db migrate`
  *   cli_keys.c    `keys generate`, `keys rotate` (re-seal under the newest master key)
