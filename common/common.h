@@ -15,6 +15,7 @@
 /* A numeric macro as a string literal, for help texts that must agree with the code. */
 #define TT_STRINGIFY_(x) #x
 #define TT_STRINGIFY(x) TT_STRINGIFY_(x)
+#define TT_MS_PER_S 1000
 
 /* ---- err.c: errors are values. A failing function fills a tt_err and returns -1. ---- */
 struct tt_err {
@@ -23,6 +24,12 @@ struct tt_err {
 int tt_fail(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefixes err's message with the formatted text and ": " (the flag or the step it is about). */
 int tt_wrap(struct tt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exit statuses both binaries share: 1 the work failed; 2 refused options or usage (the issuer
+ * also uses 2 for "cannot run"). */
+#define TT_EXIT_FAILED 1
+#define TT_EXIT_USAGE 2
+/* Says why a binary stops, as "PROG: message" on stderr; returns status for main to exit with. */
+int tt_prog_fail(const char *prog, const struct tt_err *err, int status);
 
 /* ---- log.c: one logfmt line per event, to stderr. ----
  * tt_log(TT_INFO, "cert_loaded", "name=%s bytes=%zu", name, n) prints
@@ -40,17 +47,25 @@ const char *tt_log_quote(char *buf, size_t size, const char *s);
 #define TT_LOG_QUOTED_MAX TT_LOG_QUOTED_SIZE(sizeof(((struct tt_err *)0)->msg))
 
 /* ---- config.c: flags, environment and an optional `key = value` file share one key space. ----
- * Precedence: command-line flag > environment variable > config file > built-in default. */
+ * Precedence: command-line flag > environment variable > config file > built-in default. An empty
+ * value, from any of them, leaves the key unset (the next source, or the default, applies). */
+enum tt_config_kind {
+	TT_KEY_ONE,	  /* one value: the last line of the file wins */
+	TT_KEY_REPEAT,	  /* the file's lines add up, one value per line, in order */
+	TT_KEY_FLAG_ONLY, /* --help, --version: refused in the file */
+};
 struct tt_config_entry {
 	const char *key;   /* flag name without dashes, also the config file key: "master-key-file" */
 	const char *env;   /* environment variable or NULL: "TRACKTLS_MASTER_KEY_FILE" */
 	const char *value; /* after tt_opts_resolve: the winning value or the default (may be NULL) */
-	char *owned;	   /* storage owned by the config (file values); freed by tt_config_free */
+	char *owned;	   /* storage owned by the config (file values, repeated flags); freed by tt_config_free */
+	enum tt_config_kind kind;
+	bool from_file; /* value came from the file, so a later line of it may replace or extend it */
 };
+/* Fills what neither a flag nor the environment set from the file's `key = value` lines. */
 int tt_config_load_file(struct tt_config_entry *entries, size_t n, const char *path, struct tt_err *err);
 /* Fills every entry not yet set (value == NULL) from its environment variable. */
 void tt_config_apply_env(struct tt_config_entry *entries, size_t n);
-struct tt_config_entry *tt_config_find(struct tt_config_entry *entries, size_t n, const char *key);
 void tt_config_free(struct tt_config_entry *entries, size_t n);
 /* Parses "ADDR:PORT", ":PORT", "[v6]:PORT" into host (may become "" for any) and port. */
 int tt_parse_hostport(const char *s, char *host, size_t hostsize, uint16_t *port, struct tt_err *err);
@@ -61,9 +76,10 @@ int tt_parse_duration_ms(const char *s, int64_t *out_ms, struct tt_err *err);
  * A row per option; adding an option is adding a row:
  *   {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE, "keep-alive"},
  * Values resolve flag > environment > --config file > default (tt_opts_parse_argv, tt_opts_resolve);
- * tt_opts_check then parses each by its type. Errors read "--flag: reason" (the binaries print them
- * after "tracktls-terminator: " or "tracktls-issuer: " and exit 2). Switches take yes/no/true/false/
- * on/off/1/0 and nothing else. */
+ * tt_opts_check then parses each by its type and holds it to its range, if the binary gave one
+ * (tt_opts.ranges). Errors read "--flag: reason" (the binaries print them with tt_prog_fail after
+ * "tracktls-terminator" or "tracktls-issuer" and exit 2). Switches take yes/no/true/false/on/off/1/0
+ * and nothing else. */
 enum tt_opt_type {
 	TT_OPT_STRING,
 	TT_OPT_PATH,
@@ -85,10 +101,17 @@ struct tt_opt {
 	unsigned flags;	  /* TT_OPT_LIVE, TT_OPT_REPEAT */
 	const char *help; /* one line for --help */
 };
+/* The accepted values of a TT_OPT_INT or TT_OPT_DURATION (in ms) row; max 0 is no upper bound. */
+struct tt_opt_range {
+	const char *key;
+	long long min, max;
+};
 struct tt_opts {
 	const struct tt_opt *table;
 	size_t n;
-	struct tt_config_entry *v; /* one per row, in table order */
+	struct tt_config_entry *v;	   /* one per row, in table order */
+	const struct tt_opt_range *ranges; /* set after tt_opts_init, for tt_opts_check; NULL: none */
+	size_t nranges;
 };
 int tt_opts_init(struct tt_opts *o, const struct tt_opt *table, size_t n, struct tt_err *err);
 void tt_opts_free(struct tt_opts *o);
@@ -99,7 +122,7 @@ int tt_opts_parse_argv(struct tt_opts *o, int argc, char **argv, const char *all
 /* Fills what the flags left unset from the environment, then the file named by config_key, then
  * the defaults. */
 int tt_opts_resolve(struct tt_opts *o, const char *config_key, struct tt_err *err);
-/* Every set value of the rows in allowed (NULL: all) parses as its row's type. */
+/* Every set value of the rows in allowed (NULL: all) parses as its row's type, within its range. */
 int tt_opts_check(const struct tt_opts *o, const char *allowed, struct tt_err *err);
 const char *tt_opts_get(const struct tt_opts *o, const char *key);
 bool tt_opts_bool(const struct tt_opts *o, const char *key);

@@ -7,7 +7,7 @@
 
 #include "common.h"
 
-struct tt_config_entry *tt_config_find(struct tt_config_entry *entries, size_t n, const char *key)
+static struct tt_config_entry *find(struct tt_config_entry *entries, size_t n, const char *key)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(entries[i].key, key) == 0)
@@ -49,20 +49,32 @@ int tt_config_load_file(struct tt_config_entry *entries, size_t n, const char *p
 			value[vl - 1] = '\0';
 			value++;
 		}
-		struct tt_config_entry *e = tt_config_find(entries, n, key);
+		struct tt_config_entry *e = find(entries, n, key);
 		if (!e) {
 			rc = tt_fail(err, "%s:%d: unknown key '%s'", path, lineno, key);
 			break;
 		}
-		if (e->value)
-			continue; /* a flag given on the command line wins over the file */
-		free(e->owned);
-		e->owned = strdup(value);
-		if (!e->owned) {
+		if (e->kind == TT_KEY_FLAG_ONLY) {
+			rc = tt_fail(err, "%s:%d: '%s' is a command-line flag only", path, lineno, key);
+			break;
+		}
+		/* A flag or the environment wins over the file; an empty value sets nothing, as an empty
+		 * environment variable does. */
+		if ((e->value && !e->from_file) || !*value)
+			continue;
+		char *v = NULL;
+		if (!e->value || e->kind != TT_KEY_REPEAT)
+			v = strdup(value);
+		else if (asprintf(&v, "%s\n%s", e->value, value) < 0)
+			v = NULL;
+		if (!v) {
 			rc = tt_fail(err, "out of memory");
 			break;
 		}
-		e->value = e->owned;
+		free(e->owned);
+		e->owned = v;
+		e->value = v;
+		e->from_file = true;
 	}
 	fclose(f);
 	return rc;

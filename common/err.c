@@ -27,3 +27,9 @@ int tt_wrap(struct tt_err *err, const char *fmt, ...)
 	snprintf(why, sizeof(why), "%s", err->msg);
 	return tt_fail(err, "%s: %s", prefix, why);
 }
+
+int tt_prog_fail(const char *prog, const struct tt_err *err, int status)
+{
+	fprintf(stderr, "%s: %s\n", prog, err->msg);
+	return status;
+}

@@ -74,13 +74,18 @@ static bool in_list(const char *list, const char *key)
 
 int tt_opts_init(struct tt_opts *o, const struct tt_opt *table, size_t n, struct tt_err *err)
 {
-	o->table = table;
-	o->n = n;
+	*o = (struct tt_opts){.table = table, .n = n};
 	o->v = calloc(n, sizeof *o->v);
 	if (!o->v)
 		return tt_fail(err, "out of memory");
-	for (size_t i = 0; i < n; i++)
-		o->v[i] = (struct tt_config_entry){.key = table[i].key, .env = table[i].env};
+	for (size_t i = 0; i < n; i++) {
+		enum tt_config_kind kind = TT_KEY_ONE;
+		if (table[i].type == TT_OPT_ACTION)
+			kind = TT_KEY_FLAG_ONLY;
+		else if (table[i].flags & TT_OPT_REPEAT)
+			kind = TT_KEY_REPEAT;
+		o->v[i] = (struct tt_config_entry){.key = table[i].key, .env = table[i].env, .kind = kind};
+	}
 	return 0;
 }
 
@@ -102,9 +107,12 @@ static const struct tt_opt *row(const struct tt_opts *o, const char *key, size_t
 	return NULL;
 }
 
-/* A repeated flag keeps every value, one per line, in the order given. */
+/* A repeated flag keeps every value, one per line, in the order given; an empty one sets nothing,
+ * as an empty environment variable does. */
 static int set_flag(struct tt_config_entry *e, const char *v, bool repeat, struct tt_err *err)
 {
+	if (!*v)
+		return 0;
 	if (!repeat || !e->value) {
 		e->value = v;
 		return 0;
@@ -143,7 +151,7 @@ int tt_opts_parse_argv(struct tt_opts *o, int argc, char **argv, const char *all
 			return tt_fail(err, "--%s: unknown flag (see --help)", key);
 		const char *v;
 		if (r->type == TT_OPT_ACTION)
-			v = "yes"; /* what follows --help= has never mattered */
+			v = "yes"; /* an action has nothing to set: --help=x still asks for the help */
 		else if (r->type == TT_OPT_BOOL)
 			v = eq ? eq + 1 : "yes";
 		else if (eq)
@@ -173,7 +181,32 @@ int tt_opts_resolve(struct tt_opts *o, const char *config_key, struct tt_err *er
 	return 0;
 }
 
-static int check_value(const struct tt_opt *r, const char *v, struct tt_err *err)
+/* A bound as its flag is written: a count, or a duration in s or ms. */
+static const char *bound(const struct tt_opt *r, long long v, char *buf, size_t size)
+{
+	if (r->type != TT_OPT_DURATION)
+		snprintf(buf, size, "%lld", v);
+	else if (v % TT_MS_PER_S == 0)
+		snprintf(buf, size, "%llds", v / TT_MS_PER_S);
+	else
+		snprintf(buf, size, "%lldms", v);
+	return buf;
+}
+
+static int check_range(const struct tt_opt *r, const struct tt_opt_range *range, long long v, struct tt_err *err)
+{
+	char lo[32], hi[32];
+	if (!range)
+		return 0;
+	if (range->max && (v < range->min || v > range->max))
+		return tt_fail(err, "must be %s to %s", bound(r, range->min, lo, sizeof lo),
+			       bound(r, range->max, hi, sizeof hi));
+	if (v < range->min)
+		return tt_fail(err, "must be at least %s", bound(r, range->min, lo, sizeof lo));
+	return 0;
+}
+
+static int check_value(const struct tt_opt *r, const struct tt_opt_range *range, const char *v, struct tt_err *err)
 {
 	bool b;
 	long n;
@@ -185,11 +218,11 @@ static int check_value(const struct tt_opt *r, const char *v, struct tt_err *err
 	case TT_OPT_BOOL:
 		return tt_parse_bool(v, &b, err);
 	case TT_OPT_INT:
-		return parse_count(v, &n, err);
+		return parse_count(v, &n, err) < 0 ? -1 : check_range(r, range, n, err);
 	case TT_OPT_SIZE:
 		return tt_parse_size(v, &size, err);
 	case TT_OPT_DURATION:
-		return tt_parse_duration_ms(v, &ms, err);
+		return tt_parse_duration_ms(v, &ms, err) < 0 ? -1 : check_range(r, range, ms, err);
 	case TT_OPT_ADDR:
 		return tt_parse_hostport(v, host, sizeof host, &port, err);
 	case TT_OPT_STRING:
@@ -206,12 +239,16 @@ int tt_opts_check(const struct tt_opts *o, const char *allowed, struct tt_err *e
 		const char *v = o->v[i].value;
 		if (!v || !*v || !in_list(allowed, o->table[i].key))
 			continue;
+		const struct tt_opt_range *range = NULL;
+		for (size_t k = 0; k < o->nranges; k++)
+			if (strcmp(o->ranges[k].key, o->table[i].key) == 0)
+				range = &o->ranges[k];
 		/* A repeatable option is checked value by value. */
 		char one[1024];
 		for (const char *p = v; p;) {
 			size_t l = strcspn(p, "\n");
 			snprintf(one, sizeof one, "%.*s", (int)l, p);
-			if (*one && check_value(&o->table[i], one, err) < 0)
+			if (*one && check_value(&o->table[i], range, one, err) < 0)
 				return tt_wrap(err, "--%s", o->table[i].key);
 			p = p[l] ? p + l + 1 : NULL;
 		}

@@ -119,15 +119,14 @@ void account_settings(const struct issuer_ctx *ctx, size_t index, struct ca_acco
 {
 	memset(s, 0, sizeof(*s));
 	s->index = index;
-	if (!issuer_opt_item(ctx, "directory", index, s->directory, sizeof(s->directory)))
-		snprintf(s->directory, sizeof(s->directory), "%s", ISSUER_DEFAULT_DIRECTORY);
+	/* The defaults are the option table's; a "-" leaves the value empty (a CAA identity: none). */
+	issuer_opt_item(ctx, "directory", index, s->directory, sizeof(s->directory));
 	s->cfg.directory = s->directory;
 	s->cfg.ca_file = issuer_opt_item(ctx, "ca-file", index, s->ca_file, sizeof(s->ca_file));
 	s->cfg.chain_ca_file = issuer_opt_item(ctx, "chain-ca-file", index, s->chain_ca_file, sizeof(s->chain_ca_file));
 	issuer_opt_item(ctx, "eab-kid", index, s->eab_kid, sizeof(s->eab_kid));
 	issuer_opt_item(ctx, "eab-hmac-key", index, s->eab_hmac, sizeof(s->eab_hmac));
-	if (!issuer_opt_item(ctx, "caa-identity", index, s->caa_identity, sizeof(s->caa_identity)))
-		snprintf(s->caa_identity, sizeof(s->caa_identity), "%s", ISSUER_DEFAULT_CAA_IDENTITY);
+	issuer_opt_item(ctx, "caa-identity", index, s->caa_identity, sizeof(s->caa_identity));
 }
 
 int account_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, bool create_missing,
@@ -137,8 +136,6 @@ int account_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyri
 	int64_t ms;
 	if (issuer_opt_duration_ms(ctx, "timeout", &ms, err) < 0)
 		return -1;
-	if (ms <= 0)
-		return tt_fail(err, "--timeout: must be positive");
 	s->cfg.timeout_ms = (long)ms;
 	s->cfg.poll_limit_ms = ms * POLL_LIMIT_TIMEOUTS;
 	struct acme_client *c;

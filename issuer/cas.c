@@ -14,8 +14,7 @@
 int cas_open(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct cas *out, struct tt_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	size_t n = issuer_opt_count(ctx, "directory");
-	n = n < 1 ? 1 : n;
+	size_t n = issuer_opt_count(ctx, "directory"); /* at least the table's default */
 	if (n > ISSUER_MAX_CAS)
 		return tt_fail(err, "--directory: at most %d", ISSUER_MAX_CAS);
 	out->s = calloc(n, sizeof(*out->s));

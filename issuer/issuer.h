@@ -1,8 +1,8 @@
 /* issuer: the whole map. A batch binary that cron starts: it takes its share of the due domains,
  * obtains or renews their certificates from an ACME CA, stores them sealed, and exits.
  *
- *   main.c        the option table (one row per flag; common/options.c parses it), command
- *                 dispatch, --help per command
+ *   main.c        the option table (one row per flag; common/options.c parses it) and the
+ *                 values' ranges, command dispatch, --help per command
  *   options.c     reading the resolved options; opening the database and the key ring
  *   cli_db.c      `db migrate`
  *   cli_keys.c    `keys generate`, `keys rotate` (re-seal under the newest master key)
@@ -78,6 +78,10 @@
 #define ISSUER_DEFAULT_CAA_IDENTITY "letsencrypt.org"
 /* --directory given at most this often */
 #define ISSUER_MAX_CAS 8
+/* Errors about the options and usage go to stderr after this (tt_prog_fail), exit 2. */
+#define ISSUER_PROG "tracktls-issuer"
+/* Orders in flight in one run: each is a thread with its own ACME connections per CA. */
+#define RUN_MAX_CONCURRENCY 128
 #define DAY_S 86400
 
 /* ---- main.c, options.c ---- */

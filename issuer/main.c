@@ -74,6 +74,15 @@ static const struct tt_opt opts[] = {
      "how long a session ticket stays valid, so its key decrypts"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+/* Checked with the types, so a value out of range is refused as an option before any work. Ticket
+ * keys are timed in whole seconds. */
+static const struct tt_opt_range ranges[] = {
+    {"concurrency", 1, RUN_MAX_CONCURRENCY},
+    {"max-failures", 1, 0},
+    {"timeout", 1, 0},
+    {"ticket-rotate", TT_MS_PER_S, 0},
+    {"ticket-lifetime", TT_MS_PER_S, 0},
+};
 
 #define COMMON_OPTS "db master-key-file config log-level"
 #define ACME_OPTS "directory contact ca-file eab-kid eab-hmac-key timeout"
@@ -167,13 +176,6 @@ static const struct command *find_command(int argc, char **argv, int *used)
 	return best;
 }
 
-/* Option errors all read the same way and exit 2. */
-static int opts_failed(const struct tt_err *err)
-{
-	fprintf(stderr, "tracktls-issuer: %s\n", err->msg);
-	return 2;
-}
-
 int main(int argc, char **argv)
 {
 	int used = 0;
@@ -185,7 +187,7 @@ int main(int argc, char **argv)
 	}
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		print_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+		return argc < 2 ? TT_EXIT_USAGE : 0;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
 		printf("issuer %s\n", TT_VERSION);
@@ -193,9 +195,9 @@ int main(int argc, char **argv)
 	}
 	const struct command *cmd = find_command(argc - 1, argv + 1, &used);
 	if (!cmd) {
-		fprintf(stderr, "issuer: unknown command '%s'\n", argv[1]);
+		fprintf(stderr, ISSUER_PROG ": unknown command '%s'\n", argv[1]);
 		print_usage(stderr);
-		return 2;
+		return TT_EXIT_USAGE;
 	}
 
 	for (int i = 1 + used; i < argc; i++)
@@ -206,11 +208,14 @@ int main(int argc, char **argv)
 	struct tt_opts o;
 	struct tt_err err = {{0}};
 	char *pos[MAX_ARGS];
-	int npos = 0, rc = 2;
-	if (tt_opts_init(&o, opts, NOPTS, &err) < 0 ||
+	int npos = 0, rc = TT_EXIT_USAGE;
+	int ok = tt_opts_init(&o, opts, NOPTS, &err);
+	o.ranges = ranges;
+	o.nranges = sizeof(ranges) / sizeof(ranges[0]);
+	if (ok < 0 ||
 	    tt_opts_parse_argv(&o, argc - 1 - used, argv + 1 + used, cmd->opts, pos, cmd->nargs, &npos, &err) < 0 ||
 	    tt_opts_resolve(&o, "config", &err) < 0 || tt_opts_check(&o, cmd->opts, &err) < 0) {
-		rc = opts_failed(&err);
+		rc = tt_prog_fail(ISSUER_PROG, &err, TT_EXIT_USAGE);
 		goto out;
 	}
 	if (npos < cmd->nargs) {
@@ -220,7 +225,7 @@ int main(int argc, char **argv)
 	enum tt_level level;
 	if (tt_log_parse_level(tt_opts_get(&o, "log-level"), &level) < 0) {
 		tt_fail(&err, "--log-level: '%s' is not debug, info, warn or error", tt_opts_get(&o, "log-level"));
-		rc = opts_failed(&err);
+		rc = tt_prog_fail(ISSUER_PROG, &err, TT_EXIT_USAGE);
 		goto out;
 	}
 	tt_log_set_level(level);
@@ -229,7 +234,7 @@ int main(int argc, char **argv)
 	tt_opts_free(&o);
 	return rc;
 out:
-	if (rc == 2 && cmd->fn == run_main)
+	if (rc == TT_EXIT_USAGE && cmd->fn == run_main)
 		run_failed("options", err.msg[0] ? err.msg : "usage");
 	tt_opts_free(&o);
 	return rc;

@@ -932,7 +932,7 @@ static int dry_run(PGconn *db)
 	struct tt_err err = {{0}};
 	int n = store_due_each(db, print_due, NULL, &err);
 	if (n < 0) {
-		fprintf(stderr, "issuer: %s\n", err.msg);
+		fprintf(stderr, "issuer run: %s\n", err.msg);
 		return 2;
 	}
 	tt_log(TT_INFO, "run_done", "dry_run=1 due=%d", n);
@@ -942,25 +942,18 @@ static int dry_run(PGconn *db)
 static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurrency, struct tt_err *err)
 {
 	long deadline, linger;
-	int64_t retention;
 	if (issuer_opt_int(ctx, "max-orders", &r->max_orders, err) < 0 ||
 	    issuer_opt_int(ctx, "concurrency", concurrency, err) < 0 ||
 	    issuer_opt_int(ctx, "deadline", &deadline, err) < 0 ||
 	    issuer_opt_int(ctx, "order-budget", &r->budget, err) < 0 ||
 	    issuer_opt_int(ctx, "max-failures", &r->max_failures, err) < 0 ||
-	    issuer_opt_int(ctx, "linger", &linger, err) < 0 ||
-	    issuer_opt_duration_ms(ctx, "events-retention", &retention, err) < 0 ||
-	    served_config_parse(ctx, &r->served, err) < 0 ||
+	    issuer_opt_int(ctx, "linger", &linger, err) < 0 || served_config_parse(ctx, &r->served, err) < 0 ||
 	    key_type_parse(issuer_opt(ctx, "key-type"), &r->key_type, err) < 0)
 		return -1;
-	if (*concurrency < 1 || *concurrency > 128)
-		return tt_fail(err, "--concurrency must be 1..128");
-	if (r->max_failures < 1)
-		return tt_fail(err, "--max-failures must be at least 1");
 	int64_t now = tt_now_ms();
-	r->deadline_ms = deadline ? now + deadline * 1000 : 0;
+	r->deadline_ms = deadline ? now + deadline * TT_MS_PER_S : 0;
 	/* Lingering ends at --linger, or earlier at --deadline: no new work is taken after either. */
-	r->linger_ms = linger ? now + linger * 1000 : 0;
+	r->linger_ms = linger ? now + linger * TT_MS_PER_S : 0;
 	if (r->linger_ms && r->deadline_ms && r->deadline_ms < r->linger_ms)
 		r->linger_ms = r->deadline_ms;
 	if (r->linger_ms && !r->deadline_ms)
@@ -968,7 +961,7 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 	int64_t dormant_ms;
 	if (issuer_opt_duration_ms(ctx, "dormant-after", &dormant_ms, err) < 0)
 		return -1;
-	r->dormant_after_s = dormant_ms / 1000;
+	r->dormant_after_s = dormant_ms / TT_MS_PER_S;
 	if (preflight_config_load(ctx, &r->preflight, err) < 0)
 		return -1;
 	r->profile = issuer_opt(ctx, "profile");
@@ -1000,8 +993,10 @@ int run_main(struct issuer_ctx *ctx)
 	struct tt_err err = {{0}};
 	struct run r = {.ctx = ctx};
 	long concurrency;
-	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0)
-		return cannot_run("options", "", &err);
+	if (parse_run_opts(ctx, &r, &concurrency, &err) < 0) {
+		run_failed("options", err.msg);
+		return tt_prog_fail(ISSUER_PROG, &err, TT_EXIT_USAGE);
+	}
 	int64_t started = tt_now_ms();
 	PGconn *db = NULL;
 	struct tt_keyring *kr = NULL;

@@ -4,18 +4,21 @@
 
 #include "issuer.h"
 
+/* A new key is created this fraction of the rotation period before it is first used. */
+#define TICKET_LEAD_FRACTION 4
+
 int ticket_keys_rotate(const struct issuer_ctx *ctx, PGconn *db, const struct tt_keyring *kr, struct tt_err *err)
 {
 	int64_t rotate_ms, lifetime_ms;
 	if (issuer_opt_duration_ms(ctx, "ticket-rotate", &rotate_ms, err) < 0 ||
 	    issuer_opt_duration_ms(ctx, "ticket-lifetime", &lifetime_ms, err) < 0)
 		return -1;
-	if (rotate_ms < 1000 || lifetime_ms < 1000)
-		return tt_fail(err, "--ticket-rotate and --ticket-lifetime: at least 1s");
 	/* Terminators load a new key by NOTIFY at once, and within their --ticket-refresh when they
-	 * missed it: a quarter of the rotation period ahead leaves them room before its first use. */
-	struct tt_ticket_policy policy = {
-	    .rotate_s = rotate_ms / 1000, .lifetime_s = lifetime_ms / 1000, .lead_s = rotate_ms / 4000};
+	 * missed it: a quarter of the rotation period ahead leaves them room before its first use.
+	 * The table holds both options to at least a second, the policy's unit. */
+	struct tt_ticket_policy policy = {.rotate_s = rotate_ms / TT_MS_PER_S,
+					  .lifetime_s = lifetime_ms / TT_MS_PER_S,
+					  .lead_s = rotate_ms / TT_MS_PER_S / TICKET_LEAD_FRACTION};
 	int created, retired;
 	if (tt_ticket_keys_rotate(db, kr, &policy, &created, &retired, err) < 0)
 		return tt_wrap(err, "ticket keys");

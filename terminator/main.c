@@ -31,7 +31,7 @@
 /* One row per option (see struct tt_opt in common.h); the reload column (TT_OPT_LIVE) is what SIGHUP
  * applies, every other change is reported as needing a restart. */
 static const struct tt_opt opts[] = {
-    {"config", "TRACKTLS_CONFIG", TT_OPT_PATH, "FILE", NULL, TT_OPT_LIVE,
+    {"config", "TRACKTLS_CONFIG", TT_OPT_PATH, "FILE", NULL, 0,
      "`key = value` file with any of these flags (flags and env win)"},
     {"db", "TRACKTLS_DB", TT_OPT_STRING, "CONNINFO", NULL, 0,
      "PostgreSQL connection string (libpq; empty: PG* defaults)"},
@@ -62,7 +62,7 @@ static const struct tt_opt opts[] = {
     {"idle-timeout", "TRACKTLS_IDLE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE,
      "keep-alive between requests"},
     {"backend-connect-timeout", "TRACKTLS_BACKEND_CONNECT_TIMEOUT", TT_OPT_DURATION, "DURATION", "5s", TT_OPT_LIVE,
-     "to connect to the backend (and to PostgreSQL)"},
+     "to connect to the backend (and to PostgreSQL: SIGHUP changes only the backend's)"},
     {"backend-timeout", "TRACKTLS_BACKEND_TIMEOUT", TT_OPT_DURATION, "DURATION", "30s", TT_OPT_LIVE,
      "backend silence while a response is due"},
     {"response-timeout", "TRACKTLS_RESPONSE_TIMEOUT", TT_OPT_DURATION, "DURATION", "60s", TT_OPT_LIVE,
@@ -823,9 +823,8 @@ int main(int argc, char **argv)
 	struct tt_opts cfg;
 	struct tt_err err = {{0}};
 	if (load_settings(argc, argv, &cfg, &err) < 0) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
 		tt_opts_free(&cfg);
-		return 2;
+		return tt_prog_fail(PROG, &err, TT_EXIT_USAGE);
 	}
 	if (tt_opts_bool(&cfg, "help") || tt_opts_bool(&cfg, "version")) {
 		if (tt_opts_bool(&cfg, "help"))
@@ -836,7 +835,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	int rc = 1;
+	int rc = TT_EXIT_FAILED;
 	enum tt_level level;
 	struct term_config tc;
 	memset(&tc, 0, sizeof tc);
@@ -855,8 +854,7 @@ int main(int argc, char **argv)
 	    tt_opts_size(&cfg, "name-filter-names", &filter_names, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "warm-up-limit", &x.warm_up_limit_ms, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "ticket-refresh", &ticket_refresh_ms, &err) < 0) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
-		rc = 2;
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_USAGE);
 		goto out;
 	}
 	tt_log_set_level(level);
@@ -864,7 +862,8 @@ int main(int argc, char **argv)
 	x.drain_timeout_ms = drain_ms;
 	x.fds = calloc((size_t)threads, sizeof *x.fds);
 	if (!x.fds) {
-		fprintf(stderr, PROG ": out of memory\n");
+		tt_fail(&err, "out of memory");
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		goto out;
 	}
 	for (int i = 0; i < threads; i++)
@@ -873,7 +872,7 @@ int main(int argc, char **argv)
 	    sni_cache_new(&limits, &cache, &err) < 0 || tickets_new(&tickets, &err) < 0 ||
 	    challenge_set_new(&challenges, &err) < 0 ||
 	    (filter_names && name_filter_new(filter_names, &filter, &err) < 0)) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		goto out;
 	}
 	/* A restart: the process it replaces serves meanwhile, so this one warms up before it takes
@@ -882,7 +881,7 @@ int main(int argc, char **argv)
 	/* Everything privileged happens here, while the process has one thread. */
 	for (int i = 0; i < threads; i++) {
 		if (loop_listen(&tc, x.fds[i], &err) < 0) {
-			fprintf(stderr, PROG ": %s\n", err.msg);
+			rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 			goto out;
 		}
 	}
@@ -891,17 +890,17 @@ int main(int argc, char **argv)
 		struct sockaddr_storage ss;
 		socklen_t len;
 		if (resolve("metrics", metrics_addr, true, &ss, &len, &err) < 0) {
-			fprintf(stderr, PROG ": %s\n", err.msg);
+			rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 			goto out;
 		}
 		if (loop_listen_on(&ss, len, &x.metrics_fd, &err) < 0) {
 			tt_wrap(&err, "--metrics");
-			fprintf(stderr, PROG ": %s\n", err.msg);
+			rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 			goto out;
 		}
 	}
 	if (drop_privileges(tt_opts_get(&cfg, "user"), tt_opts_bool(&cfg, "allow-root"), &err) < 0) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		goto out;
 	}
 	/* Signals are taken by sigtimedwait in this thread only (every thread inherits the mask);
@@ -911,17 +910,17 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (tickets_start_refresher(tickets, tc.db_listen_conninfo, kr, ticket_refresh_ms, &err) < 0) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		goto out;
 	}
 	if (challenge_set_start(challenges, tc.db_listen_conninfo, tc.db_timeout_ms, &err) < 0) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		goto out;
 	}
 	if (filter) {
 		sni_cache_set_filter(cache, filter);
 		if (name_filter_start(filter, tc.db_conninfo, &err) < 0) {
-			fprintf(stderr, PROG ": %s\n", err.msg);
+			rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 			goto out;
 		}
 	}
@@ -937,14 +936,14 @@ int main(int argc, char **argv)
 	       LIBWOLFSSL_VERSION_STRING, threads, tt_opts_get(&cfg, "https"), tt_opts_get(&cfg, "http"),
 	       tt_opts_get(&cfg, "backend"), (unsigned)getuid());
 	if (start_handover(&cfg, &tc, &x, &err) < 0) {
-		fprintf(stderr, PROG ": %s\n", err.msg);
+		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		wolfSSL_Cleanup();
 		goto out;
 	}
 	if (run(&x, &err) < 0) {
 		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_ERROR, "start_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
-		fprintf(stderr, PROG ": %s\n", err.msg);
+		tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 	} else {
 		tt_log(TT_INFO, "stopped", "threads=%d", threads);
 		rc = 0;

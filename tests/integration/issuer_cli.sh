@@ -90,3 +90,30 @@ check "--dry-run=maybe is refused: exit 2" test "$rc" = 2
 check "  ... in the one error format" grep -q "^tracktls-issuer: --dry-run: 'maybe' is not yes, no, true, false, on, off, 1 or 0" <<<"$out"
 out=$($I domain list --bogus 2>&1)
 check "an unknown flag is reported in the one error format" grep -q "^tracktls-issuer: --bogus: unknown flag" <<<"$out"
+
+# Ranges are checked where the options are parsed, in the one error format: a run refuses an
+# out-of-range value as an option (run_failed reason=options) before it asks any CA.
+out=$($I run --concurrency 0 2>&1); rc=$?
+check "--concurrency 0: exit 2 ($rc)" test "$rc" = 2
+check "  ... in the one error format" grep -q "^tracktls-issuer: --concurrency: must be 1 to 128$" <<<"$out"
+out=$($I run --timeout 0 2>&1); rc=$?
+check "--timeout 0: exit 2 ($rc)" test "$rc" = 2
+check "  ... in the one error format" grep -q "^tracktls-issuer: --timeout: must be at least 1ms$" <<<"$out"
+check "  ... as an option error (run_failed reason=options)" grep -q "event=run_failed reason=options" <<<"$out"
+check "  ... before any CA is asked (no ca_down)" bash -c "! grep -q event=ca_down <<<\"\$0\"" "$out"
+out=$($I tickets rotate --ticket-lifetime 500ms 2>&1); rc=$?
+check "--ticket-lifetime 500ms: exit 2 ($rc)" test "$rc" = 2
+check "  ... in the one error format" grep -q "^tracktls-issuer: --ticket-lifetime: must be at least 1s$" <<<"$out"
+out=$($I nosuch 2>&1); rc=$?
+check "an unknown command: exit 2 ($rc)" test "$rc" = 2
+check "  ... in the one error format" grep -q "^tracktls-issuer: unknown command 'nosuch'$" <<<"$out"
+
+# An empty value leaves an option unset, from a flag or the file as from the environment: the
+# default applies.
+out=$($I run --dry-run --deadline= 2>&1); rc=$?
+check "--deadline= (empty) is the default: the dry run works (exit $rc)" test "$rc" = 0
+check "  ... and lists what is due" grep -q '^due dry.example' <<<"$out"
+printf 'concurrency =\nmax-failures = ""\n' >"$T/empty.conf"
+out=$($I run --dry-run --config "$T/empty.conf" 2>&1); rc=$?
+check "empty values in the config file are the defaults (exit $rc)" test "$rc" = 0
+check "  ... and the dry run lists what is due" grep -q '^due dry.example' <<<"$out"

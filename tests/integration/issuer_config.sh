@@ -28,3 +28,21 @@ took=$((SECONDS - start))
 n=$(q "select count(*) from domains where state='active'")
 check "--deadline 1: the run stops taking work (exit 0, $n of 300 done, ${took}s)" test "$rc" = 0 -a "$n" -lt 300 -a "$took" -le 10
 check "  ... leaving nothing half done" test "$(q "select count(*) from issuance_attempts where state='started'")" = 0
+
+# A repeatable key written twice in the file adds up as repeated flags do: a down preferred CA and
+# Pebble as its fallback (a file that kept only its first line would have no CA to run with).
+DOWN=$(free_port)
+cat >"$T/fallback.conf" <<CONF
+directory = https://127.0.0.1:$DOWN/dir
+directory = $PEBBLE_DIRECTORY
+ca-file = "$PEBBLE_CA"
+self-check-via = 127.0.0.1:$HTTP
+max-orders = 1
+CONF
+$I run --config "$T/fallback.conf" 2>"$T/run4.log"; rc=$?
+check "both directory lines of the file are used: the fallback issues (exit $rc)" \
+	bash -c "test $rc = 0 && grep -q 'issued=1 ' '$T/run4.log'"
+check "  ... after the first one is found down" grep -q "event=ca_down directory=https://127.0.0.1:$DOWN/dir" "$T/run4.log"
+$I run --config "$T/fallback.conf" --directory "$PEBBLE_DIRECTORY" 2>"$T/run5.log"; rc=$?
+check "a --directory flag replaces the file's lines, none added to it (exit $rc)" \
+	bash -c "test $rc = 0 && ! grep -q event=ca_down '$T/run5.log'"

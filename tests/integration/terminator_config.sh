@@ -48,6 +48,14 @@ check "--help names every TRACKTLS_ variable the binary reads (missing:${undocum
 check "an unknown flag exits 2" test "$rc" = 2
 out=$("$TB" --idle-timeout soon 2>&1); rc=$?
 check "a bad duration exits 2 with a message" test "$rc" = 2 -a -n "$out"
+printf 'version = yes\n' >"$T/action.conf"
+out=$("$TB" --config "$T/action.conf" 2>&1); rc=$?
+check "--version in the config file is refused, not acted on: exit 2 ($rc)" test "$rc" = 2
+check "  ... naming the file's line" grep -q "^tracktls-terminator: .*action.conf:1: 'version' is a command-line flag only" <<<"$out"
+# An empty flag leaves the option unset, as an empty variable does: the default applies, and the
+# next refusal is the one for --threads.
+out=$("$TB" --idle-timeout= --threads 2x 2>&1); rc=$?
+check "--idle-timeout= (empty) is the default ($rc: $out)" grep -q "^tracktls-terminator: --threads: '2x' is not a thread count" <<<"$out"
 
 tt_setup_db
 start_backend

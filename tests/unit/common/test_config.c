@@ -16,10 +16,10 @@ int main(void)
 	close(fd);
 
 	struct tt_config_entry e[] = {
-		{"db", "TT_TEST_DB_VAR", NULL, NULL},
-		{"backend", NULL, NULL, NULL},
-		{"master-key-file", "TT_TEST_KEY_VAR", NULL, NULL},
-		{"https", NULL, NULL, NULL},
+		{.key = "db", .env = "TT_TEST_DB_VAR"},
+		{.key = "backend"},
+		{.key = "master-key-file", .env = "TT_TEST_KEY_VAR"},
+		{.key = "https"},
 	};
 	size_t n = sizeof(e) / sizeof(e[0]);
 	e[0].value = "host=/flag"; /* given as a flag */
@@ -27,16 +27,16 @@ int main(void)
 	setenv("TT_TEST_KEY_VAR", "/env/keys", 1);
 	tt_config_apply_env(e, n);
 	CHECK(tt_config_load_file(e, n, path, &err) == 0, "load the file");
-	CHECK(strcmp(tt_config_find(e, n, "db")->value, "host=/flag") == 0, "a flag beats env and file");
-	CHECK(strcmp(tt_config_find(e, n, "master-key-file")->value, "/env/keys") == 0, "env beats the file");
-	CHECK(strcmp(tt_config_find(e, n, "backend")->value, "127.0.0.1:8080") == 0, "file value, quotes removed");
-	CHECK(tt_config_find(e, n, "https")->value == NULL, "unset stays unset");
+	CHECK(strcmp(e[0].value, "host=/flag") == 0, "a flag beats env and file");
+	CHECK(strcmp(e[2].value, "/env/keys") == 0, "env beats the file");
+	CHECK(strcmp(e[1].value, "127.0.0.1:8080") == 0, "file value, quotes removed");
+	CHECK(e[3].value == NULL, "unset stays unset");
 	tt_config_free(e, n);
 
 	fd = open(path, O_WRONLY | O_TRUNC);
 	CHECK(write(fd, "bogus = 1\n", 10) == 10, "rewrite the config file");
 	close(fd);
-	struct tt_config_entry e2[] = {{"db", NULL, NULL, NULL}};
+	struct tt_config_entry e2[] = {{.key = "db"}};
 	CHECK(tt_config_load_file(e2, 1, path, &err) != 0 && strstr(err.msg, "unknown key 'bogus'"),
 	      "an unknown key is refused with its line");
 	unlink(path);

@@ -16,8 +16,12 @@ static const struct tt_opt table[] = {
     {"dry-run", "TT_TEST_OPT_DRY", TT_OPT_BOOL, NULL, NULL, 0, "a switch"},
     {"directory", NULL, TT_OPT_STRING, "URL", NULL, TT_OPT_REPEAT, "repeatable"},
     {"only-run", NULL, TT_OPT_STRING, "X", NULL, 0, "taken by one command only"},
+    {"version", NULL, TT_OPT_ACTION, NULL, NULL, 0, "an action"},
+    {"workers", NULL, TT_OPT_INT, "N", "4", 0, "a bounded count"},
+    {"grace", NULL, TT_OPT_DURATION, "DURATION", "5s", 0, "at least a second"},
 };
 #define N (sizeof table / sizeof table[0])
+static const struct tt_opt_range ranges[] = {{"workers", 1, 16}, {"grace", 1000, 0}};
 
 /* Parses argv (a NULL-terminated list) through the whole layer; returns what the parse returned. */
 static int parse(struct tt_opts *o, const char *allowed, struct tt_err *err, char **argv)
@@ -29,9 +33,21 @@ static int parse(struct tt_opts *o, const char *allowed, struct tt_err *err, cha
 	int npos = 0;
 	if (tt_opts_init(o, table, N, err) < 0)
 		return -1;
+	o->ranges = ranges;
+	o->nranges = sizeof ranges / sizeof ranges[0];
 	if (tt_opts_parse_argv(o, argc, argv, allowed, pos, 2, &npos, err) < 0 || tt_opts_resolve(o, "config", err) < 0)
 		return -1;
 	return tt_opts_check(o, allowed, err);
+}
+
+/* Writes text into a new temporary file named by path (a mkstemp template). */
+static bool write_file(char *path, const char *text)
+{
+	int fd = mkstemp(path);
+	bool ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	if (fd >= 0)
+		close(fd);
+	return ok;
 }
 
 /* True when parsing argv is refused with a message that starts with want. */
@@ -160,6 +176,87 @@ int main(void)
 		      "a repeatable flag keeps every value in order; another keeps the last");
 		tt_opts_free(&o);
 	}
+
+	{
+		char *argv[] = {"--workers=0", NULL};
+		CHECK(refused_with(NULL, argv, "--workers: must be 1 to 16"), "a count below its range");
+	}
+	{
+		char *argv[] = {"--workers=17", NULL};
+		CHECK(refused_with(NULL, argv, "--workers: must be 1 to 16"), "a count above its range");
+	}
+	{
+		char *argv[] = {"--grace=500ms", NULL};
+		CHECK(refused_with(NULL, argv, "--grace: must be at least 1s"), "a duration below its least");
+	}
+	{
+		char *argv[] = {"--workers=16", "--grace=2h", NULL};
+		CHECK(parse(&o, NULL, &err, argv) == 0, "values within their ranges");
+		tt_opts_free(&o);
+	}
+
+	char rpath[] = "/tmp/tt-options-XXXXXX";
+	CHECK(write_file(rpath, "directory = https://one\ndirectory = https://two\nname = a\nname = b\n"),
+	      "write a config file with a repeated key");
+	{
+		char *argv[] = {"--config", rpath, NULL};
+		CHECK(parse(&o, NULL, &err, argv) == 0 && tt_opts_get(&o, "directory") &&
+			  strcmp(tt_opts_get(&o, "directory"), "https://one\nhttps://two") == 0 &&
+			  strcmp(tt_opts_get(&o, "name"), "b") == 0,
+		      "a repeatable key written twice in the file keeps both lines in order; another keeps the last");
+		tt_opts_free(&o);
+	}
+	{
+		char *argv[] = {"--config", rpath, "--directory=https://flag", NULL};
+		CHECK(parse(&o, NULL, &err, argv) == 0 && strcmp(tt_opts_get(&o, "directory"), "https://flag") == 0,
+		      "the file's lines never add to a repeatable flag's values");
+		tt_opts_free(&o);
+	}
+	unlink(rpath);
+
+	char apath[] = "/tmp/tt-options-XXXXXX";
+	CHECK(write_file(apath, "version = yes\n"), "write a config file with an action");
+	{
+		char *argv[] = {"--config", apath, NULL};
+		struct tt_opts a;
+		int rc = parse(&a, NULL, &err, argv);
+		CHECK(rc < 0 && strstr(err.msg, ":1: 'version' is a command-line flag only"),
+		      "an action (--version, --help) in the file is refused with its line");
+		if (rc == 0)
+			printf("# version=%s\n", tt_opts_get(&a, "version") ? tt_opts_get(&a, "version") : "(unset)");
+		tt_opts_free(&a);
+	}
+	unlink(apath);
+
+	char epath[] = "/tmp/tt-options-XXXXXX";
+	CHECK(write_file(epath, "count =\nname = \n"), "write a config file with empty values");
+	{
+		char *argv[] = {"--config", epath, NULL};
+		long count = 0;
+		CHECK(parse(&o, NULL, &err, argv) == 0 && tt_opts_int(&o, "count", &count, &err) == 0 && count == 8 &&
+			  strcmp(tt_opts_get(&o, "name"), "built-in") == 0,
+		      "an empty value in the file leaves the key unset: the default applies");
+		tt_opts_free(&o);
+	}
+	unlink(epath);
+	{
+		char *argv[] = {"--count=", "--wait", "", NULL};
+		long count = 0;
+		int64_t ms = 0;
+		CHECK(parse(&o, NULL, &err, argv) == 0 && tt_opts_int(&o, "count", &count, &err) == 0 && count == 8 &&
+			  tt_opts_duration_ms(&o, "wait", &ms, &err) == 0 && ms == 30000,
+		      "an empty flag leaves the key unset, as an empty environment variable does: the default applies");
+		tt_opts_free(&o);
+	}
+	setenv("TT_TEST_OPT_COUNT", "", 1);
+	{
+		char *argv[] = {NULL};
+		long count = 0;
+		CHECK(parse(&o, NULL, &err, argv) == 0 && tt_opts_int(&o, "count", &count, &err) == 0 && count == 8,
+		      "an empty environment variable leaves the key unset");
+		tt_opts_free(&o);
+	}
+	unsetenv("TT_TEST_OPT_COUNT");
 
 	char *buf = NULL;
 	size_t len = 0;
