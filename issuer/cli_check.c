@@ -56,6 +56,8 @@ int cli_domain_check(struct issuer_ctx *ctx)
 	struct tt_err err = {{0}};
 	char name[TT_NAME_MAX];
 	struct preflight_config pc;
+	if (issuer_check_per_directory(ctx, &err) < 0)
+		return tt_prog_fail(ISSUER_PROG, &err, TT_EXIT_USAGE);
 	if (name_to_ascii(ctx->argv[0], name, &err) < 0 || preflight_config_load(ctx, &pc, &err) < 0) {
 		fprintf(stderr, "issuer domain check: %s\n", err.msg);
 		return 2;

@@ -98,6 +98,9 @@ bool issuer_flag(const struct issuer_ctx *ctx, const char *key);
  * and the i-th copied into buf (one value given serves every i; NULL when none or "-"). */
 size_t issuer_opt_count(const struct issuer_ctx *ctx, const char *key);
 const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_t i, char *buf, size_t size);
+/* Each per-directory option is given at most once, or once per --directory (a shorter list would
+ * leave the last CAs without a value, silently). */
+int issuer_check_per_directory(const struct issuer_ctx *ctx, struct tt_err *err);
 /* A non-negative integer option (its default from the table when unset). */
 int issuer_opt_int(const struct issuer_ctx *ctx, const char *key, long *out, struct tt_err *err);
 int issuer_opt_duration_ms(const struct issuer_ctx *ctx, const char *key, int64_t *out_ms, struct tt_err *err);

@@ -43,6 +43,22 @@ const char *issuer_opt_item(const struct issuer_ctx *ctx, const char *key, size_
 	return buf;
 }
 
+int issuer_check_per_directory(const struct issuer_ctx *ctx, struct tt_err *err)
+{
+	static const char *const per_directory[] = {"ca-file", "chain-ca-file", "eab-kid", "eab-hmac-key",
+						    "caa-identity"};
+	size_t n = issuer_opt_count(ctx, "directory");
+	for (size_t i = 0; i < sizeof(per_directory) / sizeof(per_directory[0]); i++) {
+		size_t c = issuer_opt_count(ctx, per_directory[i]);
+		if (c > 1 && c != n)
+			return tt_fail(
+			    err,
+			    "--%s: given %zu times for %zu --directory (give it once for all, or once per directory)",
+			    per_directory[i], c, n);
+	}
+	return 0;
+}
+
 bool issuer_flag(const struct issuer_ctx *ctx, const char *key)
 {
 	return tt_opts_bool(ctx->opts, key);

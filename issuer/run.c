@@ -959,7 +959,8 @@ static int parse_run_opts(struct issuer_ctx *ctx, struct run *r, long *concurren
 	if (r->linger_ms && !r->deadline_ms)
 		r->deadline_ms = r->linger_ms;
 	int64_t dormant_ms;
-	if (issuer_opt_duration_ms(ctx, "dormant-after", &dormant_ms, err) < 0)
+	if (issuer_opt_duration_ms(ctx, "dormant-after", &dormant_ms, err) < 0 ||
+	    issuer_check_per_directory(ctx, err) < 0)
 		return -1;
 	r->dormant_after_s = dormant_ms / TT_MS_PER_S;
 	if (preflight_config_load(ctx, &r->preflight, err) < 0)

@@ -101,6 +101,18 @@ check "--timeout 0: exit 2 ($rc)" test "$rc" = 2
 check "  ... in the one error format" grep -q "^tracktls-issuer: --timeout: must be at least 1ms$" <<<"$out"
 check "  ... as an option error (run_failed reason=options)" grep -q "event=run_failed reason=options" <<<"$out"
 check "  ... before any CA is asked (no ca_down)" bash -c "! grep -q event=ca_down <<<\"\$0\"" "$out"
+# A per-directory value given more than once must be given once per --directory: with three CAs
+# and two CAA identities, the third would silently have none.
+out=$($I run --directory https://a.invalid/dir --directory https://b.invalid/dir --directory https://c.invalid/dir \
+	--caa-identity a.example --caa-identity b.example 2>&1); rc=$?
+check "two --caa-identity for three --directory: exit 2 ($rc)" test "$rc" = 2
+check "  ... saying so in the one error format" \
+	grep -q "^tracktls-issuer: --caa-identity: given 2 times for 3 --directory (give it once for all, or once per directory)$" <<<"$out"
+check "  ... before any CA is asked (no ca_down)" bash -c "! grep -q event=ca_down <<<\"\$0\"" "$out"
+out=$($I domain check x.example --directory https://a.invalid/dir --directory https://b.invalid/dir \
+	--caa-identity a.example --caa-identity b.example --caa-identity c.example 2>&1); rc=$?
+check "domain check: three --caa-identity for two --directory: exit 2 ($rc)" test "$rc" = 2
+check "  ... saying so" grep -q "^tracktls-issuer: --caa-identity: given 3 times for 2 --directory" <<<"$out"
 out=$($I tickets rotate --ticket-lifetime 500ms 2>&1); rc=$?
 check "--ticket-lifetime 500ms: exit 2 ($rc)" test "$rc" = 2
 check "  ... in the one error format" grep -q "^tracktls-issuer: --ticket-lifetime: must be at least 1s$" <<<"$out"
