@@ -20,16 +20,13 @@
 #define HOT_NAMES_MAX_BYTES (256u << 20)
 /* How often the file is checked for a newer list during the watch window. */
 #define WATCH_POLL_MS 100
-/* Nice alone did not keep the loops' headroom: at half the warm rate, 10,000 names prefetched
- * after a takeover held the p99 at 9x warm for 16 s (bench/restart.sh, cold: 3.4x), since the
- * prefetch takes every idle moment of the core and a burst then queues behind it. After the
- * warm-up each batch is followed by a pause of this many times its own duration, so the rest of
- * the list loads in at most a fifth of the time; a busy core stretches the batch and so the pause. */
-#define PREFETCH_PAUSE_FACTOR 4
-/* A restart waits for this many of the hottest names before it accepts: with
- * Zipf traffic over 62,500 names the first 1,024 take about 60 % of the handshakes, and each costs
- * about 2 ms of CPU on a core the outgoing process still serves from. */
-#define WARM_UP_NAMES 1024
+/* Only this many of a list's hottest names are prefetched (a restart waits for those of the list
+ * found at start before it accepts); the rest load on demand, in batched misses. With Zipf traffic
+ * over 62,500 names the first 1,024 take about 60 % of the handshakes. Prefetching the whole list
+ * cost more than it saved: at half the warm rate, 10,000 names loaded after a takeover held the
+ * p99 above twice warm for 16 of 30 s unpaced and 21 of 30 s paced at a fifth of the time, where
+ * the hottest 1,024 alone gave 2 of 30, as without a handover (bench/restart.sh, 2026-11-30). */
+#define PREFETCH_NAMES 1024
 #define PREFETCH_STATEMENT_TIMEOUT "10s"
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
@@ -243,8 +240,8 @@ static char **read_names(struct handover *h, size_t *n, char **text)
 	return names;
 }
 
-/* The hottest names of the list found at start are loaded: the restart may accept now; what
- * follows loads while this process serves, and yields to its loops. */
+/* The hottest names of the list found at start are loaded: the restart may accept now; later
+ * lists load while this process serves. */
 static void warmed(struct handover *h)
 {
 	h->initial_done = true;
@@ -272,27 +269,19 @@ static void *prefetcher(void *arg)
 				h->files_read++;
 				h->prefetching = true;
 				tt_log(TT_INFO, "handover_prefetch_started", "path=%s names=%zu", h->path, n);
-				size_t i = 0, first = h->initial_done || n < WARM_UP_NAMES ? n : WARM_UP_NAMES;
-				/* The hottest names of the first list are what a restart waits for, at full
-				 * priority, twice: loads that were in flight when the listener first
-				 * revalidated the cache were handed back uncached, and the second pass asks
-				 * only for the names still missing. The rest load at nice 10 while serving. */
+				if (n > PREFETCH_NAMES)
+					n = PREFETCH_NAMES;
+				size_t i = 0;
+				/* The first list's names are what a restart waits for, twice: loads that were in
+				 * flight when the listener first revalidated the cache were handed back
+				 * uncached, and the second pass asks only for the names still missing. */
 				for (int pass = h->initial_done ? 1 : 0; pass < 2 && !stopping(h); pass++)
-					for (i = 0; i < first && !stopping(h); i += h->cfg.batch)
+					for (i = 0; i < n && !stopping(h); i += h->cfg.batch)
 						if (!prefetch_batch(h, names + i,
-								    first - i < h->cfg.batch ? first - i : h->cfg.batch,
-								    end))
+								    n - i < h->cfg.batch ? n - i : h->cfg.batch, end))
 							break;
 				if (!h->initial_done)
 					warmed(h);
-				for (; i < n && !stopping(h); i += h->cfg.batch) {
-					int64_t b0 = tt_now_ms();
-					if (!prefetch_batch(h, names + i, n - i < h->cfg.batch ? n - i : h->cfg.batch,
-							    end))
-						break;
-					if (pause_ms(h, (tt_now_ms() - b0) * PREFETCH_PAUSE_FACTOR))
-						break;
-				}
 				h->prefetching = false;
 				tt_log(TT_INFO, "handover_prefetch_done", "names=%zu loaded=%llu complete=%s ms=%lld",
 				       n, (unsigned long long)(h->loaded - loaded0), i >= n ? "true" : "false",

@@ -291,9 +291,9 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
  * one name a line; written to PATH.tmp.PID and renamed over PATH. For watch_ms after start a
  * thread of its own (its own blocking connection) loads the names of every new version of the
  * file written by another process, batch names a query, skipping names already cached: of the
- * list found at start the hottest 1,024 first, twice (see initial_done), then the rest and later
- * lists with a pause after each batch; all at TERM_BACKGROUND_NICE. If the database is down it
- * retries until the window closes, and the names load on demand. */
+ * hottest 1,024 names of each list (of the list found at start twice, see initial_done; the rest of
+ * a list loads on demand), at TERM_BACKGROUND_NICE. If the database is down it retries until the
+ * window closes, and the names load on demand. */
 struct handover;
 struct handover_config {
 	const char *path;
