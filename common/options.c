@@ -111,8 +111,13 @@ static const struct tt_opt *row(const struct tt_opts *o, const char *key, size_t
  * as an empty environment variable does. */
 static int set_flag(struct tt_config_entry *e, const char *v, bool repeat, struct tt_err *err)
 {
-	if (!*v)
+	/* An empty value is no value, as in the environment; the last flag wins, so it also drops
+	 * what an earlier copy of a single-valued flag set (repeatable values only add up). */
+	if (!*v) {
+		if (!repeat)
+			e->value = NULL;
 		return 0;
+	}
 	if (!repeat || !e->value) {
 		e->value = v;
 		return 0;

@@ -248,6 +248,13 @@ int main(void)
 		      "an empty flag leaves the key unset, as an empty environment variable does: the default applies");
 		tt_opts_free(&o);
 	}
+	{
+		char *argv[] = {"--count", "3", "--count=", NULL};
+		long count = 0;
+		CHECK(parse(&o, NULL, &err, argv) == 0 && tt_opts_int(&o, "count", &count, &err) == 0 && count == 8,
+		      "an empty flag after a value unsets it, as the last flag wins: the default applies");
+		tt_opts_free(&o);
+	}
 	setenv("TT_TEST_OPT_COUNT", "", 1);
 	{
 		char *argv[] = {NULL};
