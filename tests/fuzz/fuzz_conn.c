@@ -505,6 +505,19 @@ static void client_junk(struct peer *c)
 	}
 }
 
+/* The value of the header line at h (name of name_len bytes included), NUL-terminated in buf:
+ * the client's bytes are not, and sscanf or strtol skip "\r\n" as blanks and would read on. */
+static const char *header_value(const char *h, size_t name_len, const char *end, char *buf, size_t size)
+{
+	const char *v = h + name_len, *eol = memmem(v, (size_t)(end + 2 - v), "\r\n", 2);
+	size_t n = eol ? (size_t)(eol - v) : 0;
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Answers a client got: each with an X-Id is one of its own, later than the one before. */
 static void client_check(struct peer *c)
 {
@@ -521,9 +534,11 @@ static void client_check(struct peer *c)
 		int owner = -2, seq = -1;
 		for (const char *h = p; (h = memmem(h, hlen - (size_t)(h - p), "\r\n", 2)) && h < end;) {
 			h += 2;
+			char v[32];
 			if (strncasecmp(h, "content-length:", 15) == 0)
-				cl = strtol(h + 15, NULL, 10);
-			else if (strncasecmp(h, "x-id:", 5) == 0 && sscanf(h + 5, " %d.%d", &owner, &seq) != 2)
+				cl = strtol(header_value(h, 15, end, v, sizeof v), NULL, 10);
+			else if (strncasecmp(h, "x-id:", 5) == 0 &&
+				 sscanf(header_value(h, 5, end, v, sizeof v), " %d.%d", &owner, &seq) != 2)
 				abort();
 		}
 		if (len < hlen + (size_t)cl)
