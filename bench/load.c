@@ -49,6 +49,7 @@ struct opts {
 	const char *label;
 	const char *watch_pids; /* comma-separated: the server's processes, for its CPU time over the window */
 	const char *timeline;	/* per-second figures of the whole run (warm-up included) go to this file */
+	const char *timeline_raw; /* every completion of the run, one line each */
 };
 
 /* Read-only after setup except the atomics; shared by every worker thread. */
@@ -74,6 +75,7 @@ struct conn {
 	uint32_t events;
 	size_t name;
 	uint64_t t_start;
+	uint64_t t_connected, t_handshaken; /* for --timeline-raw: where the time went */
 	uint64_t deadline;
 	uint64_t retry_at; /* after a refused connect, so a dead server does not spin the client */
 	size_t len;
@@ -146,12 +148,18 @@ static bool measuring(const struct run *r, uint64_t t)
 struct tl_rec {
 	uint32_t t_ms;
 	uint32_t lat_us;
+	uint32_t connect_us, handshake_us; /* from the start to TCP connected, and to the TLS handshake done */
 };
 #define TL_ERROR UINT32_MAX
 
-static void timeline_add(struct worker *w, uint64_t t, uint32_t lat_us)
+static uint32_t us_since(uint64_t from, uint64_t to)
 {
-	if (!w->run->o->timeline || t >= w->run->t_end)
+	return to > from ? (uint32_t)((to - from) / 1000) : 0;
+}
+
+static void timeline_add(struct worker *w, uint64_t t, uint32_t lat_us, const struct conn *c)
+{
+	if ((!w->run->o->timeline && !w->run->o->timeline_raw) || t >= w->run->t_end)
 		return;
 	if (w->ntl == w->captl) {
 		size_t cap = w->captl ? w->captl * 2 : 65536;
@@ -161,21 +169,23 @@ static void timeline_add(struct worker *w, uint64_t t, uint32_t lat_us)
 		w->tl = p;
 		w->captl = cap;
 	}
-	w->tl[w->ntl++] = (struct tl_rec){(uint32_t)((t - w->run->t_begin) / 1000000), lat_us};
+	w->tl[w->ntl++] = (struct tl_rec){(uint32_t)((t - w->run->t_begin) / 1000000), lat_us,
+					  c && c->t_connected ? us_since(c->t_start, c->t_connected) : 0,
+					  c && c->t_handshaken ? us_since(c->t_start, c->t_handshaken) : 0};
 }
 
 static void count_error(struct worker *w, enum err_kind k)
 {
 	uint64_t t = now_ns();
-	timeline_add(w, t, TL_ERROR);
+	timeline_add(w, t, TL_ERROR, NULL);
 	if (measuring(w->run, t))
 		w->errors[k]++;
 }
 
-static void record_latency(struct worker *w, uint64_t start, uint64_t end)
+static void record_latency(struct worker *w, const struct conn *c, uint64_t start, uint64_t end)
 {
 	uint64_t lat = (end - start) / 1000;
-	timeline_add(w, end, lat >= TL_ERROR ? TL_ERROR - 1 : (uint32_t)lat);
+	timeline_add(w, end, lat >= TL_ERROR ? TL_ERROR - 1 : (uint32_t)lat, c);
 	if (!measuring(w->run, end))
 		return;
 	if (w->nlat == w->caplat) {
@@ -249,6 +259,7 @@ static void conn_open(struct worker *w, struct conn *c, uint64_t t_start)
 	c->t_start = t_start;
 	c->deadline = c->t_start + (uint64_t)(r->o->timeout_s * 1e9);
 	c->len = 0;
+	c->t_connected = c->t_handshaken = 0;
 	c->counted_handshake = false;
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -363,6 +374,7 @@ static void conn_step(struct worker *w, struct conn *c)
 				conn_fail(w, c, E_CONNECT);
 				return;
 			}
+			c->t_connected = now_ns();
 			c->st = ST_HANDSHAKE;
 			break;
 		}
@@ -380,6 +392,7 @@ static void conn_step(struct worker *w, struct conn *c)
 					return;
 				}
 			}
+			c->t_handshaken = now_ns();
 			c->st = ST_WRITE;
 			break;
 		}
@@ -428,7 +441,7 @@ static void conn_step(struct worker *w, struct conn *c)
 					w->full++;
 			}
 			c->counted_handshake = true;
-			record_latency(w, c->t_start, t);
+			record_latency(w, c, c->t_start, t);
 			if (r->o->mode == MODE_RESUME)
 				save_session(w, c);
 			if (r->o->mode != MODE_KEEPALIVE || close_after || stopping(r, t) || !budget_take(r)) {
@@ -437,6 +450,7 @@ static void conn_step(struct worker *w, struct conn *c)
 				return;
 			}
 			c->t_start = t;
+			c->t_connected = c->t_handshaken = 0;
 			c->deadline = t + (uint64_t)(r->o->timeout_s * 1e9);
 			c->st = ST_WRITE;
 			break;
@@ -615,6 +629,8 @@ static void usage(void)
 	    "            [--rate N]   (open N connections per second, each due at its time, at most --concurrency)\n"
 	    "            [--watch-pids PID,PID...]   (their CPU time over the measured window, as server_cpu_s)\n"
 	    "            [--timeline FILE]   (a JSON line per second of the run: completed, errors, p50/p99/max)\n"
+	    "            [--timeline-raw FILE]   (a line per completion: end ms, latency, to connected, to handshake done, us;\n"
+	    "                                     latency -1: failed)\n"
 	    "Prints a summary on stderr and one JSON line on stdout.\n");
 }
 
@@ -637,6 +653,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"watch-pids", 1, 0, 'W'},
 					   {"rate", 1, 0, 'R'},
 					   {"timeline", 1, 0, 'L'},
+					   {"timeline-raw", 1, 0, 'X'},
 					   {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
 	*o =
@@ -699,6 +716,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'L':
 			o->timeline = optarg;
+			break;
+		case 'X':
+			o->timeline_raw = optarg;
 			break;
 		default:
 			usage();
@@ -848,6 +868,23 @@ static int write_timeline(const struct opts *o, struct worker *ws, int nw)
 	return fclose(f) == 0 ? 0 : -1;
 }
 
+/* --timeline-raw: every completion, in the order the workers saw them. */
+static int write_timeline_raw(const struct opts *o, const struct worker *ws, int nw)
+{
+	FILE *f = fopen(o->timeline_raw, "w");
+	if (!f) {
+		fprintf(stderr, "load: cannot write %s\n", o->timeline_raw);
+		return -1;
+	}
+	for (int i = 0; i < nw; i++)
+		for (size_t k = 0; k < ws[i].ntl; k++) {
+			const struct tl_rec *t = &ws[i].tl[k];
+			fprintf(f, "%u %lld %u %u\n", t->t_ms, t->lat_us == TL_ERROR ? -1LL : (long long)t->lat_us,
+				t->connect_us, t->handshake_us);
+		}
+	return fclose(f) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -925,6 +962,8 @@ int main(int argc, char **argv)
 			rc = 1;
 		}
 	report(&r, ws, started, elapsed, o.watch_pids ? cpu1 - cpu0 : -1);
+	if (o.timeline_raw && write_timeline_raw(&o, ws, started) < 0)
+		rc = 1;
 	if (o.timeline && write_timeline(&o, ws, started) < 0)
 		return 1;
 	for (int i = 0; i < o.threads; i++) {

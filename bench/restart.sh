@@ -79,6 +79,17 @@ shuf --random-source=<(yes) "$B/corpus-$real/names.txt" >"$T/names.txt"
 mkdir -m 1777 "$T/run"
 HOT=$T/run/hot-names
 
+# healthy PORT: /healthz answers 200. Through bash's /dev/tcp, not curl: the poll runs while the
+# load is measured, and a process spawned every 50 ms takes the load generator's core.
+healthy() {
+	local status
+	{ exec 8<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+	printf 'GET /healthz HTTP/1.0\r\n\r\n' >&8
+	read -r -t 2 _ status _ <&8
+	exec 8>&-
+	[ "$status" = 200 ]
+}
+
 # start_terminator METRICS_PORT FLAGS...: pid in $NEW_PID once /healthz answers 200.
 start_terminator() {
 	local m=$1 i
@@ -89,7 +100,7 @@ start_terminator() {
 	NEW_PID=$!
 	PIDS+=("$NEW_PID")
 	for ((i = 0; i < 600; i++)); do
-		curl -sf "http://127.0.0.1:$m/healthz" >/dev/null && return 0
+		healthy "$m" && return 0
 		kill -0 "$NEW_PID" 2>/dev/null || break
 		sleep 0.05
 	done
@@ -97,10 +108,6 @@ start_terminator() {
 	exit 1
 }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { s += $2 } END { print s + 0 }'; }
-queries() {
-	curl -s --max-time 0.5 "http://127.0.0.1:$1/metrics" |
-		awk '$1 == "tracktls_db_queries_total" || $1 == "tracktls_handover_prefetch_queries_total" { s += $2 } END { print s + 0 }'
-}
 
 # ---- the warm sustainable rate: closed loop on a warmed process ----
 if [ -z "$rate" ]; then
@@ -129,24 +136,13 @@ variant() {
 		--mode handshake --concurrency 16 --threads "$load_threads" --duration "$prewarm" >/dev/null 2>>"$T/load.log"
 	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
 		--mode handshake --rate "$rate" --concurrency 512 --threads "$load_threads" --timeout 5 \
-		--duration $((warm + after)) --label "$name" --timeline "$T/$name.timeline" >"$T/$name.load" 2>>"$T/load.log" &
+		--duration $((warm + after)) --label "$name" --timeline "$T/$name.timeline" --timeline-raw "$T/$name.raw" >"$T/$name.load" 2>>"$T/load.log" &
 	local load=$!
 	t0=$(date +%s%N)
-	: >"$T/$name.db"
-	# the database's transactions per second, sampled once a second (the sample's own subtracted),
-	# and the certificate queries both terminators sent (their misses and prefetches; a process
-	# not running counts 0)
-	(
-		x0=$(xacts) qo0=$(queries "$m_old") qn0=$(queries "$m_new")
-		for ((i = 1; i <= warm + after; i++)); do
-			sleep 1
-			x=$(xacts) qo=$(queries "$m_old") qn=$(queries "$m_new")
-			# a process that exited reads 0: only what each one added counts
-			dq=$(((qo > qo0 ? qo - qo0 : 0) + (qn > qn0 ? qn - qn0 : 0)))
-			echo "{\"s\":$i,\"xacts\":$((x - x0 - 1)),\"queries\":$dq}"
-			x0=$x qo0=$qo qn0=$qn
-		done >"$T/$name.db"
-	) &
+	# once a second: the database's transactions, both terminators' certificate queries, and the
+	# CPU of the terminators, PostgreSQL and the load generator
+	python3 "$root/bench/restart_sampler.py" "$T/$name.db" "$t0" $((warm + after)) "$db" "$PG_DIR/data" \
+		"$m_old" "$m_new" "$load" &
 	local sampler=$!
 	while [ $(($(date +%s%N) - t0)) -lt $((warm * 1000000000)) ]; do sleep 0.1; done
 	switch_ms=$((($(date +%s%N) - t0) / 1000000))
