@@ -784,6 +784,9 @@ static int run(struct ctx *x, struct tt_err *err)
 				left += cores[i].loop->nconns;
 			tt_log(TT_INFO, "drained", "ms=%lld closed_early=%zu", (long long)(tt_now_ms() - drain_start),
 			       left);
+			/* Nothing is left to serve; what remains (freeing the cache, closing the database
+			 * connections, the exit itself) must not take the core from the incoming process. */
+			setpriority(PRIO_PROCESS, (id_t)gettid(), TERM_TEARDOWN_NICE);
 		}
 	} else {
 		for (int i = 0; i < started; i++)

@@ -12,6 +12,8 @@
 #define HASHES 7
 #define BITS_PER_NAME 12 /* with 7 hashes: about 0.3% false positives at the expected count */
 #define MIN_BITS ((size_t)1 << 20)
+/* Names read between two looks at stop, and two rests of the paced scan (a power of two). */
+#define NAME_SCAN_STEP 4096
 
 struct name_filter {
 	_Atomic uint64_t *bits;
@@ -133,6 +135,8 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 	 * the caller starts a build only once LISTEN is in place. COPY streams the names as lines in
 	 * a few large buffers: a row at a time (PGresult per row) cost about 6 s of the terminator's
 	 * CPU for 1,000,000 names, on the cores that serve. */
+	struct tt_pace pace;
+	tt_pace_start(&pace, TERM_SCAN_NAMES_PER_SEC, 0);
 	if (!PQsendQuery(conn,
 			 "COPY (SELECT name FROM domains WHERE current_cert_id IS NOT NULL AND state <> 'removed') "
 			 "TO STDOUT"))
@@ -149,8 +153,12 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 					line[len - 1] = '\0';
 				name_filter_add(f, line);
 				PQfreemem(line);
-				if ((++n & 4095) == 0 && stopping(f))
-					return tt_fail(err, "stopped");
+				if ((++n & (NAME_SCAN_STEP - 1)) == 0) {
+					if (stopping(f))
+						return tt_fail(err, "stopped");
+					/* While it rests, PostgreSQL fills the socket and waits: both are paced. */
+					tt_sleep_ms(tt_pace_rest_us(&pace, n) / 1000);
+				}
 			}
 			if (len == -2)
 				return tt_fail(err, "name scan: %s", PQerrorMessage(conn));

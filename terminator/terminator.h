@@ -52,6 +52,16 @@
  * 1,000,000-name scan and 1,024 hot names starved the outgoing process for the second of the
  * warm-up (bench/restart.sh: 500 of 1,400 handshakes that second, p99 0.7 s). */
 #define TERM_BACKGROUND_NICE 10
+/* Their pace (tt_pace), because nice does not reach PostgreSQL, which works for them at full
+ * priority, nor a core nice-10 work leaves idle to someone else: the scan reads at most this many
+ * names a second (a 1,000,000-name COPY cost PostgreSQL about 0.3 s of CPU in the 1.2 s it took
+ * unpaced, on a core the load generator needed: bench/restart.sh, 2026-11-30), and the prefetch
+ * works at most this share of the time, its query's wait included. */
+#define TERM_SCAN_NAMES_PER_SEC 250000
+#define TERM_BACKGROUND_DUTY_PCT 25
+/* A drained process tears down (frees its cache, closes its database connections, exits) at the
+ * lowest priority, so that it takes no core from the incoming process at the switch. */
+#define TERM_TEARDOWN_NICE 19
 
 /* ---- certctx.c ---- */
 /* A WOLFSSL_CTX holding chain_pem (leaf first) and the clear private key (DER or PEM), set up with
