@@ -8,7 +8,9 @@
 # warm-up back past its limit. Also: a terminator with nothing cached writes an empty list (its
 # sort of no names was undefined behaviour, which the sanitizer build stopped on). And a listener of
 # another service on the same port at another address does not hold a start back, while one at the
-# wildcard address of the port (which takes our address's connections) does.
+# wildcard address of the port (which takes our address's connections) does; and a terminator that
+# may not ask the kernel (no netlink socket, as under a systemd unit that restricts address
+# families without AF_NETLINK) says so and listens at once.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
@@ -88,6 +90,20 @@ check "  ... after its warm-up" grep -q "event=warm_up_done .*complete=true" "$T
 check "  ... and the listener check did not fail" bash -c "! grep -q event=listener_check_failed '$T/terminator.$W.log'"
 kill -TERM "$W_PID"
 wait "$W_PID"
+
+# ---- the same, when the kernel cannot be asked: listen at once ----
+N=$(free_port)
+bg python3 "$TT_ROOT/tests/lib/no_netlink.py" "$TT_BIN/terminator" --https "127.0.0.1:$WILD" \
+	--http "127.0.0.1:$(free_port)" --backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$N" \
+	--threads 2 --user nobody --warm-up-limit 60s >>"$T/terminator.$N.log" 2>&1
+N_PID=$!
+check "a terminator without netlink sockets, on 127.0.0.1 of that port, turns healthy" \
+	wait_until 15 curl -sf "http://127.0.0.1:$N/healthz"
+check "  ... saying why it could not tell a restart" \
+	grep -q 'event=listener_check_failed error="sock_diag socket: Address family not supported by protocol"' "$T/terminator.$N.log"
+check "  ... without a warm-up" bash -c "! grep -q event=warm_up_done '$T/terminator.$N.log'"
+kill -TERM "$N_PID"
+wait "$N_PID"
 
 # ---- a warm restart ----
 A=$(free_port)
