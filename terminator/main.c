@@ -25,8 +25,6 @@
 
 /* Capabilities are numbered below 64 (two 32-bit words); the kernel says where its list ends. */
 #define CAP_LAST_CAP_MAX 63
-/* TCP_LISTEN in the kernel's numbering, as /proc/net/tcp prints it. */
-#define TCP_STATE_LISTEN 0x0A
 
 /* One row per option (see struct tt_opt in common.h); the reload column (TT_OPT_LIVE) is what SIGHUP
  * applies, every other change is reported as needing a restart. */
@@ -572,77 +570,6 @@ static bool warmed_up(const struct ctx *x, struct metrics *const *ms, int n, int
 	return false;
 }
 
-/* sa's address as IPv6 (an IPv4 one mapped, ::ffff:a.b.c.d), in the kernel's 32-bit words. */
-static void address_words(const struct sockaddr_storage *sa, uint32_t w[4])
-{
-	if (sa->ss_family == AF_INET6) {
-		memcpy(w, &((const struct sockaddr_in6 *)sa)->sin6_addr, 4 * sizeof *w);
-		return;
-	}
-	struct in6_addr mapped = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
-	memcpy(&mapped.s6_addr[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	memcpy(w, &mapped, 4 * sizeof *w);
-}
-
-/* A /proc/net/tcp{,6} local address: 8 hex digits (IPv4) or 32 (IPv6), each group of 8 one 32-bit
- * word as the kernel holds it, which is how address_words lays ours out. */
-static bool parse_proc_address(const char *hex, uint32_t w[4])
-{
-	size_t len = strlen(hex);
-	uint32_t words[4];
-	if (len != 8 && len != 32)
-		return false;
-	for (size_t i = 0; i < len / 8; i++) {
-		char part[9];
-		memcpy(part, hex + 8 * i, 8);
-		part[8] = 0;
-		words[i] = (uint32_t)strtoul(part, NULL, 16);
-	}
-	if (len == 32) {
-		memcpy(w, words, sizeof words);
-		return true;
-	}
-	struct sockaddr_storage v4 = {.ss_family = AF_INET};
-	memcpy(&((struct sockaddr_in *)&v4)->sin_addr, &words[0], 4);
-	address_words(&v4, w);
-	return true;
-}
-
-/* Another process listens where connections to sa would go (the one a restart replaces):
- * /proc/net/tcp{,6} lists the listeners of this network namespace; ours are bound but not
- * listening yet. It counts when it listens on sa's port at sa's address or at a wildcard one
- * that covers it (0.0.0.0 for IPv4, :: for both); a listener at another address of the port
- * (another service on another IP) receives none of sa's connections. */
-static bool address_served(const struct sockaddr_storage *sa)
-{
-	unsigned port = ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
-							: ((const struct sockaddr_in *)sa)->sin_port);
-	uint32_t ours[4], any6[4], any4[4];
-	address_words(sa, ours);
-	address_words(&(struct sockaddr_storage){.ss_family = AF_INET6}, any6);
-	address_words(&(struct sockaddr_storage){.ss_family = AF_INET}, any4);
-	bool ours_v4 = sa->ss_family == AF_INET;
-	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
-	bool served = false;
-	for (size_t t = 0; t < 2 && !served; t++) {
-		FILE *f = fopen(tables[t], "re");
-		char line[512], hex[33];
-		unsigned lport, state;
-		uint32_t theirs[4];
-		if (!f)
-			continue;
-		while (!served && fgets(line, sizeof line, f)) {
-			if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", hex, &lport, &state) != 3 ||
-			    lport != port || state != TCP_STATE_LISTEN || !parse_proc_address(hex, theirs))
-				continue;
-			served = memcmp(theirs, ours, sizeof ours) == 0 || memcmp(theirs, any6, sizeof any6) == 0 ||
-				 (ours_v4 && memcmp(theirs, any4, sizeof any4) == 0);
-		}
-		fclose(f);
-	}
-	return served;
-}
-
 static void write_hot_names(struct ctx *x)
 {
 	struct tt_err err = {{0}};
@@ -879,8 +806,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* A restart: the process it replaces serves meanwhile, so this one warms up before it takes
-	 * connections (run() makes the listeners listen). */
-	tc.hold_accept = x.warm_up_limit_ms > 0 && address_served(&tc.https_addr);
+	 * connections (run() makes the listeners listen). When the kernel cannot tell, listening at
+	 * once is what a new host does anyway. */
+	tc.hold_accept = false;
+	if (x.warm_up_limit_ms > 0 && listeners_address_served(&tc.https_addr, &tc.hold_accept, &err) < 0) {
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "listener_check_failed", "error=%s", tt_log_quote(q, sizeof q, err.msg));
+	}
 	/* Everything privileged happens here, while the process has one thread. */
 	for (int i = 0; i < threads; i++) {
 		if (loop_listen(&tc, x.fds[i], &err) < 0) {

@@ -2,9 +2,11 @@
  * database connection; the certificate cache is the only thing the threads share.
  *
  *   main.c      the option table (flag, variable, type, default, help, live on SIGHUP or not; parsed by
- *               common/options.c), threads, signals; the warm-up of a restart (address_served: is
- *               another process listening on the --https address, then hold the listeners; the
- *               control tick polls warmed_up and calls loop_serve once warm or at --warm-up-limit)
+ *               common/options.c), threads, signals; the warm-up of a restart (another process
+ *               listens on the --https address: hold the listeners; the control tick polls
+ *               warmed_up and calls loop_serve once warm or at --warm-up-limit)
+ *   listeners.c is another process listening where connections to an address would go (asks
+ *               the kernel through sock_diag for listening sockets only)
  *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
  *               lists; hands completions, expiries and deferred work to their owners' callbacks
  *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
@@ -326,6 +328,12 @@ struct handover_stats {
 	bool initial_done;
 };
 void handover_stats(const struct handover *h, struct handover_stats *out);
+
+/* ---- listeners.c ----
+ * Sets *served when another socket listens on sa's TCP port at sa's address or at a wildcard one
+ * that covers it (0.0.0.0 for IPv4, :: for both); a listener at another address of the port does
+ * not count. -1 with err when the kernel could not be asked (*served is then false). */
+int listeners_address_served(const struct sockaddr_storage *sa, bool *served, struct tt_err *err);
 
 /* ---- http.c ---- */
 #define HTTP_MAX_HEADERS 64

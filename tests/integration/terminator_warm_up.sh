@@ -7,7 +7,10 @@
 # table holds the new one's set-up, name scan and prefetch back, and later holds a
 # warm-up back past its limit. Also: a terminator with nothing cached writes an empty list (its
 # sort of no names was undefined behaviour, which the sanitizer build stopped on). And a listener of
-# another service on the same port at another address does not hold a start back.
+# another service on the same port at another address does not hold a start back, while one at the
+# wildcard address of the port (which takes our address's connections) does; and a terminator that
+# may not ask the kernel (no netlink socket, as under a systemd unit that restricts address
+# families without AF_NETLINK) says so and listens at once.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
@@ -67,6 +70,40 @@ check "a terminator on 127.0.0.1 of that port turns healthy" \
 check "  ... without a warm-up" bash -c "! grep -q event=warm_up_done '$T/terminator.$O.log'"
 kill -TERM "$O_PID"
 wait "$O_PID"
+
+# ---- a listener at the wildcard address of the port: a restart ----
+WILD=$(free_port) W=$(free_port)
+bg python3 "$TT_ROOT/tests/lib/black_hole.py" 0.0.0.0 "$WILD" --reuseport
+check "a process listens on 0.0.0.0:$WILD" wait_until 10 port_open 127.0.0.1 "$WILD"
+check "the domains table is locked (the warm-up will wait)" lock_domains
+bg "$TT_BIN/terminator" --https "127.0.0.1:$WILD" --http "127.0.0.1:$(free_port)" \
+	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$W" --threads 2 --user nobody \
+	--warm-up-limit 60s --db-timeout 30s >>"$T/terminator.$W.log" 2>&1
+W_PID=$!
+check "a terminator on 127.0.0.1 of that port warms up first" \
+	wait_until 15 bash -c "[ \"\$(curl -s http://127.0.0.1:$W/healthz)\" = 'warming up' ]"
+check "  ... while connections to 127.0.0.1:$WILD still find a listener" port_open 127.0.0.1 "$WILD"
+check "  ... the old one: the new one accepted none" test "$(mval "$W" tracktls_connections_accepted_total)" = 0
+unlock_domains
+check "  ... then turns healthy" wait_until 30 curl -sf "http://127.0.0.1:$W/healthz"
+check "  ... after its warm-up" grep -q "event=warm_up_done .*complete=true" "$T/terminator.$W.log"
+check "  ... and the listener check did not fail" bash -c "! grep -q event=listener_check_failed '$T/terminator.$W.log'"
+kill -TERM "$W_PID"
+wait "$W_PID"
+
+# ---- the same, when the kernel cannot be asked: listen at once ----
+N=$(free_port)
+bg python3 "$TT_ROOT/tests/lib/no_netlink.py" "$TT_BIN/terminator" --https "127.0.0.1:$WILD" \
+	--http "127.0.0.1:$(free_port)" --backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$N" \
+	--threads 2 --user nobody --warm-up-limit 60s >>"$T/terminator.$N.log" 2>&1
+N_PID=$!
+check "a terminator without netlink sockets, on 127.0.0.1 of that port, turns healthy" \
+	wait_until 15 curl -sf "http://127.0.0.1:$N/healthz"
+check "  ... saying why it could not tell a restart" \
+	grep -q 'event=listener_check_failed error="sock_diag socket: Address family not supported by protocol"' "$T/terminator.$N.log"
+check "  ... without a warm-up" bash -c "! grep -q event=warm_up_done '$T/terminator.$N.log'"
+kill -TERM "$N_PID"
+wait "$N_PID"
 
 # ---- a warm restart ----
 A=$(free_port)
