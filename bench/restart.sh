@@ -6,13 +6,16 @@
 # completed and failed (client side), p50/p99 latency, database transactions (pg_stat_database).
 #   bench/restart.sh [--rate N (default: half the warm rate measured first)] [--zipf S] [--prewarm SEC]
 #                    [--warm SEC] [--after SEC] [--storm SEC (0: no storms)] [--threads N]
-#                    [--variants "before cold warm"] [--names N --real N (database size)]
+#                    [--variants "before cold warm spare"] [--names N --real N (database size)]
 # Variants, each from an old process warmed by --prewarm seconds of closed-loop traffic first:
 #   before  the old behaviour: one query per miss, a fixed 1,000 misses/s per thread, no handover
 #   cold    batched misses and the adaptive miss limit, no handover (a new host under traffic)
 #   warm    the same with --hot-names-file: the old process hands its hot names to the new one
 #           (written every 5 s and at SIGTERM; the new one warms up from the last list before it
 #           accepts, then loads the SIGTERM list's newcomers)
+#   spare   the control: a second terminator on ports of its own starts, warms up and is stopped
+#           beside the old one, which keeps all the traffic (what starting and stopping a process,
+#           with its database connections, costs the one serving on this machine)
 # Then the cold-name cost: closed-loop storms of names never served, one query per name
 # (--cert-batch-max 1) and batched, on fresh processes: server CPU, PostgreSQL CPU and database
 # time per cold name. Writes bench/results/<date>-restart.{json,md}.
@@ -20,7 +23,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
 
-rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000 variants="before cold warm"
+rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000 variants="before cold warm spare"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rate) rate=$2; shift 2 ;;
@@ -33,7 +36,7 @@ while [ $# -gt 0 ]; do
 	--variants) variants=$2; shift 2 ;;
 	--names) names=$2; shift 2 ;;
 	--real) real=$2; shift 2 ;;
-	*) sed -n '2,19p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,21p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -90,12 +93,14 @@ healthy() {
 	[ "$status" = 200 ]
 }
 
-# start_terminator METRICS_PORT FLAGS...: pid in $NEW_PID once /healthz answers 200.
+# start_terminator METRICS_PORT FLAGS...: pid in $NEW_PID once /healthz answers 200. On the load's
+# ports, or on ports of its own when SPARE_PORTS is set ("HTTPS HTTP").
 start_terminator() {
-	local m=$1 i
+	local m=$1 i https=$HTTPS_PORT http=$HTTP_PORT
 	shift
-	taskset -c "$srv_cpus" "$T/bin/terminator" --db "$TRACKTLS_DB" --https "127.0.0.1:$HTTPS_PORT" \
-		--http "127.0.0.1:$HTTP_PORT" --backend "127.0.0.1:$BACKEND_PORT" --threads "$threads" \
+	[ -n "${SPARE_PORTS:-}" ] && read -r https http <<<"$SPARE_PORTS"
+	taskset -c "$srv_cpus" "$T/bin/terminator" --db "$TRACKTLS_DB" --https "127.0.0.1:$https" \
+		--http "127.0.0.1:$http" --backend "127.0.0.1:$BACKEND_PORT" --threads "$threads" \
 		--metrics "127.0.0.1:$m" --log-level info --allow-root "$@" >>"$T/terminator.$m.log" 2>&1 &
 	NEW_PID=$!
 	PIDS+=("$NEW_PID")
@@ -126,9 +131,9 @@ fi
 
 # variant NAME OLD_FLAGS NEW_FLAGS: one load run of warm + after seconds; the switch at second $warm.
 variant() {
-	local name=$1 old_flags=$2 new_flags=$3 m_old m_new old new t0 switch_ms x0 i
+	local name=$1 old_flags=$2 new_flags=$3 m_old m_new spare_ports old new t0 switch_ms x0 i
 	rm -f "$HOT"
-	m_old=$(free_port) m_new=$(free_port)
+	m_old=$(free_port) m_new=$(free_port) spare_ports="$(free_port) $(free_port)"
 	# shellcheck disable=SC2086
 	start_terminator "$m_old" $old_flags
 	old=$NEW_PID
@@ -146,14 +151,26 @@ variant() {
 	local sampler=$!
 	while [ $(($(date +%s%N) - t0)) -lt $((warm * 1000000000)) ]; do sleep 0.1; done
 	switch_ms=$((($(date +%s%N) - t0) / 1000000))
+	# the spare: a process started, warmed up and stopped beside the old one, which keeps all the
+	# traffic: what merely starting and stopping a terminator costs the one serving
+	[ "$name" = spare ] && SPARE_PORTS=$spare_ports
 	# shellcheck disable=SC2086
 	start_terminator "$m_new" $new_flags
 	new=$NEW_PID
+	SPARE_PORTS=
 	local healthy_ms=$((($(date +%s%N) - t0) / 1000000))
-	kill -TERM "$old"
-	wait "$load"
-	wait "$sampler"
-	wait "$old"
+	if [ "$name" = spare ]; then
+		kill -TERM "$new"
+		wait "$new"
+		new=$old # the one left to stop
+		wait "$load"
+		wait "$sampler"
+	else
+		kill -TERM "$old"
+		wait "$load"
+		wait "$sampler"
+		wait "$old"
+	fi
 	record "$name" "$(jq -c --argjson sw "$switch_ms" --argjson h "$healthy_ms" \
 		--argjson thr "$(metric "$m_new" 'tracktls_client_hello_refused_total{reason="throttled"}')" \
 		--argjson ce "$(metric "$m_new" 'tracktls_client_hello_refused_total{reason="certificate_error"}')" \
@@ -165,9 +182,10 @@ variant() {
 		--argjson bb "$(metric "$m_new" tracktls_db_cert_batches_total)" \
 		--argjson wu "$(sed -n 's/.*event=warm_up_done ms=\([0-9]*\) .*/\1/p' "$T/terminator.$m_new.log" | head -n1 | grep . || echo null)" \
 		--slurpfile tl "$T/$name.timeline" --slurpfile dbs "$T/$name.db" \
+		--argjson fine "$(python3 "$root/bench/restart_report.py" --fine "$T/$name.raw")" \
 		'. + {switch_ms:$sw, new_healthy_ms:$h, new:{throttled:$thr, certificate_errors:$ce, cache_misses:$miss,
 		  db_queries:$dq, prefetch_queries:$pq, prefetch_loaded:$pl, batches:$bb, batched_names:$bn, warm_up_ms:$wu},
-		  timeline:$tl, db_per_second:$dbs}' <"$T/$name.load")"
+		  timeline:$tl, db_per_second:$dbs, fine:$fine}' <"$T/$name.load")"
 	say "$name: $(jq -r '"\(.requests) ok, \(.errors_total) errors; new process: \(.new.throttled) throttled, \(.new.certificate_errors) certificate errors, \(.new.cache_misses) misses, \(.new.db_queries) queries, \(.new.prefetch_loaded) prefetched in \(.new.prefetch_queries) queries"' <<<"$(tail -n1 "$RESULTS")")"
 	kill -TERM "$new"
 	wait "$new"
@@ -178,6 +196,7 @@ for v in $variants; do
 	before) variant before "--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096 --warm-up-limit 0" \
 		"--cert-batch-max 1 --max-misses-per-sec 1000 --miss-latency-limit 0 --max-pending-misses 4096 --warm-up-limit 0" ;;
 	cold) variant cold "" "" ;;
+	spare) variant spare "" "" ;;
 	warm) variant warm "--hot-names-file $HOT --hot-names-interval 5s" "--hot-names-file $HOT --hot-names-interval 5s" ;;
 	*) say "unknown variant $v"; exit 2 ;;
 	esac

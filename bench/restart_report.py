@@ -4,6 +4,28 @@ import json
 import statistics
 import sys
 
+FINE_MS = 100  # the step of the view around the switch
+
+
+def fine(raw_path):
+    """--fine RAW: load --timeline-raw's completions as 100-ms steps by the time each was due."""
+    steps = {}
+    for line in open(raw_path):
+        end_ms, lat_us, _, _ = (int(x) for x in line.split())
+        if lat_us < 0:
+            continue
+        steps.setdefault((end_ms - lat_us // 1000) // FINE_MS, []).append(lat_us)
+    out = []
+    for k in sorted(steps):
+        v = sorted(steps[k])
+        out.append({"ms": k * FINE_MS, "n": len(v), "p50_us": v[len(v) // 2], "p99_us": v[len(v) * 99 // 100]})
+    return out
+
+
+if len(sys.argv) == 3 and sys.argv[1] == "--fine":
+    json.dump(fine(sys.argv[2]), sys.stdout)
+    sys.exit(0)
+
 d = json.load(open(sys.argv[1]))
 runs = d["runs"]
 by = {r["scenario"]: r for r in runs}
@@ -26,6 +48,7 @@ LABELS = {
     "before": "one query per miss, fixed 1,000 misses/s per thread, no handover (the behaviour before)",
     "cold": "batched misses, adaptive miss limit, no handover (a new host under traffic)",
     "warm": "batched misses, adaptive miss limit, hot-names handover",
+    "spare": "the control: a terminator started, warmed up and stopped beside the serving one, no takeover",
 }
 
 
@@ -38,6 +61,13 @@ def window(r):
     return sw, warm, after, dbs
 
 
+def fine_window(r):
+    """The 100-ms steps from 1 s before the switch to 3 s after the new process turned healthy."""
+    lo, hi = r["switch_ms"] - 1000, r["new_healthy_ms"] + 3000
+    return [x for x in r.get("fine", []) if lo <= x["ms"] < hi]
+
+
+print("The switch is when the new process was started; it takes over (the old one gets SIGTERM) once healthy.\n")
 print("## Over the 30 s after the switch\n")
 print("| figure | " + " | ".join(v for v in LABELS if v in by) + " |")
 print("|---|" + "---:|" * sum(v in by for v in LABELS))
@@ -56,8 +86,9 @@ for v in LABELS:
     over = sum(1 for p in p99s if wp99 and p > 2 * wp99)
     rows.setdefault("handshakes completed / failed or refused (client side)", []).append(f"{ok:,} / {err:,}")
     n = r["new"]
+    spare = v == "spare"
     rows.setdefault("new process: refused as throttled / certificate errors", []).append(
-        f"{n['throttled']:,} / {n['certificate_errors']:,}")
+        "-" if spare else f"{n['throttled']:,} / {n['certificate_errors']:,}")
     rows.setdefault("warm p50 / p99 before the switch, ms (median of per-second figures)", []).append(
         f"{wp50 / 1000:.2f} / {wp99 / 1000:.2f}")
     rows.setdefault("worst per-second p99 after the switch, ms (× warm p99)", []).append(
@@ -73,12 +104,22 @@ for v in LABELS:
     rows.setdefault("certificate queries/s sent by the terminators after the switch: peak / mean", []).append(
         f"{max(qs):,} / {statistics.mean(qs):,.1f}" if qs else "-")
     rows.setdefault("new process: cache misses, certificate queries (batches: names)", []).append(
-        f"{n['cache_misses']:,}, {n['db_queries']:,} ({n['batches']:,}: {n['batched_names']:,})")
+        "-" if spare else f"{n['cache_misses']:,}, {n['db_queries']:,} ({n['batches']:,}: {n['batched_names']:,})")
     rows.setdefault("new process: names prefetched, in queries", []).append(
-        f"{n['prefetch_loaded']:,}, {n['prefetch_queries']:,}")
+        "-" if spare else f"{n['prefetch_loaded']:,}, {n['prefetch_queries']:,}")
     rows.setdefault("new process healthy after, ms", []).append(f"{r['new_healthy_ms'] - r['switch_ms']:,}")
     wu = n.get("warm_up_ms")
     rows.setdefault("new process: warm-up before accepting, ms", []).append(f"{wu:,}" if wu is not None else "none")
+    loadcpu = [x["cpu_s"]["load"] for x in r["db_per_second"]
+               if "cpu_s" in x and sw - WARM_WINDOW < x["s"] <= int(sw)]
+    rows.setdefault("load generator busy before the switch, % of its core", []).append(
+        f"{statistics.mean(loadcpu) * 100:.0f}" if loadcpu else "-")
+    fw = fine_window(r)
+    fover = [x for x in fw if wp99 and x["p99_us"] > 2 * wp99]
+    rows.setdefault(f"{FINE_MS}-ms steps with p99 above 2× warm p99, from 1 s before the switch to 3 s after "
+                    f"the new process turned healthy", []).append(f"{len(fover)} of {len(fw)}" if fw else "-")
+    rows.setdefault(f"worst {FINE_MS}-ms step there: p50 / p99, ms", []).append(
+        f"{max(x['p50_us'] for x in fw) / 1000:.1f} / {max(x['p99_us'] for x in fw) / 1000:.1f}" if fw else "-")
 for k, vals in rows.items():
     print(f"| {k} | " + " | ".join(vals) + " |")
 
@@ -98,6 +139,20 @@ for i in range(-2, AFTER):
         cells.append(f"{t['ok']} / {t['errors']}, {t['p99_us'] / 1000:.1f}, {db['xacts'] if db else '-'}, {q}"
                      if t else "-")
     print(f"| {i:+d} | " + " | ".join(cells) + " |")
+
+print(f"\n## Around the switch, {FINE_MS}-ms steps (p50 / p99 ms of the handshakes due in each; "
+      f"* the step in which the new process turned healthy and the old one got SIGTERM)\n")
+print("| ms after the switch | " + " | ".join(vs) + " |")
+print("|---:|" + "---:|" * len(vs))
+fines = {v: {x["ms"] - by[v]["switch_ms"] // FINE_MS * FINE_MS: x for x in by[v].get("fine", [])} for v in vs}
+span = max(by[v]["new_healthy_ms"] - by[v]["switch_ms"] for v in vs) + 3000
+for off in range(-1000, span, FINE_MS):
+    cells = []
+    for v in vs:
+        x = fines[v].get(off)
+        mark = "*" if off <= by[v]["new_healthy_ms"] - by[v]["switch_ms"] < off + FINE_MS else ""
+        cells.append(f"{mark}{x['p50_us'] / 1000:.1f} / {x['p99_us'] / 1000:.1f}" if x else "-")
+    print(f"| {off:+d} | " + " | ".join(cells) + " |")
 
 print("\n## Cold-name cost: a storm of names never served (closed loop, 64 connections, fresh process, no latency limit)\n")
 print("| figure | one query per name | batched |")

@@ -23,24 +23,15 @@ void tt_sleep_ms(int64_t ms)
 		;
 }
 
-void tt_pace_start(struct tt_pace *p, uint64_t per_sec, unsigned duty_pct)
+void tt_pace_start(struct tt_pace *p, uint64_t per_sec)
 {
-	*p = (struct tt_pace){.start_us = tt_now_us(), .per_sec = per_sec, .duty_pct = duty_pct};
-	p->step_us = p->start_us;
+	*p = (struct tt_pace){.start_us = tt_now_us(), .per_sec = per_sec};
 }
 
-int64_t tt_pace_rest_us(struct tt_pace *p, uint64_t done)
+int64_t tt_pace_rest_us(const struct tt_pace *p, uint64_t done)
 {
-	int64_t now = tt_now_us(), rest = 0;
-	if (p->per_sec > 0) {
-		int64_t due = p->start_us + (int64_t)(done * 1000000 / p->per_sec);
-		rest = due > now ? due - now : 0;
-	}
-	if (p->duty_pct > 0 && p->duty_pct < 100) {
-		int64_t busy = now - p->step_us, share = busy * (100 - (int64_t)p->duty_pct) / (int64_t)p->duty_pct;
-		if (share > rest)
-			rest = share;
-	}
-	p->step_us = now + rest;
-	return rest;
+	if (p->per_sec == 0)
+		return 0;
+	int64_t due = p->start_us + (int64_t)(done * 1000000 / p->per_sec), now = tt_now_us();
+	return due > now ? due - now : 0;
 }

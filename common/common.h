@@ -252,16 +252,14 @@ int64_t tt_now_ms(void);
 /* Sleeps the whole time, resuming after signals. */
 void tt_sleep_ms(int64_t ms);
 /* The pace of a background job that competes with serving (a restart's warm-up): at most per_sec
- * units a second since tt_pace_start (0: no limit), and working at most duty_pct of the time
- * (0 or 100: no limit), each step measured from the end of the previous rest. The job calls
- * tt_pace_rest_us after each step with the units done so far, and rests that long. */
+ * units a second since tt_pace_start (0: no limit). The job calls tt_pace_rest_us after each step
+ * with the units done so far, and rests that long. */
 struct tt_pace {
-	int64_t start_us, step_us;
+	int64_t start_us;
 	uint64_t per_sec;
-	unsigned duty_pct;
 };
-void tt_pace_start(struct tt_pace *p, uint64_t per_sec, unsigned duty_pct);
-int64_t tt_pace_rest_us(struct tt_pace *p, uint64_t done);
+void tt_pace_start(struct tt_pace *p, uint64_t per_sec);
+int64_t tt_pace_rest_us(const struct tt_pace *p, uint64_t done);
 
 /* ---- process.c ---- */
 /* No core dumps and not dumpable: called first thing by both binaries, which hold clear keys. */

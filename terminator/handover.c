@@ -275,15 +275,11 @@ static void *prefetcher(void *arg)
 				/* The first list's names are what a restart waits for, twice: loads that were in
 				 * flight when the listener first revalidated the cache were handed back
 				 * uncached, and the second pass asks only for the names still missing. */
-				struct tt_pace pace;
-				tt_pace_start(&pace, 0, TERM_BACKGROUND_DUTY_PCT);
 				for (int pass = h->initial_done ? 1 : 0; pass < 2 && !stopping(h); pass++)
-					for (i = 0; i < n && !stopping(h); i += h->cfg.batch) {
+					for (i = 0; i < n && !stopping(h); i += h->cfg.batch)
 						if (!prefetch_batch(h, names + i,
 								    n - i < h->cfg.batch ? n - i : h->cfg.batch, end))
 							break;
-						pause_ms(h, tt_pace_rest_us(&pace, i) / 1000);
-					}
 				if (!h->initial_done)
 					warmed(h);
 				h->prefetching = false;

@@ -136,7 +136,7 @@ int name_filter_build(struct name_filter *f, PGconn *conn, struct tt_err *err)
 	 * a few large buffers: a row at a time (PGresult per row) cost about 6 s of the terminator's
 	 * CPU for 1,000,000 names, on the cores that serve. */
 	struct tt_pace pace;
-	tt_pace_start(&pace, TERM_SCAN_NAMES_PER_SEC, 0);
+	tt_pace_start(&pace, TERM_SCAN_NAMES_PER_SEC);
 	if (!PQsendQuery(conn,
 			 "COPY (SELECT name FROM domains WHERE current_cert_id IS NOT NULL AND state <> 'removed') "
 			 "TO STDOUT"))

@@ -54,13 +54,13 @@
  * 1,000,000-name scan and 1,024 hot names starved the outgoing process for the second of the
  * warm-up (bench/restart.sh: 500 of 1,400 handshakes that second, p99 0.7 s). */
 #define TERM_BACKGROUND_NICE 10
-/* Their pace (tt_pace), because nice does not reach PostgreSQL, which works for them at full
- * priority, nor a core nice-10 work leaves idle to someone else: the scan reads at most this many
- * names a second (a 1,000,000-name COPY cost PostgreSQL about 0.3 s of CPU in the 1.2 s it took
- * unpaced, on a core the load generator needed: bench/restart.sh, 2026-11-30), and the prefetch
- * works at most this share of the time, its query's wait included. */
+/* The scan's pace (tt_pace), because nice does not reach PostgreSQL, which streams the COPY at
+ * full priority: it reads at most this many names a second, and PostgreSQL, blocked on the socket
+ * meanwhile, keeps the same pace (a 1,000,000-name COPY cost it about 0.3 s of CPU in the 1.2 s it
+ * took unpaced, on the core the load generator needed: bench/restart.sh, 2026-11-30). The
+ * prefetch is not paced: at nice 10 its batches already wait for the core, and a quarter duty
+ * cycle on top stretched 1,024 names to 12 s, past --warm-up-limit. */
 #define TERM_SCAN_NAMES_PER_SEC 250000
-#define TERM_BACKGROUND_DUTY_PCT 25
 /* A drained process tears down (frees its cache, closes its database connections, exits) at the
  * lowest priority, so that it takes no core from the incoming process at the switch. */
 #define TERM_TEARDOWN_NICE 19
@@ -151,11 +151,11 @@ void sni_cache_stats(struct sni_cache *cache, struct sni_cache_stats *out);
  * A Bloom filter of the names the database can serve (a current certificate, not removed), so a
  * flood of random SNI names costs no queries; its bits are picked by tt_name_hash2 under the
  * filter's own random key. A helper thread scans the names with one COPY each time the
- * listener's LISTEN is (re)established (after its first scan at nice 10: it yields to the loops); the listener adds
- * every notified name; while a listener is lost or a scan runs the filter is untrusted and rules nothing out. Wiring,
- * in main: name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f); name_filter_start(f, conninfo, err); ...
- * (after the loops stopped) name_filter_free(f); expected: the number of names to size for (12 bits each, at least 128
- * KiB); beyond it the filter rules out fewer names, never a name it holds. */
+ * listener's LISTEN is (re)established (at nice 10, at most TERM_SCAN_NAMES_PER_SEC: it yields to the loops); the
+ * listener adds every notified name; while a listener is lost or a scan runs the filter is untrusted and rules nothing
+ * out. Wiring, in main: name_filter_new(expected, &f, err); sni_cache_set_filter(cache, f); name_filter_start(f,
+ * conninfo, err); ... (after the loops stopped) name_filter_free(f); expected: the number of names to size for (12 bits
+ * each, at least 128 KiB); beyond it the filter rules out fewer names, never a name it holds. */
 struct name_filter;
 int name_filter_new(size_t expected_names, struct name_filter **out, struct tt_err *err);
 int name_filter_start(struct name_filter *f, const char *conninfo, struct tt_err *err);
