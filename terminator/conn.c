@@ -121,13 +121,20 @@ static void conn_drop_backend(struct conn *c)
 	backend_release(c->loop, &c->backend, c, false);
 }
 
+/* The connection ends or idles: a backend connection kept from its last exchange goes to the pool,
+ * one in an exchange is closed. */
+static void conn_let_go_backend(struct conn *c)
+{
+	if (c->backend.state != BACKEND_RETURNING)
+		backend_release(c->loop, &c->backend, c, c->backend.state == BACKEND_KEPT);
+}
+
 static void conn_close(struct conn *c)
 {
 	if (c->state == C_CLOSED)
 		return;
 	conn_forget_db(c);
-	if (c->backend.state != BACKEND_RETURNING)
-		conn_drop_backend(c);
+	conn_let_go_backend(c);
 	c->backend.wanted = false;
 	c->state = C_CLOSED;
 	ring_cancel_fd(c->loop->ring, c->client.fd);
@@ -140,8 +147,7 @@ static void conn_finish(struct conn *c)
 	if (!conn_active(c))
 		return;
 	conn_forget_db(c);
-	if (c->backend.state != BACKEND_RETURNING)
-		conn_drop_backend(c);
+	conn_let_go_backend(c);
 	c->backend.wanted = false;
 	c->state = C_FINISHING;
 	tls_conn_close_notify(&c->session);
@@ -279,21 +285,31 @@ static void conn_backend_lost(struct conn *c)
 	conn_backend_failed(c, 502);
 }
 
+static void conn_backend_reused(struct conn *c)
+{
+	METRIC_ADD(c->loop->m, backend_reuses, 1);
+	conn_response_timer(c);
+	backend_arm_recv(c->loop, &c->backend, &c->timer);
+	backend_flush(c->loop, &c->backend, &c->timer);
+}
+
 static void conn_backend_connect(struct conn *c)
 {
 	struct backend *b = &c->backend;
+	bool may_reuse = c->loop->cfg->backend_mode == BACKEND_HTTP;
+	if (backend_take_kept(c->loop, b, may_reuse)) {
+		conn_backend_reused(c);
+		return;
+	}
 	if (b->s.ops) {
 		/* Completions of the previous backend socket are still due; connect after them. */
 		b->wanted = true;
 		return;
 	}
 	b->wanted = false;
-	switch (backend_open(c->loop, b, &c->timer, c->loop->cfg->backend_mode == BACKEND_HTTP)) {
+	switch (backend_open(c->loop, b, &c->timer, may_reuse)) {
 	case BACKEND_OPENED:
-		METRIC_ADD(c->loop->m, backend_reuses, 1);
-		conn_response_timer(c);
-		backend_arm_recv(c->loop, b, &c->timer);
-		backend_flush(c->loop, b, &c->timer);
+		conn_backend_reused(c);
 		break;
 	case BACKEND_PENDING:
 		METRIC_ADD(c->loop->m, backend_connects, 1);
@@ -304,8 +320,9 @@ static void conn_backend_connect(struct conn *c)
 	}
 }
 
-/* The response is relayed: the backend connection goes back to the pool if the exchange finished
- * on both sides, and the connection waits for its next request (conn_progress runs after). */
+/* The response is relayed: if the exchange finished on both sides, the backend connection stays
+ * for the client's next request (back to the pool when the client ends or idles past its linger),
+ * and the connection waits for that request (conn_progress runs after). */
 static void conn_response_done(struct conn *c)
 {
 	struct exchange *x = &c->x;
@@ -315,10 +332,12 @@ static void conn_response_done(struct conn *c)
 	x->retry_ok = false;
 	x->retry.off = x->retry.len = 0;
 	bool reusable = x->req == REQ_SENT && x->backend_keep_alive && !x->until_close;
-	backend_release(c->loop, &c->backend, &c->timer, reusable);
 	/* A body the client has not finished sending can no longer go anywhere. */
-	if (!x->client_keep_alive || x->until_close || x->req != REQ_SENT || c->client.eof ||
-	    c->loop->accept == ACCEPT_DRAINING)
+	bool next = x->client_keep_alive && !x->until_close && x->req == REQ_SENT && !c->client.eof &&
+		    c->loop->accept != ACCEPT_DRAINING;
+	if (!(reusable && next && backend_keep(&c->backend)))
+		backend_release(c->loop, &c->backend, &c->timer, reusable);
+	if (!next)
 		conn_finish(c);
 }
 
@@ -1177,6 +1196,7 @@ static void conn_expire(struct timer *t)
 	struct conn *c = conn_of(t);
 	int kind = t->kind;
 	if (kind == TIMER_LINGER) {
+		conn_let_go_backend(c);
 		conn_trim(c);
 		conn_timer(c, TIMER_IDLE);
 		return;

@@ -13,7 +13,8 @@
  *               poll, cancel, close; submits and waits for completions up to a timeout
  *   conn.c      per-connection state machine: ClientHello -> SNI -> certificate -> handshake ->
  *               request head -> backend -> response, and the plain port-80 path
- *   backend.c   the backend side of a connection and the loop's pool of idle backend connections
+ *   backend.c   the backend side of a connection (kept by its client between exchanges) and the
+ *               loop's pool of idle backend connections
  *   tls.c       TLS without I/O: the ClientHello's record framing and SNI (read before any
  *               session exists), the raw alerts sent then, and wolfSSL sessions that take
  *               received ciphertext and append what they send to the connection's output buffer
@@ -667,6 +668,8 @@ enum backend_state {
 	BACKEND_CONNECTING,
 	BACKEND_OPEN,
 	BACKEND_RETURNING, /* its exchange finished on both sides: joins the pool once its ops settle */
+	BACKEND_KEPT,	   /* its exchange finished on both sides and it stays with its owner, its receive
+			    * armed (a byte, EOF or error closes it), for the owner's next exchange */
 };
 struct backend {
 	struct side s;
@@ -689,6 +692,12 @@ enum backend_open { BACKEND_OPENED, BACKEND_PENDING, BACKEND_FAILED };
 /* A connection for b: from the pool when may_reuse (and b->fresh is not set) and a pooled one is
  * still quiet (nothing to read, no EOF), else a new one (connect on the ring, owner's token). */
 enum backend_open backend_open(struct loop *l, struct backend *b, void *owner, bool may_reuse);
+/* The exchange finished on both sides and the owner expects another: b stays with the owner
+ * (BACKEND_KEPT) if it could return to the pool and its receive is armed; false: release it. */
+bool backend_keep(struct backend *b);
+/* The owner's next exchange: true when its kept connection serves it (may_reuse, not b->fresh, still
+ * quiet), now BACKEND_OPEN; else a kept one is closed (what is queued stays) and false. */
+bool backend_take_kept(struct loop *l, struct backend *b, bool may_reuse);
 void backend_arm_recv(struct loop *l, struct backend *b, void *owner);
 void backend_pause(struct loop *l, struct backend *b, void *owner);
 void backend_resume(struct loop *l, struct backend *b, void *owner);
@@ -696,8 +705,9 @@ void backend_resume(struct loop *l, struct backend *b, void *owner);
 void backend_flush(struct loop *l, struct backend *b, void *owner);
 /* Cancels what the ring holds of it and closes it; b is empty after. */
 void backend_close(struct loop *l, struct backend *b);
-/* The exchange is over: reusable only when it finished on both sides (the caller's judgement)
- * and nothing is left unsent or unread; then the socket returns to the pool, else it closes. */
+/* The exchange is over: reusable only when it finished on both sides (the caller's judgement;
+ * always so for a kept connection) and nothing is left unsent or unread; then the socket returns
+ * to the pool, else it closes. */
 void backend_release(struct loop *l, struct backend *b, void *owner, bool reusable);
 /* A returning connection whose completions all arrived joins the pool. */
 void backend_settle(struct loop *l, struct backend *b);
