@@ -83,6 +83,9 @@ struct conn {
 	struct tls_conn session;
 	struct backend backend; /* in: backend bytes not yet relayed; out: to the backend */
 	struct exchange x;
+	/* Plaintext for the client not yet encrypted: what one turn writes (a response's head and
+	 * body) leaves as one TLS record, not one per piece (the client's reads and decryptions). */
+	struct buf plain_out;
 	struct cert_entry *entry;
 	char sni[TT_NAME_MAX];
 	char client_ip[INET6_ADDRSTRLEN];
@@ -90,6 +93,7 @@ struct conn {
 
 static const struct timer_ops conn_ops;
 static void conn_flush_client(struct conn *c);
+static void conn_seal(struct conn *c);
 static void conn_progress(struct conn *c);
 static void conn_tunnel_start(struct conn *c);
 
@@ -150,16 +154,28 @@ static void conn_finish(struct conn *c)
 	conn_let_go_backend(c);
 	c->backend.wanted = false;
 	c->state = C_FINISHING;
+	conn_seal(c);
 	tls_conn_close_notify(&c->session);
 	conn_flush_client(c);
 }
 
-/* Plaintext for the client: encrypted into client.out on TLS connections. */
+/* Plaintext for the client: on TLS connections held in plain_out until conn_seal. */
 static int conn_write(struct conn *c, const void *p, size_t n)
 {
 	if (c->session.ssl)
-		return tls_conn_write(&c->session, p, n);
+		return buf_append(&c->plain_out, p, n);
 	return buf_append(&c->client.out, p, n);
+}
+
+/* Encrypts what conn_write held into client.out; before anything else goes there (wolfSSL's own
+ * records, close_notify) and at every flush. */
+static void conn_seal(struct conn *c)
+{
+	if (buf_size(&c->plain_out) == 0)
+		return;
+	if (tls_conn_write(&c->session, buf_head(&c->plain_out), buf_size(&c->plain_out)) < 0)
+		c->session.io.failed = true;
+	c->plain_out.off = c->plain_out.len = 0;
 }
 
 static void conn_respond_error(struct conn *c, int status)
@@ -190,7 +206,14 @@ static void conn_send_client_flight(struct conn *c)
 
 static void conn_flush_client(struct conn *c)
 {
-	if (c->state == C_CLOSED || c->client.send_busy)
+	if (c->state == C_CLOSED)
+		return;
+	conn_seal(c);
+	if (c->session.io.failed) {
+		conn_close(c);
+		return;
+	}
+	if (c->client.send_busy)
 		return;
 	if (buf_size(&c->client.out) == 0) {
 		if (c->state == C_FINISHING)
@@ -229,6 +252,12 @@ static void conn_resume_client(struct conn *c)
 	conn_arm_client_recv(c);
 }
 
+/* Bytes for the client not yet on the ring, sealed or not. */
+static size_t conn_client_queued(const struct conn *c)
+{
+	return buf_size(&c->client.out) + buf_size(&c->plain_out);
+}
+
 /* Client bytes held and not yet gone anywhere: reading stops past PENDING_HIGH. */
 static size_t conn_pending_from_client(const struct conn *c)
 {
@@ -236,7 +265,7 @@ static size_t conn_pending_from_client(const struct conn *c)
 }
 static size_t conn_pending_to_client(const struct conn *c)
 {
-	return buf_size(&c->client.out) + buf_size(&c->backend.s.in);
+	return conn_client_queued(c) + buf_size(&c->backend.s.in);
 }
 
 /* The response timer: backend silence (--backend-timeout), but never past the response's
@@ -407,7 +436,7 @@ static size_t conn_relay_response(struct conn *c, const uint8_t *p, size_t len)
 {
 	size_t used = 0;
 	while (used < len && c->state == C_PROXY) {
-		if (buf_size(&c->client.out) > PENDING_HIGH)
+		if (conn_client_queued(c) > PENDING_HIGH)
 			break;
 		if (c->x.resp == RESP_HEAD) {
 			ssize_t n = conn_relay_head(c, p + used, len - used);
@@ -468,7 +497,7 @@ static void conn_backend_data(struct conn *c, const uint8_t *p, size_t len)
 			conn_close(c);
 			return;
 		}
-		if (buf_size(&c->client.out) > PENDING_HIGH)
+		if (conn_client_queued(c) > PENDING_HIGH)
 			backend_pause(c->loop, &c->backend, &c->timer);
 		conn_flush_client(c);
 		return;
@@ -733,8 +762,8 @@ static void conn_request_body(struct conn *c)
 /* Gives back the buffers that hold nothing (those the kernel is sending from stay). */
 static void conn_trim(struct conn *c)
 {
-	struct buf *bufs[] = {&c->client.in,	 &c->session.in, &c->backend.s.in,
-			      &c->backend.s.out, &c->client.out, &c->x.retry};
+	struct buf *bufs[] = {&c->client.in,  &c->session.in, &c->backend.s.in, &c->backend.s.out,
+			      &c->client.out, &c->x.retry,    &c->plain_out};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (buf_size(bufs[i]) == 0)
 			buf_release(bufs[i]);
@@ -815,6 +844,7 @@ static void conn_go_idle(struct conn *c)
 static void conn_tls_input(struct conn *c, const uint8_t *p, size_t len)
 {
 	bool established;
+	conn_seal(c);
 	enum tls_result rc = tls_conn_feed(&c->session, p, len, &c->client.in, PENDING_HIGH, &established);
 	if (established) {
 		if (wolfSSL_version(c->session.ssl) == TLS1_3_VERSION)
@@ -954,7 +984,7 @@ static void conn_progress(struct conn *c)
 				break;
 			}
 			/* Answers wait for the client to read them; its send completion resumes here. */
-			if (buf_size(&c->client.out) > PENDING_HIGH)
+			if (conn_client_queued(c) > PENDING_HIGH)
 				break;
 			if (requests == 0 || bytes == 0) {
 				loop_defer(c->loop, &c->timer);
@@ -989,7 +1019,7 @@ static void conn_progress(struct conn *c)
 	/* Whatever the state, a client that sends faster than its bytes can go anywhere waits, and so
 	 * does one that does not read what it asks for: TLS answers its records by itself (KeyUpdate),
 	 * without a byte of plaintext to hold back. */
-	if (conn_pending_from_client(c) > PENDING_HIGH || buf_size(&c->client.out) > PENDING_HIGH)
+	if (conn_pending_from_client(c) > PENDING_HIGH || conn_client_queued(c) > PENDING_HIGH)
 		conn_pause_client(c);
 	else
 		conn_resume_client(c);
@@ -1083,7 +1113,7 @@ static void conn_client_sent(struct conn *c, const struct ring_event *ev)
 			backend_resume(c->loop, &c->backend, &c->timer);
 	} else if (c->state == C_TUNNEL) {
 		conn_timer(c, TIMER_IDLE);
-		if (buf_size(&c->client.out) <= PENDING_HIGH)
+		if (conn_client_queued(c) <= PENDING_HIGH)
 			backend_resume(c->loop, &c->backend, &c->timer);
 	}
 	conn_progress(c);
@@ -1251,7 +1281,7 @@ static void conn_destroy(struct timer *t)
 	backend_destroy(&c->backend);
 	if (c->client.fd >= 0)
 		close(c->client.fd);
-	struct buf *bufs[] = {&c->client.in, &c->client.out, &c->client.flight, &c->x.retry};
+	struct buf *bufs[] = {&c->client.in, &c->client.out, &c->client.flight, &c->x.retry, &c->plain_out};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		buf_release(bufs[i]);
 	METRIC_ADD(c->loop->m, closed, 1);
