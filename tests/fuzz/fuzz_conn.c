@@ -346,7 +346,11 @@ static bool backend_head(struct peer *b, const char *p, size_t len, size_t *used
 		violated(b, "a backend read body bytes as a head");
 	int owner = -1, seq = -1;
 	const char *path = memchr(p, ' ', *used) + 1;
-	if (sscanf(path, "/c%d/r%d ", &owner, &seq) != 2)
+	/* sscanf reads its input to a NUL, and the bytes a backend got have none: a copy of the line. */
+	char line[64] = {0};
+	if (eol > path)
+		memcpy(line, path, (size_t)(eol - path) < sizeof line - 1 ? (size_t)(eol - path) : sizeof line - 1);
+	if (sscanf(line, "/c%d/r%d ", &owner, &seq) != 2)
 		owner = seq = -1;
 	b->body_owner = owner;
 	b->body_left = 0;
