@@ -62,6 +62,22 @@ static bool refused_with(const char *allowed, char **argv, const char *want)
 	return refused;
 }
 
+/* One flag refused, and the error it must start with. */
+static const struct refusal {
+	const char *arg, *allowed, *want, *name;
+} refusals[] = {
+    {"--no-such", NULL, "--no-such: unknown flag", "an unknown flag is refused"},
+    {"--only-run=x", "name count", "--only-run: unknown flag", "a flag another command takes is refused"},
+    {"--count", NULL, "--count: needs a value (N)", "a flag without its value is refused"},
+    {"--count=-1", NULL, "--count: ", "a negative count"},
+    {"--count=3x", NULL, "--count: ", "a count with trailing text"},
+    {"--wait=soon", NULL, "--wait: bad duration 'soon'", "a bad duration"},
+    {"--size=12Q", NULL, "--size: '12Q' is not a size", "a bad size"},
+    {"--workers=0", NULL, "--workers: must be 1 to 16", "a count below its range"},
+    {"--workers=17", NULL, "--workers: must be 1 to 16", "a count above its range"},
+    {"--grace=500ms", NULL, "--grace: must be at least 1s", "a duration below its least"},
+};
+
 static bool switch_value(const char *arg, bool *refused)
 {
 	struct tt_opts o;
@@ -134,34 +150,9 @@ int main(void)
 	unsetenv("TT_TEST_OPT_CONFIG");
 	unlink(path);
 
-	{
-		char *argv[] = {"--no-such", NULL};
-		CHECK(refused_with(NULL, argv, "--no-such: unknown flag"), "an unknown flag is refused");
-	}
-	{
-		char *argv[] = {"--only-run=x", NULL};
-		CHECK(refused_with("name count", argv, "--only-run: unknown flag"),
-		      "a flag another command takes is refused");
-	}
-	{
-		char *argv[] = {"--count", NULL};
-		CHECK(refused_with(NULL, argv, "--count: needs a value (N)"), "a flag without its value is refused");
-	}
-	{
-		char *argv[] = {"--count=-1", NULL};
-		CHECK(refused_with(NULL, argv, "--count: "), "a negative count");
-	}
-	{
-		char *argv[] = {"--count=3x", NULL};
-		CHECK(refused_with(NULL, argv, "--count: "), "a count with trailing text");
-	}
-	{
-		char *argv[] = {"--wait=soon", NULL};
-		CHECK(refused_with(NULL, argv, "--wait: bad duration 'soon'"), "a bad duration");
-	}
-	{
-		char *argv[] = {"--size=12Q", NULL};
-		CHECK(refused_with(NULL, argv, "--size: '12Q' is not a size"), "a bad size");
+	for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++) {
+		char *argv[] = {(char *)refusals[i].arg, NULL};
+		CHECK(refused_with(refusals[i].allowed, argv, refusals[i].want), refusals[i].name);
 	}
 	{
 		char *argv[] = {"a", "b", "c", NULL};
@@ -177,18 +168,6 @@ int main(void)
 		tt_opts_free(&o);
 	}
 
-	{
-		char *argv[] = {"--workers=0", NULL};
-		CHECK(refused_with(NULL, argv, "--workers: must be 1 to 16"), "a count below its range");
-	}
-	{
-		char *argv[] = {"--workers=17", NULL};
-		CHECK(refused_with(NULL, argv, "--workers: must be 1 to 16"), "a count above its range");
-	}
-	{
-		char *argv[] = {"--grace=500ms", NULL};
-		CHECK(refused_with(NULL, argv, "--grace: must be at least 1s"), "a duration below its least");
-	}
 	{
 		char *argv[] = {"--workers=16", "--grace=2h", NULL};
 		CHECK(parse(&o, NULL, &err, argv) == 0, "values within their ranges");
