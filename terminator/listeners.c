@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -41,10 +42,25 @@ static void address_words(const struct sockaddr_storage *sa, uint32_t w[4])
 	memcpy(w, &mapped, 4 * sizeof *w);
 }
 
-/* A listener at our address, at :: (both families) or, for an IPv4 address, at 0.0.0.0 takes
- * our connections; one at another address of the port (another service on another IP) none. */
-static bool covers(const struct target *t, const struct inet_diag_msg *m)
+/* Whether an IPv6 listener is IPV6_V6ONLY: the kernel adds INET_DIAG_SKV6ONLY to every IPv6
+ * listener's message unasked; a message without it says nothing, and counts as both families. */
+static bool v6only(const struct nlmsghdr *h)
 {
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m);
+	for (const struct rtattr *a = (const struct rtattr *)((const char *)m + NLMSG_ALIGN(sizeof *m)); RTA_OK(a, len);
+	     a = RTA_NEXT(a, len))
+		if (a->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(a) >= 1)
+			return *(const uint8_t *)RTA_DATA(a) != 0;
+	return false;
+}
+
+/* A listener at our address, at :: (both families, unless IPv6-only) or, for an IPv4 address,
+ * at 0.0.0.0 takes our connections; one at another address of the port (another service on
+ * another IP) none. */
+static bool covers(const struct target *t, const struct nlmsghdr *h)
+{
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
 	uint32_t theirs[4], any6[4], any4[4];
 	if (m->id.idiag_sport != t->port_be)
 		return false;
@@ -59,7 +75,8 @@ static bool covers(const struct target *t, const struct inet_diag_msg *m)
 	}
 	address_words(&(struct sockaddr_storage){.ss_family = AF_INET6}, any6);
 	address_words(&(struct sockaddr_storage){.ss_family = AF_INET}, any4);
-	return memcmp(theirs, t->ours, sizeof theirs) == 0 || memcmp(theirs, any6, sizeof any6) == 0 ||
+	return memcmp(theirs, t->ours, sizeof theirs) == 0 ||
+	       (memcmp(theirs, any6, sizeof any6) == 0 && !(t->v4 && v6only(h))) ||
 	       (t->v4 && memcmp(theirs, any4, sizeof any4) == 0);
 }
 
@@ -128,7 +145,7 @@ static int read_datagram(char *buf, int len, uint32_t seq, const struct target *
 			continue;
 		if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
 			return tt_fail(err, "short socket message (%u bytes)", h->nlmsg_len);
-		if (covers(t, NLMSG_DATA(h))) {
+		if (covers(t, h)) {
 			*served = true;
 			return 1;
 		}

@@ -1,6 +1,7 @@
 /* Tests terminator/listeners.c against real sockets of this process: which listeners take the
  * connections of an address (the same address, the wildcards that cover it) and which do not
- * (another address of the port, a socket bound but not listening, a connection, a TIME_WAIT). */
+ * (another address of the port, an IPv6-only wildcard for IPv4, a socket bound but not listening,
+ * a connection, a TIME_WAIT). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -28,15 +29,16 @@ static socklen_t addr_len(const struct sockaddr_storage *ss)
 	return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
-/* A socket bound at ip:port (port 0: one the kernel picks), listening or not; its port in *bound. */
-static int bound_socket(const char *ip, uint16_t port, bool listening, uint16_t *bound)
+/* A socket bound at ip:port (port 0: one the kernel picks), listening or not, IPv6 ones taking
+ * IPv4 too unless v6only; its port in *bound. */
+static int bound_socket_v6only(const char *ip, uint16_t port, bool listening, bool v6only, uint16_t *bound)
 {
 	struct sockaddr_storage ss = addr(ip, port);
-	int fd = socket(ss.ss_family, SOCK_STREAM, 0), off = 0;
+	int fd = socket(ss.ss_family, SOCK_STREAM, 0), only = v6only;
 	if (fd < 0)
 		return -1;
 	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
 	socklen_t len = sizeof ss;
 	if (bind(fd, (struct sockaddr *)&ss, addr_len(&ss)) < 0 || (listening && listen(fd, 16) < 0) ||
 	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
@@ -46,6 +48,11 @@ static int bound_socket(const char *ip, uint16_t port, bool listening, uint16_t 
 	*bound = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 					       : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return fd;
+}
+
+static int bound_socket(const char *ip, uint16_t port, bool listening, uint16_t *bound)
+{
+	return bound_socket_v6only(ip, port, listening, false, bound);
 }
 
 /* 1 served, 0 not, -1 the kernel could not be asked. */
@@ -104,6 +111,16 @@ static void test_wildcards(void)
 	CHECK(served("::1", p6) == 1, ":: covers ::1");
 	CHECK(served("127.0.0.1", p6) == 1, "  ... and IPv4 addresses");
 	close(any6);
+
+	/* IPV6_V6ONLY (a service that listens for IPv6 alone, e.g. bindv6only=1): taken for an IPv4
+	 * listener, the terminator's start would hold its IPv4 listeners back for --warm-up-limit,
+	 * refusing every IPv4 connection meanwhile. */
+	int only6 = bound_socket_v6only("::", 0, true, true, &p6);
+	CHECK(only6 >= 0, "an IPv6-only listener at ::");
+	CHECK(served("::1", p6) == 1, "it covers ::1");
+	CHECK(served("127.0.0.1", p6) == 0, "  ... but no IPv4 address");
+	CHECK(served("0.0.0.0", p6) == 0, "  ... nor the IPv4 wildcard");
+	close(only6);
 
 	int mapped = bound_socket("::ffff:127.0.0.1", 0, true, &pm);
 	CHECK(mapped >= 0, "an IPv6 listener at ::ffff:127.0.0.1");
