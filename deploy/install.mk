@@ -1,6 +1,7 @@
 # Installation under the installed names (tracktls-terminator, tracktls-issuer: Debian's
 # `terminator` is a terminal emulator), man pages from --help, and the Debian package.
-#   make install [PREFIX=/usr/local] [DESTDIR=]    binaries, man pages, units, cron file, alert rules
+#   make install [PREFIX=/usr/local] [DESTDIR=]    binaries, man pages, units, cron file, alert rules,
+#                                                  the PgBouncer pool settings
 #   make uninstall [PREFIX=/usr/local] [DESTDIR=]
 #   make deb                                       build/deb/tracktls_VERSION_amd64.deb
 # The units and the cron file name /usr/bin (the package's paths); install rewrites it to BINDIR.
@@ -42,12 +43,13 @@ install: all man
 	sed 's|/usr/bin/tracktls-|$(BINDIR)/tracktls-|g' deploy/issuer.cron >$(DESTDIR)$(SYSCONFDIR)/cron.d/tracktls-issuer
 	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/cron.d/tracktls-issuer
 	$(if $(PROM_FILES),install -m 0644 $(PROM_FILES) $(DESTDIR)$(DATADIR)/tracktls/prometheus/)
+	install -m 0644 deploy/pgbouncer-tracktls.ini $(DESTDIR)$(DATADIR)/tracktls/
 
 uninstall:
 	rm -f $(INSTALLED:%=$(DESTDIR)$(BINDIR)/%) $(INSTALLED:%=$(DESTDIR)$(MANDIR)/man1/%.1) \
 		$(foreach u,$(UNITS),$(DESTDIR)$(UNITDIR)/$(word 2,$(subst :, ,$(u)))) \
 		$(DESTDIR)$(SYSCONFDIR)/cron.d/tracktls-issuer
-	rm -rf $(DESTDIR)$(DATADIR)/tracktls/prometheus
+	rm -rf $(DESTDIR)$(DATADIR)/tracktls/prometheus $(DESTDIR)$(DATADIR)/tracktls/pgbouncer-tracktls.ini
 
 # dpkg-buildpackage writes beside the source, so the source is a copy of this tree under build/deb
 # (without build/ and bin/); the package lands in build/deb/.

@@ -45,7 +45,8 @@ dpkg-deb -c "$deb" | awk '{ print $6 }' | sed 's|^\./|/|' >"$T/contents"
 for f in /usr/bin/tracktls-terminator /usr/bin/tracktls-issuer /usr/share/man/man1/tracktls-terminator.1.gz \
 	/usr/share/man/man1/tracktls-issuer.1.gz /lib/systemd/system/tracktls-terminator.service \
 	/lib/systemd/system/tracktls-issuer.service /lib/systemd/system/tracktls-issuer.timer /etc/cron.d/tracktls-issuer \
-	/usr/share/tracktls/prometheus/alerts.yml /usr/share/tracktls/prometheus/dashboard.json; do
+	/usr/share/tracktls/prometheus/alerts.yml /usr/share/tracktls/prometheus/dashboard.json \
+	/usr/share/tracktls/pgbouncer-tracktls.ini; do
 	check "the package carries $f" grep -qx "$f" "$T/contents"
 done
 check "  ... and no plain terminator or issuer (Debian's terminal emulator owns /usr/bin/terminator)" \
