@@ -7,6 +7,7 @@
 #   bench/restart.sh [--rate N (default: half the warm rate measured first)] [--zipf S] [--prewarm SEC]
 #                    [--warm SEC] [--after SEC] [--storm SEC (0: no storms)] [--threads N]
 #                    [--variants "before cold warm spare"] [--names N --real N (database size)]
+#                    [--pooler]
 # Variants, each from an old process warmed by --prewarm seconds of closed-loop traffic first:
 #   before  the old behaviour: one query per miss, a fixed 1,000 misses/s per thread, no handover
 #   cold    batched misses and the adaptive miss limit, no handover (a new host under traffic)
@@ -18,12 +19,16 @@
 #           with its database connections, costs the one serving on this machine)
 # Then the cold-name cost: closed-loop storms of names never served, one query per name
 # (--cert-batch-max 1) and batched, on fresh processes: server CPU, PostgreSQL CPU and database
-# time per cold name. Writes bench/results/<date>-restart.{json,md}.
+# time per cold name. --pooler: the terminators reach PostgreSQL through PgBouncer in session mode
+# with deploy/pgbouncer-tracktls.ini, as a fleet is deployed, so that a restart starts and ends no
+# PostgreSQL backend on this machine, where the database shares the cores (bench/README.md).
+# Writes bench/results/<date>-restart.{json,md}.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg.sh"
+. "$root/tests/lib/pgbouncer.sh"
 
-rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000 variants="before cold warm spare"
+rate= zipf=1.0 prewarm=15 warm=10 after=30 storm=8 threads= names=1000000 real=100000 variants="before cold warm spare" pooler=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rate) rate=$2; shift 2 ;;
@@ -36,7 +41,8 @@ while [ $# -gt 0 ]; do
 	--variants) variants=$2; shift 2 ;;
 	--names) names=$2; shift 2 ;;
 	--real) real=$2; shift 2 ;;
-	*) sed -n '2,21p' "$0" >&2; exit 2 ;;
+	--pooler) pooler=pgbouncer; shift ;;
+	*) sed -n '2,25p' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -50,6 +56,7 @@ cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	[ -n "$BACKEND_PID" ] && kill "$BACKEND_PID" 2>/dev/null && wait "$BACKEND_PID" 2>/dev/null
+	[ -n "$pooler" ] && pgb_stop "$T/pgb"
 	pg_stop "$PG_DIR"
 }
 trap cleanup EXIT
@@ -61,6 +68,9 @@ pg_start "$PG_DIR" "$PG_PORT" || exit 1
 export TRACKTLS_MASTER_KEY_FILE=$B/master.keys
 db=bench_million_$names
 export TRACKTLS_DB="host=$PG_DIR port=$PG_PORT user=postgres dbname=$db"
+if [ -n "$pooler" ]; then
+	TRACKTLS_DB=$(pgb_start "$T/pgb" "$db" "$PG_DIR" "$PG_PORT") || exit 1
+fi
 q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 xacts() { q "select xact_commit + xact_rollback from pg_stat_database where datname = current_database()"; }
 # PostgreSQL's CPU: a snapshot of the postmaster's and its processes' clock ticks ("PID TICKS"
@@ -139,6 +149,12 @@ variant() {
 	old=$NEW_PID
 	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
 		--mode handshake --concurrency 16 --threads "$load_threads" --duration "$prewarm" >/dev/null 2>>"$T/load.log"
+	# the pool opens its spare server connections while a client is connected: all open before
+	# the measured seconds, as on a host that has been serving
+	if [ -n "$pooler" ]; then
+		for ((i = 0; i < 300; i++)); do pgb_filled "$T/pgb" "$db" && break; sleep 0.1; done
+		pgb_filled "$T/pgb" "$db" || { say "the pool did not fill: $(pgb_servers "$T/pgb" "$db") server connections"; exit 1; }
+	fi
 	taskset -c "$load_cpus" "$B/load" --connect "127.0.0.1:$HTTPS_PORT" --names "$T/names.txt" --zipf "$zipf" \
 		--mode handshake --rate "$rate" --concurrency 512 --threads "$load_threads" --timeout 5 \
 		--duration $((warm + after)) --label "$name" --timeline "$T/$name.timeline" --timeline-raw "$T/$name.raw" >"$T/$name.load" 2>>"$T/load.log" &
@@ -241,8 +257,10 @@ jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$(awk -F': ' '/^mod
 	--argjson cores "$ncpu" --arg terminator "$(git -C "$root" log -1 --format='%h %cs')" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
 	--argjson names "$names" --argjson real "$real" --argjson threads "$threads" --argjson rate "$rate" \
 	--argjson warm "$warm" --argjson after "$after" --argjson zipf "$zipf" --argjson prewarm "$prewarm" \
+	--arg pooler "$pooler" \
 	'{date:$date, machine:{cores:$cores, cpu:$cpu, loadavg_at_end:$load}, terminator:$terminator,
-	  setup:{names:$names, real:$real, rate:$rate, zipf:$zipf, prewarm_s:$prewarm, warm_s:$warm, after_s:$after, threads:$threads}, runs:.}' \
+	  setup:{names:$names, real:$real, rate:$rate, zipf:$zipf, prewarm_s:$prewarm, warm_s:$warm, after_s:$after, threads:$threads,
+	         pooler:$pooler}, runs:.}' \
 	"$RESULTS" >"$out.json"
 python3 "$root/bench/restart_report.py" "$out.json" >"$out.md"
 cat "$out.md"

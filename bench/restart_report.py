@@ -39,6 +39,9 @@ print(f"{setup['names']:,} domains in the database, {setup['real']:,} servable; 
       f"was due); {setup['threads']} terminator thread(s) on half the cores. The machine was shared with other "
       f"builds and tests (load average at the end: {d['machine']['loadavg_at_end']}): read the ratios, not the "
       f"absolutes.\n")
+if setup.get("pooler"):
+    print(f"The terminators reached PostgreSQL through {setup['pooler']} in session mode "
+          f"(deploy/pgbouncer-tracktls.ini): a restart started and ended no PostgreSQL backend.\n")
 if "warm_max" in by:
     print(f"Warm closed-loop rate (32 connections): {by['warm_max']['rps']:,.0f} handshakes/s; "
           f"the restarts run at {setup['rate'] / by['warm_max']['rps'] * 100:.0f} % of it, each old process "
