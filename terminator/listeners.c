@@ -47,7 +47,8 @@ static void address_words(const struct sockaddr_storage *sa, uint32_t w[4])
 static bool v6only(const struct nlmsghdr *h)
 {
 	const struct inet_diag_msg *m = NLMSG_DATA(h);
-	int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof *m);
+	/* The attributes follow the message, aligned: NLMSG_SPACE counts the padding. */
+	int len = (int)h->nlmsg_len - (int)NLMSG_SPACE(sizeof *m);
 	for (const struct rtattr *a = (const struct rtattr *)((const char *)m + NLMSG_ALIGN(sizeof *m)); RTA_OK(a, len);
 	     a = RTA_NEXT(a, len))
 		if (a->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(a) >= 1)

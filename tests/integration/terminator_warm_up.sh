@@ -7,10 +7,10 @@
 # table holds the new one's set-up, name scan and prefetch back, and later holds a
 # warm-up back past its limit. Also: a terminator with nothing cached writes an empty list (its
 # sort of no names was undefined behaviour, which the sanitizer build stopped on). And a listener of
-# another service on the same port at another address does not hold a start back, while one at the
-# wildcard address of the port (which takes our address's connections) does; and a terminator that
-# may not ask the kernel (no netlink socket, as under a systemd unit that restricts address
-# families without AF_NETLINK) says so and listens at once.
+# another service on the same port at another address, or at [::] for IPv6 alone, does not hold a
+# start back, while one at the wildcard address of the port (which takes our address's connections)
+# does; and a terminator that may not ask the kernel (no netlink socket, as under a systemd unit
+# that restricts address families without AF_NETLINK) says so and listens at once.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
@@ -70,6 +70,21 @@ check "a terminator on 127.0.0.1 of that port turns healthy" \
 check "  ... without a warm-up" bash -c "! grep -q event=warm_up_done '$T/terminator.$O.log'"
 kill -TERM "$O_PID"
 wait "$O_PID"
+
+# ---- an IPv6-only service at [::] of the port: it takes no IPv4 connection, not a restart ----
+SIX=$(free_port) S=$(free_port)
+bg python3 "$TT_ROOT/tests/lib/black_hole.py" :: "$SIX" --v6only
+check "an IPv6-only service listens on [::]:$SIX" wait_until 10 port_open ::1 "$SIX"
+check "  ... and no IPv4 listener is there" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$SIX) 2>/dev/null"
+bg "$TT_BIN/terminator" --https "127.0.0.1:$SIX" --http "127.0.0.1:$(free_port)" \
+	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$S" --threads 2 --user nobody \
+	--warm-up-limit 60s >>"$T/terminator.$S.log" 2>&1
+S_PID=$!
+check "a terminator on 127.0.0.1 of that port turns healthy" \
+	wait_until 15 curl -sf "http://127.0.0.1:$S/healthz"
+check "  ... without a warm-up (it listened at once)" bash -c "! grep -q event=warm_up_done '$T/terminator.$S.log'"
+kill -TERM "$S_PID"
+wait "$S_PID"
 
 # ---- a listener at the wildcard address of the port: a restart ----
 WILD=$(free_port) W=$(free_port)

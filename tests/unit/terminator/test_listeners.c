@@ -37,8 +37,10 @@ static int bound_socket_v6only(const char *ip, uint16_t port, bool listening, bo
 	int fd = socket(ss.ss_family, SOCK_STREAM, 0), only = v6only;
 	if (fd < 0)
 		return -1;
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
+	if (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only) < 0) {
+		close(fd);
+		return -1;
+	}
 	socklen_t len = sizeof ss;
 	if (bind(fd, (struct sockaddr *)&ss, addr_len(&ss)) < 0 || (listening && listen(fd, 16) < 0) ||
 	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
@@ -117,9 +119,14 @@ static void test_wildcards(void)
 	 * refusing every IPv4 connection meanwhile. */
 	int only6 = bound_socket_v6only("::", 0, true, true, &p6);
 	CHECK(only6 >= 0, "an IPv6-only listener at ::");
+	/* The port's IPv4 side is free for anyone to bind meanwhile: hold it, not listening. */
+	uint16_t p4_held = 0;
+	int v4_side = bound_socket("0.0.0.0", p6, false, &p4_held);
+	CHECK(v4_side >= 0 && p4_held == p6, "  ... its port's IPv4 side held here, not listening");
 	CHECK(served("::1", p6) == 1, "it covers ::1");
 	CHECK(served("127.0.0.1", p6) == 0, "  ... but no IPv4 address");
 	CHECK(served("0.0.0.0", p6) == 0, "  ... nor the IPv4 wildcard");
+	close(v4_side);
 	close(only6);
 
 	int mapped = bound_socket("::ffff:127.0.0.1", 0, true, &pm);
