@@ -22,10 +22,8 @@ check "a mixed-case name with a trailing dot is the same name" \
 check "cache hits are counted" test "$(metric tracktls_cert_cache_hits_total)" -ge 1
 
 old=$(served a.certs.example serial)
-make_cert a.certs.example
-new=$(openssl x509 -noout -serial -in "$T/a.certs.example.pem")
-renewed() { test "$(served a.certs.example serial)" = "$new"; }
-check "a renewal stored while serving is served without a restart" wait_until 5 renewed
+new=$(renew a.certs.example)
+check "a renewal stored while serving is served without a restart" wait_until 5 serving_serial a.certs.example "$new"
 check "  ... and it is a different certificate" test "$old" != "$new"
 
 psql -qAt -d "$TRACKTLS_DB" -c "update domains set state = 'removed' where name = 'c.certs.example'" >/dev/null

@@ -15,8 +15,10 @@ start_backend
 for n in a b; do make_cert "$n.pool.example" || fail "make_cert $n.pool.example"; done
 "$TT_BIN/issuer" tickets rotate >/dev/null 2>&1 || fail "issuer tickets rotate"
 DIRECT=$TRACKTLS_DB
-POOLED=$(pgb_start "$T/pgb" pooled "$PGHOST" "$PGPORT") || { fail "pgbouncer starts"; exit 1; }
-TT_CLEANUPS+=("pgb_stop '$T/pgb'")
+# Two terminators of 2 threads at once: 2 x (2 + 4) sessions, as deploy/pgbouncer-tracktls.ini says.
+POOL=12
+TT_CLEANUPS=("pgb_stop '$T/pgb'" "${TT_CLEANUPS[@]}")
+POOLED=$(pgb_start "$T/pgb" pooled "$PGHOST" "$PGPORT" "$POOL") || { fail "pgbouncer starts"; exit 1; }
 
 HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port)
 # start_on METRICS_PORT: a terminator on the shared ports through the pool; its pid in $NEW_PID.
@@ -43,10 +45,8 @@ check "  ... each with its own certificate" serves b.pool.example
 check "it holds the fleet's ticket key, read through the pool" test "$(mval "$A" tracktls_ticket_keys)" = 1
 
 old=$(served a.pool.example serial)
-make_cert a.pool.example
-new=$(openssl x509 -noout -serial -in "$T/a.pool.example.pem")
-renewed() { test "$(served a.pool.example serial)" = "$new"; }
-check "a renewal is picked up by NOTIFY through the pool" wait_until 5 renewed
+new=$(renew a.pool.example)
+check "a renewal is picked up by NOTIFY through the pool" wait_until 5 serving_serial a.pool.example "$new"
 check "  ... a different certificate" test "$old" != "$new"
 
 psql -qAt -d "$DIRECT" -c "insert into domains (name) values ('acme.pool.example');
@@ -63,7 +63,7 @@ check "  ... and the next one rotated in is held" wait_until 5 keys_held 1
 
 # ---- the restart: no backend started or ended ----
 filled() { pgb_filled "$T/pgb" pooled; }
-check "the pool opens its spare server connections while the terminator is connected" wait_until 30 filled
+check "the pool opens its $POOL server connections while the terminator is connected" wait_until 30 filled
 before=$(backends)
 # Server connections whose last statement was the pool's reset.
 resets() {
@@ -78,16 +78,14 @@ kill -TERM "$A_PID"
 wait "$A_PID"; rc=$?
 check "the old one drains and exits 0 ($rc)" test "$rc" = 0
 check "the new one serves" serves b.pool.example
-check "  ... the renewed certificate too" renewed
+check "  ... the renewed certificate too" serving_serial a.pool.example "$new"
 after=$(backends)
 check "the restart started and ended no PostgreSQL backend ($(wc -w <<<"$before") before, $(wc -w <<<"$after") after)" \
 	test "$before" = "$after"
-check "  ... the old one's sessions were reset before going back to the pool (DISCARD ALL, which ends their LISTEN: $resets_before, then $(resets))" \
+check "  ... the old one's sessions were reset before going back to the pool (DISCARD ALL: $resets_before, then $(resets))" \
 	test "$(resets)" -gt "$resets_before"
-make_cert b.pool.example
-new_b=$(openssl x509 -noout -serial -in "$T/b.pool.example.pem")
-renewed_b() { test "$(served b.pool.example serial)" = "$new_b"; }
-check "the new one picks up a renewal on the pool's reused connections" wait_until 5 renewed_b
+new_b=$(renew b.pool.example)
+check "the new one picks up a renewal on the pool's pre-opened connections" wait_until 5 serving_serial b.pool.example "$new_b"
 
 # ---- PostgreSQL stopped and started again behind the pool ----
 pg_stop "$T/pg"
@@ -101,12 +99,11 @@ pg_start "$T/pg" 5432 >/dev/null || fail "PostgreSQL starts again"
 make_cert c.pool.example || fail "make_cert c.pool.example"
 back() { serves c.pool.example; }
 check "once PostgreSQL is back, a new name is served through the pool" wait_until 20 back
-renewed_again() { test "$(served a.pool.example serial)" = "$again"; }
 # A renewal stored before LISTEN is back is found by the revalidation that follows it: each try
 # stores a new one until one arrives by NOTIFY within its own wait.
 renewal_heard() {
-	make_cert a.pool.example && again=$(openssl x509 -noout -serial -in "$T/a.pool.example.pem") &&
-		wait_until 3 renewed_again
+	local again
+	again=$(renew a.pool.example) && wait_until 3 serving_serial a.pool.example "$again"
 }
 check "  ... and renewals reach it again (LISTEN restored)" wait_until 20 renewal_heard
 kill -TERM "$B_PID"

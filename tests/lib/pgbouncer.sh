@@ -1,34 +1,38 @@
-# A private PgBouncer in session mode in front of a private PostgreSQL (pg.sh), with the pool
-# settings the terminators are deployed with (deploy/pgbouncer-tracktls.ini). Source pg.sh first.
-#   pgb_start DIR DBNAME PG_HOST PG_PORT -> starts it on a Unix socket in DIR, prints the
-#                                          connection string to DBNAME through it
-#   pgb_servers DIR DBNAME               -> the pool's server connections (in use, idle or
-#                                          logging in)
-#   pgb_filled DIR DBNAME                -> the pool holds its min_pool_size server connections
-#                                          (PgBouncer opens them while a client is connected)
+# A private PgBouncer in session mode in front of a private PostgreSQL (pg.sh), with the settings
+# the terminators are deployed with (deploy/pgbouncer-tracktls.ini). Source pg.sh and a file that
+# defines free_port (ports.sh, or bench/setup.sh) first.
+#   pgb_start DIR DBNAME PG_HOST PG_PORT POOL -> starts it on a Unix socket in DIR, DBNAME's pool
+#                                               POOL server connections, all kept open; prints
+#                                               the connection string to DBNAME through it
+#   pgb_servers DIR DBNAME                    -> the pool's server connections logged in
+#   pgb_filled DIR DBNAME                     -> all POOL of them are (PgBouncer opens them while
+#                                               a client is connected)
 #   pgb_stop DIR
 pgb__root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-pgb__admin() { psql -qAX -h "$1" -p "$(cat "$1/port")" -U postgres -d pgbouncer -c "$2" 2>/dev/null; }
+# The admin console; its errors go to DIR/admin.log.
+pgb__admin() { psql -qAX -h "$1" -p "$(cat "$1/port")" -U postgres -d pgbouncer -c "$2" 2>>"$1/admin.log"; }
 
-# SHOW POOLS, by column name: the columns differ between PgBouncer versions.
+# SHOW POOLS, by column name (they differ between PgBouncer versions): servers in use, idle, used
+# or being tested; not those still logging in, which PostgreSQL may not list yet.
 pgb_servers() {
 	pgb__admin "$1" "SHOW POOLS" | awk -F'|' -v d="$2" '
-		NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^sv_/) sv[i] = 1; next }
+		NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^sv_(active|idle|used|tested)$/) sv[i] = 1; next }
 		$1 == d { for (i in sv) n += $i; f = 1 } END { print f ? n : 0 }'
 }
 
-pgb_min_pool() { awk -F' *= *' '$1 == "min_pool_size" { print $2 }' "$pgb__root/deploy/pgbouncer-tracktls.ini"; }
-pgb_filled() { [ "$(pgb_servers "$1" "$2")" -ge "$(pgb_min_pool)" ]; }
+pgb_filled() { [ "$(pgb_servers "$1" "$2")" -ge "$(cat "$1/pool")" ]; }
 
 pgb_start() {
-	local dir=$1 db=$2 pghost=$3 pgport=$4 port i
+	local dir=$1 db=$2 pghost=$3 pgport=$4 pool=$5 port i
 	mkdir -p "$dir"
-	port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+	# With no listen_addr the port only names the socket file in DIR.
+	port=$(free_port)
 	echo "$port" >"$dir/port"
+	echo "$pool" >"$dir/pool"
 	cat >"$dir/pgbouncer.ini" <<INI
 [databases]
-$db = host=$pghost port=$pgport user=postgres dbname=$db
+$db = host=$pghost port=$pgport user=postgres dbname=$db pool_size=$pool min_pool_size=$pool
 [pgbouncer]
 listen_addr =
 listen_port = $port
@@ -53,7 +57,7 @@ INI
 }
 
 pgb_stop() {
-	local pid
+	local pid i
 	pid=$(cat "$1/pgbouncer.pid" 2>/dev/null) || return 0
 	kill "$pid" 2>/dev/null
 	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done

@@ -6,6 +6,8 @@
 #   start_terminator [flags...]   on $HTTPS_PORT/$HTTP_PORT/$METRICS_PORT as nobody, waits for /healthz
 #   stop_terminator               SIGTERM, waits; its exit status is the return value
 #   make_cert NAME                self-signed P-256 certificate for NAME, imported
+#   renew NAME                    make_cert again (a renewal); prints the new certificate's serial
+#   serving_serial NAME SERIAL    the leaf served for NAME has that serial
 #   served NAME FIELD             the leaf served for SNI NAME: subject, serial...
 #   metric NAME                   a value from /metrics (labels included in NAME)
 
@@ -41,6 +43,10 @@ make_cert() {
 		-addext "subjectAltName=DNS:$name" -keyout "$T/$name.key" -out "$T/$name.pem" 2>/dev/null &&
 		"$TT_BIN/issuer" cert import "$name" --cert "$T/$name.pem" --key "$T/$name.key" >/dev/null
 }
+
+renew() { make_cert "$1" && openssl x509 -noout -serial -in "$T/$1.pem"; }
+
+serving_serial() { test "$(served "$1" serial)" = "$2"; }
 
 served() {
 	openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" </dev/null 2>/dev/null |
