@@ -69,7 +69,8 @@ export TRACKTLS_MASTER_KEY_FILE=$B/master.keys
 db=bench_million_$names
 export TRACKTLS_DB="host=$PG_DIR port=$PG_PORT user=postgres dbname=$db"
 if [ -n "$pooler" ]; then
-	TRACKTLS_DB=$(pgb_start "$T/pgb" "$db" "$PG_DIR" "$PG_PORT") || exit 1
+	# the old and the new process at once, as deploy/pgbouncer-tracktls.ini sizes it
+	TRACKTLS_DB=$(pgb_start "$T/pgb" "$db" "$PG_DIR" "$PG_PORT" $((2 * (threads + 4)))) || exit 1
 fi
 q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 xacts() { q "select xact_commit + xact_rollback from pg_stat_database where datname = current_database()"; }

@@ -41,7 +41,7 @@ print(f"{setup['names']:,} domains in the database, {setup['real']:,} servable; 
       f"absolutes.\n")
 if setup.get("pooler"):
     print(f"The terminators reached PostgreSQL through {setup['pooler']} in session mode "
-          f"(deploy/pgbouncer-tracktls.ini): a restart started and ended no PostgreSQL backend.\n")
+          f"(deploy/pgbouncer-tracktls.ini), its pool open before the measured seconds.\n")
 if "warm_max" in by:
     print(f"Warm closed-loop rate (32 connections): {by['warm_max']['rps']:,.0f} handshakes/s; "
           f"the restarts run at {setup['rate'] / by['warm_max']['rps'] * 100:.0f} % of it, each old process "
@@ -103,6 +103,9 @@ for v in LABELS:
     xs = [x["xacts"] for x in dbs]
     rows.setdefault("database transactions/s after the switch: peak / mean", []).append(
         f"{max(xs):,} / {statistics.mean(xs):,.0f}" if xs else "-")
+    if any("pg_started" in x for x in dbs):
+        rows.setdefault("PostgreSQL processes started / ended after the switch", []).append(
+            f"{sum(x.get('pg_started', 0) for x in dbs)} / {sum(x.get('pg_ended', 0) for x in dbs)}")
     qs = [x["queries"] for x in dbs if "queries" in x]
     rows.setdefault("certificate queries/s sent by the terminators after the switch: peak / mean", []).append(
         f"{max(qs):,} / {statistics.mean(qs):,.1f}" if qs else "-")

@@ -6,7 +6,8 @@
 At each second's boundary after T0_NS (CLOCK_REALTIME, as `date +%s%N`), one JSON line: the
 database's transactions in that second (pg_stat_database, this sampler's own subtracted), the
 certificate queries both terminators sent (misses and prefetches; a process not running counts 0),
-and the CPU seconds of the terminators, of PostgreSQL and of the load generator.
+the CPU seconds of the terminators, of PostgreSQL and of the load generator, and the PostgreSQL
+processes started and ended (a connection opened or closed directly is a backend forked or ended).
 
 It forks nothing per sample: spawning psql and curl every second cost the load generator's core
 about 40 ms a second, which showed as a stall once a second in the very latencies it measures.
@@ -48,6 +49,17 @@ def pg_cpu_s(data_dir):
     return total
 
 
+def pg_processes(data_dir):
+    """The postmaster's children now: backends (one per connection) and its own workers."""
+    try:
+        with open(os.path.join(data_dir, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        with open(f"/proc/{pm}/task/{pm}/children") as f:
+            return set(f.read().split())
+    except (OSError, ValueError):
+        return set()
+
+
 def queries(port):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
@@ -82,6 +94,7 @@ def main():
             "queries": (queries(m_old), queries(m_new)),
             "cpu": {"old": cpu_s(procs.get("old", 0)), "new": cpu_s(procs.get("new", 0)),
                     "pg": pg_cpu_s(pg_dir), "load": cpu_s(load_pid)},
+            "pg_processes": pg_processes(pg_dir),
         }
 
     def find_terminators():
@@ -113,7 +126,12 @@ def main():
             # a process that exited reads 0: only what each one added counts
             dq = sum(max(c - p, 0) for c, p in zip(cur["queries"], prev["queries"]))
             cpu = {k: round(max(cur["cpu"][k] - prev["cpu"][k], 0.0), 3) for k in cur["cpu"]}
-            f.write(json.dumps({"s": i, "xacts": cur["xacts"] - prev["xacts"] - 1, "queries": dq, "cpu_s": cpu}) + "\n")
+            # PostgreSQL processes forked and ended in this second (one that lived less than a
+            # second between two samples is not seen)
+            started = len(cur["pg_processes"] - prev["pg_processes"])
+            ended = len(prev["pg_processes"] - cur["pg_processes"])
+            f.write(json.dumps({"s": i, "xacts": cur["xacts"] - prev["xacts"] - 1, "queries": dq, "cpu_s": cpu,
+                                "pg_started": started, "pg_ended": ended}) + "\n")
             f.flush()
             prev = cur
     psql.stdin.close()
