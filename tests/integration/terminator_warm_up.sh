@@ -57,34 +57,33 @@ kill -TERM "$Z_PID"
 wait "$Z_PID"; rc=$?
 check "  ... and stops with exit 0 ($rc)" test "$rc" = 0
 
+# starts_at_once PORT: a terminator on 127.0.0.1:PORT, beside another service on the port, turns
+# healthy without a warm-up (the other service takes none of its connections), then stops.
+starts_at_once() {
+	local m pid
+	m=$(free_port)
+	bg "$TT_BIN/terminator" --https "127.0.0.1:$1" --http "127.0.0.1:$(free_port)" \
+		--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$m" --threads 2 --user nobody \
+		--warm-up-limit 60s >>"$T/terminator.$m.log" 2>&1
+	pid=$!
+	check "a terminator on 127.0.0.1 of that port turns healthy" wait_until 15 curl -sf "http://127.0.0.1:$m/healthz"
+	check "  ... without a warm-up (it listened at once)" bash -c "! grep -q event=warm_up_done '$T/terminator.$m.log'"
+	kill -TERM "$pid"
+	wait "$pid"
+}
+
 # ---- another service on the port, at another address: not a restart ----
-SHARED=$(free_port) O=$(free_port)
+SHARED=$(free_port)
 bg python3 "$TT_ROOT/tests/lib/black_hole.py" 127.0.0.2 "$SHARED"
 check "another service listens on 127.0.0.2:$SHARED" wait_until 10 port_open 127.0.0.2 "$SHARED"
-bg "$TT_BIN/terminator" --https "127.0.0.1:$SHARED" --http "127.0.0.1:$(free_port)" \
-	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$O" --threads 2 --user nobody \
-	--warm-up-limit 60s >>"$T/terminator.$O.log" 2>&1
-O_PID=$!
-check "a terminator on 127.0.0.1 of that port turns healthy" \
-	wait_until 15 curl -sf "http://127.0.0.1:$O/healthz"
-check "  ... without a warm-up" bash -c "! grep -q event=warm_up_done '$T/terminator.$O.log'"
-kill -TERM "$O_PID"
-wait "$O_PID"
+starts_at_once "$SHARED"
 
 # ---- an IPv6-only service at [::] of the port: it takes no IPv4 connection, not a restart ----
-SIX=$(free_port) S=$(free_port)
+SIX=$(free_port)
 bg python3 "$TT_ROOT/tests/lib/black_hole.py" :: "$SIX" --v6only
 check "an IPv6-only service listens on [::]:$SIX" wait_until 10 port_open ::1 "$SIX"
 check "  ... and no IPv4 listener is there" bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$SIX) 2>/dev/null"
-bg "$TT_BIN/terminator" --https "127.0.0.1:$SIX" --http "127.0.0.1:$(free_port)" \
-	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$S" --threads 2 --user nobody \
-	--warm-up-limit 60s >>"$T/terminator.$S.log" 2>&1
-S_PID=$!
-check "a terminator on 127.0.0.1 of that port turns healthy" \
-	wait_until 15 curl -sf "http://127.0.0.1:$S/healthz"
-check "  ... without a warm-up (it listened at once)" bash -c "! grep -q event=warm_up_done '$T/terminator.$S.log'"
-kill -TERM "$S_PID"
-wait "$S_PID"
+starts_at_once "$SIX"
 
 # ---- a listener at the wildcard address of the port: a restart ----
 WILD=$(free_port) W=$(free_port)
