@@ -70,10 +70,16 @@ void backend_pool_free(struct backend_pool *p)
 	p->n = 0;
 }
 
+/* Nothing of an exchange is left on it: nothing sending, queued or unread. Only such a connection
+ * may serve another exchange, kept or pooled. */
+static bool backend_drained(const struct backend *b)
+{
+	return !b->s.send_busy && buf_size(&b->s.out) == 0 && buf_size(&b->s.in) == 0;
+}
+
 bool backend_keep(struct backend *b)
 {
-	if (b->state != BACKEND_OPEN || !b->s.recv_armed || b->s.recv_paused || b->s.send_busy || buf_size(&b->s.out) ||
-	    buf_size(&b->s.in))
+	if (b->state != BACKEND_OPEN || !b->s.recv_armed || b->s.recv_paused || !backend_drained(b))
 		return false;
 	b->state = BACKEND_KEPT;
 	return true;
@@ -178,8 +184,7 @@ void backend_close(struct loop *l, struct backend *b)
 
 void backend_release(struct loop *l, struct backend *b, void *owner, bool reusable)
 {
-	if (!reusable || (b->state != BACKEND_OPEN && b->state != BACKEND_KEPT) || b->s.send_busy ||
-	    buf_size(&b->s.out) || buf_size(&b->s.in)) {
+	if (!reusable || (b->state != BACKEND_OPEN && b->state != BACKEND_KEPT) || !backend_drained(b)) {
 		backend_close(l, b);
 		return;
 	}

@@ -31,5 +31,5 @@ int main(void)
 	tt_pace_start(&p, 1000);
 	work_us(30 * MS);
 	CHECK(tt_pace_rest_us(&p, 10) == 0, "a job behind its rate does not rest");
-	return check_failures ? 1 : 0;
+	CHECK_DONE();
 }
