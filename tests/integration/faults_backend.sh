@@ -51,7 +51,7 @@ check "100 concurrent hanging requests all get 504 ($first)" test "$first" = 504
 check "  ... and 500 more ($(cat "$T/rounds"))" test ! -s "$T/rounds"
 check "RSS stays flat across 500 more 504s once warm (${rss1} -> ${rss2} KiB, under 1 MiB growth)" test $((rss2 - rss1)) -lt 1024
 check "backend timeouts counted" test "$(metric tracktls_backend_timeouts_total)" -ge 702
-check "no connection left open" wait_until 5 test "$(metric tracktls_connections_open)" = 0
+check "no connection left open" wait_until 5 metric_is tracktls_connections_open 0
 
 # Backend down: connection refused, 502 at once.
 kill "${TT_PIDS[0]}"; wait "${TT_PIDS[0]}" 2>/dev/null

@@ -67,7 +67,7 @@ python3 "$HOSTILE" "$HTTPS_PORT" good.test burst 200 truncated,oversized_record,
 check "200 concurrent hostile hellos all ended by the server (none timed out)" \
 	test "$(grep -c ' timeout ' "$T/burst.out") $(wc -l <"$T/burst.out")" = "0 200"
 check "the terminator is still up and serving" good
-check "no connection left open" wait_until 5 test "$(metric tracktls_connections_open)" = 0
+check "no connection left open" wait_until 5 metric_is tracktls_connections_open 0
 
 # Random-name flood with the name filter: no database query per name.
 q0=$(metric tracktls_db_queries_total)

@@ -117,6 +117,6 @@ for port in plain tls; do
 done
 
 check "the terminator still serves after all that" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/ok")" = 200
-check "no connection left open" wait_until 5 test "$(metric tracktls_connections_open)" = 0
+check "no connection left open" wait_until 5 metric_is tracktls_connections_open 0
 stop_terminator; rc=$?
 check "SIGTERM stops the terminator with exit 0 (no leak reported under ASan)" test "$rc" = 0

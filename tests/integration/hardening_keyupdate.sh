@@ -30,6 +30,6 @@ check "  ... and its memory grew by less than 24 MiB (${grow} KiB)" test "$grow"
 check "another client is served meanwhile" test "$(curl -sk -o /dev/null -w '%{http_code}' --resolve "k.test:$HTTPS_PORT:127.0.0.1" "https://k.test:$HTTPS_PORT/x")" = 200
 kill "$FLOOD" 2>/dev/null
 wait "$FLOOD" 2>/dev/null
-check "no connection left open" wait_until 10 test "$(metric tracktls_connections_open)" = 0
+check "no connection left open" wait_until 10 metric_is tracktls_connections_open 0
 stop_terminator; rc=$?
 check "SIGTERM stops the terminator with exit 0" test "$rc" = 0

@@ -30,6 +30,6 @@ out=$(curl -s --max-time 5 "http://127.0.0.1:$HTTP_PORT/after")
 check "a client after the flood gets its own answer" grep -q '"path": "/after"' <<<"$out"
 n=$(grep -c '^HTTP/1.1 404' "$T/answers")
 check "the attacker got one 404 per pipelined request, all 5,001 ($n)" test "$n" = 5001
-check "no connection left open" wait_until 5 test "$(metric tracktls_connections_open)" = 0
+check "no connection left open" wait_until 5 metric_is tracktls_connections_open 0
 stop_terminator; rc=$?
 check "SIGTERM stops the terminator with exit 0" test "$rc" = 0

@@ -44,7 +44,7 @@ for k, v in d.items():
 ' "$T/slow.json"
 check "handshake timeouts counted" test "$(metric 'tracktls_timeouts_total{phase="handshake"}')" -ge 1400
 check "header timeouts counted" test "$(metric 'tracktls_timeouts_total{phase="header"}')" -ge 600
-check "nothing is left open" wait_until 10 test "$(metric tracktls_connections_open)" = 0
+check "nothing is left open" wait_until 10 metric_is tracktls_connections_open 0
 echo "rss: ${rss0} KiB before, ${rss_peak} KiB with 2,000 slow connections, $(rss) KiB after"
 check "memory held by 2,000 slow connections is bounded (RSS grew $(( (rss_peak - rss0) / 1024 )) MiB, under 64 MiB)" \
 	test $((rss_peak - rss0)) -lt 65536

@@ -41,6 +41,6 @@ for v in 1.3 1.2; do
 	check "TLS $v: ... the ticket counted as rejected" test "$(metric tracktls_tickets_rejected_total)" -gt "$rejected0"
 done
 
-check "no connection left open" wait_until 5 test "$(metric tracktls_connections_open)" = 0
+check "no connection left open" wait_until 5 metric_is tracktls_connections_open 0
 stop_terminator; rc=$?
 check "SIGTERM stops the terminator with exit 0" test "$rc" = 0

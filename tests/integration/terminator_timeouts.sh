@@ -86,7 +86,7 @@ out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "http://127.0.0.1:$HT
 check "a backend that does not answer in time gives 504 ($out)" python3 -c "c, t = '$out'.split(); assert c == '504' and float(t) < 2.5"
 check "backend timeouts are counted" test "$(metric tracktls_backend_timeouts_total)" -ge 1
 check "requests are served after all that" test "$(curl -s -o /dev/null -w '%{http_code}' "${R[@]}" "https://fast.test:$HTTPS_PORT/after")" = 200
-check "no connection is left open" wait_until 5 test "$(metric tracktls_connections_open)" = 0
+check "no connection is left open" wait_until 5 metric_is tracktls_connections_open 0
 
 stop_terminator; rc=$?
 check "SIGTERM stops the terminator with exit 0" test "$rc" = 0

@@ -10,6 +10,7 @@
 #   serving_serial NAME SERIAL    the leaf served for NAME has that serial
 #   served NAME FIELD             the leaf served for SNI NAME: subject, serial...
 #   metric NAME                   a value from /metrics (labels included in NAME)
+#   metric_is NAME VALUE          it has that value (for wait_until, which runs it again each time)
 
 tt_setup_db() {
 	make_keyring || return 1
@@ -56,3 +57,5 @@ served() {
 metric() {
 	curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
 }
+
+metric_is() { test "$(metric "$1")" = "$2"; }
