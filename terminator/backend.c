@@ -112,7 +112,8 @@ enum backend_open backend_open(struct loop *l, struct backend *b, void *owner, b
 	b->reused = false;
 	int fd = socket(cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		tt_log(TT_ERROR, "backend_socket_failed", "error=%d", errno);
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_ERROR, "backend_socket_failed", "error=%s", tt_log_quote(q, sizeof q, strerror(errno)));
 		return BACKEND_FAILED;
 	}
 	int one = 1;

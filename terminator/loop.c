@@ -28,6 +28,11 @@
 #define LOOP_MAX_WAIT_MS 250
 /* Out of descriptors: accepting waits this long for connections to close, rather than spinning. */
 #define LOOP_ACCEPT_PAUSE_MS 100
+/* Connections a round takes from a listener's queue at most: a flood of new connections still
+ * leaves the loop time for those it holds. */
+#define LOOP_ACCEPT_BATCH 64
+/* A loop that keeps reaching its share, or running out of descriptors, says so this often. */
+#define LOOP_ACCEPT_WARN_MS 10000
 /* ACCEPT_HELD: the loop looks this often whether loop_serve was called. */
 #define LOOP_HELD_POLL_MS 10
 
@@ -43,6 +48,13 @@ static int bind_on(const struct sockaddr_storage *sa, socklen_t len, bool listen
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
 		tt_fail(err, "setsockopt: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* Accepting stops when the queue is empty (ring_accept) or the loop is full, never blocks. */
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		tt_fail(err, "fcntl: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -243,48 +255,93 @@ static void loop_listener_close(struct loop *l, bool tls)
 	int *fd = tls ? &l->https_fd : &l->http_fd;
 	if (*fd < 0)
 		return;
-	int flags = fcntl(*fd, F_GETFL);
-	if (flags >= 0 && fcntl(*fd, F_SETFL, flags | O_NONBLOCK) == 0) {
-		int cfd;
-		while ((cfd = accept4(*fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR || errno == ECONNABORTED)
-			if (cfd >= 0)
-				conn_accept(l, cfd, tls);
-	}
+	int cfd;
+	while ((cfd = ring_accept(l->ring, *fd)) >= 0 || cfd == -EINTR || cfd == -ECONNABORTED)
+		if (cfd >= 0)
+			conn_accept(l, cfd, tls);
 	close(*fd);
 	*fd = -1;
 }
 
-static unsigned listener_bit(bool tls)
+/* Out of descriptors all the same (the limit lowered under the process, or taken by something
+ * else): accepting again at once would spin. */
+static void loop_accept_pause(struct loop *l, int error)
 {
-	return tls ? LISTENER_HTTPS : LISTENER_HTTP;
+	l->accept = ACCEPT_PAUSED;
+	l->accept_resume_ms = l->now_ms + LOOP_ACCEPT_PAUSE_MS;
+	METRIC_ADD(l->m, accept_paused, 1);
+	if (l->now_ms - l->accept_warned_ms >= LOOP_ACCEPT_WARN_MS) {
+		l->accept_warned_ms = l->now_ms;
+		char q[TT_LOG_QUOTED_MAX];
+		tt_log(TT_WARN, "accept_paused", "thread=%d connections=%zu error=%s", l->id, l->nconns,
+		       tt_log_quote(q, sizeof q, strerror(error)));
+	}
 }
 
-/* Arms the accepts of the listeners in the bits given: the loop accepts on all of them now. */
-static void loop_arm_accepts(struct loop *l, unsigned listeners)
+/* Polls the listeners, then accepts what their queues hold while the loop holds fewer connections
+ * than its share, taking turns between the listeners, at most LOOP_ACCEPT_BATCH from each. */
+static void loop_accept(struct loop *l)
 {
-	if (listeners & LISTENER_HTTPS)
-		ring_accept_multishot(l->ring, l->https_fd, loop_token(l, OP_ACCEPT_TLS));
-	if (listeners & LISTENER_HTTP)
-		ring_accept_multishot(l->ring, l->http_fd, loop_token(l, OP_ACCEPT_PLAIN));
-	l->accept = ACCEPT_ARMED;
-	l->accept_paused = 0;
+	if (l->accept != ACCEPT_OPEN && l->accept != ACCEPT_FULL)
+		return;
+	const int fds[LISTENERS] = {[LISTENER_HTTPS] = l->https_fd, [LISTENER_HTTP] = l->http_fd};
+	const enum loop_op ops[LISTENERS] = {[LISTENER_HTTPS] = OP_ACCEPT_TLS, [LISTENER_HTTP] = OP_ACCEPT_PLAIN};
+	for (int i = 0; i < LISTENERS; i++) {
+		if (fds[i] >= 0 && l->queue[i] == QUEUE_UNPOLLED) {
+			ring_poll_multishot(l->ring, fds[i], loop_token(l, ops[i]));
+			/* Connections may have come before the poll. */
+			l->queue[i] = QUEUE_WAITING;
+		}
+	}
+	int taken[LISTENERS] = {0};
+	bool more = true;
+	while (more && l->nconns < l->cfg->loop_max_conns) {
+		more = false;
+		for (int i = 0; i < LISTENERS && l->nconns < l->cfg->loop_max_conns; i++) {
+			if (fds[i] < 0 || l->queue[i] != QUEUE_WAITING || taken[i] == LOOP_ACCEPT_BATCH)
+				continue;
+			int cfd = ring_accept(l->ring, fds[i]);
+			if (cfd >= 0) {
+				conn_accept(l, cfd, i == LISTENER_HTTPS);
+				taken[i]++;
+			} else if (cfd == -EMFILE || cfd == -ENFILE || cfd == -ENOMEM || cfd == -ENOBUFS) {
+				loop_accept_pause(l, -cfd);
+				return;
+			} else if (cfd != -EINTR && cfd != -ECONNABORTED) {
+				l->queue[i] = QUEUE_EMPTY;
+			}
+			more = true;
+		}
+	}
+	bool waiting = l->queue[LISTENER_HTTPS] == QUEUE_WAITING || l->queue[LISTENER_HTTP] == QUEUE_WAITING;
+	if (l->nconns < l->cfg->loop_max_conns) {
+		l->accept = ACCEPT_OPEN;
+	} else if (l->accept == ACCEPT_OPEN && waiting) {
+		l->accept = ACCEPT_FULL;
+		METRIC_ADD(l->m, accept_full, 1);
+		if (l->now_ms - l->accept_warned_ms >= LOOP_ACCEPT_WARN_MS) {
+			l->accept_warned_ms = l->now_ms;
+			tt_log(TT_WARN, "accept_full", "thread=%d connections=%zu", l->id, l->nconns);
+		}
+	}
+}
+
+/* A queue left waiting with room to take from it: the next round must not sleep. */
+static bool loop_accept_due(const struct loop *l)
+{
+	return l->accept == ACCEPT_OPEN && l->nconns < l->cfg->loop_max_conns &&
+	       (l->queue[LISTENER_HTTPS] == QUEUE_WAITING || l->queue[LISTENER_HTTP] == QUEUE_WAITING);
 }
 
 static void loop_begin_drain(struct loop *l)
 {
-	unsigned unarmed = l->accept == ACCEPT_HELD	? LISTENER_HTTPS | LISTENER_HTTP
-			   : l->accept == ACCEPT_PAUSED ? l->accept_paused
-							: 0;
 	l->accept = ACCEPT_DRAINING;
-	l->accept_paused = 0;
-	for (int i = 0; i < 2; i++) {
-		bool tls = i == 0;
-		if (unarmed & listener_bit(tls)) {
-			/* No accept armed: nothing to wait for. */
+	for (int i = 0; i < LISTENERS; i++) {
+		bool tls = i == LISTENER_HTTPS;
+		if (l->queue[i] == QUEUE_UNPOLLED)
 			loop_listener_close(l, tls);
-		} else {
-			ring_cancel(l->ring, loop_token(l, tls ? OP_ACCEPT_TLS : OP_ACCEPT_PLAIN));
-		}
+		else
+			ring_cancel_fd(l->ring, tls ? l->https_fd : l->http_fd);
 	}
 	for (int k = 0; k < TIMER_KINDS; k++) {
 		struct timer *head = &l->lists[k], *t = head->next;
@@ -303,29 +360,14 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 	switch (op) {
 	case OP_ACCEPT_TLS:
 	case OP_ACCEPT_PLAIN: {
-		int lfd = op == OP_ACCEPT_TLS ? l->https_fd : l->http_fd;
-		if (l->accept == ACCEPT_DRAINING) {
-			if (ev->res >= 0)
-				conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
-			if (!ev->more)
-				loop_listener_close(l, op == OP_ACCEPT_TLS);
-			break;
-		}
-		if (ev->res >= 0) {
-			l->accept_starved = false;
-			conn_accept(l, ev->res, op == OP_ACCEPT_TLS);
-		} else if (ev->res == -EMFILE || ev->res == -ENFILE || ev->res == -ENOMEM) {
-			/* Out of descriptors: re-arming now would spin; try again a little later. */
-			if (!l->accept_starved)
-				tt_log(TT_WARN, "accept_paused", "thread=%d error=%s", l->id, strerror(-ev->res));
-			l->accept_starved = true;
-			l->accept = ACCEPT_PAUSED;
-			l->accept_resume_ms = l->now_ms + LOOP_ACCEPT_PAUSE_MS;
-			l->accept_paused |= listener_bit(op == OP_ACCEPT_TLS);
-			break;
-		}
-		if (!ev->more && !atomic_load_explicit(&l->stop, memory_order_relaxed))
-			ring_accept_multishot(l->ring, lfd, ev->token);
+		bool tls = op == OP_ACCEPT_TLS;
+		enum listener i = tls ? LISTENER_HTTPS : LISTENER_HTTP;
+		if (!ev->more)
+			l->queue[i] = QUEUE_UNPOLLED;
+		else if (ev->res > 0)
+			l->queue[i] = QUEUE_WAITING;
+		if (l->accept == ACCEPT_DRAINING && l->queue[i] == QUEUE_UNPOLLED)
+			loop_listener_close(l, tls);
 		break;
 	}
 	case OP_DB_POLL:
@@ -372,7 +414,7 @@ static void loop_expire(struct loop *l)
 	if (db >= 0 && db <= l->now_ms)
 		loop_db_run(l, true);
 	if (l->accept == ACCEPT_PAUSED && l->accept_resume_ms <= l->now_ms)
-		loop_arm_accepts(l, l->accept_paused);
+		l->accept = ACCEPT_OPEN;
 }
 
 static void loop_reap(struct loop *l)
@@ -389,25 +431,27 @@ int loop_run(struct loop *l, struct tt_err *err)
 {
 	struct ring_event events[LOOP_EVENTS];
 	/* Held until loop_serve: a drain before it closes the listeners unarmed. */
-	l->accept = ACCEPT_HELD;
-	if (!l->cfg->hold_accept)
-		loop_arm_accepts(l, LISTENER_HTTPS | LISTENER_HTTP);
+	l->accept = l->cfg->hold_accept ? ACCEPT_HELD : ACCEPT_OPEN;
+	l->accept_warned_ms = l->now_ms - LOOP_ACCEPT_WARN_MS;
+	atomic_store_explicit(&l->m->max_conns, l->cfg->loop_max_conns, memory_order_relaxed);
 	loop_db_watch(l, false);
 	tt_log(TT_INFO, "thread_started", "thread=%d ring=%s", l->id, ring_mode(l->ring));
 	while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
 		const struct term_config *next = atomic_load_explicit(&l->cfg_next, memory_order_acquire);
 		if (next != l->cfg) {
 			l->cfg = next;
+			atomic_store_explicit(&l->m->max_conns, next->loop_max_conns, memory_order_relaxed);
 			atomic_store_explicit(&l->cfg_seen, next, memory_order_release);
 		}
 		if (l->accept != ACCEPT_DRAINING && atomic_load_explicit(&l->drain, memory_order_relaxed))
 			loop_begin_drain(l);
 		if (l->accept == ACCEPT_HELD && atomic_load(&l->serve))
-			loop_arm_accepts(l, LISTENER_HTTPS | LISTENER_HTTP);
+			l->accept = ACCEPT_OPEN;
+		loop_accept(l);
 		if (l->accept == ACCEPT_DRAINING && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
 			break;
 		l->now_ms = tt_now_ms();
-		int64_t wait = l->deferred ? 0 : loop_next_deadline(l) - l->now_ms;
+		int64_t wait = l->deferred || loop_accept_due(l) ? 0 : loop_next_deadline(l) - l->now_ms;
 		unsigned n;
 		if (ring_wait(l->ring, wait < 0 ? 0 : wait, events, LOOP_EVENTS, &n, err) < 0)
 			return -1;

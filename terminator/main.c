@@ -52,6 +52,9 @@ static const struct tt_opt opts[] = {
      "Prometheus /metrics and /healthz (off if unset)"},
     {"threads", "TRACKTLS_THREADS", TT_OPT_STRING, "N", NULL, 0,
      "event loop threads (default: the CPUs it may run on)"},
+    {"max-connections", "TRACKTLS_MAX_CONNECTIONS", TT_OPT_SIZE, "N", "0", 0,
+     "client connections held at once, shared equally by the threads; a thread holding its share stops"
+     " accepting and the kernel queues the rest (0: as many as the descriptor limit allows, two each)"},
     {"log-level", "TRACKTLS_LOG_LEVEL", TT_OPT_STRING, "LEVEL", "info", TT_OPT_LIVE, "debug, info, warn or error"},
     {"handshake-timeout", "TRACKTLS_HANDSHAKE_TIMEOUT", TT_OPT_DURATION, "DURATION", "10s", TT_OPT_LIVE,
      "from accept to a finished handshake"},
@@ -102,6 +105,14 @@ static const struct tt_opt opts[] = {
 #define CERT_BATCH_MAX_LIMIT 4096
 /* More loops than this only add contention, whatever the machine. */
 #define MAX_THREADS 1024
+/* Descriptors the process holds whatever its clients: standard streams, files read (key ring, hot
+ * names, configuration), the database connections of the warm-up and the prefetcher and the overlap
+ * of a reconnect, the signal and metrics threads' own. */
+#define FD_RESERVE_PROCESS 64
+/* Each loop's own: its ring, its two listeners, its database connection and a reconnect's overlap. */
+#define FD_RESERVE_LOOP 5
+/* A client connection's socket and its backend's. */
+#define FDS_PER_CONN 2
 /* How long an idle connection keeps its buffers before it returns them (see build_config). */
 #define IDLE_LINGER_MS 1000
 /* The main thread waits for signals this long at a time, then checks drain, hot names and health. */
@@ -199,6 +210,39 @@ static long usable_cpus(void)
 	return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+/* Each loop's share of --max-connections. The descriptor limit must hold two per connection beside
+ * what the process and its loops hold otherwise (a full backend pool each, the metrics port's
+ * connections), or a connection accepted with the last descriptor would have none for its backend. */
+static int share_connections(const struct tt_opts *o, int threads, size_t *per_loop, struct tt_err *err)
+{
+	struct rlimit files;
+	if (getrlimit(RLIMIT_NOFILE, &files) < 0)
+		return tt_fail(err, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+	size_t limit =
+	    files.rlim_cur == RLIM_INFINITY || files.rlim_cur > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)files.rlim_cur;
+	size_t reserve = FD_RESERVE_PROCESS + (tt_opts_get(o, "metrics") ? METRICS_MAX_CONNS : 0) +
+			 (size_t)threads * (FD_RESERVE_LOOP + BACKEND_POOL_MAX);
+	size_t room = limit > reserve ? (limit - reserve) / FDS_PER_CONN : 0;
+	size_t want;
+	if (tt_opts_size(o, "max-connections", &want, err) < 0)
+		return -1;
+	if (want > room)
+		return tt_fail(
+		    err,
+		    "--max-connections %zu needs %zu descriptors (%d per connection, %zu for the process and "
+		    "its %d threads), the limit is %zu: raise it (LimitNOFILE= in the unit)",
+		    want, want * FDS_PER_CONN + reserve, FDS_PER_CONN, reserve, threads, limit);
+	size_t total = want ? want : room;
+	if (total < (size_t)threads)
+		return tt_fail(
+		    err,
+		    "%zu connections are fewer than one for each of %d threads (the descriptor limit is %zu, "
+		    "%zu of them for the process and its threads): raise the limit or --max-connections",
+		    total, threads, limit, reserve);
+	*per_loop = total / (size_t)threads;
+	return 0;
+}
+
 /* Everything start-up and SIGHUP both read: a reload checks the whole of it before using a part. */
 static int build_config(const struct tt_opts *o, struct term_config *tc, struct sni_cache_limits *limits, int *threads,
 			enum tt_level *level, int64_t *drain_ms, struct tt_err *err)
@@ -259,6 +303,8 @@ static int build_config(const struct tt_opts *o, struct term_config *tc, struct 
 	if (n < 1 || n > MAX_THREADS || (t && *end))
 		return tt_fail(err, "--threads: '%s' is not a thread count (1 to %d)", t ? t : "?", MAX_THREADS);
 	*threads = (int)n;
+	if (share_connections(o, *threads, &tc->loop_max_conns, err) < 0)
+		return -1;
 	tc->db_conninfo = tt_opts_get(o, "db");
 	tc->db_listen_conninfo = tt_opts_get(o, "db-listen") ? tt_opts_get(o, "db-listen") : tc->db_conninfo;
 	if (tt_opts_duration_ms(o, "drain-timeout", drain_ms, err) < 0)
@@ -867,9 +913,10 @@ int main(int argc, char **argv)
 	x.keyring = kr;
 
 	wolfSSL_Init();
-	tt_log(TT_INFO, "start", "version=%s wolfssl=%s threads=%d https=%s http=%s backend=%s uid=%u", TT_VERSION,
-	       LIBWOLFSSL_VERSION_STRING, threads, tt_opts_get(&cfg, "https"), tt_opts_get(&cfg, "http"),
-	       tt_opts_get(&cfg, "backend"), (unsigned)getuid());
+	tt_log(TT_INFO, "start",
+	       "version=%s wolfssl=%s threads=%d max_connections=%zu https=%s http=%s backend=%s uid=%u", TT_VERSION,
+	       LIBWOLFSSL_VERSION_STRING, threads, tc.loop_max_conns * (size_t)threads, tt_opts_get(&cfg, "https"),
+	       tt_opts_get(&cfg, "http"), tt_opts_get(&cfg, "backend"), (unsigned)getuid());
 	if (start_handover(&cfg, &tc, &x, &err) < 0) {
 		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		wolfSSL_Cleanup();

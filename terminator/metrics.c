@@ -18,7 +18,6 @@
 
 #include "terminator.h"
 
-#define METRICS_MAX_CONNS 1024
 #define METRICS_DEADLINE_MS 5000
 #define METRICS_HEAD_MAX 2048
 #define METRICS_BODY_MAX 65536
@@ -129,6 +128,14 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	uint64_t accepted = SUM(accepted), closed = SUM(closed);
 	counter(op, "tracktls_connections_accepted_total", "Client connections accepted.", accepted);
 	gauge(op, "tracktls_connections_open", "Client connections open now.", accepted - closed);
+	gauge(op, "tracktls_connections_limit",
+	      "Client connections held at once (--max-connections, as the threads share it).", SUM(max_conns));
+	put(op, "# HELP tracktls_accept_paused_total Times a thread stopped accepting: it held its share of "
+		"--max-connections, or ran out of descriptors all the same.\n"
+		"# TYPE tracktls_accept_paused_total counter\n");
+	put(op, "tracktls_accept_paused_total{reason=\"connection_limit\"} %llu\n",
+	    (unsigned long long)SUM(accept_full));
+	put(op, "tracktls_accept_paused_total{reason=\"descriptors\"} %llu\n", (unsigned long long)SUM(accept_paused));
 	put(op, "# HELP tracktls_client_bytes_total Bytes from and to clients, as on the wire.\n"
 		"# TYPE tracktls_client_bytes_total counter\n");
 	put(op, "tracktls_client_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)SUM(bytes_in));

@@ -126,10 +126,16 @@ static struct io_uring_sqe *ring_sqe(struct ring *r)
 	return sqe;
 }
 
-void ring_accept_multishot(struct ring *r, int fd, uint64_t token)
+int ring_accept(struct ring *r, int fd)
+{
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+	return cfd >= 0 ? cfd : -errno;
+}
+
+void ring_poll_multishot(struct ring *r, int fd, uint64_t token)
 {
 	struct io_uring_sqe *sqe = ring_sqe(r);
-	io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, token);
 }
 

@@ -8,9 +8,11 @@
  *   listeners.c is another process listening where connections to an address would go (asks
  *               the kernel through sock_diag for listening sockets only)
  *   loop.c      one core's event loop: owns its ring, listeners, certdb, backend pool and timer
- *               lists; hands completions, expiries and deferred work to their owners' callbacks
- *   ring.c      the only caller of io_uring_*: accept, recv (provided buffers), send, connect,
- *               poll, cancel, close; submits and waits for completions up to a timeout
+ *               lists; accepts while it holds less than its share of --max-connections; hands
+ *               completions, expiries and deferred work to their owners' callbacks
+ *   ring.c      the loop's calls into the kernel, the only caller of io_uring_*: recv (provided
+ *               buffers), send, connect, poll, cancel, close; submits and waits for completions
+ *               up to a timeout; and accept (a plain accept4, as a listener's poll calls for)
  *   conn.c      per-connection state machine: ClientHello -> SNI -> certificate -> handshake ->
  *               request head -> backend -> response, and the plain port-80 path
  *   backend.c   the backend side of a connection (kept by its client between exchanges) and the
@@ -450,7 +452,13 @@ struct ring_event {
 int ring_new(unsigned entries, unsigned nbufs, unsigned buf_size, struct ring **out, struct tt_err *err);
 void ring_free(struct ring *r);
 const char *ring_mode(const struct ring *r);
-void ring_accept_multishot(struct ring *r, int fd, uint64_t token);
+/* One connection from a listener's queue (the listener is non-blocking), or -errno (-EAGAIN: none
+ * queued). Not through the ring: an accept on the ring takes a connection whenever one comes, and
+ * a loop holding its share of --max-connections could not refuse it; the loop learns a queue is not
+ * empty from a poll and takes what it has room for. */
+int ring_accept(struct ring *r, int fd);
+/* Completes each time fd turns readable, until cancelled (or the kernel ends it: no IORING_CQE_F_MORE). */
+void ring_poll_multishot(struct ring *r, int fd, uint64_t token);
 void ring_recv_multishot(struct ring *r, int fd, uint64_t token);
 void ring_send(struct ring *r, int fd, const void *buf, size_t len, uint64_t token);
 void ring_connect(struct ring *r, int fd, const struct sockaddr *sa, socklen_t salen, uint64_t token);
@@ -499,6 +507,9 @@ struct term_config {
 	size_t cert_batch_max, max_pending_misses;
 	int64_t miss_latency_limit_ms; /* -1: no latency limit */
 	bool hold_accept;	       /* a restart warms up first: no accept until loop_serve */
+	/* Each loop's share of --max-connections: the connections it holds at once, each with a
+	 * descriptor for its backend kept free. */
+	size_t loop_max_conns;
 };
 
 /* ---- metrics.c: per-loop counters, summed when scraped; /metrics and /healthz. ----
@@ -509,6 +520,8 @@ struct metrics {
 	_Atomic uint64_t handshakes_failed, handshakes_timeout;
 	_Atomic uint64_t bad_hello, no_sni, unknown_sni, cert_errors, throttled;
 	_Atomic uint64_t accepted, closed;
+	_Atomic uint64_t accept_full, accept_paused; /* times the loop stopped accepting, and why */
+	_Atomic uint64_t max_conns;		     /* a gauge: the loop's share of --max-connections */
 	_Atomic uint64_t bytes_in, bytes_out;
 	_Atomic uint64_t requests, bad_requests, challenges;
 	_Atomic uint64_t backend_errors, backend_timeouts, backend_connects, backend_reuses;
@@ -538,6 +551,8 @@ struct metrics_sources {
 	const _Atomic(enum process_phase) *phase;
 };
 struct metrics_server;
+/* Connections to the metrics port at once; past it the oldest closes. */
+#define METRICS_MAX_CONNS 1024
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
  * can start while this one drains) from a thread of its own: non-blocking sockets under epoll, 5 s
  * for a whole request and its answer, at most 1,024 connections (past that the oldest closes), so
@@ -720,13 +735,20 @@ void backend_destroy(struct backend *b);
 /* Where a loop's listeners are, both at once: the one place the loop keeps its accept state. */
 enum accept_state {
 	ACCEPT_HELD,	 /* cfg->hold_accept until loop_serve: bound, not listening, no accept armed */
-	ACCEPT_ARMED,	 /* both listeners' accepts armed */
-	ACCEPT_PAUSED,	 /* out of descriptors: the listeners in accept_paused re-arm at accept_resume_ms */
-	ACCEPT_DRAINING, /* accepts cancelled (a listener closes once its cancel completes); connections
-			  * drain: idle keep-alive ones close, the rest after their response */
+	ACCEPT_OPEN,	 /* listeners polled; queued connections accepted while the loop holds fewer than
+			  * its share of --max-connections */
+	ACCEPT_FULL,	 /* the loop holds its share: queued connections wait until one of them is freed */
+	ACCEPT_PAUSED,	 /* out of descriptors all the same: no accept until accept_resume_ms */
+	ACCEPT_DRAINING, /* polls cancelled (a listener closes once its poll ended); connections drain:
+			  * idle keep-alive ones close, the rest after their response */
 };
-/* The listeners, as bits of loop.accept_paused. */
-enum listener_bits { LISTENER_HTTPS = 1 << 0, LISTENER_HTTP = 1 << 1 };
+enum listener { LISTENER_HTTPS, LISTENER_HTTP, LISTENERS };
+/* What the loop knows of a listener's queue in the kernel. */
+enum listener_queue {
+	QUEUE_UNPOLLED, /* no poll on the ring (held, or the kernel ended it): polled at the next round */
+	QUEUE_EMPTY,	/* polled, and the last accept found nothing: the poll says when one comes */
+	QUEUE_WAITING,	/* polled, and connections may be queued: accepted as room allows */
+};
 
 /* Configuration changes (SIGHUP) reach a loop as a new immutable snapshot in cfg_next, picked up at
  * the top of its next iteration; it says so in cfg_seen, after which main may free the old one. */
@@ -746,14 +768,14 @@ struct loop {
 	/* Set and read by the loop's thread only; loop_run returns once ACCEPT_DRAINING left no
 	 * connection and closed both listeners. */
 	enum accept_state accept;
-	unsigned accept_paused;	  /* ACCEPT_PAUSED: the listener_bits whose accept waits */
-	int64_t accept_resume_ms; /* ACCEPT_PAUSED: when they are armed again */
-	bool accept_starved;	  /* accept_paused logged once until an accept succeeds again */
+	enum listener_queue queue[LISTENERS];
+	int64_t accept_resume_ms; /* ACCEPT_PAUSED: when accepting resumes */
+	int64_t accept_warned_ms; /* the last accept_full or accept_paused line: one per LOOP_ACCEPT_WARN_MS */
 	bool backend_down;	  /* logged once until a backend connect succeeds again */
 	struct backend_pool pool;
 	size_t nconns; /* accepted and not yet freed */
 	/* Requests from main's thread, taken at the top of the loop's next round: drain (SIGTERM,
-	 * to ACCEPT_DRAINING), stop, and serve (loop_serve: ACCEPT_HELD to ACCEPT_ARMED); done is
+	 * to ACCEPT_DRAINING), stop, and serve (loop_serve: ACCEPT_HELD to ACCEPT_OPEN); done is
 	 * the loop's answer that loop_run returned. */
 	_Atomic bool drain, stop, done, serve;
 };

@@ -12,10 +12,12 @@
  * body byte read as a head) and its body holds only its own client's bytes, and each client gets
  * the backend's answers to its own requests only, in request order. */
 #include <errno.h>
+#include <poll.h>
 #include <sanitizer/allocator_interface.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -109,6 +111,8 @@ struct fop {
 static struct fop ops[MAX_OPS];
 static int nops;
 static uint64_t accept_token;
+/* The plain listener the loop polls (an eventfd standing in), and the client queued on it. */
+static int listen_fd = -1, queued_fd = -1;
 static uint8_t bufs[NBUFS][RECV_BUF];
 static bool buf_used[NBUFS];
 static int64_t now_ms;
@@ -149,10 +153,18 @@ static void op_remove(int i)
 	memmove(ops + i, ops + i + 1, (size_t)(nops - i - 1) * sizeof ops[0]);
 	nops--;
 }
-void ring_accept_multishot(struct ring *r, int fd, uint64_t token)
+void ring_poll_multishot(struct ring *r, int fd, uint64_t token)
 {
-	if ((token & OP_MASK) == OP_ACCEPT_PLAIN)
+	if (fd == listen_fd)
 		accept_token = token;
+}
+int ring_accept(struct ring *r, int fd)
+{
+	int cfd = queued_fd;
+	if (fd != listen_fd || cfd < 0)
+		return -EAGAIN;
+	queued_fd = -1;
+	return cfd;
 }
 void ring_recv_multishot(struct ring *r, int fd, uint64_t token)
 {
@@ -602,7 +614,7 @@ static unsigned step(struct ring_event *ev)
 	int which = take(4);
 	switch (action) {
 	case 0: { /* a new client */
-		if (nclients == MAX_CLIENTS || !accept_token || npeers == MAX_PEERS)
+		if (nclients == MAX_CLIENTS || !accept_token || npeers == MAX_PEERS || queued_fd >= 0)
 			return 0;
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -611,7 +623,9 @@ static unsigned step(struct ring_event *ev)
 		*p = (struct peer){
 		    .kind = PEER_CLIENT, .open = true, .fd = sv[0], .other = sv[1], .client = nclients, .last_seq = -1};
 		clients[nclients++] = npeers++;
-		*ev = (struct ring_event){accept_token, sv[0], true, -1};
+		/* Queued on the listener, whose poll says so; the loop accepts it. */
+		queued_fd = sv[0];
+		*ev = (struct ring_event){accept_token, POLLIN, true, -1};
 		return 1;
 	}
 	case 1: /* a client writes requests */
@@ -748,6 +762,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int k = 0; k < TIMER_KINDS; k++)
 		cfg.timeout_ms[k] = 1000 * (k + 1);
 	cfg.response_timeout_ms = 4000;
+	cfg.loop_max_conns = MAX_CLIENTS;
 	in_p = data;
 	in_left = size;
 	npeers = nclients = nops = 0;
@@ -756,13 +771,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	db_due = false;
 	memset(client_sent_upto, 0, sizeof client_sent_upto);
 	memset(backend_sent_upto, 0, sizeof backend_sent_upto);
-	int fds[2] = {-1, -1};
+	/* loop_free closes it. */
+	listen_fd = eventfd(0, EFD_CLOEXEC);
+	if (listen_fd < 0)
+		abort();
+	int fds[2] = {-1, listen_fd};
 	struct tt_err err;
 	if (loop_new(0, &cfg, fds, &m, &the_loop, &err) < 0)
 		abort();
 	if (loop_run(the_loop, &err) < 0)
 		abort();
 	loop_free(the_loop);
+	if (queued_fd >= 0)
+		close(queued_fd);
+	queued_fd = -1;
 	for (int i = 0; i < npeers; i++) {
 		if (peers[i].open)
 			close(peers[i].other);

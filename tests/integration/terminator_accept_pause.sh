@@ -1,41 +1,126 @@
 #!/usr/bin/env bash
-# Out of descriptors, a loop pauses its accepts (ACCEPT_PAUSED) instead of spinning on EMFILE, and
-# arms them again once connections closed: a terminator limited to a few descriptors, flooded with
-# idle connections, logs accept_paused, and still serves a request made during the flood once the
-# idle ones are gone; with each loop's listeners closed at a drain, it then exits 0.
+# A terminator holds at most --max-connections client connections (by default as many as its
+# descriptor limit allows, two each: the client's and its backend's), shared by its threads; a
+# thread holding its share stops accepting (ACCEPT_FULL) and the kernel queues the rest. So a
+# connection it accepts always has a descriptor left for its backend: flooded with more idle
+# connections than its limit allows, it still serves a request queued behind the flood (before the
+# share, the request was accepted with the last descriptor and answered 502, backend_socket_failed
+# error=24). Out of descriptors all the same (the limit lowered under it), it pauses its accepts
+# (ACCEPT_PAUSED) instead of spinning on EMFILE and arms them again. A --max-connections the limit
+# cannot hold is refused at start.
 . "$TT_ROOT/tests/lib/common.sh"
 . "$TT_ROOT/tests/lib/terminator.sh"
 
-# Enough for start-up (database connections, rings, listeners), far fewer than the flood.
-FD_LIMIT=128
+# Without --metrics the process and its 2 threads reserve 64 + 2 x (5 + 64) = 202 descriptors; 300
+# leave room for 49 connections: 24 for each thread.
+FD_LIMIT=300
+SHARE=48
+# Far more than the limit would hold without a share: it used to run out of descriptors.
 FLOOD=400
 tt_setup_db
 start_backend
-HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port) METRICS_PORT=$(free_port)
-bg prlimit --nofile=$FD_LIMIT:$FD_LIMIT "$TT_BIN/terminator" --https "127.0.0.1:$HTTPS_PORT" \
-	--http "127.0.0.1:$HTTP_PORT" --backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$METRICS_PORT" \
-	--threads 2 --user nobody >>"$T/terminator.log" 2>&1
-TERM_PID=$!
-check "a terminator limited to $FD_LIMIT descriptors starts" wait_until 15 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
 
-# FLOOD idle connections, held until this script kills the holder.
-bg python3 -c '
+# Sockets the terminator holds beyond those it held at start: its client connections (idle plain
+# ones have no backend connection; queued ones belong to no process yet).
+sockets() { find "/proc/$TERM_PID/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
+held() { echo $(($(sockets) - BASE)); }
+holding() { test "$(held)" = "$1"; }
+absent() { ! grep -q "$1" "$2"; }
+# Opens N idle connections to PORT, held until killed; says "held" once all are open.
+flood() {
+	bg python3 -c '
 import socket, sys, time
 held = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(int(sys.argv[2]))]
 print("held", flush=True)
 time.sleep(600)
-' "$HTTP_PORT" "$FLOOD" >"$T/flood.out"
-FLOOD_PID=$!
-check "$FLOOD idle connections are open" wait_until 15 grep -q held "$T/flood.out"
-check "it runs out of descriptors and pauses accepting" wait_until 15 grep -q "event=accept_paused .*error=" "$T/terminator.log"
-# Waits in the listener's queue behind the flood.
-curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H 'Host: plain.test' "http://127.0.0.1:$HTTP_PORT/during" >"$T/during.code" &
+' "$1" "$2" >"$T/flood.out"
+	FLOOD_PID=$!
+	wait_until 15 grep -q held "$T/flood.out"
+}
+
+HTTPS_PORT=$(free_port) HTTP_PORT=$(free_port)
+bg prlimit --nofile=$FD_LIMIT:$FD_LIMIT "$TT_BIN/terminator" --https "127.0.0.1:$HTTPS_PORT" \
+	--http "127.0.0.1:$HTTP_PORT" --backend "127.0.0.1:$BACKEND_PORT" --threads 2 --user nobody \
+	>>"$T/terminator.log" 2>&1
+TERM_PID=$!
+check "a terminator limited to $FD_LIMIT descriptors starts, holding $SHARE connections at most" \
+	wait_until 15 grep -q "event=start .*max_connections=$SHARE " "$T/terminator.log"
+wait_until 15 grep -q "event=name_filter_built" "$T/terminator.log"
+BASE=$(sockets)
+# A client connected before the flood sends its request once the flood holds all it can.
+bg python3 -c '
+import os, socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print("connected", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+c.sendall(b"GET /early HTTP/1.1\r\nHost: plain.test\r\nConnection: close\r\n\r\n")
+print(c.recv(4096).split(b"\r\n")[0].decode(), flush=True)
+' "$HTTP_PORT" "$T/go" >"$T/early.out"
+check "a client connects" wait_until 10 holding 1
+check "$FLOOD idle connections are open" flood "$HTTP_PORT" "$FLOOD"
+for thread in 0 1; do
+	check "thread $thread stops accepting at its share" \
+		wait_until 15 grep -q "event=accept_full thread=$thread connections=$((SHARE / 2))" "$T/terminator.log"
+done
+check "  ... so it holds $SHARE connections ($(held))" test "$(held)" = "$SHARE"
+touch "$T/go"
+check "the first client's request, sent now, is served ($(tail -1 "$T/early.out"))" \
+	wait_until 10 grep -q "^HTTP/1.1 200" "$T/early.out"
+# Queued behind the flood: accepted once the flood is gone.
+curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H 'Host: plain.test' "http://127.0.0.1:$HTTP_PORT/during" \
+	>"$T/during.code" &
 CURL_PID=$!
 kill "$FLOOD_PID"
 wait "$CURL_PID"
-check "a request made during the pause is served once the flood is gone ($(cat "$T/during.code"))" test "$(cat "$T/during.code")" = 200
+check "a request queued behind the flood is served once it is gone ($(cat "$T/during.code"))" \
+	test "$(cat "$T/during.code")" = 200
 check "  ... and so is the next one" test "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: plain.test' "http://127.0.0.1:$HTTP_PORT/after")" = 200
-check "nothing is left open" wait_until 10 test "$(metric tracktls_connections_open)" = 0
+check "it never ran out of descriptors" absent "event=backend_socket_failed\|event=accept_paused" "$T/terminator.log"
+# Closed ones are gone from the kernel's list or in FIN_WAIT, TIME_WAIT (the backend pool's idle
+# connections are sockets of the process too, so the process's sockets would not do).
+clients() { ss -Htn state established state close-wait "( sport = :$HTTP_PORT )" | wc -l; }
+no_clients() { test "$(clients)" = 0; }
+check "nothing is left open" wait_until 10 no_clients
 kill -TERM "$TERM_PID"
 wait "$TERM_PID"; rc=$?
 check "it drains and exits 0 ($rc)" test "$rc" = 0
+
+# The limit lowered under a running terminator: accepting fails with EMFILE.
+# As root: a process of another user's limits need CAP_SYS_RESOURCE to change.
+METRICS_PORT=$(free_port)
+bg "$TT_BIN/terminator" --https "127.0.0.1:$HTTPS_PORT" --http "127.0.0.1:$HTTP_PORT" \
+	--backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$METRICS_PORT" --threads 2 --allow-root \
+	>>"$T/terminator.log" 2>&1
+TERM_PID=$!
+check "a terminator with the default share starts" wait_until 15 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
+limit=$(metric tracktls_connections_limit)
+check "  ... /metrics tells its share ($limit, as in its start line)" \
+	grep -q "event=start .*max_connections=$limit " "$T/terminator.log"
+open_fds=$(ls "/proc/$TERM_PID/fd" | wc -l)
+files=$(prlimit --pid "$TERM_PID" --nofile --raw --noheadings -o SOFT)
+prlimit --pid "$TERM_PID" --nofile=$((open_fds + 20)):"$files"
+check "$FLOOD idle connections are open" flood "$HTTP_PORT" "$FLOOD"
+check "it runs out of descriptors and pauses accepting" wait_until 15 grep -q "event=accept_paused .*error=" "$T/terminator.log"
+prlimit --pid "$TERM_PID" --nofile="$files:$files"
+# Scraped only now: the metrics port has no descriptor either meanwhile.
+check "  ... counted" test "$(metric 'tracktls_accept_paused_total{reason="descriptors"}')" -ge 1
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H 'Host: plain.test' "http://127.0.0.1:$HTTP_PORT/resumed")
+check "with descriptors back, it accepts again and serves a request queued behind the flood ($code)" test "$code" = 200
+kill "$FLOOD_PID"
+check "nothing is left open" wait_until 10 metric_is tracktls_connections_open 0
+check "it drains and exits 0" stop_terminator
+
+# A share the limit cannot hold is refused, and so is less than one connection a thread.
+prlimit --nofile=$FD_LIMIT:$FD_LIMIT "$TT_BIN/terminator" --https 127.0.0.1:0 --http 127.0.0.1:0 --threads 2 \
+	--max-connections 100 --user nobody >"$T/refused.out" 2>&1; rc=$?
+check "--max-connections 100 under a limit of $FD_LIMIT is refused at start ($rc)" test "$rc" -ne 0
+check "  ... saying what it needs" grep -q -- "--max-connections 100 needs 402 descriptors.*the limit is $FD_LIMIT" \
+	"$T/refused.out"
+"$TT_BIN/terminator" --https 127.0.0.1:0 --http 127.0.0.1:0 --threads 2 --max-connections 1 --user nobody \
+	>"$T/refused.out" 2>&1; rc=$?
+check "--max-connections 1 for 2 threads is refused ($rc)" test "$rc" -ne 0
+check "  ... saying why" grep -q "fewer than one for each of 2 threads" "$T/refused.out"
+check "--max-connections 10 is what it holds" start_terminator --max-connections 10
+check "  ... as /metrics says ($(metric tracktls_connections_limit))" test "$(metric tracktls_connections_limit)" = 10
+check "  ... and it stops" stop_terminator
