@@ -245,33 +245,61 @@ static void loop_db_run(struct loop *l, bool force)
 	loop_db_stats(l);
 }
 
+/* accept(2) hands on a network error of the connection it was about to return (it is gone); the
+ * next one may be fine. */
+static bool accept_retry(int error)
+{
+	switch (-error) {
+	case EINTR:
+	case ECONNABORTED:
+	case EPROTO:
+	case ENETDOWN:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case EHOSTUNREACH:
+	case ENONET:
+	case EOPNOTSUPP:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* A listener closed with connections in its accept queue resets them, and with SO_REUSEPORT the
- * kernel keeps queueing new ones on it until it is closed. So its accept is cancelled first and,
- * once the cancel completed, the queue is emptied by hand (accept until EAGAIN) right before the
- * close: the window left for a reset is the few instructions between the two (none with
- * net.ipv4.tcp_migrate_req = 1, which moves such connections to the new process's listener). */
+ * kernel keeps queueing new ones on it until it is closed. So its poll is cancelled first and, once
+ * the cancel completed, the queue is emptied by hand right before the close, as far as the loop's
+ * share allows: the window left for a reset is the few instructions between the two, and what
+ * waits past the share is reset too (none of either with net.ipv4.tcp_migrate_req = 1, which
+ * moves such connections to the new process's listener). Taking them past the share would leave
+ * them, and those already held, without a descriptor for their backend. */
 static void loop_listener_close(struct loop *l, bool tls)
 {
 	int *fd = tls ? &l->https_fd : &l->http_fd;
 	if (*fd < 0)
 		return;
-	int cfd;
-	while ((cfd = ring_accept(l->ring, *fd)) >= 0 || cfd == -EINTR || cfd == -ECONNABORTED)
+	while (l->nconns < l->cfg->loop_max_conns) {
+		int cfd = ring_accept(l->ring, *fd);
 		if (cfd >= 0)
 			conn_accept(l, cfd, tls);
+		else if (!accept_retry(cfd))
+			break;
+	}
 	close(*fd);
 	*fd = -1;
 }
 
-/* Out of descriptors all the same (the limit lowered under the process, or taken by something
- * else): accepting again at once would spin. */
+/* Accepting failed for want of a resource (descriptors, memory) or for a reason accept(2) does not
+ * document: trying again at once would spin, so the loop waits; the queue stays as it was. */
 static void loop_accept_pause(struct loop *l, int error)
 {
 	l->accept = ACCEPT_PAUSED;
 	l->accept_resume_ms = l->now_ms + LOOP_ACCEPT_PAUSE_MS;
-	METRIC_ADD(l->m, accept_paused, 1);
-	if (l->now_ms - l->accept_warned_ms >= LOOP_ACCEPT_WARN_MS) {
-		l->accept_warned_ms = l->now_ms;
+	if (error == EMFILE || error == ENFILE)
+		METRIC_ADD(l->m, accept_paused, 1);
+	else
+		METRIC_ADD(l->m, accept_failed, 1);
+	if (l->now_ms - l->accept_paused_warned_ms >= LOOP_ACCEPT_WARN_MS) {
+		l->accept_paused_warned_ms = l->now_ms;
 		char q[TT_LOG_QUOTED_MAX];
 		tt_log(TT_WARN, "accept_paused", "thread=%d connections=%zu error=%s", l->id, l->nconns,
 		       tt_log_quote(q, sizeof q, strerror(error)));
@@ -294,23 +322,23 @@ static void loop_accept(struct loop *l)
 		}
 	}
 	int taken[LISTENERS] = {0};
-	bool more = true;
-	while (more && l->nconns < l->cfg->loop_max_conns) {
-		more = false;
+	bool progress = true;
+	while (progress && l->nconns < l->cfg->loop_max_conns) {
+		progress = false;
 		for (int i = 0; i < LISTENERS && l->nconns < l->cfg->loop_max_conns; i++) {
 			if (fds[i] < 0 || l->queue[i] != QUEUE_WAITING || taken[i] == LOOP_ACCEPT_BATCH)
 				continue;
 			int cfd = ring_accept(l->ring, fds[i]);
+			taken[i]++;
+			progress = true;
 			if (cfd >= 0) {
 				conn_accept(l, cfd, i == LISTENER_HTTPS);
-				taken[i]++;
-			} else if (cfd == -EMFILE || cfd == -ENFILE || cfd == -ENOMEM || cfd == -ENOBUFS) {
+			} else if (cfd == -EAGAIN || cfd == -EWOULDBLOCK) {
+				l->queue[i] = QUEUE_EMPTY;
+			} else if (!accept_retry(cfd)) {
 				loop_accept_pause(l, -cfd);
 				return;
-			} else if (cfd != -EINTR && cfd != -ECONNABORTED) {
-				l->queue[i] = QUEUE_EMPTY;
 			}
-			more = true;
 		}
 	}
 	bool waiting = l->queue[LISTENER_HTTPS] == QUEUE_WAITING || l->queue[LISTENER_HTTP] == QUEUE_WAITING;
@@ -319,8 +347,8 @@ static void loop_accept(struct loop *l)
 	} else if (l->accept == ACCEPT_OPEN && waiting) {
 		l->accept = ACCEPT_FULL;
 		METRIC_ADD(l->m, accept_full, 1);
-		if (l->now_ms - l->accept_warned_ms >= LOOP_ACCEPT_WARN_MS) {
-			l->accept_warned_ms = l->now_ms;
+		if (l->now_ms - l->accept_full_warned_ms >= LOOP_ACCEPT_WARN_MS) {
+			l->accept_full_warned_ms = l->now_ms;
 			tt_log(TT_WARN, "accept_full", "thread=%d connections=%zu", l->id, l->nconns);
 		}
 	}
@@ -432,7 +460,7 @@ int loop_run(struct loop *l, struct tt_err *err)
 	struct ring_event events[LOOP_EVENTS];
 	/* Held until loop_serve: a drain before it closes the listeners unarmed. */
 	l->accept = l->cfg->hold_accept ? ACCEPT_HELD : ACCEPT_OPEN;
-	l->accept_warned_ms = l->now_ms - LOOP_ACCEPT_WARN_MS;
+	l->accept_full_warned_ms = l->accept_paused_warned_ms = l->now_ms - LOOP_ACCEPT_WARN_MS;
 	atomic_store_explicit(&l->m->max_conns, l->cfg->loop_max_conns, memory_order_relaxed);
 	loop_db_watch(l, false);
 	tt_log(TT_INFO, "thread_started", "thread=%d ring=%s", l->id, ring_mode(l->ring));
@@ -440,7 +468,6 @@ int loop_run(struct loop *l, struct tt_err *err)
 		const struct term_config *next = atomic_load_explicit(&l->cfg_next, memory_order_acquire);
 		if (next != l->cfg) {
 			l->cfg = next;
-			atomic_store_explicit(&l->m->max_conns, next->loop_max_conns, memory_order_relaxed);
 			atomic_store_explicit(&l->cfg_seen, next, memory_order_release);
 		}
 		if (l->accept != ACCEPT_DRAINING && atomic_load_explicit(&l->drain, memory_order_relaxed))
@@ -448,6 +475,8 @@ int loop_run(struct loop *l, struct tt_err *err)
 		if (l->accept == ACCEPT_HELD && atomic_load(&l->serve))
 			l->accept = ACCEPT_OPEN;
 		loop_accept(l);
+		atomic_store_explicit(&l->m->not_accepting, l->accept == ACCEPT_FULL || l->accept == ACCEPT_PAUSED,
+				      memory_order_relaxed);
 		if (l->accept == ACCEPT_DRAINING && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
 			break;
 		l->now_ms = tt_now_ms();

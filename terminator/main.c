@@ -210,9 +210,11 @@ static long usable_cpus(void)
 	return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
-/* Each loop's share of --max-connections. The descriptor limit must hold two per connection beside
- * what the process and its loops hold otherwise (a full backend pool each, the metrics port's
- * connections), or a connection accepted with the last descriptor would have none for its backend. */
+/* Each loop's share of --max-connections (rounded down to a multiple of the threads), read at start
+ * only: a SIGHUP keeps it, whatever the limit became. The descriptor limit must hold two per
+ * connection beside what the process and its loops hold otherwise (a full backend pool each, the
+ * metrics port's connections), or a connection accepted with the last descriptor would have none
+ * for its backend. */
 static int share_connections(const struct tt_opts *o, int threads, size_t *per_loop, struct tt_err *err)
 {
 	struct rlimit files;
@@ -303,8 +305,6 @@ static int build_config(const struct tt_opts *o, struct term_config *tc, struct 
 	if (n < 1 || n > MAX_THREADS || (t && *end))
 		return tt_fail(err, "--threads: '%s' is not a thread count (1 to %d)", t ? t : "?", MAX_THREADS);
 	*threads = (int)n;
-	if (share_connections(o, *threads, &tc->loop_max_conns, err) < 0)
-		return -1;
 	tc->db_conninfo = tt_opts_get(o, "db");
 	tc->db_listen_conninfo = tt_opts_get(o, "db-listen") ? tt_opts_get(o, "db-listen") : tc->db_conninfo;
 	if (tt_opts_duration_ms(o, "drain-timeout", drain_ms, err) < 0)
@@ -827,6 +827,7 @@ int main(int argc, char **argv)
 	int64_t ticket_refresh_ms = 0, drain_ms = 0;
 	struct ctx x = {.argc = argc, .argv = argv, .opts = &cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
 	if (build_config(&cfg, &tc, &limits, &threads, &level, &drain_ms, &err) < 0 ||
+	    share_connections(&cfg, threads, &tc.loop_max_conns, &err) < 0 ||
 	    tt_opts_size(&cfg, "name-filter-names", &filter_names, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "warm-up-limit", &x.warm_up_limit_ms, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "ticket-refresh", &ticket_refresh_ms, &err) < 0) {

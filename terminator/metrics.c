@@ -131,11 +131,15 @@ size_t metrics_render(const struct metrics_sources *src, char *buf, size_t size)
 	gauge(op, "tracktls_connections_limit",
 	      "Client connections held at once (--max-connections, as the threads share it).", SUM(max_conns));
 	put(op, "# HELP tracktls_accept_paused_total Times a thread stopped accepting: it held its share of "
-		"--max-connections, or ran out of descriptors all the same.\n"
+		"--max-connections, ran out of descriptors all the same, or accepting failed otherwise.\n"
 		"# TYPE tracktls_accept_paused_total counter\n");
 	put(op, "tracktls_accept_paused_total{reason=\"connection_limit\"} %llu\n",
 	    (unsigned long long)SUM(accept_full));
 	put(op, "tracktls_accept_paused_total{reason=\"descriptors\"} %llu\n", (unsigned long long)SUM(accept_paused));
+	put(op, "tracktls_accept_paused_total{reason=\"error\"} %llu\n", (unsigned long long)SUM(accept_failed));
+	gauge(op, "tracktls_threads_not_accepting",
+	      "Threads leaving new connections in the kernel's queue now (share held, or accepting paused).",
+	      SUM(not_accepting));
 	put(op, "# HELP tracktls_client_bytes_total Bytes from and to clients, as on the wire.\n"
 		"# TYPE tracktls_client_bytes_total counter\n");
 	put(op, "tracktls_client_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)SUM(bytes_in));

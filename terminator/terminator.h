@@ -456,7 +456,7 @@ const char *ring_mode(const struct ring *r);
  * queued). Not through the ring: an accept on the ring takes a connection whenever one comes, and
  * a loop holding its share of --max-connections could not refuse it; the loop learns a queue is not
  * empty from a poll and takes what it has room for. */
-int ring_accept(struct ring *r, int fd);
+int ring_accept(struct ring *r, int fd); /* r: the seam where tests/fuzz/fuzz_conn.c stands in */
 /* Completes each time fd turns readable, until cancelled (or the kernel ends it: no IORING_CQE_F_MORE). */
 void ring_poll_multishot(struct ring *r, int fd, uint64_t token);
 void ring_recv_multishot(struct ring *r, int fd, uint64_t token);
@@ -520,8 +520,11 @@ struct metrics {
 	_Atomic uint64_t handshakes_failed, handshakes_timeout;
 	_Atomic uint64_t bad_hello, no_sni, unknown_sni, cert_errors, throttled;
 	_Atomic uint64_t accepted, closed;
-	_Atomic uint64_t accept_full, accept_paused; /* times the loop stopped accepting, and why */
-	_Atomic uint64_t max_conns;		     /* a gauge: the loop's share of --max-connections */
+	/* Times the loop stopped accepting: it held its share, ran out of descriptors, or accepting
+	 * failed otherwise. */
+	_Atomic uint64_t accept_full, accept_paused, accept_failed;
+	_Atomic uint64_t max_conns; /* a gauge: the loop's share of --max-connections */
+	_Atomic bool not_accepting; /* a gauge: ACCEPT_FULL or ACCEPT_PAUSED now */
 	_Atomic uint64_t bytes_in, bytes_out;
 	_Atomic uint64_t requests, bad_requests, challenges;
 	_Atomic uint64_t backend_errors, backend_timeouts, backend_connects, backend_reuses;
@@ -734,11 +737,12 @@ void backend_destroy(struct backend *b);
 
 /* Where a loop's listeners are, both at once: the one place the loop keeps its accept state. */
 enum accept_state {
-	ACCEPT_HELD,	 /* cfg->hold_accept until loop_serve: bound, not listening, no accept armed */
+	ACCEPT_HELD,	 /* cfg->hold_accept until loop_serve: bound, not listening, not polled */
 	ACCEPT_OPEN,	 /* listeners polled; queued connections accepted while the loop holds fewer than
 			  * its share of --max-connections */
 	ACCEPT_FULL,	 /* the loop holds its share: queued connections wait until one of them is freed */
-	ACCEPT_PAUSED,	 /* out of descriptors all the same: no accept until accept_resume_ms */
+	ACCEPT_PAUSED,	 /* out of descriptors all the same, or accepting failed: no accept until
+			  * accept_resume_ms */
 	ACCEPT_DRAINING, /* polls cancelled (a listener closes once its poll ended); connections drain:
 			  * idle keep-alive ones close, the rest after their response */
 };
@@ -770,8 +774,9 @@ struct loop {
 	enum accept_state accept;
 	enum listener_queue queue[LISTENERS];
 	int64_t accept_resume_ms; /* ACCEPT_PAUSED: when accepting resumes */
-	int64_t accept_warned_ms; /* the last accept_full or accept_paused line: one per LOOP_ACCEPT_WARN_MS */
-	bool backend_down;	  /* logged once until a backend connect succeeds again */
+	/* The last accept_full and accept_paused lines: one of each per LOOP_ACCEPT_WARN_MS. */
+	int64_t accept_full_warned_ms, accept_paused_warned_ms;
+	bool backend_down; /* logged once until a backend connect succeeds again */
 	struct backend_pool pool;
 	size_t nconns; /* accepted and not yet freed */
 	/* Requests from main's thread, taken at the top of the loop's next round: drain (SIGTERM,

@@ -158,13 +158,22 @@ void ring_poll_multishot(struct ring *r, int fd, uint64_t token)
 	if (fd == listen_fd)
 		accept_token = token;
 }
+/* The input may make an accept fail first (out of descriptors: the loop pauses), or break off (the
+ * loop takes the next); the client stays queued either way. */
 int ring_accept(struct ring *r, int fd)
 {
 	int cfd = queued_fd;
 	if (fd != listen_fd || cfd < 0)
 		return -EAGAIN;
-	queued_fd = -1;
-	return cfd;
+	switch (take(8)) {
+	case 0:
+		return -EMFILE;
+	case 1:
+		return -ECONNABORTED;
+	default:
+		queued_fd = -1;
+		return cfd;
+	}
 }
 void ring_recv_multishot(struct ring *r, int fd, uint64_t token)
 {
@@ -762,7 +771,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int k = 0; k < TIMER_KINDS; k++)
 		cfg.timeout_ms[k] = 1000 * (k + 1);
 	cfg.response_timeout_ms = 4000;
-	cfg.loop_max_conns = MAX_CLIENTS;
+	/* From the input's size, so that a loop holding its share is reached without shifting what the
+	 * input's bytes mean. */
+	cfg.loop_max_conns = 1 + size % MAX_CLIENTS;
 	in_p = data;
 	in_left = size;
 	npeers = nclients = nops = 0;
