@@ -2,7 +2,6 @@
  * connection, the backend pool and the timeout lists, and hands every completion, expiry and
  * deferred turn to the callbacks of the timer it belongs to. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -39,7 +38,8 @@
 /* Binds a SO_REUSEPORT socket on sa; listen_now also makes it a listener. */
 static int bind_on(const struct sockaddr_storage *sa, socklen_t len, bool listen_now, int *out, struct tt_err *err)
 {
-	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: accepting stops when the queue is empty (ring_accept) or the loop is full. */
+	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return tt_fail(err, "socket: %s", strerror(errno));
 	int one = 1;
@@ -48,13 +48,6 @@ static int bind_on(const struct sockaddr_storage *sa, socklen_t len, bool listen
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
 		tt_fail(err, "setsockopt: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	/* Accepting stops when the queue is empty (ring_accept) or the loop is full, never blocks. */
-	int flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-		tt_fail(err, "fcntl: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -87,9 +80,9 @@ int loop_listen(const struct term_config *cfg, int fds[2], struct tt_err *err)
 
 int loop_serve(struct loop *l, struct tt_err *err)
 {
-	if ((l->https_fd >= 0 && listen(l->https_fd, LOOP_LISTEN_BACKLOG) < 0) ||
-	    (l->http_fd >= 0 && listen(l->http_fd, LOOP_LISTEN_BACKLOG) < 0))
-		return tt_fail(err, "listen: %s", strerror(errno));
+	for (int i = 0; i < LISTENERS; i++)
+		if (l->listen_fd[i] >= 0 && listen(l->listen_fd[i], LOOP_LISTEN_BACKLOG) < 0)
+			return tt_fail(err, "listen: %s", strerror(errno));
 	atomic_store(&l->serve, true);
 	return 0;
 }
@@ -105,8 +98,8 @@ int loop_new(int id, const struct term_config *cfg, const int fds[2], struct met
 	atomic_init(&l->cfg_next, cfg);
 	atomic_init(&l->cfg_seen, cfg);
 	l->m = m;
-	l->https_fd = fds[0];
-	l->http_fd = fds[1];
+	l->listen_fd[LISTENER_HTTPS] = fds[0];
+	l->listen_fd[LISTENER_HTTP] = fds[1];
 	l->db_fd = -1;
 	l->now_ms = tt_now_ms();
 	for (int k = 0; k <= TIMER_KINDS; k++) {
@@ -265,6 +258,18 @@ static bool accept_retry(int error)
 	}
 }
 
+/* Takes one connection from listener i's queue: 0 when one was taken (or broke while it waited),
+ * -EAGAIN when the queue is empty, or the -errno accepting failed with. */
+static int loop_take(struct loop *l, enum listener i)
+{
+	int cfd = ring_accept(l->ring, l->listen_fd[i]);
+	if (cfd >= 0) {
+		conn_accept(l, cfd, i == LISTENER_HTTPS);
+		return 0;
+	}
+	return accept_retry(cfd) ? 0 : cfd;
+}
+
 /* A listener closed with connections in its accept queue resets them, and with SO_REUSEPORT the
  * kernel keeps queueing new ones on it until it is closed. So its poll is cancelled first and, once
  * the cancel completed, the queue is emptied by hand right before the close, as far as the loop's
@@ -272,20 +277,14 @@ static bool accept_retry(int error)
  * waits past the share is reset too (none of either with net.ipv4.tcp_migrate_req = 1, which
  * moves such connections to the new process's listener). Taking them past the share would leave
  * them, and those already held, without a descriptor for their backend. */
-static void loop_listener_close(struct loop *l, bool tls)
+static void loop_listener_close(struct loop *l, enum listener i)
 {
-	int *fd = tls ? &l->https_fd : &l->http_fd;
-	if (*fd < 0)
+	if (l->listen_fd[i] < 0)
 		return;
-	while (l->nconns < l->cfg->loop_max_conns) {
-		int cfd = ring_accept(l->ring, *fd);
-		if (cfd >= 0)
-			conn_accept(l, cfd, tls);
-		else if (!accept_retry(cfd))
-			break;
-	}
-	close(*fd);
-	*fd = -1;
+	while (l->nconns < l->cfg->loop_max_conns && loop_take(l, i) == 0)
+		;
+	close(l->listen_fd[i]);
+	l->listen_fd[i] = -1;
 }
 
 /* Accepting failed for want of a resource (descriptors, memory) or for a reason accept(2) does not
@@ -306,17 +305,26 @@ static void loop_accept_pause(struct loop *l, int error)
 	}
 }
 
+static enum loop_op listener_op(enum listener i)
+{
+	return i == LISTENER_HTTPS ? OP_ACCEPT_TLS : OP_ACCEPT_PLAIN;
+}
+
+/* Connections may wait in a listener's queue (polled: an unpolled queue is looked at when polled). */
+static bool loop_queue_waiting(const struct loop *l)
+{
+	return l->queue[LISTENER_HTTPS] == QUEUE_WAITING || l->queue[LISTENER_HTTP] == QUEUE_WAITING;
+}
+
 /* Polls the listeners, then accepts what their queues hold while the loop holds fewer connections
  * than its share, taking turns between the listeners, at most LOOP_ACCEPT_BATCH from each. */
 static void loop_accept(struct loop *l)
 {
 	if (l->accept != ACCEPT_OPEN && l->accept != ACCEPT_FULL)
 		return;
-	const int fds[LISTENERS] = {[LISTENER_HTTPS] = l->https_fd, [LISTENER_HTTP] = l->http_fd};
-	const enum loop_op ops[LISTENERS] = {[LISTENER_HTTPS] = OP_ACCEPT_TLS, [LISTENER_HTTP] = OP_ACCEPT_PLAIN};
 	for (int i = 0; i < LISTENERS; i++) {
-		if (fds[i] >= 0 && l->queue[i] == QUEUE_UNPOLLED) {
-			ring_poll_multishot(l->ring, fds[i], loop_token(l, ops[i]));
+		if (l->listen_fd[i] >= 0 && l->queue[i] == QUEUE_UNPOLLED) {
+			ring_poll_multishot(l->ring, l->listen_fd[i], loop_token(l, listener_op(i)));
 			/* Connections may have come before the poll. */
 			l->queue[i] = QUEUE_WAITING;
 		}
@@ -326,25 +334,22 @@ static void loop_accept(struct loop *l)
 	while (progress && l->nconns < l->cfg->loop_max_conns) {
 		progress = false;
 		for (int i = 0; i < LISTENERS && l->nconns < l->cfg->loop_max_conns; i++) {
-			if (fds[i] < 0 || l->queue[i] != QUEUE_WAITING || taken[i] == LOOP_ACCEPT_BATCH)
+			if (l->queue[i] != QUEUE_WAITING || taken[i] == LOOP_ACCEPT_BATCH)
 				continue;
-			int cfd = ring_accept(l->ring, fds[i]);
+			int rc = loop_take(l, i);
 			taken[i]++;
 			progress = true;
-			if (cfd >= 0) {
-				conn_accept(l, cfd, i == LISTENER_HTTPS);
-			} else if (cfd == -EAGAIN || cfd == -EWOULDBLOCK) {
+			if (rc == -EAGAIN) {
 				l->queue[i] = QUEUE_EMPTY;
-			} else if (!accept_retry(cfd)) {
-				loop_accept_pause(l, -cfd);
+			} else if (rc < 0) {
+				loop_accept_pause(l, -rc);
 				return;
 			}
 		}
 	}
-	bool waiting = l->queue[LISTENER_HTTPS] == QUEUE_WAITING || l->queue[LISTENER_HTTP] == QUEUE_WAITING;
 	if (l->nconns < l->cfg->loop_max_conns) {
 		l->accept = ACCEPT_OPEN;
-	} else if (l->accept == ACCEPT_OPEN && waiting) {
+	} else if (l->accept == ACCEPT_OPEN && loop_queue_waiting(l)) {
 		l->accept = ACCEPT_FULL;
 		METRIC_ADD(l->m, accept_full, 1);
 		if (l->now_ms - l->accept_full_warned_ms >= LOOP_ACCEPT_WARN_MS) {
@@ -357,19 +362,17 @@ static void loop_accept(struct loop *l)
 /* A queue left waiting with room to take from it: the next round must not sleep. */
 static bool loop_accept_due(const struct loop *l)
 {
-	return l->accept == ACCEPT_OPEN && l->nconns < l->cfg->loop_max_conns &&
-	       (l->queue[LISTENER_HTTPS] == QUEUE_WAITING || l->queue[LISTENER_HTTP] == QUEUE_WAITING);
+	return l->accept == ACCEPT_OPEN && l->nconns < l->cfg->loop_max_conns && loop_queue_waiting(l);
 }
 
 static void loop_begin_drain(struct loop *l)
 {
 	l->accept = ACCEPT_DRAINING;
 	for (int i = 0; i < LISTENERS; i++) {
-		bool tls = i == LISTENER_HTTPS;
 		if (l->queue[i] == QUEUE_UNPOLLED)
-			loop_listener_close(l, tls);
+			loop_listener_close(l, i);
 		else
-			ring_cancel_fd(l->ring, tls ? l->https_fd : l->http_fd);
+			ring_cancel_fd(l->ring, l->listen_fd[i]);
 	}
 	for (int k = 0; k < TIMER_KINDS; k++) {
 		struct timer *head = &l->lists[k], *t = head->next;
@@ -388,14 +391,13 @@ static void loop_dispatch(struct loop *l, const struct ring_event *ev)
 	switch (op) {
 	case OP_ACCEPT_TLS:
 	case OP_ACCEPT_PLAIN: {
-		bool tls = op == OP_ACCEPT_TLS;
-		enum listener i = tls ? LISTENER_HTTPS : LISTENER_HTTP;
+		enum listener i = op == OP_ACCEPT_TLS ? LISTENER_HTTPS : LISTENER_HTTP;
 		if (!ev->more)
 			l->queue[i] = QUEUE_UNPOLLED;
 		else if (ev->res > 0)
 			l->queue[i] = QUEUE_WAITING;
 		if (l->accept == ACCEPT_DRAINING && l->queue[i] == QUEUE_UNPOLLED)
-			loop_listener_close(l, tls);
+			loop_listener_close(l, i);
 		break;
 	}
 	case OP_DB_POLL:
@@ -477,7 +479,8 @@ int loop_run(struct loop *l, struct tt_err *err)
 		loop_accept(l);
 		atomic_store_explicit(&l->m->not_accepting, l->accept == ACCEPT_FULL || l->accept == ACCEPT_PAUSED,
 				      memory_order_relaxed);
-		if (l->accept == ACCEPT_DRAINING && l->nconns == 0 && l->https_fd < 0 && l->http_fd < 0)
+		if (l->accept == ACCEPT_DRAINING && l->nconns == 0 && l->listen_fd[LISTENER_HTTPS] < 0 &&
+		    l->listen_fd[LISTENER_HTTP] < 0)
 			break;
 		l->now_ms = tt_now_ms();
 		int64_t wait = l->deferred || loop_accept_due(l) ? 0 : loop_next_deadline(l) - l->now_ms;
@@ -517,9 +520,8 @@ void loop_free(struct loop *l)
 	}
 	certdb_free(l->db);
 	backend_pool_free(&l->pool);
-	if (l->https_fd >= 0)
-		close(l->https_fd);
-	if (l->http_fd >= 0)
-		close(l->http_fd);
+	for (int i = 0; i < LISTENERS; i++)
+		if (l->listen_fd[i] >= 0)
+			close(l->listen_fd[i]);
 	free(l);
 }

@@ -763,7 +763,7 @@ struct loop {
 	struct metrics *m;
 	struct ring *ring;
 	struct certdb *db;
-	int https_fd, http_fd;
+	int listen_fd[LISTENERS]; /* -1 once closed */
 	int64_t now_ms;
 	struct timer lists[TIMER_KINDS + 1];
 	struct timer *deferred, *deferred_tail; /* owners whose work yielded, run before the next wait */
