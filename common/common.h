@@ -183,6 +183,20 @@ int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen
 /* On success *out is sodium_malloc'd (locked, guarded); release with tt_secret_free. */
 int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob, size_t bloblen,
 		     uint8_t **out, size_t *outlen, struct tt_err *err);
+/* A locked, guarded buffer kept for many opens: sodium_malloc and sodium_free cost a mapping,
+ * guard pages and mlock each (about 50 us together on our VMs), which a thread that opens a key
+ * per cold name should not pay per name. Starts empty ({0}); grows to the largest key opened. */
+#define TT_SECRET_BUF_MIN 4096
+struct tt_secret_buf {
+	uint8_t *p;
+	size_t cap;
+};
+/* tt_envelope_open into buf->p (grown when the key is larger). The caller wipes the key with
+ * tt_secret_buf_wipe once it is done with it; on failure nothing of it is left in buf. */
+int tt_envelope_open_reuse(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob,
+			   size_t bloblen, struct tt_secret_buf *buf, size_t *outlen, struct tt_err *err);
+void tt_secret_buf_wipe(struct tt_secret_buf *buf, size_t len);
+void tt_secret_buf_free(struct tt_secret_buf *buf);
 /* The key id a blob was sealed under, or -1 if it is not an envelope. */
 int64_t tt_envelope_key_id(const uint8_t *blob, size_t bloblen);
 void tt_secret_free(void *p, size_t len);

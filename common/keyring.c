@@ -436,8 +436,8 @@ int64_t tt_envelope_key_id(const uint8_t *blob, size_t bloblen)
 	return ((int64_t)blob[1] << 24) | ((int64_t)blob[2] << 16) | ((int64_t)blob[3] << 8) | blob[4];
 }
 
-int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob, size_t bloblen,
-		     uint8_t **out, size_t *outlen, struct tt_err *err)
+/* The blob's key, checked; its index in the ring, or -1 with err. */
+static int envelope_key(const struct tt_keyring *kr, const uint8_t *blob, size_t bloblen, struct tt_err *err)
 {
 	int64_t id = tt_envelope_key_id(blob, bloblen);
 	if (id < 0)
@@ -445,25 +445,80 @@ int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen
 	int idx = find_key(kr, (uint32_t)id);
 	if (idx < 0)
 		return tt_fail(err, "sealed under master key id %lld, which the key ring does not hold", (long long)id);
-	size_t plen = bloblen - TT_ENVELOPE_OVERHEAD;
-	uint8_t *plain = sodium_malloc(plen ? plen : 1);
+	return idx;
+}
+
+/* Decrypts a checked blob into plain (room for bloblen - TT_ENVELOPE_OVERHEAD bytes). */
+static int envelope_decrypt(const struct tt_keyring *kr, int idx, const void *aad, size_t aadlen, const uint8_t *blob,
+			    size_t bloblen, uint8_t *plain, size_t *outlen, struct tt_err *err)
+{
 	uint8_t *ad = envelope_ad(blob, aad, aadlen);
-	if (!plain || !ad) {
-		sodium_free(plain);
-		free(ad);
+	if (!ad)
 		return tt_fail(err, "out of memory");
-	}
 	unsigned long long mlen = 0;
 	int rc = crypto_aead_aes256gcm_decrypt_afternm(plain, &mlen, NULL, blob + HEADER_BYTES, bloblen - HEADER_BYTES,
 						       ad, HEADER_BYTES + aadlen, blob + 5, &kr->states[idx]);
 	free(ad);
-	if (rc != 0) {
-		sodium_free(plain);
+	if (rc != 0)
 		return tt_fail(err, "sealed key fails authentication (tampered, or bound to another row)");
-	}
-	*out = plain;
 	*outlen = (size_t)mlen;
 	return 0;
+}
+
+int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob, size_t bloblen,
+		     uint8_t **out, size_t *outlen, struct tt_err *err)
+{
+	int idx = envelope_key(kr, blob, bloblen, err);
+	if (idx < 0)
+		return -1;
+	size_t plen = bloblen - TT_ENVELOPE_OVERHEAD;
+	uint8_t *plain = sodium_malloc(plen ? plen : 1);
+	if (!plain)
+		return tt_fail(err, "out of memory");
+	if (envelope_decrypt(kr, idx, aad, aadlen, blob, bloblen, plain, outlen, err) < 0) {
+		sodium_free(plain);
+		return -1;
+	}
+	*out = plain;
+	return 0;
+}
+
+int tt_envelope_open_reuse(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob,
+			   size_t bloblen, struct tt_secret_buf *buf, size_t *outlen, struct tt_err *err)
+{
+	int idx = envelope_key(kr, blob, bloblen, err);
+	if (idx < 0)
+		return -1;
+	size_t plen = bloblen - TT_ENVELOPE_OVERHEAD;
+	if (plen > buf->cap) {
+		size_t cap = buf->cap ? buf->cap : TT_SECRET_BUF_MIN;
+		while (cap < plen)
+			cap *= 2;
+		uint8_t *p = sodium_malloc(cap);
+		if (!p)
+			return tt_fail(err, "out of locked memory for a %zu-byte key", plen);
+		sodium_free(buf->p);
+		buf->p = p;
+		buf->cap = cap;
+	}
+	if (envelope_decrypt(kr, idx, aad, aadlen, blob, bloblen, buf->p, outlen, err) < 0) {
+		sodium_memzero(buf->p, plen);
+		return -1;
+	}
+	return 0;
+}
+
+void tt_secret_buf_wipe(struct tt_secret_buf *buf, size_t len)
+{
+	if (buf->p)
+		sodium_memzero(buf->p, len < buf->cap ? len : buf->cap);
+}
+
+void tt_secret_buf_free(struct tt_secret_buf *buf)
+{
+	sodium_free(buf->p); /* wipes the whole allocation */
+	buf->p = NULL;
+	buf->cap = 0;
 }
 
 void tt_secret_free(void *p, size_t len)

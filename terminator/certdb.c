@@ -96,6 +96,7 @@ struct certdb {
 	const struct tt_keyring *keyring;
 	struct sni_cache *cache;
 	struct tickets *tickets;
+	struct tt_secret_buf key_buf; /* each row's key opens here: see tt_envelope_open_reuse */
 	bool listen;
 	int64_t query_timeout_ms, connect_timeout_ms;
 	/* Optional fixed ceiling (deprecated, 0: none): a token bucket for certificate queries. */
@@ -455,7 +456,6 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
 			  int row, int col, int64_t *cert_id, struct cert_entry **entry, struct tt_err *err)
 {
 	char aad[TT_NAME_MAX + 64];
-	uint8_t *key = NULL;
 	size_t key_len = 0, chain_len, aad_len;
 	const char *chain;
 	WOLFSSL_CTX *ctx = NULL;
@@ -468,11 +468,11 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
 	chain = PQgetvalue(res, row, col + 1);
 	chain_len = (size_t)PQgetlength(res, row, col + 1);
 	aad_len = tt_envelope_aad_cert(aad, sizeof(aad), name, *cert_id);
-	if (tt_envelope_open(ld->keyring, aad, aad_len, (const uint8_t *)PQgetvalue(res, row, col + 2),
-			     (size_t)PQgetlength(res, row, col + 2), &key, &key_len, err) < 0)
+	if (tt_envelope_open_reuse(ld->keyring, aad, aad_len, (const uint8_t *)PQgetvalue(res, row, col + 2),
+				   (size_t)PQgetlength(res, row, col + 2), ld->key_buf, &key_len, err) < 0)
 		return -1;
-	rc = certctx_new(chain, chain_len, key, key_len, &ctx, err);
-	tt_secret_free(key, key_len);
+	rc = certctx_new(chain, chain_len, ld->key_buf->p, key_len, &ctx, err);
+	tt_secret_buf_wipe(ld->key_buf, key_len);
 	if (rc < 0)
 		return -1;
 	if (ld->tickets && tickets_attach(ld->tickets, ctx) < 0) {
@@ -487,7 +487,8 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
  * answer. The row's columns start at col: id, chain, sealed key. */
 static void cert_loaded(struct certdb *db, struct item *it, const PGresult *res, int row, int col)
 {
-	const struct certdb_loader ld = {.keyring = db->keyring, .tickets = db->tickets, .cache = db->cache};
+	const struct certdb_loader ld = {
+	    .keyring = db->keyring, .tickets = db->tickets, .cache = db->cache, .key_buf = &db->key_buf};
 	char buf[TT_LOG_QUOTED_MAX];
 	struct tt_err err = {{0}};
 	int64_t cert_id = -1;
@@ -951,6 +952,7 @@ void certdb_free(struct certdb *db)
 		free_item(db->open);
 	if (db->conn)
 		PQfinish(db->conn);
+	tt_secret_buf_free(&db->key_buf);
 	free(db->conninfo);
 	free(db);
 }

@@ -40,6 +40,7 @@ struct handover {
 	pthread_cond_t wake;
 	bool stop;
 	PGconn *conn;
+	struct tt_secret_buf key_buf; /* the prefetch thread's, as certdb has one per loop */
 	int64_t backoff_ms;
 	_Atomic uint64_t files_read, loaded, unknown, failed, queries, query_us, files_written, names_written;
 	_Atomic bool prefetching;
@@ -109,7 +110,8 @@ static bool connected(struct handover *h, int64_t end_ms)
  * is gone for the rest of the window. */
 static bool prefetch_batch(struct handover *h, char **names, size_t n, int64_t end_ms)
 {
-	const struct certdb_loader ld = {.keyring = h->cfg.keyring, .tickets = h->cfg.tickets, .cache = h->cfg.cache};
+	const struct certdb_loader ld = {
+	    .keyring = h->cfg.keyring, .tickets = h->cfg.tickets, .cache = h->cfg.cache, .key_buf = &h->key_buf};
 	const char **want = malloc(n * sizeof(*want));
 	uint64_t *epochs = malloc(n * sizeof(*epochs));
 	bool *found = calloc(n, sizeof(*found));
@@ -378,6 +380,7 @@ void handover_stop(struct handover *h)
 	}
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->wake);
+	tt_secret_buf_free(&h->key_buf);
 	free(h->path);
 	free(h->conninfo);
 	free(h);

@@ -292,6 +292,7 @@ struct certdb_loader {
 	const struct tt_keyring *keyring;
 	struct tickets *tickets;
 	struct sni_cache *cache;
+	struct tt_secret_buf *key_buf; /* the calling thread's own */
 };
 /* Columns col.. of row: id, chain, sealed key. Opens the key, builds the context and caches it
  * for name (unless its shard changed since epoch); 0 with *entry (a reference), -1 with err for

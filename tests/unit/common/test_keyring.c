@@ -88,6 +88,39 @@ int main(void)
 	CHECK(accepted == 0, "a flipped bit anywhere in the blob is rejected");
 	CHECK(tt_envelope_open(kr1, aad, al, blob, 10, &plain, &plainlen, &err) != 0, "truncated blob is rejected");
 
+	/* The reused buffer (one per loading thread): same answers, grows for a larger key, and a
+	 * failed open leaves no clear text in it. */
+	struct tt_secret_buf kb = {0};
+	CHECK(tt_envelope_open_reuse(kr1, aad, al, blob, bloblen, &kb, &plainlen, &err) == 0 &&
+		      plainlen == sizeof(secret) && memcmp(kb.p, secret, plainlen) == 0 && kb.cap == TT_SECRET_BUF_MIN,
+	      "reused buffer: round trip into a buffer of the minimum size");
+	uint8_t *first = kb.p;
+	tt_secret_buf_wipe(&kb, plainlen);
+	CHECK(memmem(kb.p, kb.cap, "BEGIN", 5) == NULL, "reused buffer: wiped after use");
+	CHECK(tt_envelope_open_reuse(kr1, aad, al, blob, bloblen, &kb, &plainlen, &err) == 0 && kb.p == first,
+	      "reused buffer: a second open reuses the same allocation");
+	tt_secret_buf_wipe(&kb, plainlen);
+	size_t biglen = 3 * TT_SECRET_BUF_MIN + 5;
+	char *big = malloc(biglen);
+	memset(big, 'K', biglen);
+	uint8_t *bigblob = NULL;
+	size_t bigbloblen = 0;
+	CHECK(tt_envelope_seal(kr1, aad, al, big, biglen, &bigblob, &bigbloblen, &err) == 0 &&
+		      tt_envelope_open_reuse(kr1, aad, al, bigblob, bigbloblen, &kb, &plainlen, &err) == 0 &&
+		      plainlen == biglen && memcmp(kb.p, big, biglen) == 0 && kb.cap >= biglen,
+	      "reused buffer: grows for a key larger than it");
+	bigblob[bigbloblen - 1] ^= 0x01;
+	CHECK(tt_envelope_open_reuse(kr1, aad, al, bigblob, bigbloblen, &kb, &plainlen, &err) != 0 &&
+		      strstr(err.msg, "authentication") && memchr(kb.p, 'K', kb.cap) == NULL,
+	      "reused buffer: a tampered blob is refused, and no clear text is left in the buffer after it");
+	CHECK(tt_envelope_open_reuse(kr1, aad, al, blob, 10, &kb, &plainlen, &err) != 0 &&
+		      strstr(err.msg, "envelope"),
+	      "reused buffer: a truncated blob is refused");
+	tt_secret_buf_free(&kb);
+	CHECK(kb.p == NULL && kb.cap == 0, "reused buffer: freed back to empty");
+	free(bigblob);
+	free(big);
+
 	CHECK(tt_keyring_generate(ring, &id, &err) == 0 && id == 2, "generate appends key id 2");
 	struct tt_keyring *kr2 = NULL;
 	CHECK(tt_keyring_load(ring, &kr2, &err) == 0 && tt_keyring_newest_id(kr2) == 2, "ring now seals with id 2");
