@@ -96,6 +96,8 @@ rules = [r for g in json.load(sys.stdin)["data"]["groups"] for r in g["rules"]]
 sys.exit(0 if rules and all(r.get("health") == "ok" for r in rules) else 1)'
 }
 check "every rule evaluates cleanly (health ok)" wait_until 10 rules_ok
-firing() { curl -s "http://127.0.0.1:$PROM_PORT/api/v1/alerts" | grep -q "\"alertname\":\"$1\""; }
+# grep reads a here-string, not a pipe: under pipefail a writer cut off by grep -q's early exit
+# (SIGPIPE) would fail the pipeline, and a check that negates it would pass.
+firing() { grep -q "\"alertname\":\"$1\"" <<<"$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/alerts")"; }
 check "the exit-2 run makes TracktlsIssuerRunFailed pending" wait_until 10 firing TracktlsIssuerRunFailed
 check "a healthy terminator raises no TracktlsUnhealthy" test "$(promq 'ALERTS{alertname="TracktlsUnhealthy"}')" = 0

@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 	fail "package checks need root (dpkg -i)"
 	exit 1
 fi
-if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'ok installed\|config-files'; then
+if grep -q 'ok installed\|config-files' <<<"$(dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null)"; then
 	fail "a $PKG package is already on this machine; not touching it"
 	exit 1
 fi

@@ -51,7 +51,9 @@ check "hot-names file: exactly the names served" \
 	test "$(tail -n +2 "$HOT" | sort)" = "$(printf '%s.test\n' "${NAMES[@]}" | sort)"
 check "hot-names file: no key material (no PEM, no line of any key or certificate)" \
 	bash -c "! grep -qiE 'BEGIN|PRIVATE|KEY' '$HOT' && ! grep -qFx -f <(cat '$T'/*.test.key '$T'/*.test.pem | grep -v -- -----) '$HOT'"
-only_names() { ! tail -n +2 "$HOT" | grep -qvE '^[a-z0-9.-]+$'; }
+# Not `tail | grep -q`: under pipefail, tail cut off by grep's early exit would fail the pipeline,
+# and the negation would pass a file with a line that is not a name.
+only_names() { ! grep -qvE '^[a-z0-9.-]+$' < <(tail -n +2 "$HOT"); }
 check "hot-names file: only host names" only_names
 
 loaded() { test "$(mval "$B" "tracktls_handover_prefetch_names_total{result=\"loaded\"}")" = "$1"; }
