@@ -183,9 +183,14 @@ int tt_envelope_seal(const struct tt_keyring *kr, const void *aad, size_t aadlen
 /* On success *out is sodium_malloc'd (locked, guarded); release with tt_secret_free. */
 int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob, size_t bloblen,
 		     uint8_t **out, size_t *outlen, struct tt_err *err);
+/* The largest certificate chain or private key file `issuer cert import` reads, and so the
+ * largest key a sealed blob can hold. */
+#define TT_PEM_FILE_MAX ((size_t)1 << 20)
 /* A locked, guarded buffer kept for many opens: sodium_malloc and sodium_free cost a mapping,
  * guard pages and mlock each (about 50 us together on our VMs), which a thread that opens a key
- * per cold name should not pay per name. Starts empty ({0}); grows to the largest key opened. */
+ * per cold name should not pay per name. One thread's own; starts empty ({0}) and grows to the
+ * largest key opened, at most TT_PEM_FILE_MAX (a key shorter than the buffer is followed by
+ * zeros, not by a guard page). */
 #define TT_SECRET_BUF_MIN 4096
 struct tt_secret_buf {
 	uint8_t *p;
@@ -195,7 +200,8 @@ struct tt_secret_buf {
  * tt_secret_buf_wipe once it is done with it; on failure nothing of it is left in buf. */
 int tt_envelope_open_reuse(const struct tt_keyring *kr, const void *aad, size_t aadlen, const uint8_t *blob,
 			   size_t bloblen, struct tt_secret_buf *buf, size_t *outlen, struct tt_err *err);
-void tt_secret_buf_wipe(struct tt_secret_buf *buf, size_t len);
+/* Zeroes the whole buffer: no length to get wrong, and 4 KiB costs next to nothing. */
+void tt_secret_buf_wipe(struct tt_secret_buf *buf);
 void tt_secret_buf_free(struct tt_secret_buf *buf);
 /* The key id a blob was sealed under, or -1 if it is not an envelope. */
 int64_t tt_envelope_key_id(const uint8_t *blob, size_t bloblen);

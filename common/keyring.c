@@ -474,7 +474,7 @@ int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen
 	size_t plen = bloblen - TT_ENVELOPE_OVERHEAD;
 	uint8_t *plain = sodium_malloc(plen ? plen : 1);
 	if (!plain)
-		return tt_fail(err, "out of memory");
+		return tt_fail(err, "out of locked memory");
 	if (envelope_decrypt(kr, idx, aad, aadlen, blob, bloblen, plain, outlen, err) < 0) {
 		sodium_free(plain);
 		return -1;
@@ -490,28 +490,34 @@ int tt_envelope_open_reuse(const struct tt_keyring *kr, const void *aad, size_t 
 	if (idx < 0)
 		return -1;
 	size_t plen = bloblen - TT_ENVELOPE_OVERHEAD;
-	if (plen > buf->cap) {
+	/* Checked before the buffer grows, and so before the blob is authenticated: one oversized row
+	 * must not leave every loading thread holding a buffer its size for the rest of its life. */
+	if (plen > TT_PEM_FILE_MAX)
+		return tt_fail(err, "sealed key of %zu bytes is larger than any key imported (%zu)", plen,
+			       TT_PEM_FILE_MAX);
+	if (!buf->p || plen > buf->cap) {
 		size_t cap = buf->cap ? buf->cap : TT_SECRET_BUF_MIN;
 		while (cap < plen)
 			cap *= 2;
 		uint8_t *p = sodium_malloc(cap);
 		if (!p)
-			return tt_fail(err, "out of locked memory for a %zu-byte key", plen);
+			return tt_fail(err, "out of locked memory");
 		sodium_free(buf->p);
 		buf->p = p;
 		buf->cap = cap;
 	}
 	if (envelope_decrypt(kr, idx, aad, aadlen, blob, bloblen, buf->p, outlen, err) < 0) {
-		sodium_memzero(buf->p, plen);
+		/* libsodium zeroes what it decrypted when the tag fails; this does not depend on it */
+		tt_secret_buf_wipe(buf);
 		return -1;
 	}
 	return 0;
 }
 
-void tt_secret_buf_wipe(struct tt_secret_buf *buf, size_t len)
+void tt_secret_buf_wipe(struct tt_secret_buf *buf)
 {
 	if (buf->p)
-		sodium_memzero(buf->p, len < buf->cap ? len : buf->cap);
+		sodium_memzero(buf->p, buf->cap);
 }
 
 void tt_secret_buf_free(struct tt_secret_buf *buf)

@@ -17,7 +17,7 @@ static int read_file(const char *path, bool secret, uint8_t **out, size_t *len, 
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return tt_fail(err, "cannot open %s: %s", path, strerror(errno));
-	int rc = tt_read_fd(fd, path, 1 << 20, secret, (char **)out, len, err);
+	int rc = tt_read_fd(fd, path, TT_PEM_FILE_MAX, secret, (char **)out, len, err);
 	close(fd);
 	return rc;
 }

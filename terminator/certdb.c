@@ -472,7 +472,7 @@ int certdb_entry_from_row(const struct certdb_loader *ld, uint64_t epoch, const 
 				   (size_t)PQgetlength(res, row, col + 2), ld->key_buf, &key_len, err) < 0)
 		return -1;
 	rc = certctx_new(chain, chain_len, ld->key_buf->p, key_len, &ctx, err);
-	tt_secret_buf_wipe(ld->key_buf, key_len);
+	tt_secret_buf_wipe(ld->key_buf);
 	if (rc < 0)
 		return -1;
 	if (ld->tickets && tickets_attach(ld->tickets, ctx) < 0) {

@@ -299,6 +299,7 @@ static void *prefetcher(void *arg)
 	if (h->conn)
 		PQfinish(h->conn);
 	h->conn = NULL;
+	tt_secret_buf_free(&h->key_buf);
 	return NULL;
 }
 
@@ -380,7 +381,6 @@ void handover_stop(struct handover *h)
 	}
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->wake);
-	tt_secret_buf_free(&h->key_buf);
 	free(h->path);
 	free(h->conninfo);
 	free(h);
