@@ -33,7 +33,9 @@ setup = d["setup"]
 WARM_WINDOW = 8  # seconds before the switch that give the warm reference (after 2 s of settling)
 AFTER = setup["after_s"]
 
-print(f"# The terminator restarted under load ({d['date']}, {d['machine']['cores']} cores, shared machine)\n")
+RESTARTS = ("before", "cold", "warm", "spare")
+title = "The terminator restarted under load" if any(v in by for v in RESTARTS) else "Cold-name storms"
+print(f"# {title} ({d['date']}, {d['machine']['cores']} cores, shared machine)\n")
 print(f"{setup['names']:,} domains in the database, {setup['real']:,} servable; Zipf (s = {setup['zipf']}) over the "
       f"servable names, handshakes opened at {setup['rate']:,}/s (open loop; latency counts from the time each "
       f"was due); {setup['threads']} terminator thread(s) on half the cores. The machine was shared with other "
@@ -70,95 +72,97 @@ def fine_window(r):
     return [x for x in r.get("fine", []) if lo <= x["ms"] < hi]
 
 
-print("The switch is when the new process was started; it takes over (the old one gets SIGTERM) once healthy.\n")
-print("## Over the 30 s after the switch\n")
-print("| figure | " + " | ".join(v for v in LABELS if v in by) + " |")
-print("|---|" + "---:|" * sum(v in by for v in LABELS))
-rows = {}
-for v in LABELS:
-    if v not in by:
-        continue
-    r = by[v]
-    sw, warm, after, dbs = window(r)
-    wp99 = statistics.median(x["p99_us"] for x in warm) if warm else 0
-    wp50 = statistics.median(x["p50_us"] for x in warm) if warm else 0
-    ok = sum(x["ok"] for x in after)
-    err = sum(x["errors"] for x in after)
-    p99s = [x["p99_us"] for x in after if x["ok"]]
-    worst = max(p99s) if p99s else 0
-    over = sum(1 for p in p99s if wp99 and p > 2 * wp99)
-    rows.setdefault("handshakes completed / failed or refused (client side)", []).append(f"{ok:,} / {err:,}")
-    n = r["new"]
-    spare = v == "spare"
-    rows.setdefault("new process: refused as throttled / certificate errors", []).append(
-        "-" if spare else f"{n['throttled']:,} / {n['certificate_errors']:,}")
-    rows.setdefault("warm p50 / p99 before the switch, ms (median of per-second figures)", []).append(
-        f"{wp50 / 1000:.2f} / {wp99 / 1000:.2f}")
-    rows.setdefault("worst per-second p99 after the switch, ms (× warm p99)", []).append(
-        f"{worst / 1000:.2f} ({worst / wp99:.2f}×)" if wp99 else "-")
-    rows.setdefault("seconds with p99 above 2× warm p99", []).append(f"{over} of {len(p99s)}")
-    rows.setdefault("median per-second p50 / p99 after the switch, ms", []).append(
-        f"{statistics.median(x['p50_us'] for x in after) / 1000:.2f} / {statistics.median(p99s) / 1000:.2f}"
-        if p99s else "-")
-    xs = [x["xacts"] for x in dbs]
-    rows.setdefault("database transactions/s after the switch: peak / mean", []).append(
-        f"{max(xs):,} / {statistics.mean(xs):,.0f}" if xs else "-")
-    if any("pg_started" in x for x in dbs):
-        rows.setdefault("PostgreSQL processes started / ended after the switch", []).append(
-            f"{sum(x.get('pg_started', 0) for x in dbs)} / {sum(x.get('pg_ended', 0) for x in dbs)}")
-    qs = [x["queries"] for x in dbs if "queries" in x]
-    rows.setdefault("certificate queries/s sent by the terminators after the switch: peak / mean", []).append(
-        f"{max(qs):,} / {statistics.mean(qs):,.1f}" if qs else "-")
-    rows.setdefault("new process: cache misses, certificate queries (batches: names)", []).append(
-        "-" if spare else f"{n['cache_misses']:,}, {n['db_queries']:,} ({n['batches']:,}: {n['batched_names']:,})")
-    rows.setdefault("new process: names prefetched, in queries", []).append(
-        "-" if spare else f"{n['prefetch_loaded']:,}, {n['prefetch_queries']:,}")
-    rows.setdefault("new process healthy after, ms", []).append(f"{r['new_healthy_ms'] - r['switch_ms']:,}")
-    wu = n.get("warm_up_ms")
-    rows.setdefault("new process: warm-up before accepting, ms", []).append(f"{wu:,}" if wu is not None else "none")
-    loadcpu = [x["cpu_s"]["load"] for x in r["db_per_second"]
-               if "cpu_s" in x and sw - WARM_WINDOW < x["s"] <= int(sw)]
-    rows.setdefault("load generator busy before the switch, % of its core", []).append(
-        f"{statistics.mean(loadcpu) * 100:.0f}" if loadcpu else "-")
-    fw = fine_window(r)
-    fover = [x for x in fw if wp99 and x["p99_us"] > 2 * wp99]
-    rows.setdefault(f"{FINE_MS}-ms steps with p99 above 2× warm p99, from 1 s before the switch to 3 s after "
-                    f"the new process turned healthy", []).append(f"{len(fover)} of {len(fw)}" if fw else "-")
-    rows.setdefault(f"worst {FINE_MS}-ms step there: p50 / p99, ms", []).append(
-        f"{max(x['p50_us'] for x in fw) / 1000:.1f} / {max(x['p99_us'] for x in fw) / 1000:.1f}" if fw else "-")
-for k, vals in rows.items():
-    print(f"| {k} | " + " | ".join(vals) + " |")
+# Runs of only the storms (--variants "") have no restart to report.
+if any(v in by for v in RESTARTS):
+    print("The switch is when the new process was started; it takes over (the old one gets SIGTERM) once healthy.\n")
+    print("## Over the 30 s after the switch\n")
+    print("| figure | " + " | ".join(v for v in LABELS if v in by) + " |")
+    print("|---|" + "---:|" * sum(v in by for v in LABELS))
+    rows = {}
+    for v in LABELS:
+        if v not in by:
+            continue
+        r = by[v]
+        sw, warm, after, dbs = window(r)
+        wp99 = statistics.median(x["p99_us"] for x in warm) if warm else 0
+        wp50 = statistics.median(x["p50_us"] for x in warm) if warm else 0
+        ok = sum(x["ok"] for x in after)
+        err = sum(x["errors"] for x in after)
+        p99s = [x["p99_us"] for x in after if x["ok"]]
+        worst = max(p99s) if p99s else 0
+        over = sum(1 for p in p99s if wp99 and p > 2 * wp99)
+        rows.setdefault("handshakes completed / failed or refused (client side)", []).append(f"{ok:,} / {err:,}")
+        n = r["new"]
+        spare = v == "spare"
+        rows.setdefault("new process: refused as throttled / certificate errors", []).append(
+            "-" if spare else f"{n['throttled']:,} / {n['certificate_errors']:,}")
+        rows.setdefault("warm p50 / p99 before the switch, ms (median of per-second figures)", []).append(
+            f"{wp50 / 1000:.2f} / {wp99 / 1000:.2f}")
+        rows.setdefault("worst per-second p99 after the switch, ms (× warm p99)", []).append(
+            f"{worst / 1000:.2f} ({worst / wp99:.2f}×)" if wp99 else "-")
+        rows.setdefault("seconds with p99 above 2× warm p99", []).append(f"{over} of {len(p99s)}")
+        rows.setdefault("median per-second p50 / p99 after the switch, ms", []).append(
+            f"{statistics.median(x['p50_us'] for x in after) / 1000:.2f} / {statistics.median(p99s) / 1000:.2f}"
+            if p99s else "-")
+        xs = [x["xacts"] for x in dbs]
+        rows.setdefault("database transactions/s after the switch: peak / mean", []).append(
+            f"{max(xs):,} / {statistics.mean(xs):,.0f}" if xs else "-")
+        if any("pg_started" in x for x in dbs):
+            rows.setdefault("PostgreSQL processes started / ended after the switch", []).append(
+                f"{sum(x.get('pg_started', 0) for x in dbs)} / {sum(x.get('pg_ended', 0) for x in dbs)}")
+        qs = [x["queries"] for x in dbs if "queries" in x]
+        rows.setdefault("certificate queries/s sent by the terminators after the switch: peak / mean", []).append(
+            f"{max(qs):,} / {statistics.mean(qs):,.1f}" if qs else "-")
+        rows.setdefault("new process: cache misses, certificate queries (batches: names)", []).append(
+            "-" if spare else f"{n['cache_misses']:,}, {n['db_queries']:,} ({n['batches']:,}: {n['batched_names']:,})")
+        rows.setdefault("new process: names prefetched, in queries", []).append(
+            "-" if spare else f"{n['prefetch_loaded']:,}, {n['prefetch_queries']:,}")
+        rows.setdefault("new process healthy after, ms", []).append(f"{r['new_healthy_ms'] - r['switch_ms']:,}")
+        wu = n.get("warm_up_ms")
+        rows.setdefault("new process: warm-up before accepting, ms", []).append(f"{wu:,}" if wu is not None else "none")
+        loadcpu = [x["cpu_s"]["load"] for x in r["db_per_second"]
+                   if "cpu_s" in x and sw - WARM_WINDOW < x["s"] <= int(sw)]
+        rows.setdefault("load generator busy before the switch, % of its core", []).append(
+            f"{statistics.mean(loadcpu) * 100:.0f}" if loadcpu else "-")
+        fw = fine_window(r)
+        fover = [x for x in fw if wp99 and x["p99_us"] > 2 * wp99]
+        rows.setdefault(f"{FINE_MS}-ms steps with p99 above 2× warm p99, from 1 s before the switch to 3 s after "
+                        f"the new process turned healthy", []).append(f"{len(fover)} of {len(fw)}" if fw else "-")
+        rows.setdefault(f"worst {FINE_MS}-ms step there: p50 / p99, ms", []).append(
+            f"{max(x['p50_us'] for x in fw) / 1000:.1f} / {max(x['p99_us'] for x in fw) / 1000:.1f}" if fw else "-")
+    for k, vals in rows.items():
+        print(f"| {k} | " + " | ".join(vals) + " |")
 
-print("\n## Per second after the switch (completed / failed, p99 ms, database transactions, certificate queries)\n")
-vs = [v for v in LABELS if v in by]
-print("| s | " + " | ".join(vs) + " |")
-print("|---:|" + "---:|" * len(vs))
-wins = {v: window(by[v]) for v in vs}
-for i in range(-2, AFTER):
-    cells = []
-    for v in vs:
-        sw, _, _, _ = wins[v]
-        s = int(sw) + i
-        t = next((x for x in by[v]["timeline"] if x["s"] == s), None)
-        db = next((x for x in by[v]["db_per_second"] if x["s"] == s + 1), None)
-        q = db.get("queries", "-") if db else "-"
-        cells.append(f"{t['ok']} / {t['errors']}, {t['p99_us'] / 1000:.1f}, {db['xacts'] if db else '-'}, {q}"
-                     if t else "-")
-    print(f"| {i:+d} | " + " | ".join(cells) + " |")
+    print("\n## Per second after the switch (completed / failed, p99 ms, database transactions, certificate queries)\n")
+    vs = [v for v in LABELS if v in by]
+    print("| s | " + " | ".join(vs) + " |")
+    print("|---:|" + "---:|" * len(vs))
+    wins = {v: window(by[v]) for v in vs}
+    for i in range(-2, AFTER):
+        cells = []
+        for v in vs:
+            sw, _, _, _ = wins[v]
+            s = int(sw) + i
+            t = next((x for x in by[v]["timeline"] if x["s"] == s), None)
+            db = next((x for x in by[v]["db_per_second"] if x["s"] == s + 1), None)
+            q = db.get("queries", "-") if db else "-"
+            cells.append(f"{t['ok']} / {t['errors']}, {t['p99_us'] / 1000:.1f}, {db['xacts'] if db else '-'}, {q}"
+                         if t else "-")
+        print(f"| {i:+d} | " + " | ".join(cells) + " |")
 
-print(f"\n## Around the switch, {FINE_MS}-ms steps (p50 / p99 ms of the handshakes due in each; "
-      f"* the step in which the new process turned healthy and the old one got SIGTERM)\n")
-print("| ms after the switch | " + " | ".join(vs) + " |")
-print("|---:|" + "---:|" * len(vs))
-fines = {v: {x["ms"] - by[v]["switch_ms"] // FINE_MS * FINE_MS: x for x in by[v].get("fine", [])} for v in vs}
-span = max(by[v]["new_healthy_ms"] - by[v]["switch_ms"] for v in vs) + 3000
-for off in range(-1000, span, FINE_MS):
-    cells = []
-    for v in vs:
-        x = fines[v].get(off)
-        mark = "*" if off <= by[v]["new_healthy_ms"] - by[v]["switch_ms"] < off + FINE_MS else ""
-        cells.append(f"{mark}{x['p50_us'] / 1000:.1f} / {x['p99_us'] / 1000:.1f}" if x else "-")
-    print(f"| {off:+d} | " + " | ".join(cells) + " |")
+    print(f"\n## Around the switch, {FINE_MS}-ms steps (p50 / p99 ms of the handshakes due in each; "
+          f"* the step in which the new process turned healthy and the old one got SIGTERM)\n")
+    print("| ms after the switch | " + " | ".join(vs) + " |")
+    print("|---:|" + "---:|" * len(vs))
+    fines = {v: {x["ms"] - by[v]["switch_ms"] // FINE_MS * FINE_MS: x for x in by[v].get("fine", [])} for v in vs}
+    span = max(by[v]["new_healthy_ms"] - by[v]["switch_ms"] for v in vs) + 3000
+    for off in range(-1000, span, FINE_MS):
+        cells = []
+        for v in vs:
+            x = fines[v].get(off)
+            mark = "*" if off <= by[v]["new_healthy_ms"] - by[v]["switch_ms"] < off + FINE_MS else ""
+            cells.append(f"{mark}{x['p50_us'] / 1000:.1f} / {x['p99_us'] / 1000:.1f}" if x else "-")
+        print(f"| {off:+d} | " + " | ".join(cells) + " |")
 
 print("\n## Cold-name cost: a storm of names never served (closed loop, 64 connections, fresh process, no latency limit)\n")
 print("| figure | one query per name | batched |")
