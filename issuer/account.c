@@ -93,7 +93,7 @@ static int account_alive(const struct ca_account *s, struct tt_err *err)
 	const char *status = json_string_value(json_object_get(acct, "status"));
 	if (rc == ACME_OK)
 		rc = status && strcmp(status, "valid") != 0 ? 1 : 0;
-	else if (strstr(prob.type, ":accountDoesNotExist") || strstr(prob.type, ":unauthorized"))
+	else if (acme_error_is(prob.type, "accountDoesNotExist") || acme_error_is(prob.type, "unauthorized"))
 		rc = 1;
 	else
 		rc = tt_wrap(err, "cannot check the ACME account");

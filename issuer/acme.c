@@ -147,6 +147,12 @@ void acme_problem_clear(struct acme_problem *p)
 	memset(p, 0, sizeof(*p));
 }
 
+bool acme_error_is(const char *type, const char *name)
+{
+	size_t ns = strlen(ACME_ERROR_NS);
+	return type && strncmp(type, ACME_ERROR_NS, ns) == 0 && strcmp(type + ns, name) == 0;
+}
+
 void acme_problem_set(struct acme_problem *p, long status, const char *type, const char *detail, json_t *doc)
 {
 	json_decref(p->doc);
@@ -375,16 +381,16 @@ static enum acme_status post_signed(struct acme_client *c, const char *url, cons
 		if (c->status >= 400) {
 			const char *type = json_string_value(json_object_get(doc, "type"));
 			const char *detail = json_string_value(json_object_get(doc, "detail"));
-			if (type && strcmp(type, "urn:ietf:params:acme:error:badNonce") == 0 && nonce_left-- > 0) {
+			if (acme_error_is(type, "badNonce") && nonce_left-- > 0) {
 				json_decref(doc);
 				c->bad_nonce_retries++;
 				tt_log(TT_INFO, "acme_bad_nonce_retry", "url=%s retries_left=%d", url, nonce_left);
 				continue; /* perform() kept the fresh nonce that came with the error */
 			}
 			acme_problem_set(prob, c->status, type ? type : "http", detail ? detail : c->body, doc);
-			if (c->status == 429 || (type && strstr(type, ":rateLimited")))
+			if (c->status == 429 || acme_error_is(type, "rateLimited"))
 				rc = ACME_RATE_LIMITED;
-			else if (type && strstr(type, ":accountDoesNotExist"))
+			else if (acme_error_is(type, "accountDoesNotExist"))
 				rc = ACME_ACCOUNT_GONE;
 			tt_fail(err, "%s: HTTP %ld %s %s", url, c->status, type ? type : "", detail ? detail : "");
 			break;

@@ -394,6 +394,10 @@ void acme_client_free(struct acme_client *c);
 void acme_client_set_account(struct acme_client *c, const struct acme_directory *dir, struct jws_key *key,
 			     const char *kid);
 void acme_problem_clear(struct acme_problem *p);
+/* RFC 8555's error namespace; acme_error_is tells whether a problem type is exactly the error
+ * named (a bare name such as "caa"): a type that only contains the name is another error. */
+#define ACME_ERROR_NS "urn:ietf:params:acme:error:"
+bool acme_error_is(const char *type, const char *name);
 /* Replaces the problem (doc, when given, is taken over). */
 void acme_problem_set(struct acme_problem *p, long status, const char *type, const char *detail, json_t *doc);
 int acme_directory_fetch(struct acme_client *c, struct acme_directory *dir, struct tt_err *err);

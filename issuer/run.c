@@ -529,7 +529,7 @@ enum order_end {
 /* The CA refused the name itself (its policy, or its own CAA check): another CA may not. */
 static bool refused_name(const struct acme_problem *prob)
 {
-	return strstr(prob->type, ":rejectedIdentifier") || strstr(prob->type, ":caa");
+	return acme_error_is(prob->type, "rejectedIdentifier") || acme_error_is(prob->type, "caa");
 }
 
 /* The domain's order at CA w->ca, from new attempt to stored certificate or recorded outcome. */

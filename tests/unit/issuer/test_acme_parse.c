@@ -82,6 +82,14 @@ int main(void)
 	CHECK(!acme_header_value("Retry-After:", 12, "retry-after:", out, sizeof(out)),
 	      "a header with nothing after the name has no value");
 
+	CHECK(acme_error_is("urn:ietf:params:acme:error:caa", "caa") &&
+		      acme_error_is("urn:ietf:params:acme:error:rejectedIdentifier", "rejectedIdentifier"),
+	      "problem type: RFC 8555's error of that name");
+	CHECK(!acme_error_is("urn:ietf:params:acme:error:caaX", "caa") &&
+		      !acme_error_is("urn:ietf:params:acme:error:badCaa", "caa") &&
+		      !acme_error_is("urn:example:error:caa", "caa") && !acme_error_is("caa", "caa") &&
+		      !acme_error_is("urn:ietf:params:acme:error:", "caa") && !acme_error_is(NULL, "caa"),
+	      "problem type: one that only contains the name, another namespace, a bare word or none is not it");
 	CHECK(acme_parse_retry_after("120") == 120, "Retry-After seconds");
 	CHECK(acme_parse_retry_after("0") == 0, "Retry-After 0");
 	CHECK(acme_parse_retry_after("86401") == 86400, "Retry-After over a day is a day");
