@@ -210,20 +210,26 @@ static long usable_cpus(void)
 	return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
-/* Each loop's share of --max-connections (rounded down to a multiple of the threads), read at start
- * only: a SIGHUP keeps it, whatever the limit became. The descriptor limit must hold two per
- * connection beside what the process and its loops hold otherwise (a full backend pool each, the
- * metrics port's connections), or a connection accepted with the last descriptor would have none
- * for its backend. */
-static int share_connections(const struct tt_opts *o, int threads, size_t *per_loop, struct tt_err *err)
+/* Each loop's share of --max-connections (rounded down to a multiple of the threads), and the
+ * metrics port's connections (0 without --metrics), read at start only: a SIGHUP keeps them,
+ * whatever the limit became. The descriptor limit must hold two per connection beside what the
+ * process and its loops hold otherwise (a full backend pool each, the metrics port's connections),
+ * or a connection accepted with the last descriptor would have none for its backend. */
+static int share_connections(const struct tt_opts *o, int threads, size_t *per_loop, size_t *metrics_conns,
+			     struct tt_err *err)
 {
 	struct rlimit files;
 	if (getrlimit(RLIMIT_NOFILE, &files) < 0)
 		return tt_fail(err, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
 	size_t limit =
 	    files.rlim_cur == RLIM_INFINITY || files.rlim_cur > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)files.rlim_cur;
-	size_t reserve = FD_RESERVE_PROCESS + (tt_opts_get(o, "metrics") ? METRICS_MAX_CONNS : 0) +
-			 (size_t)threads * (FD_RESERVE_LOOP + BACKEND_POOL_MAX);
+	size_t metrics = limit / METRICS_LIMIT_SHARE;
+	if (metrics > METRICS_MAX_CONNS)
+		metrics = METRICS_MAX_CONNS;
+	if (metrics < METRICS_MIN_CONNS)
+		metrics = METRICS_MIN_CONNS;
+	*metrics_conns = tt_opts_get(o, "metrics") ? metrics : 0;
+	size_t reserve = FD_RESERVE_PROCESS + *metrics_conns + (size_t)threads * (FD_RESERVE_LOOP + BACKEND_POOL_MAX);
 	size_t room = limit > reserve ? (limit - reserve) / FDS_PER_CONN : 0;
 	size_t want;
 	if (tt_opts_size(o, "max-connections", &want, err) < 0)
@@ -406,6 +412,7 @@ struct ctx {
 	int nthreads;
 	int (*fds)[2];
 	int metrics_fd;
+	size_t metrics_conns; /* the metrics port's share of the descriptors (share_connections) */
 	const struct name_filter *filter;
 	int64_t warm_up_limit_ms;   /* 0: tc.hold_accept is off, the loops accept at once */
 	struct tt_keyring *keyring; /* the loops and the ticket refresher read it; SIGHUP changes it in place */
@@ -684,7 +691,8 @@ static int run(struct ctx *x, struct tt_err *err)
 								   .filter = x->filter,
 								   .challenges = x->current->challenges,
 								   .handover = x->handover,
-								   .phase = &phase},
+								   .phase = &phase,
+								   .max_conns = x->metrics_conns},
 					 &msrv, err) < 0)
 			ok = false;
 	}
@@ -827,7 +835,7 @@ int main(int argc, char **argv)
 	int64_t ticket_refresh_ms = 0, drain_ms = 0;
 	struct ctx x = {.argc = argc, .argv = argv, .opts = &cfg, .initial = &tc, .current = &tc, .metrics_fd = -1};
 	if (build_config(&cfg, &tc, &limits, &threads, &level, &drain_ms, &err) < 0 ||
-	    share_connections(&cfg, threads, &tc.loop_max_conns, &err) < 0 ||
+	    share_connections(&cfg, threads, &tc.loop_max_conns, &x.metrics_conns, &err) < 0 ||
 	    tt_opts_size(&cfg, "name-filter-names", &filter_names, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "warm-up-limit", &x.warm_up_limit_ms, &err) < 0 ||
 	    tt_opts_duration_ms(&cfg, "ticket-refresh", &ticket_refresh_ms, &err) < 0) {
@@ -915,9 +923,10 @@ int main(int argc, char **argv)
 
 	wolfSSL_Init();
 	tt_log(TT_INFO, "start",
-	       "version=%s wolfssl=%s threads=%d max_connections=%zu https=%s http=%s backend=%s uid=%u", TT_VERSION,
-	       LIBWOLFSSL_VERSION_STRING, threads, tc.loop_max_conns * (size_t)threads, tt_opts_get(&cfg, "https"),
-	       tt_opts_get(&cfg, "http"), tt_opts_get(&cfg, "backend"), (unsigned)getuid());
+	       "version=%s wolfssl=%s threads=%d max_connections=%zu metrics_connections=%zu https=%s http=%s "
+	       "backend=%s uid=%u",
+	       TT_VERSION, LIBWOLFSSL_VERSION_STRING, threads, tc.loop_max_conns * (size_t)threads, x.metrics_conns,
+	       tt_opts_get(&cfg, "https"), tt_opts_get(&cfg, "http"), tt_opts_get(&cfg, "backend"), (unsigned)getuid());
 	if (start_handover(&cfg, &tc, &x, &err) < 0) {
 		rc = tt_prog_fail(PROG, &err, TT_EXIT_FAILED);
 		wolfSSL_Cleanup();

@@ -398,7 +398,7 @@ static void metrics_accept(struct metrics_server *srv, int64_t now)
 			}
 			return;
 		}
-		if (srv->nconns >= METRICS_MAX_CONNS) {
+		if (srv->nconns >= srv->src.max_conns) {
 			srv->evicted++;
 			mconn_close(srv, srv->oldest);
 		}

@@ -553,14 +553,19 @@ struct metrics_sources {
 	/* /healthz answers 503 but while serving (NULL: serving), and while no loop reaches the
 	 * database and the cache is empty. */
 	const _Atomic(enum process_phase) *phase;
+	size_t max_conns; /* connections to the port at once; past it the oldest closes */
 };
 struct metrics_server;
-/* Connections to the metrics port at once; past it the oldest closes. */
+/* Connections to the metrics port at once: main reserves descriptors for METRICS_MAX_CONNS, or for
+ * a sixteenth of the descriptor limit when that is fewer, but never fewer than METRICS_MIN_CONNS,
+ * so a host with a low limit still starts with a metrics port. */
 #define METRICS_MAX_CONNS 1024
+#define METRICS_MIN_CONNS 16
+#define METRICS_LIMIT_SHARE 16
 /* Serves the metrics listener (bound by main with loop_listen_on, SO_REUSEPORT so a new process
  * can start while this one drains) from a thread of its own: non-blocking sockets under epoll, 5 s
- * for a whole request and its answer, at most 1,024 connections (past that the oldest closes), so
- * no client can stall /healthz. Closes the listener, also when it fails. */
+ * for a whole request and its answer, at most src->max_conns connections (past that the oldest
+ * closes), so no client can stall /healthz. Closes the listener, also when it fails. */
 int metrics_server_start(int fd, const struct metrics_sources *src, struct metrics_server **out, struct tt_err *err);
 void metrics_server_stop(struct metrics_server *srv);
 /* The Prometheus text into out (truncated at outsize); returns its length. */

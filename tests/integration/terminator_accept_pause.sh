@@ -135,6 +135,26 @@ check "  ... saying what it needs" grep -q -- "--max-connections 100 needs 402 d
 	>"$T/refused.out" 2>&1; rc=$?
 check "--max-connections 1 for 2 threads is refused ($rc)" test "$rc" -ne 0
 check "  ... saying why" grep -q "fewer than one for each of 2 threads" "$T/refused.out"
+
+# --metrics under a low limit: the metrics port gets a sixteenth of it (300 / 16 = 18 connections),
+# not a fixed 1,024 that left no room at all (refused at start before), and closes the oldest past it.
+METRICS_PORT=$(free_port)
+bg prlimit --nofile=$FD_LIMIT:$FD_LIMIT "$TT_BIN/terminator" --https "127.0.0.1:$HTTPS_PORT" \
+	--http "127.0.0.1:$HTTP_PORT" --backend "127.0.0.1:$BACKEND_PORT" --metrics "127.0.0.1:$METRICS_PORT" \
+	--threads 2 --user nobody >>"$T/terminator3.log" 2>&1
+TERM_PID=$!
+# 300 - (64 + 18 + 2 x 69) = 80 descriptors: 40 connections, 20 a thread.
+check "with --metrics under a limit of $FD_LIMIT it starts, 18 metrics connections, 40 client ones" \
+	wait_until 15 grep -q "event=start .*max_connections=40 metrics_connections=18 " "$T/terminator3.log"
+check "  ... and is healthy" wait_until 15 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
+check "30 idle connections to its metrics port are open" flood "$METRICS_PORT" 30
+# Each scrape is a connection too, and closes one more of the idle ones.
+evicted_at_least() { test "$(metric tracktls_metrics_connections_evicted_total)" -ge "$1"; }
+check "  ... and it keeps 18 of them at most, closing the oldest" wait_until 10 evicted_at_least 12
+check "  ... ($(metric tracktls_metrics_connections) open)" test "$(metric tracktls_metrics_connections)" -le 18
+kill "$FLOOD_PID"
+check "  ... and it stops" stop_terminator
+
 check "--max-connections 10 is what it holds" start_terminator --max-connections 10
 check "  ... as /metrics says ($(metric tracktls_connections_limit))" test "$(metric tracktls_connections_limit)" = 10
 check "  ... and it stops" stop_terminator
