@@ -189,8 +189,8 @@ int tt_envelope_open(const struct tt_keyring *kr, const void *aad, size_t aadlen
 /* A locked, guarded buffer kept for many opens: sodium_malloc and sodium_free cost a mapping,
  * guard pages and mlock each (about 50 us together on our VMs), which a thread that opens a key
  * per cold name should not pay per name. One thread's own; starts empty ({0}) and grows to the
- * largest key opened, at most TT_PEM_FILE_MAX (a key shorter than the buffer is followed by
- * zeros, not by a guard page). */
+ * largest key opened, at most TT_PEM_FILE_MAX (a key shorter than the buffer is followed by the
+ * rest of it, not by a guard page). */
 #define TT_SECRET_BUF_MIN 4096
 struct tt_secret_buf {
 	uint8_t *p;
