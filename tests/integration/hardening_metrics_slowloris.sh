@@ -23,11 +23,8 @@ check "1,000 or more trickling clients are connected to the metrics port at once
 code=$(curl -s -o "$T/metrics.txt" -w '%{http_code}' --max-time 2 "http://127.0.0.1:$METRICS_PORT/metrics")
 check "/metrics is served meanwhile ($code)" test "$code" = 200
 # 1,000 connected is before the 1,300th connects: the evictions come as the rest do.
-evicted_200() {
-	curl -s --max-time 2 "http://127.0.0.1:$METRICS_PORT/metrics" |
-		awk '$1 == "tracktls_metrics_connections_evicted_total" { found = $2 >= 200 } END { exit !found }'
-}
-check "  ... counting the connections closed for room over the cap" wait_until 10 evicted_200
+check "  ... counting the connections closed for room over the cap" \
+	wait_until 10 metric_at_least tracktls_metrics_connections_evicted_total 200
 
 wait "$SLOW"
 cat "$T/slow.json"

@@ -19,8 +19,7 @@ rss0=$(rss)
 
 python3 "$TT_ROOT/tests/lib/slowloris.py" "$HTTPS_PORT" "$HTTP_PORT" 800 600 600 --interval 0.5 --limit 15 >"$T/slow.json" &
 SLOW=$!
-many_open() { test "$(metric tracktls_connections_open)" -ge 1900; }
-check "2,000 slow connections are open at once" wait_until 10 many_open
+check "2,000 slow connections are open at once" wait_until 10 metric_at_least tracktls_connections_open 1900
 rss_peak=$(rss)
 
 # One curl makes them in turn (no process start between them, which a loaded machine makes slow

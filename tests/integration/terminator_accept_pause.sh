@@ -149,8 +149,8 @@ check "with --metrics under a limit of $FD_LIMIT it starts, 18 metrics connectio
 check "  ... and is healthy" wait_until 15 curl -sf "http://127.0.0.1:$METRICS_PORT/healthz"
 check "30 idle connections to its metrics port are open" flood "$METRICS_PORT" 30
 # Each scrape is a connection too, and closes one more of the idle ones.
-evicted_at_least() { test "$(metric tracktls_metrics_connections_evicted_total)" -ge "$1"; }
-check "  ... and it keeps 18 of them at most, closing the oldest" wait_until 10 evicted_at_least 12
+check "  ... and it keeps 18 of them at most, closing the oldest" \
+	wait_until 10 metric_at_least tracktls_metrics_connections_evicted_total 12
 check "  ... ($(metric tracktls_metrics_connections) open)" test "$(metric tracktls_metrics_connections)" -le 18
 kill "$FLOOD_PID"
 check "  ... and it stops" stop_terminator

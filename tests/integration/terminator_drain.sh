@@ -9,7 +9,6 @@ tt_setup_db
 start_backend
 make_cert a.test || fail "make_cert a.test"
 check "terminator starts" start_terminator
-requests_seen() { test "$(metric tracktls_requests_total)" -ge "$1"; }
 client() { python3 "$TT_ROOT/tests/lib/tls_client.py" "$HTTPS_PORT" a.test "$T/a.test.pem" "$@"; }
 
 client / >"$T/idle.out" &
@@ -18,7 +17,7 @@ wait_until 10 grep -q idle "$T/idle.out"
 client /slow?ms=2000 >"$T/slow.out" &
 SLOW=$!
 # The slow request is with the backend once the terminator counted it.
-wait_until 10 requests_seen 2
+wait_until 10 metric_at_least tracktls_requests_total 2
 start=$(date +%s%N)
 kill -TERM "$TERM_PID"
 health_503() { test "$(curl -s -o "$T/health.body" -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/healthz")" = 503; }
@@ -46,7 +45,7 @@ check "  ... and its end, with nothing closed early" grep -q "event=drained .*cl
 check "terminator starts with --drain-timeout 1s" start_terminator --drain-timeout 1s
 client /slow?ms=8000 >"$T/late.out" &
 LATE=$!
-wait_until 10 requests_seen 1
+wait_until 10 metric_at_least tracktls_requests_total 1
 start=$(date +%s%N)
 kill -TERM "$TERM_PID"
 wait "$TERM_PID"; rc=$?
@@ -59,7 +58,7 @@ check "  ... and that client sees its connection end without an answer" bash -c 
 # A second signal while draining stops at once.
 check "terminator starts again" start_terminator
 client /slow?ms=8000 >"$T/late2.out" &
-wait_until 10 requests_seen 1
+wait_until 10 metric_at_least tracktls_requests_total 1
 start=$(date +%s%N)
 kill -TERM "$TERM_PID"
 draining_logged() { test "$(grep -c "event=draining" "$T/terminator.log")" = 3; }

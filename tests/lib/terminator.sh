@@ -11,6 +11,7 @@
 #   served NAME FIELD             the leaf served for SNI NAME: subject, serial...
 #   metric NAME                   a value from /metrics (labels included in NAME)
 #   metric_is NAME VALUE          it has that value (for wait_until, which runs it again each time)
+#   metric_at_least NAME N        it is N or more (the same)
 
 tt_setup_db() {
 	make_keyring || return 1
@@ -54,8 +55,14 @@ served() {
 		openssl x509 -noout "-$2" 2>/dev/null
 }
 
+# --max-time: a scrape that gets no answer is an empty value, not a test that hangs.
 metric() {
-	curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
+	curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$1" '$1 == k { print $2 }'
 }
 
 metric_is() { test "$(metric "$1")" = "$2"; }
+metric_at_least() {
+	local v
+	v=$(metric "$1")
+	test -n "$v" && test "${v%.*}" -ge "$2"
+}
